@@ -1,0 +1,22 @@
+//! Procedural macros of `mp`: `#[mp::worker]` and `mp::main!`. Use them through the `mp` crate.
+//!
+//! Each macro parses, validates, then expands (`worker.rs`, `main_fn.rs`). On an error the
+//! original item is still emitted next to the `compile_error!`, so one mistake does not bury
+//! the rest of the crate in follow-up errors.
+
+use proc_macro::TokenStream;
+
+mod main_fn;
+mod worker;
+
+/// Registers a function as a worker child processes can run. See `mp::worker`.
+#[proc_macro_attribute]
+pub fn worker(attr: TokenStream, item: TokenStream) -> TokenStream {
+    worker::expand(attr.into(), item.into()).into()
+}
+
+/// Wraps `main` as the guarded entry point. See `mp::main`.
+#[proc_macro]
+pub fn main(input: TokenStream) -> TokenStream {
+    main_fn::expand(input.into()).into()
+}

@@ -1,0 +1,375 @@
+//! Framed, descriptor-carrying messages over one `AF_UNIX` stream socket: the transport under
+//! [`Pipe`](crate::pipe) ends and the parent↔child bootstrap.
+//!
+//! A frame is a 16-byte header (`magic`, `flags`, `len`, `nfds`) followed by `len` payload
+//! bytes. Payloads above [`INLINE_MAX`] travel out of line in a sealed memfd (the frame's last
+//! descriptor) instead of being copied through the socket. Descriptors ride on the frame's
+//! bytes in batches of at most 253 (`SCM_MAX_FD`). The receiver checks every header before it
+//! allocates anything: a wrong magic, an inline payload above [`INLINE_MAX`], or a size above
+//! the limit poisons the connection with a clear error instead of a misread.
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::codec::{self, MAX_MESSAGE};
+use crate::error::{Error, Result};
+use crate::sys;
+
+/// Payloads larger than this travel in a sealed memfd rather than through the socket.
+pub const INLINE_MAX: usize = 64 * 1024;
+/// Frame header size.
+pub(crate) const HEADER: usize = 16;
+const MAGIC: u32 = u32::from_le_bytes(*b"mp\x01\x00");
+const FLAG_OUT_OF_LINE: u32 = 1;
+/// How long a receiver polls without sleeping before it blocks: a reply that comes back
+/// within this time is picked up without paying for a wake-up.
+const SPIN: Duration = Duration::from_micros(50);
+
+/// A received message: its payload (inline or mapped) and the descriptors it carried.
+pub(crate) struct Frame {
+    payload: Payload,
+    pub(crate) fds: Vec<OwnedFd>,
+}
+
+enum Payload {
+    Inline(Vec<u8>),
+    Sealed(sys::SealedBuffer),
+}
+
+impl Frame {
+    /// Decodes the payload as a `T`, handing the descriptors to the handles inside it.
+    pub(crate) fn decode<T: serde::de::DeserializeOwned>(self) -> Result<T> {
+        let Frame { payload, fds } = self;
+        match &payload {
+            Payload::Inline(v) => codec::decode(v, fds),
+            Payload::Sealed(b) => codec::decode(b.as_slice(), fds),
+        }
+    }
+}
+
+/// Encodes `value` as one frame into `out` (header first) and collects its descriptors.
+/// Returns the sealed buffer when the payload goes out of line.
+pub(crate) fn encode_frame<T: serde::Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+    fds: &mut Vec<RawFd>,
+) -> Result<Option<sys::SealedBuffer>> {
+    out.clear();
+    fds.clear();
+    out.extend_from_slice(&[0; HEADER]);
+    codec::encode(value, out, fds)?;
+    let len = out.len() - HEADER;
+    let nfds = fds.len() as u32;
+    let sealed = if len > INLINE_MAX {
+        let buffer = sys::SealedBuffer::create(&[&out[HEADER..]])
+            .map_err(Error::io("cannot create a buffer for a large message"))?;
+        out.truncate(HEADER);
+        Some(buffer)
+    } else {
+        None
+    };
+    let flags = if sealed.is_some() {
+        FLAG_OUT_OF_LINE
+    } else {
+        0
+    };
+    out[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+    out[4..8].copy_from_slice(&flags.to_le_bytes());
+    out[8..12].copy_from_slice(&(len as u32).to_le_bytes());
+    out[12..16].copy_from_slice(&nfds.to_le_bytes());
+    Ok(sealed)
+}
+
+/// A parsed frame header.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Header {
+    pub(crate) out_of_line: bool,
+    pub(crate) len: usize,
+    pub(crate) nfds: usize,
+}
+
+impl Header {
+    /// Parses and checks a header against the receiver's limit; nothing is allocated yet.
+    pub(crate) fn parse(bytes: &[u8; HEADER], limit: u64) -> Result<Header> {
+        let word = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().expect("4 bytes"));
+        if word(0) != MAGIC {
+            return Err(Error::Malformed(format!(
+                "bad magic {:#010x} (not an mp peer, or the stream is out of step)",
+                word(0)
+            )));
+        }
+        let flags = word(4);
+        if flags & !FLAG_OUT_OF_LINE != 0 {
+            return Err(Error::Malformed(format!("unknown flags {flags:#x}")));
+        }
+        let out_of_line = flags & FLAG_OUT_OF_LINE != 0;
+        let len = word(8) as u64;
+        if len > limit {
+            return Err(Error::TooLarge { len, limit });
+        }
+        if !out_of_line && len > INLINE_MAX as u64 {
+            return Err(Error::Malformed(format!(
+                "inline payload of {len} bytes exceeds the inline maximum of {INLINE_MAX}"
+            )));
+        }
+        Ok(Header {
+            out_of_line,
+            len: len as usize,
+            nfds: word(12) as usize,
+        })
+    }
+}
+
+struct Rx {
+    buf: Vec<u8>,
+    start: usize,
+    fds: VecDeque<OwnedFd>,
+    broken: Option<String>,
+}
+
+struct Tx {
+    buf: Vec<u8>,
+    fds: Vec<RawFd>,
+}
+
+/// One end of a framed connection. Thread-safe: sends and receives each take a lock.
+pub(crate) struct Channel {
+    sock: OwnedFd,
+    rx: Mutex<Rx>,
+    tx: Mutex<Tx>,
+    limit: u64,
+}
+
+impl Channel {
+    pub(crate) fn new(sock: OwnedFd) -> Channel {
+        Channel {
+            sock,
+            rx: Mutex::new(Rx {
+                buf: Vec::new(),
+                start: 0,
+                fds: VecDeque::new(),
+                broken: None,
+            }),
+            tx: Mutex::new(Tx {
+                buf: Vec::new(),
+                fds: Vec::new(),
+            }),
+            limit: MAX_MESSAGE,
+        }
+    }
+
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+
+    /// Encodes and sends `value` as one frame. Blocks while the socket is full.
+    pub(crate) fn send<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<()> {
+        let mut tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        let Tx { buf, fds } = &mut *tx;
+        let sealed = encode_frame(value, buf, fds)?;
+        // The raw descriptors belong to handles inside `value`, which outlives this call.
+        let mut borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|&fd| borrow_raw(fd)).collect();
+        if let Some(s) = &sealed {
+            borrowed.push(s.fd());
+        }
+        send_frame_bytes(self.sock.as_fd(), buf, &borrowed)
+    }
+
+    /// Receives one frame, waiting at most `timeout` (`None`: forever).
+    pub(crate) fn recv_frame(&self, timeout: Option<Duration>) -> Result<Frame> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut rx = self.rx.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(why) = &rx.broken {
+            return Err(Error::Malformed(why.clone()));
+        }
+        let result = self.recv_locked(&mut rx, deadline);
+        if let Err(e @ (Error::Malformed(_) | Error::TooLarge { .. })) = &result {
+            rx.broken = Some(e.to_string());
+        }
+        result
+    }
+
+    /// Whether a frame (or end-of-file) can be read without blocking, waiting up to `timeout`.
+    pub(crate) fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
+        let rx = self.rx.lock().unwrap_or_else(|e| e.into_inner());
+        if rx.buf.len() - rx.start >= HEADER {
+            return Ok(true);
+        }
+        drop(rx);
+        sys::poll_readable(self.sock.as_fd(), timeout).map_err(Error::io("poll failed"))
+    }
+
+    fn recv_locked(&self, rx: &mut Rx, deadline: Option<Instant>) -> Result<Frame> {
+        self.fill(rx, HEADER, deadline)?;
+        let header_bytes: [u8; HEADER] = rx.buf[rx.start..rx.start + HEADER]
+            .try_into()
+            .expect("header");
+        let header = Header::parse(&header_bytes, self.limit)?;
+        let inline_len = if header.out_of_line { 0 } else { header.len };
+        self.fill(rx, HEADER + inline_len, deadline)?;
+        let body = rx.start + HEADER;
+        let fd_count = header.nfds + usize::from(header.out_of_line);
+        // Descriptors arrive with the frame's bytes, which are all here now.
+        let mut fds = codec::take_fds(&mut rx.fds, fd_count)?;
+        let payload = if header.out_of_line {
+            let memfd = fds.pop().expect("counted above");
+            Payload::Sealed(
+                sys::SealedBuffer::open(memfd, header.len)
+                    .map_err(|e| Error::Malformed(format!("out-of-line payload: {e}")))?,
+            )
+        } else {
+            Payload::Inline(rx.buf[body..body + inline_len].to_vec())
+        };
+        rx.start = body + inline_len;
+        if rx.start == rx.buf.len() {
+            rx.buf.clear();
+            rx.start = 0;
+        }
+        Ok(Frame { payload, fds })
+    }
+
+    /// Reads until `rx` holds at least `need` unread bytes.
+    fn fill(&self, rx: &mut Rx, need: usize, deadline: Option<Instant>) -> Result<()> {
+        let mut spin_until: Option<Instant> = None;
+        while rx.buf.len() - rx.start < need {
+            if rx.start > 0 {
+                rx.buf.drain(..rx.start);
+                rx.start = 0;
+            }
+            let have = rx.buf.len();
+            let want = (need - have).max(INLINE_MAX + HEADER);
+            rx.buf.resize(have + want, 0);
+            let Rx { buf, fds, .. } = &mut *rx;
+            // Spin briefly on non-blocking reads before paying for a sleep and a wake-up.
+            let spinning = spin_until.is_none_or(|t| Instant::now() < t);
+            let got = sys::recv_with_fds(self.sock.as_fd(), &mut buf[have..], fds, true);
+            match got {
+                Ok(0) => {
+                    rx.buf.truncate(have);
+                    return Err(Error::Disconnected);
+                }
+                Ok(n) => rx.buf.truncate(have + n),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    rx.buf.truncate(have);
+                    let until = *spin_until.get_or_insert_with(|| Instant::now() + SPIN);
+                    if spinning && deadline.is_none_or(|d| until < d) {
+                        std::hint::spin_loop();
+                        continue;
+                    }
+                    let remaining = match deadline {
+                        None => None,
+                        Some(d) => match d.checked_duration_since(Instant::now()) {
+                            Some(r) if !r.is_zero() => Some(r),
+                            _ => return Err(Error::Timeout),
+                        },
+                    };
+                    if !sys::poll_readable(self.sock.as_fd(), remaining)
+                        .map_err(Error::io("poll failed"))?
+                    {
+                        return Err(Error::Timeout);
+                    }
+                }
+                Err(e) => {
+                    rx.buf.truncate(have);
+                    return Err(Error::io("receive failed")(e));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Borrows a descriptor that a live handle owns for the duration of a send.
+fn borrow_raw<'a>(fd: RawFd) -> BorrowedFd<'a> {
+    sys::borrow_raw_fd(fd)
+}
+
+/// Sends a whole frame's bytes with `fds` attached, in batches of at most 253 descriptors,
+/// each batch riding on at least one byte.
+pub(crate) fn send_frame_bytes(
+    sock: BorrowedFd<'_>,
+    bytes: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> Result<()> {
+    let batches: Vec<&[BorrowedFd<'_>]> = fds.chunks(sys::MAX_FDS_PER_MSG).collect();
+    if batches.len() > bytes.len() {
+        return Err(Error::Encode(format!(
+            "{} descriptors in a message of {} bytes",
+            fds.len(),
+            bytes.len()
+        )));
+    }
+    let mut offset = 0;
+    let mut batch = 0;
+    while offset < bytes.len() {
+        let attach: &[BorrowedFd<'_>] = batches.get(batch).copied().unwrap_or(&[]);
+        // With more batches to go, send a single byte so the next batch gets bytes of its own.
+        let end = if batch + 1 < batches.len() {
+            offset + 1
+        } else {
+            bytes.len()
+        };
+        let n = sys::send_with_fds(sock, &[IoSlice::new(&bytes[offset..end])], attach, false)
+            .map_err(Error::io("send failed"))?;
+        offset += n;
+        if !attach.is_empty() {
+            batch += 1;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair() -> (Channel, Channel) {
+        let (a, b) = sys::socketpair_stream().unwrap();
+        (Channel::new(a), Channel::new(b))
+    }
+
+    #[test]
+    fn small_and_large_frames() {
+        let (a, b) = pair();
+        a.send(&"hello".to_string()).unwrap();
+        let big = vec![7u8; 3 * INLINE_MAX];
+        let big = serde_bytes::ByteBuf::from(big);
+        a.send(&big).unwrap();
+        let s: String = b.recv_frame(None).unwrap().decode().unwrap();
+        assert_eq!(s, "hello");
+        let got: serde_bytes::ByteBuf = b.recv_frame(None).unwrap().decode().unwrap();
+        assert_eq!(got, big);
+    }
+
+    #[test]
+    fn timeout_and_disconnect() {
+        let (a, b) = pair();
+        assert!(matches!(
+            b.recv_frame(Some(Duration::from_millis(20))),
+            Err(Error::Timeout)
+        ));
+        drop(a);
+        assert!(matches!(b.recv_frame(None), Err(Error::Disconnected)));
+    }
+
+    #[test]
+    fn garbage_is_rejected_and_poisons() {
+        let (a, b) = pair();
+        sys::send_with_fds(a.fd(), &[IoSlice::new(&[0xAB; 32])], &[], false).unwrap();
+        assert!(matches!(b.recv_frame(None), Err(Error::Malformed(_))));
+        assert!(matches!(b.recv_frame(None), Err(Error::Malformed(_))));
+    }
+
+    #[test]
+    fn oversized_header_rejected_before_allocation() {
+        let (a, b) = pair();
+        let mut h = [0u8; HEADER];
+        h[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+        h[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+        sys::send_with_fds(a.fd(), &[IoSlice::new(&h)], &[], false).unwrap();
+        assert!(matches!(b.recv_frame(None), Err(Error::Malformed(_))));
+    }
+}

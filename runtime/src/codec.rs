@@ -1,0 +1,188 @@
+//! The wire format, in one place: bincode 2 in serde mode, size-limited decoding, and the side
+//! table through which OS handles inside values travel next to the bytes (`SCM_RIGHTS`).
+//!
+//! Switching the format (postcard, wincode) means changing this file only.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::os::fd::{OwnedFd, RawFd};
+
+use bincode::config;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+
+/// The largest message `mp` sends or accepts (4 GiB - 1: frame lengths are 32-bit).
+pub const MAX_MESSAGE: u64 = u32::MAX as u64;
+
+fn base() -> config::Configuration {
+    config::standard()
+}
+
+/// Encodes `value` into `buf` (appending). Handles inside the value record their descriptors
+/// in `fds`, which the caller sends next to the bytes.
+pub(crate) fn encode<T: Serialize + ?Sized>(
+    value: &T,
+    buf: &mut Vec<u8>,
+    fds: &mut Vec<RawFd>,
+) -> Result<()> {
+    struct Sink<'a>(&'a mut Vec<u8>);
+    impl bincode::enc::write::Writer for Sink<'_> {
+        fn write(&mut self, bytes: &[u8]) -> std::result::Result<(), bincode::error::EncodeError> {
+            self.0.extend_from_slice(bytes);
+            Ok(())
+        }
+    }
+    let previous = FD_SINK.with(|s| s.replace(Some(std::mem::take(fds))));
+    let result = bincode::serde::encode_into_writer(value, Sink(buf), base());
+    *fds = FD_SINK.with(|s| s.replace(previous)).unwrap_or_default();
+    result.map_err(|e| Error::Encode(e.to_string()))?;
+    if buf.len() as u64 > MAX_MESSAGE {
+        return Err(Error::TooLarge {
+            len: buf.len() as u64,
+            limit: MAX_MESSAGE,
+        });
+    }
+    Ok(())
+}
+
+/// Decodes a `T` from exactly `bytes`, giving handles inside it the received descriptors.
+///
+/// Decoding is limited: no length inside the message can make the decoder allocate more than
+/// a bounded multiple of the message's size. Descriptors no handle claimed are closed.
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T> {
+    let table = FdTable {
+        fds: fds.into_iter().map(Some).collect(),
+    };
+    let previous = FD_SOURCE.with(|s| s.replace(Some(table)));
+    // The limit bounds what announced lengths may claim; a few size classes keep the bound
+    // proportional to the message without one instantiation per size.
+    let result = match bytes.len() {
+        0..=0x10_0000 => decode_limited::<T, 0x100_0000>(bytes),
+        0x10_0001..=0x400_0000 => decode_limited::<T, 0x4000_0000>(bytes),
+        _ => decode_limited::<T, 0x10_0000_0000>(bytes),
+    };
+    FD_SOURCE.with(|s| s.replace(previous));
+    result
+}
+
+fn decode_limited<T: DeserializeOwned, const LIMIT: usize>(bytes: &[u8]) -> Result<T> {
+    let (value, used) =
+        bincode::serde::decode_from_slice::<T, _>(bytes, base().with_limit::<LIMIT>())
+            .map_err(|e| Error::Decode(e.to_string()))?;
+    if used != bytes.len() {
+        return Err(Error::Decode(format!(
+            "{} trailing bytes after the value",
+            bytes.len() - used
+        )));
+    }
+    Ok(value)
+}
+
+struct FdTable {
+    fds: Vec<Option<OwnedFd>>,
+}
+
+thread_local! {
+    static FD_SINK: RefCell<Option<Vec<RawFd>>> = const { RefCell::new(None) };
+    static FD_SOURCE: RefCell<Option<FdTable>> = const { RefCell::new(None) };
+}
+
+/// Called by a handle's `Serialize`: records `fd` to travel with the message being encoded
+/// and returns its index. Fails outside an `mp` send, where the descriptor could not follow.
+pub(crate) fn push_fd(fd: RawFd) -> std::result::Result<u32, String> {
+    FD_SINK.with(|s| match s.borrow_mut().as_mut() {
+        Some(fds) => {
+            fds.push(fd);
+            Ok((fds.len() - 1) as u32)
+        }
+        None => Err(
+            "an mp handle (queue, pipe end, ...) can only be serialized by mp itself, \
+                     as an argument of a worker or inside a message on an mp queue or pipe"
+                .to_owned(),
+        ),
+    })
+}
+
+/// Called by a handle's `Deserialize`: takes the descriptor at `index` of the message being
+/// decoded. Each index can be taken once.
+pub(crate) fn take_fd(index: u32) -> std::result::Result<OwnedFd, String> {
+    FD_SOURCE.with(|s| match s.borrow_mut().as_mut() {
+        None => Err("an mp handle can only be deserialized by mp itself".to_owned()),
+        Some(table) => table
+            .fds
+            .get_mut(index as usize)
+            .and_then(Option::take)
+            .ok_or_else(|| {
+                format!("handle refers to descriptor #{index}, which the message did not carry")
+            }),
+    })
+}
+
+/// Pops `n` descriptors from the front of a received-descriptor queue, or fails if fewer came.
+pub(crate) fn take_fds(queue: &mut VecDeque<OwnedFd>, n: usize) -> Result<Vec<OwnedFd>> {
+    if queue.len() < n {
+        return Err(Error::Malformed(format!(
+            "frame announces {n} descriptors but {} arrived",
+            queue.len()
+        )));
+    }
+    Ok(queue.drain(..n).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let mut buf = Vec::new();
+        let mut fds = Vec::new();
+        encode(
+            &(7u32, "seven".to_string(), vec![1.5f64, 2.5]),
+            &mut buf,
+            &mut fds,
+        )
+        .unwrap();
+        assert!(fds.is_empty());
+        let v: (u32, String, Vec<f64>) = decode(&buf, Vec::new()).unwrap();
+        assert_eq!(v, (7, "seven".to_string(), vec![1.5, 2.5]));
+    }
+
+    #[test]
+    fn trailing_bytes_are_an_error() {
+        let mut buf = Vec::new();
+        encode(&1u8, &mut buf, &mut Vec::new()).unwrap();
+        buf.push(0);
+        assert!(matches!(
+            decode::<u8>(&buf, Vec::new()),
+            Err(Error::Decode(_))
+        ));
+    }
+
+    #[test]
+    fn lying_length_does_not_allocate() {
+        // A string that claims u64::MAX / 2 bytes in a 10-byte message.
+        let mut buf = vec![253u8];
+        buf.extend_from_slice(&(u64::MAX / 2).to_le_bytes());
+        assert!(matches!(
+            decode::<String>(&buf, Vec::new()),
+            Err(Error::Decode(_))
+        ));
+        assert!(matches!(
+            decode::<Vec<u8>>(&buf, Vec::new()),
+            Err(Error::Decode(_))
+        ));
+        assert!(matches!(
+            decode::<Vec<u64>>(&buf, Vec::new()),
+            Err(Error::Decode(_))
+        ));
+    }
+
+    #[test]
+    fn handles_need_an_mp_send() {
+        assert!(push_fd(0).is_err());
+        assert!(take_fd(0).is_err());
+    }
+}

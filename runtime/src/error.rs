@@ -1,0 +1,194 @@
+//! The one error type of `mp`, and the send error that hands the unsent value back.
+
+use std::fmt;
+use std::io;
+
+/// The result type of `mp` operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How a child process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ExitStatus {
+    /// It exited with this code.
+    Exited(i32),
+    /// It was killed by this signal.
+    Signaled(i32),
+}
+
+impl ExitStatus {
+    /// Python's `exitcode` convention: the exit code, or `-signal` for a killed process.
+    pub fn code(self) -> i32 {
+        match self {
+            ExitStatus::Exited(code) => code,
+            ExitStatus::Signaled(signal) => -signal,
+        }
+    }
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            ExitStatus::Exited(code) => write!(f, "exited with code {code}"),
+            ExitStatus::Signaled(signal) => {
+                write!(f, "was killed by {}", crate::sys::signal_name(signal))
+            }
+        }
+    }
+}
+
+/// Everything that can go wrong in `mp`.
+///
+/// Messages are lowercase and say what to do where there is something to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An OS call failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What `mp` was doing.
+        context: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// A value could not be encoded for another process.
+    #[error("cannot encode message: {0}")]
+    Encode(String),
+    /// A message from another process could not be decoded (malformed or of another type).
+    #[error("cannot decode message: {0}")]
+    Decode(String),
+    /// A frame announced more bytes than the receiver accepts; nothing was allocated for it.
+    #[error("message of {len} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// The announced or attempted size.
+        len: u64,
+        /// The limit in force.
+        limit: u64,
+    },
+    /// The bytes on a connection are not `mp` frames.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    /// The other end is gone (Python's `EOFError` / `BrokenPipeError`).
+    #[error("the other end of the connection is closed")]
+    Disconnected,
+    /// A blocking operation's timeout passed first.
+    #[error("timed out")]
+    Timeout,
+    /// A non-blocking get found nothing (Python's `queue.Empty`).
+    #[error("the queue is empty")]
+    Empty,
+    /// A non-blocking or timed put found no room (Python's `queue.Full`).
+    #[error("the queue is full")]
+    Full,
+    /// This handle was closed with `close()`.
+    #[error("the handle is closed")]
+    Closed,
+    /// The worker panicked; its message and source location came back.
+    #[error("worker `{worker}` panicked{}: {message}", location.as_deref().map(|l| format!(" at {l}")).unwrap_or_default())]
+    WorkerPanicked {
+        /// The worker's registered name.
+        worker: String,
+        /// The panic message.
+        message: String,
+        /// `file:line:column` of the panic, when known.
+        location: Option<String>,
+    },
+    /// The child ended without returning a result (killed by a signal, or exited early).
+    #[error("process `{name}` (pid {pid}) {status} before returning a result")]
+    ProcessDied {
+        /// The process's name.
+        name: String,
+        /// Its process id.
+        pid: u32,
+        /// How it ended.
+        status: ExitStatus,
+    },
+    /// The child binary has no worker of that name and signature.
+    #[error("worker `{name}` is not registered in the child binary{detail}")]
+    WorkerNotFound {
+        /// The worker's name.
+        name: String,
+        /// Why the lookup failed, when more is known.
+        detail: String,
+    },
+    /// A child was about to be started from a binary whose entry point is not guarded.
+    #[error(
+        "cannot start a child process: this binary's entry point is not guarded by mp; \
+         wrap `main` in `mp::main! {{ fn main() {{ .. }} }}` (or put `mp::guard!();` once in a \
+         test crate)"
+    )]
+    MissingGuard,
+    /// A daemonic process tried to start a child (as in Python, daemons have no children).
+    #[error("daemonic processes are not allowed to have children")]
+    DaemonWithChildren,
+    /// `start` was called twice.
+    #[error("a process can be started only once")]
+    AlreadyStarted,
+    /// An operation needs a started process.
+    #[error("the process has not been started")]
+    NotStarted,
+    /// The result was already taken by an earlier `join`.
+    #[error("the process was already joined")]
+    AlreadyJoined,
+    /// `task_done` was called more often than messages were put (Python's `ValueError`).
+    #[error("task_done() called more times than messages were put")]
+    TaskDoneTooOften,
+    /// The child ran but reported a failure that is not a panic.
+    #[error("child process failed: {0}")]
+    ChildFailed(String),
+}
+
+impl Error {
+    pub(crate) fn io(context: &'static str) -> impl FnOnce(io::Error) -> Error {
+        move |source| match source.kind() {
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => Error::Disconnected,
+            _ => Error::Io { context, source },
+        }
+    }
+}
+
+/// A failed send or put: the error, and the value that was not sent.
+///
+/// Converts into [`Error`] with `?` (dropping the value).
+///
+/// ```
+/// # mp::guard!();
+/// let q = mp::Queue::<u32>::with_maxsize(1)?;
+/// q.put(1)?;
+/// let err = q.try_put(2).unwrap_err();
+/// assert!(matches!(err.error, mp::Error::Full));
+/// assert_eq!(err.value, 2);
+/// # Ok::<(), mp::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct SendError<T> {
+    /// Why it failed.
+    pub error: Error,
+    /// The value, handed back.
+    pub value: T,
+}
+
+impl<T> SendError<T> {
+    /// The value that was not sent.
+    pub fn into_inner(self) -> T {
+        self.value
+    }
+}
+
+impl<T> fmt::Display for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl<T: fmt::Debug> std::error::Error for SendError<T> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+impl<T> From<SendError<T>> for Error {
+    fn from(e: SendError<T>) -> Error {
+        e.error
+    }
+}

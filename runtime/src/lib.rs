@@ -1,0 +1,139 @@
+//! # mp — Python's `multiprocessing`, done right for Rust
+//!
+//! Real processes (the same binary, re-executed), typed messages, and the failure classes of
+//! Python's module removed by construction:
+//!
+//! * only functions annotated with [`#[mp::worker]`](worker) can run in a child: passing a
+//!   closure or a local fn is a **compile error**, not a run-time `PicklingError`;
+//! * [`mp::main!`](main) is the `if __name__ == "__main__"` guard, and children are routed to
+//!   their worker before `main` runs, so a missing guard can never fork-bomb;
+//! * a child that panics, is killed, or outlives its parent gives an error, never a hang.
+//!
+//! ```
+//! # mp::guard!();
+//! #[mp::worker]
+//! fn square(x: u64) -> u64 {
+//!     x * x
+//! }
+//!
+//! let mut p = mp::spawn(square, 12)?;
+//! assert_eq!(p.join()?, 144);
+//! # Ok::<(), mp::Error>(())
+//! ```
+//!
+//! ## Python → mp
+//!
+//! | Python `multiprocessing` | `mp` |
+//! |---|---|
+//! | `if __name__ == "__main__":` | [`mp::main!`](main) (test crates: [`mp::guard!`](guard)) |
+//! | a top-level `def` passed as `target` | [`#[mp::worker]`](worker) |
+//! | `Process(target, args)`, `start`, `join`, `exitcode` | [`Process`], [`spawn`] |
+//! | `Pipe(duplex=True)` / `Pipe(False)` | [`pipe`] / [`pipe_one_way`] |
+//! | `Queue`, `SimpleQueue`, `JoinableQueue` | [`Queue`], [`SimpleQueue`], [`JoinableQueue`] |
+//! | `queue.Empty`, `queue.Full`, `EOFError` | [`Error::Empty`], [`Error::Full`], [`Error::Disconnected`] |
+//! | `log_to_stderr`, `get_logger` | [`log_to_stderr`], [`get_logger`] |
+//! | `current_process()` | [`current_process`] |
+//!
+//! ## Tests
+//!
+//! Test harnesses have no `main` of their own to wrap; put `mp::guard!();` once at the top of
+//! each integration-test file (or crate) that starts processes. Children of test binaries,
+//! examples and doctests are routed by the same pre-`main` hook.
+#![deny(unsafe_code)]
+#![deny(missing_docs)]
+
+mod channel;
+mod codec;
+mod error;
+mod logging;
+mod pipe;
+mod process;
+mod queue;
+mod sys;
+mod worker;
+
+pub use channel::INLINE_MAX;
+pub use codec::MAX_MESSAGE;
+pub use error::{Error, ExitStatus, Result, SendError};
+pub use logging::{Level, Logger, get_logger, log_to_stderr};
+pub use pipe::{Connection, PipeReader, PipeWriter, pipe, pipe_one_way};
+pub use process::{Process, ProcessInfo, current_process, spawn};
+pub use queue::{DEFAULT_QUEUE_CAPACITY, JoinableQueue, Queue, SimpleQueue};
+pub use worker::{Worker, registered_workers};
+
+/// Registers a function as a worker that child processes can run.
+///
+/// The function stays callable as before. Its parameters become the worker's arguments (one
+/// parameter: its type; several: a tuple; none: `()`); parameter and return types must be
+/// `Serialize + DeserializeOwned + Send + 'static`. Generic, `async` and `self` functions are
+/// rejected at compile time with a message saying why.
+///
+/// ```
+/// # mp::guard!();
+/// #[mp::worker]
+/// fn multiply(a: i64, b: i64) -> i64 {
+///     a * b
+/// }
+///
+/// assert_eq!(multiply(6, 7), 42);
+/// assert_eq!(mp::spawn(multiply, (6, 7))?.join()?, 42);
+/// # Ok::<(), mp::Error>(())
+/// ```
+pub use mp_macros::worker;
+
+/// The `if __name__ == "__main__"` guard: wraps `main` so that starting children is allowed,
+/// and, when `main` returns, waits for non-daemon children and terminates daemon ones.
+///
+/// Accepts `mp::main! { fn main() { ... } }` (any return type `main` may have, attributes such
+/// as `#[tokio::main]` included) or `mp::main!(path::to::real_main);`.
+///
+/// ```no_run
+/// #[mp::worker]
+/// fn hello() {
+///     println!("hello from {}", mp::current_process().name());
+/// }
+///
+/// mp::main! {
+///     fn main() -> Result<(), mp::Error> {
+///         mp::spawn(hello, ())?.join()?;
+///         Ok(())
+///     }
+/// }
+/// ```
+pub use mp_macros::main;
+
+/// Marks a binary without an `mp::main!` (a test harness: integration tests, doctests) as
+/// guarded, so its tests may start processes. Put it once per test crate, at the top level.
+///
+/// Children of such binaries are routed to their worker by `mp`'s pre-`main` hook, so a test
+/// harness never runs twice.
+///
+/// ```
+/// mp::guard!();
+/// ```
+#[macro_export]
+macro_rules! guard {
+    () => {
+        const _: () = {
+            #[$crate::__private::linkme::distributed_slice($crate::__private::GUARDS)]
+            #[linkme(crate = $crate::__private::linkme)]
+            static GUARD: u8 = 0;
+        };
+    };
+}
+
+#[doc(hidden)]
+pub mod __private {
+    //! Names used by generated code. Not public API.
+    pub use crate::process::{Invocation, enter_main, leave_main};
+    pub use crate::worker::{GUARDS, WORKERS, WorkerEntry};
+    pub use linkme;
+    pub use serde;
+
+    /// Compile-time check that a worker argument or result can travel between processes.
+    pub const fn assert_transferable<T>()
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+    {
+    }
+}

@@ -1,0 +1,1035 @@
+//! `Queue`, `SimpleQueue`, `JoinableQueue`: multi-producer multi-consumer queues between
+//! processes, with no feeder thread.
+//!
+//! Algorithm (see `QUEUE.md`): messages are written into a byte ring in shared memory (a
+//! memfd every handle maps). Producers serialise on one lock and consumers on another (the
+//! two-lock queue); the locks are futex words with the owner's pid, stolen from an owner that
+//! died. A record is published by advancing `tail` after it is fully written, so a producer
+//! killed mid-write leaves nothing half-visible. Sleepers wait on sequence words (`data_seq`,
+//! `space_seq`, `done_seq`) and are woken only when a waiter count says someone sleeps.
+//!
+//! Because a `put` has copied the message into shared memory when it returns, a process may
+//! exit right after writing — nothing is left in a private buffer to flush (Python's classic
+//! "join before drain" deadlock cannot happen). Descriptors (handles inside messages, and
+//! large messages in sealed memfds) cannot live in shared memory: they travel on a packet
+//! socket beside the ring, tagged with a sequence number the record carries.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::io::IoSlice;
+use std::marker::PhantomData;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::channel::INLINE_MAX;
+use crate::codec;
+use crate::error::{Error, Result, SendError};
+use crate::sys::{self, SharedMapping};
+
+/// Default ring size: what an unbounded queue holds in flight before `put` waits for readers.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 64 * 1024 * 1024;
+const MIN_CAPACITY: usize = 1024 * 1024;
+const MAGIC: u64 = u64::from_le_bytes(*b"mpqueue1");
+
+// Header layout: each contended word on its own cache line.
+const OFF_MAGIC: usize = 0;
+const OFF_CAPACITY: usize = 8;
+const OFF_MAXSIZE: usize = 16;
+const OFF_PLOCK: usize = 64;
+const OFF_CLOCK: usize = 128;
+const OFF_TAIL: usize = 192;
+const OFF_HEAD: usize = 256;
+const OFF_LEN: usize = 320;
+const OFF_UNFINISHED: usize = 328;
+const OFF_DATA_SEQ: usize = 384;
+const OFF_SPACE_SEQ: usize = 448;
+const OFF_DONE_SEQ: usize = 512;
+const OFF_FD_SEQ: usize = 576;
+const DATA: usize = 4096;
+
+// Record: len u32 | flags u32 | nfds u32 | pad u32 | fd_seq u64 | payload, padded to 8.
+const RECORD_HEADER: usize = 24;
+const WRAP: u32 = u32::MAX;
+const FLAG_FDS: u32 = 1;
+const FLAG_OUT_OF_LINE: u32 = 2;
+
+/// How long a consumer or producer polls before sleeping on the futex.
+const SPIN: Duration = Duration::from_micros(30);
+/// How often a lock waiter checks whether the lock's owner is still alive.
+const OWNER_CHECK: Duration = Duration::from_millis(100);
+
+/// The shared part of a queue: the mapping and the side channel.
+struct Shared {
+    map: SharedMapping,
+    capacity: u64,
+    side_tx: OwnedFd,
+    side_rx: OwnedFd,
+}
+
+impl Shared {
+    fn create(capacity: usize, maxsize: usize) -> Result<Shared> {
+        let capacity = capacity.max(MIN_CAPACITY).next_multiple_of(8);
+        let map = SharedMapping::create("mp-queue", DATA + capacity)
+            .map_err(Error::io("cannot create the queue's shared memory"))?;
+        map.atomic_u64(OFF_CAPACITY)
+            .store(capacity as u64, Ordering::Relaxed);
+        map.atomic_u64(OFF_MAXSIZE)
+            .store(maxsize as u64, Ordering::Relaxed);
+        map.atomic_u64(OFF_MAGIC).store(MAGIC, Ordering::Release);
+        let (side_tx, side_rx) = sys::socketpair_packet()
+            .map_err(Error::io("cannot create the queue's side channel"))?;
+        Ok(Shared {
+            map,
+            capacity: capacity as u64,
+            side_tx,
+            side_rx,
+        })
+    }
+
+    fn open(
+        mem: OwnedFd,
+        len: u64,
+        side_tx: OwnedFd,
+        side_rx: OwnedFd,
+    ) -> std::result::Result<Shared, String> {
+        let len = usize::try_from(len).map_err(|_| "queue size out of range".to_owned())?;
+        if len < DATA + MIN_CAPACITY {
+            return Err(format!("queue of {len} bytes is too small"));
+        }
+        let map = SharedMapping::open(mem, len).map_err(|e| e.to_string())?;
+        let capacity = map.atomic_u64(OFF_CAPACITY).load(Ordering::Relaxed);
+        if map.atomic_u64(OFF_MAGIC).load(Ordering::Acquire) != MAGIC
+            || capacity as usize + DATA != len
+        {
+            return Err("descriptor is not an mp queue".to_owned());
+        }
+        Ok(Shared {
+            map,
+            capacity,
+            side_tx,
+            side_rx,
+        })
+    }
+
+    fn u32(&self, off: usize) -> &AtomicU32 {
+        self.map.atomic_u32(off)
+    }
+    fn u64(&self, off: usize) -> &AtomicU64 {
+        self.map.atomic_u64(off)
+    }
+    fn maxsize(&self) -> u64 {
+        self.u64(OFF_MAXSIZE).load(Ordering::Relaxed)
+    }
+
+    fn write_ring(&self, pos: u64, bytes: &[u8]) {
+        self.map
+            .write_at(DATA + (pos % self.capacity) as usize, bytes);
+    }
+    fn read_ring(&self, pos: u64, out: &mut [u8]) {
+        self.map.read_at(DATA + (pos % self.capacity) as usize, out);
+    }
+}
+
+/// A lock in shared memory: `state` (0 free, 1 held, 2 held with waiters) and the holder's pid.
+struct ShmLock<'a> {
+    state: &'a AtomicU32,
+    owner: &'a AtomicU32,
+}
+
+impl ShmLock<'_> {
+    fn lock(&self, deadline: Option<Instant>) -> Result<()> {
+        let me = sys::getpid();
+        for _ in 0..64 {
+            if self
+                .state
+                .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                self.owner.store(me, Ordering::Relaxed);
+                return Ok(());
+            }
+            std::hint::spin_loop();
+        }
+        loop {
+            if self.state.swap(2, Ordering::Acquire) == 0 {
+                self.owner.store(me, Ordering::Relaxed);
+                return Ok(());
+            }
+            let nap = match deadline {
+                None => OWNER_CHECK,
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(r) if !r.is_zero() => r.min(OWNER_CHECK),
+                    _ => return Err(Error::Timeout),
+                },
+            };
+            sys::futex_wait(self.state, 2, Some(nap));
+            let owner = self.owner.load(Ordering::Relaxed);
+            if owner != 0 && owner != me && !sys::pid_alive(owner) {
+                // The holder died with the lock: take it over. Its half-done work was never
+                // published (see the module docs), so the protected state is consistent.
+                if self
+                    .owner
+                    .compare_exchange(owner, me, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    self.state.store(2, Ordering::Release);
+                    tracing::warn!(target: "mp", "queue lock holder (pid {owner}) died; lock recovered");
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn unlock(&self) {
+        self.owner.store(0, Ordering::Relaxed);
+        if self.state.swap(0, Ordering::Release) == 2 {
+            sys::futex_wake(self.state, 1);
+        }
+    }
+}
+
+/// Waits on a sequence word until `ready()` holds or the deadline passes; spins first.
+fn wait_until(
+    seq: &AtomicU32,
+    waiters: &AtomicU32,
+    deadline: Option<Instant>,
+    mut ready: impl FnMut() -> bool,
+) -> bool {
+    let spin_end = Instant::now() + SPIN;
+    loop {
+        if ready() {
+            return true;
+        }
+        if Instant::now() < spin_end {
+            std::hint::spin_loop();
+            continue;
+        }
+        let observed = seq.load(Ordering::SeqCst);
+        if ready() {
+            return true;
+        }
+        let remaining = match deadline {
+            None => None,
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(r) if !r.is_zero() => Some(r),
+                _ => return false,
+            },
+        };
+        waiters.fetch_add(1, Ordering::SeqCst);
+        sys::futex_wait(seq, observed, remaining);
+        waiters.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn bump_and_wake(seq: &AtomicU32, waiters: &AtomicU32) {
+    seq.fetch_add(1, Ordering::SeqCst);
+    if waiters.load(Ordering::SeqCst) > 0 {
+        sys::futex_wake(seq, u32::MAX);
+    }
+}
+
+fn deadline_of(timeout: Option<Duration>) -> Option<Instant> {
+    timeout.map(|t| Instant::now() + t)
+}
+
+fn padded(len: usize) -> u64 {
+    (RECORD_HEADER + len).next_multiple_of(8) as u64
+}
+
+/// The untyped queue behind the three typed ones.
+struct Raw {
+    shared: Shared,
+    closed: AtomicBool,
+    joinable: bool,
+}
+
+struct Encoded {
+    bytes: Vec<u8>,
+    fds: Vec<RawFd>,
+    sealed: Option<sys::SealedBuffer>,
+}
+
+impl Raw {
+    fn new(capacity: usize, maxsize: usize, joinable: bool) -> Result<Raw> {
+        Ok(Raw {
+            shared: Shared::create(capacity, maxsize)?,
+            closed: AtomicBool::new(false),
+            joinable,
+        })
+    }
+
+    fn plock(&self) -> ShmLock<'_> {
+        ShmLock {
+            state: self.shared.u32(OFF_PLOCK),
+            owner: self.shared.u32(OFF_PLOCK + 4),
+        }
+    }
+    fn clock(&self) -> ShmLock<'_> {
+        ShmLock {
+            state: self.shared.u32(OFF_CLOCK),
+            owner: self.shared.u32(OFF_CLOCK + 4),
+        }
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Relaxed) {
+            Err(Error::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn encode<T: Serialize>(value: &T) -> Result<Encoded> {
+        let mut bytes = Vec::new();
+        let mut fds = Vec::new();
+        codec::encode(value, &mut bytes, &mut fds)?;
+        let sealed = if bytes.len() > INLINE_MAX {
+            let s = sys::SealedBuffer::create(&[&bytes])
+                .map_err(Error::io("cannot create a buffer for a large message"))?;
+            bytes = Vec::new();
+            Some(s)
+        } else {
+            None
+        };
+        Ok(Encoded { bytes, fds, sealed })
+    }
+
+    fn put(&self, msg: &Encoded, timeout: Option<Duration>) -> Result<()> {
+        self.check_open()?;
+        let s = &self.shared;
+        let deadline = deadline_of(timeout);
+        let record = padded(msg.bytes.len());
+        let maxsize = s.maxsize();
+        let tail = loop {
+            let fits = || {
+                let tail = s.u64(OFF_TAIL).load(Ordering::Acquire);
+                let head = s.u64(OFF_HEAD).load(Ordering::Acquire);
+                let to_end = s.capacity - tail % s.capacity;
+                let need = if to_end < record {
+                    to_end + record
+                } else {
+                    record
+                };
+                let room = s.capacity - (tail - head) >= need;
+                room && (maxsize == 0 || s.u64(OFF_LEN).load(Ordering::Acquire) < maxsize)
+            };
+            if !wait_until(
+                s.u32(OFF_SPACE_SEQ),
+                s.u32(OFF_SPACE_SEQ + 4),
+                deadline,
+                fits,
+            ) {
+                return Err(Error::Full);
+            }
+            self.plock().lock(deadline).map_err(|_| Error::Full)?;
+            if fits() {
+                break s.u64(OFF_TAIL).load(Ordering::Relaxed);
+            }
+            self.plock().unlock();
+        };
+        let result = self.publish(msg, tail, record, deadline);
+        self.plock().unlock();
+        if result.is_ok() {
+            bump_and_wake(s.u32(OFF_DATA_SEQ), s.u32(OFF_DATA_SEQ + 4));
+        }
+        result
+    }
+
+    /// With the producer lock held and room checked: sends descriptors, writes, publishes.
+    fn publish(
+        &self,
+        msg: &Encoded,
+        mut tail: u64,
+        record: u64,
+        deadline: Option<Instant>,
+    ) -> Result<()> {
+        let s = &self.shared;
+        let mut fds: Vec<BorrowedFd<'_>> =
+            msg.fds.iter().map(|&fd| sys::borrow_raw_fd(fd)).collect();
+        if let Some(sealed) = &msg.sealed {
+            fds.push(sealed.fd());
+        }
+        let mut flags = 0;
+        let mut fd_seq = 0;
+        if !fds.is_empty() {
+            flags |= FLAG_FDS;
+            fd_seq = s.u64(OFF_FD_SEQ).fetch_add(1, Ordering::Relaxed);
+            self.send_fds(fd_seq, &fds, deadline)?;
+        }
+        let len = match &msg.sealed {
+            Some(sealed) => {
+                flags |= FLAG_OUT_OF_LINE;
+                sealed.as_slice().len()
+            }
+            None => msg.bytes.len(),
+        };
+        let to_end = s.capacity - tail % s.capacity;
+        if to_end < record {
+            s.write_ring(tail, &WRAP.to_le_bytes());
+            tail += to_end;
+        }
+        let mut header = [0u8; RECORD_HEADER];
+        header[0..4].copy_from_slice(&(len as u32).to_le_bytes());
+        header[4..8].copy_from_slice(&flags.to_le_bytes());
+        header[8..12].copy_from_slice(&(fds.len() as u32).to_le_bytes());
+        header[16..24].copy_from_slice(&fd_seq.to_le_bytes());
+        s.write_ring(tail, &header);
+        s.write_ring(tail + RECORD_HEADER as u64, &msg.bytes);
+        s.u64(OFF_LEN).fetch_add(1, Ordering::SeqCst);
+        if self.joinable {
+            s.u64(OFF_UNFINISHED).fetch_add(1, Ordering::SeqCst);
+        }
+        s.u64(OFF_TAIL).store(tail + record, Ordering::Release);
+        Ok(())
+    }
+
+    fn send_fds(&self, seq: u64, fds: &[BorrowedFd<'_>], deadline: Option<Instant>) -> Result<()> {
+        for batch in fds.chunks(sys::MAX_FDS_PER_MSG) {
+            let mut tag = [0u8; 12];
+            tag[0..8].copy_from_slice(&seq.to_le_bytes());
+            tag[8..12].copy_from_slice(&(batch.len() as u32).to_le_bytes());
+            loop {
+                match sys::send_with_fds(
+                    self.shared.side_tx.as_fd(),
+                    &[IoSlice::new(&tag)],
+                    batch,
+                    true,
+                ) {
+                    Ok(_) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        // Side channel full: readers are behind. Wait for them (we hold only
+                        // the producer lock, so they can make progress).
+                        let remaining =
+                            deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                        if remaining.is_some_and(|r| r.is_zero()) {
+                            return Err(Error::Full);
+                        }
+                        let nap = remaining.map_or(Duration::from_millis(50), |r| {
+                            r.min(Duration::from_millis(50))
+                        });
+                        let _ = sys::poll_writable(self.shared.side_tx.as_fd(), Some(nap));
+                    }
+                    Err(e) => {
+                        return Err(Error::io("cannot send descriptors through the queue")(e));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn get(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Result<(Vec<u8>, Vec<OwnedFd>, Option<sys::SealedBuffer>)> {
+        self.check_open()?;
+        let s = &self.shared;
+        let deadline = deadline_of(timeout);
+        loop {
+            let nonempty = || {
+                s.u64(OFF_HEAD).load(Ordering::Acquire) != s.u64(OFF_TAIL).load(Ordering::Acquire)
+            };
+            if !wait_until(
+                s.u32(OFF_DATA_SEQ),
+                s.u32(OFF_DATA_SEQ + 4),
+                deadline,
+                nonempty,
+            ) {
+                return Err(if timeout == Some(Duration::ZERO) {
+                    Error::Empty
+                } else {
+                    Error::Timeout
+                });
+            }
+            self.clock().lock(deadline)?;
+            let popped = self.pop_locked();
+            self.clock().unlock();
+            match popped {
+                Ok(Some(message)) => {
+                    bump_and_wake(s.u32(OFF_SPACE_SEQ), s.u32(OFF_SPACE_SEQ + 4));
+                    return message;
+                }
+                Ok(None) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// With the consumer lock held: takes the record at `head`, if any. The inner result is
+    /// the message's own outcome (a record whose descriptors were lost is consumed, with an
+    /// error); the outer one a corrupted ring.
+    #[allow(clippy::type_complexity)]
+    fn pop_locked(
+        &self,
+    ) -> Result<Option<Result<(Vec<u8>, Vec<OwnedFd>, Option<sys::SealedBuffer>)>>> {
+        let s = &self.shared;
+        let mut head = s.u64(OFF_HEAD).load(Ordering::Relaxed);
+        let tail = s.u64(OFF_TAIL).load(Ordering::Acquire);
+        if head == tail {
+            return Ok(None);
+        }
+        let mut header = [0u8; RECORD_HEADER];
+        s.read_ring(head, &mut header[..4]);
+        if u32::from_le_bytes(header[0..4].try_into().expect("4")) == WRAP {
+            head += s.capacity - head % s.capacity;
+        }
+        s.read_ring(head, &mut header);
+        let word = |i: usize| u32::from_le_bytes(header[i..i + 4].try_into().expect("4"));
+        let (len, flags, nfds) = (word(0) as usize, word(4), word(8) as usize);
+        let fd_seq = u64::from_le_bytes(header[16..24].try_into().expect("8"));
+        let inline = flags & FLAG_OUT_OF_LINE == 0;
+        let record = padded(if inline { len } else { 0 });
+        if (inline && len > INLINE_MAX) || head + record > tail {
+            return Err(Error::Malformed("queue ring is corrupted".to_owned()));
+        }
+        let mut bytes = vec![0u8; if inline { len } else { 0 }];
+        s.read_ring(head + RECORD_HEADER as u64, &mut bytes);
+        let mut fds = Vec::new();
+        let received = if flags & FLAG_FDS != 0 {
+            self.recv_fds(fd_seq, nfds, &mut fds)
+        } else {
+            Ok(())
+        };
+        s.u64(OFF_HEAD).store(head + record, Ordering::Release);
+        s.u64(OFF_LEN).fetch_sub(1, Ordering::SeqCst);
+        if let Err(e) = received {
+            return Ok(Some(Err(e)));
+        }
+        let sealed = if inline {
+            None
+        } else {
+            let Some(memfd) = fds.pop() else {
+                return Ok(Some(Err(Error::Malformed(
+                    "large message without its buffer".into(),
+                ))));
+            };
+            match sys::SealedBuffer::open(memfd, len) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    return Ok(Some(Err(Error::Malformed(format!(
+                        "large message buffer: {e}"
+                    )))));
+                }
+            }
+        };
+        Ok(Some(Ok((bytes, fds, sealed))))
+    }
+
+    /// Receives the descriptors tagged `seq` from the side channel, discarding older leftovers
+    /// (of a producer that died before publishing).
+    fn recv_fds(&self, seq: u64, n: usize, out: &mut Vec<OwnedFd>) -> Result<()> {
+        let rx = self.shared.side_rx.as_fd();
+        let mut got: VecDeque<OwnedFd> = VecDeque::new();
+        while got.len() < n {
+            let mut tag = [0u8; 12];
+            match rustix::net::recv(
+                rx,
+                &mut tag,
+                rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT,
+            ) {
+                Ok(_) => {}
+                Err(_) => return Err(lost(seq)),
+            }
+            let their_seq = u64::from_le_bytes(tag[0..8].try_into().expect("8"));
+            if their_seq > seq {
+                return Err(lost(seq));
+            }
+            let mut buf = [0u8; 12];
+            let mut batch = VecDeque::new();
+            sys::recv_with_fds(rx, &mut buf, &mut batch, true).map_err(|_| lost(seq))?;
+            if their_seq == seq {
+                got.extend(batch);
+            }
+        }
+        out.extend(got);
+        Ok(())
+    }
+
+    fn len(&self) -> usize {
+        self.shared.u64(OFF_LEN).load(Ordering::Relaxed) as usize
+    }
+
+    fn task_done(&self) -> Result<()> {
+        let s = &self.shared;
+        let unfinished = s.u64(OFF_UNFINISHED);
+        let mut current = unfinished.load(Ordering::SeqCst);
+        loop {
+            if current == 0 {
+                return Err(Error::TaskDoneTooOften);
+            }
+            match unfinished.compare_exchange(
+                current,
+                current - 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => break,
+                Err(now) => current = now,
+            }
+        }
+        if current == 1 {
+            bump_and_wake(s.u32(OFF_DONE_SEQ), s.u32(OFF_DONE_SEQ + 4));
+        }
+        Ok(())
+    }
+
+    fn join(&self, timeout: Option<Duration>) -> Result<()> {
+        let s = &self.shared;
+        let done = || s.u64(OFF_UNFINISHED).load(Ordering::SeqCst) == 0;
+        if wait_until(
+            s.u32(OFF_DONE_SEQ),
+            s.u32(OFF_DONE_SEQ + 4),
+            deadline_of(timeout),
+            done,
+        ) {
+            Ok(())
+        } else {
+            Err(Error::Timeout)
+        }
+    }
+}
+
+fn lost(seq: u64) -> Error {
+    Error::Malformed(format!(
+        "the handles of queue message #{seq} were lost (a reader died while receiving them)"
+    ))
+}
+
+/// A process-shared FIFO queue of `T` (Python's `multiprocessing.Queue`).
+///
+/// Any number of processes may `put` and `get`; clone the handle or pass it to workers (it
+/// travels as a handle, the queue itself is shared). Optional `maxsize` gives back-pressure.
+/// A `put` returns once the message is in shared memory, so a writer can exit without waiting
+/// for readers. Methods come in families: `put` / `put_timeout` / `try_put` and `get` /
+/// `get_timeout` / `try_get`.
+///
+/// ```
+/// # mp::guard!();
+/// #[mp::worker]
+/// fn produce(q: mp::Queue<String>) -> mp::Result<()> {
+///     q.put("hello from the child".to_string())?;
+///     Ok(())
+/// }
+///
+/// let q = mp::Queue::new()?;
+/// let mut p = mp::spawn(produce, q.clone())?;
+/// p.join()??; // joining before draining is fine
+/// assert_eq!(q.get()?, "hello from the child");
+/// # Ok::<(), mp::Error>(())
+/// ```
+pub struct Queue<T> {
+    raw: Arc<Raw>,
+    _type: PhantomData<fn(T) -> T>,
+}
+
+impl<T> Clone for Queue<T> {
+    fn clone(&self) -> Self {
+        Queue {
+            raw: Arc::clone(&self.raw),
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T> fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue")
+            .field("qsize", &self.raw.len())
+            .field("maxsize", &self.raw.shared.maxsize())
+            .finish()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Queue<T> {
+    /// An unbounded queue. Unbounded means: up to [`DEFAULT_QUEUE_CAPACITY`] bytes of encoded
+    /// messages in flight, past which `put` waits for readers.
+    pub fn new() -> Result<Queue<T>> {
+        Self::with_capacity(0, DEFAULT_QUEUE_CAPACITY)
+    }
+
+    /// A queue holding at most `maxsize` messages (`put` waits while it is full; 0: no limit).
+    ///
+    /// ```
+    /// let q = mp::Queue::with_maxsize(2)?;
+    /// q.put(1)?;
+    /// q.put(2)?;
+    /// assert!(q.full());
+    /// assert!(matches!(q.put_timeout(3, std::time::Duration::from_millis(5)), Err(e) if matches!(e.error, mp::Error::Full)));
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn with_maxsize(maxsize: usize) -> Result<Queue<T>> {
+        Self::with_capacity(maxsize, DEFAULT_QUEUE_CAPACITY)
+    }
+
+    /// A queue with `maxsize` messages at most (0: no limit) and a ring of `bytes` bytes of
+    /// shared memory (at least 1 MiB). Messages above 64 KiB use memory of their own.
+    ///
+    /// ```
+    /// let q = mp::Queue::<u64>::with_capacity(0, 4 << 20)?;
+    /// q.put(9)?;
+    /// assert_eq!(q.get()?, 9);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn with_capacity(maxsize: usize, bytes: usize) -> Result<Queue<T>> {
+        Ok(Queue {
+            raw: Arc::new(Raw::new(bytes, maxsize, false)?),
+            _type: PhantomData,
+        })
+    }
+
+    fn put_inner(&self, value: T, timeout: Option<Duration>) -> Result<(), SendError<T>> {
+        let encoded = match Raw::encode(&value) {
+            Ok(e) => e,
+            Err(error) => return Err(SendError { error, value }),
+        };
+        match self.raw.put(&encoded, timeout) {
+            Ok(()) => Ok(()),
+            Err(error) => Err(SendError { error, value }),
+        }
+    }
+
+    /// Puts `value`, waiting while the queue is full. Encoding errors are returned here.
+    pub fn put(&self, value: T) -> Result<(), SendError<T>> {
+        self.put_inner(value, None)
+    }
+
+    /// Puts `value`, waiting at most `timeout` for room ([`Error::Full`]).
+    pub fn put_timeout(&self, value: T, timeout: Duration) -> Result<(), SendError<T>> {
+        self.put_inner(value, Some(timeout))
+    }
+
+    /// Puts `value` only if there is room now ([`Error::Full`]); Python's `put_nowait`.
+    #[doc(alias = "put_nowait")]
+    pub fn try_put(&self, value: T) -> Result<(), SendError<T>> {
+        self.put_inner(value, Some(Duration::ZERO))
+    }
+
+    fn get_inner(&self, timeout: Option<Duration>) -> Result<T> {
+        let (bytes, fds, sealed) = self.raw.get(timeout)?;
+        match &sealed {
+            Some(buffer) => codec::decode(buffer.as_slice(), fds),
+            None => codec::decode(&bytes, fds),
+        }
+    }
+
+    /// Takes the oldest message, waiting as long as it takes.
+    pub fn get(&self) -> Result<T> {
+        self.get_inner(None)
+    }
+
+    /// Takes the oldest message, waiting at most `timeout` ([`Error::Timeout`]).
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
+        self.get_inner(Some(timeout))
+    }
+
+    /// Takes the oldest message if there is one ([`Error::Empty`]); Python's `get_nowait`.
+    ///
+    /// ```
+    /// let q = mp::Queue::<u8>::new()?;
+    /// assert!(matches!(q.try_get(), Err(mp::Error::Empty)));
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    #[doc(alias = "get_nowait")]
+    pub fn try_get(&self) -> Result<T> {
+        self.get_inner(Some(Duration::ZERO))
+    }
+
+    /// The number of messages in the queue (exact at the instant of reading; others may change
+    /// it right after).
+    pub fn qsize(&self) -> usize {
+        self.raw.len()
+    }
+
+    /// Whether the queue holds no message (approximate, as `qsize`).
+    pub fn empty(&self) -> bool {
+        self.raw.len() == 0
+    }
+
+    /// Whether the queue holds `maxsize` messages (never, for an unbounded queue).
+    pub fn full(&self) -> bool {
+        let max = self.raw.shared.maxsize();
+        max > 0 && self.raw.len() as u64 >= max
+    }
+
+    /// Closes this handle (and its clones in this process): further `put`/`get` through it are
+    /// [`Error::Closed`]. Messages already put stay readable by other handles.
+    pub fn close(&self) {
+        self.raw.closed.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A queue without size limits or counts (Python's `SimpleQueue`): `put`, `get`, `empty`.
+///
+/// ```
+/// let q = mp::SimpleQueue::new()?;
+/// q.put("x".to_string())?;
+/// assert!(!q.empty());
+/// assert_eq!(q.get()?, "x");
+/// # Ok::<(), mp::Error>(())
+/// ```
+pub struct SimpleQueue<T> {
+    inner: Queue<T>,
+}
+
+impl<T> Clone for SimpleQueue<T> {
+    fn clone(&self) -> Self {
+        SimpleQueue {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<T> fmt::Debug for SimpleQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("SimpleQueue").field(&self.inner).finish()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
+    /// A new, empty queue.
+    pub fn new() -> Result<Self> {
+        Ok(SimpleQueue {
+            inner: Queue::new()?,
+        })
+    }
+    /// See [`Queue::put`].
+    pub fn put(&self, value: T) -> Result<(), SendError<T>> {
+        self.inner.put(value)
+    }
+    /// See [`Queue::get`].
+    pub fn get(&self) -> Result<T> {
+        self.inner.get()
+    }
+    /// See [`Queue::get_timeout`].
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
+        self.inner.get_timeout(timeout)
+    }
+    /// See [`Queue::empty`].
+    pub fn empty(&self) -> bool {
+        self.inner.empty()
+    }
+    /// See [`Queue::close`].
+    pub fn close(&self) {
+        self.inner.close()
+    }
+}
+
+/// A queue whose consumers acknowledge each message with [`task_done`](Self::task_done), so a
+/// producer can [`join`](Self::join) until all were processed (Python's `JoinableQueue`).
+///
+/// ```
+/// let q = mp::JoinableQueue::new()?;
+/// q.put(1u32)?;
+/// let job = q.get()?;
+/// q.task_done()?;
+/// q.join()?; // returns: every put was acknowledged
+/// # let _ = job;
+/// # Ok::<(), mp::Error>(())
+/// ```
+pub struct JoinableQueue<T> {
+    inner: Queue<T>,
+}
+
+impl<T> Clone for JoinableQueue<T> {
+    fn clone(&self) -> Self {
+        JoinableQueue {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<T> fmt::Debug for JoinableQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("JoinableQueue").field(&self.inner).finish()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
+    /// A new unbounded joinable queue.
+    pub fn new() -> Result<Self> {
+        Self::with_maxsize(0)
+    }
+    /// A joinable queue holding at most `maxsize` messages (0: no limit).
+    pub fn with_maxsize(maxsize: usize) -> Result<Self> {
+        let raw = Raw::new(DEFAULT_QUEUE_CAPACITY, maxsize, true)?;
+        Ok(JoinableQueue {
+            inner: Queue {
+                raw: Arc::new(raw),
+                _type: PhantomData,
+            },
+        })
+    }
+    /// Marks one message taken with `get` as processed. Calling it more often than messages
+    /// were put is an error.
+    pub fn task_done(&self) -> Result<()> {
+        self.inner.raw.task_done()
+    }
+    /// Waits until every message put has been marked done.
+    pub fn join(&self) -> Result<()> {
+        self.inner.raw.join(None)
+    }
+    /// Like [`join`](Self::join), giving up after `timeout` ([`Error::Timeout`]).
+    pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
+        self.inner.raw.join(Some(timeout))
+    }
+}
+
+impl<T> std::ops::Deref for JoinableQueue<T> {
+    type Target = Queue<T>;
+    fn deref(&self) -> &Queue<T> {
+        &self.inner
+    }
+}
+
+// Handles: the shared memory and the two side-channel sockets travel as descriptors.
+
+impl<T> Serialize for Queue<T> {
+    fn serialize<Z: Serializer>(&self, serializer: Z) -> std::result::Result<Z::Ok, Z::Error> {
+        use serde::ser::Error as _;
+        let s = &self.raw.shared;
+        let mem = codec::push_fd(s.map.fd().as_raw_fd()).map_err(Z::Error::custom)?;
+        let tx = codec::push_fd(s.side_tx.as_raw_fd()).map_err(Z::Error::custom)?;
+        let rx = codec::push_fd(s.side_rx.as_raw_fd()).map_err(Z::Error::custom)?;
+        let wire = QueueWire {
+            mem,
+            tx,
+            rx,
+            len: s.map.len() as u64,
+            joinable: self.raw.joinable,
+        };
+        wire.serialize(serializer)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename = "mp::Queue")]
+struct QueueWire {
+    mem: u32,
+    tx: u32,
+    rx: u32,
+    len: u64,
+    joinable: bool,
+}
+
+impl<'de, T> Deserialize<'de> for Queue<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let w = QueueWire::deserialize(deserializer)?;
+        let mem = codec::take_fd(w.mem).map_err(D::Error::custom)?;
+        let tx = codec::take_fd(w.tx).map_err(D::Error::custom)?;
+        let rx = codec::take_fd(w.rx).map_err(D::Error::custom)?;
+        let shared = Shared::open(mem, w.len, tx, rx).map_err(D::Error::custom)?;
+        let raw = Raw {
+            shared,
+            closed: AtomicBool::new(false),
+            joinable: w.joinable,
+        };
+        Ok(Queue {
+            raw: Arc::new(raw),
+            _type: PhantomData,
+        })
+    }
+}
+
+impl<T> Serialize for SimpleQueue<T> {
+    fn serialize<Z: Serializer>(&self, serializer: Z) -> std::result::Result<Z::Ok, Z::Error> {
+        self.inner.serialize(serializer)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for SimpleQueue<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        Ok(SimpleQueue {
+            inner: Queue::deserialize(deserializer)?,
+        })
+    }
+}
+
+impl<T> Serialize for JoinableQueue<T> {
+    fn serialize<Z: Serializer>(&self, serializer: Z) -> std::result::Result<Z::Ok, Z::Error> {
+        self.inner.serialize(serializer)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for JoinableQueue<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let inner = Queue::deserialize(deserializer)?;
+        if !inner.raw.joinable {
+            return Err(serde::de::Error::custom(
+                "expected a JoinableQueue, got a plain Queue",
+            ));
+        }
+        Ok(JoinableQueue { inner })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fifo_and_wraparound() {
+        let q = Queue::<Vec<u8>>::with_capacity(0, MIN_CAPACITY).unwrap();
+        // Push ~4x the ring through, in pieces that do not divide it evenly.
+        for round in 0..40u32 {
+            for i in 0..10u32 {
+                q.put(vec![(round * 10 + i) as u8; 10_001]).unwrap();
+            }
+            for i in 0..10u32 {
+                assert_eq!(q.get().unwrap(), vec![(round * 10 + i) as u8; 10_001]);
+            }
+        }
+        assert!(q.empty());
+    }
+
+    #[test]
+    fn bounded_and_nonblocking() {
+        let q = Queue::with_maxsize(1).unwrap();
+        q.put(1u8).unwrap();
+        assert!(matches!(q.try_put(2).unwrap_err().error, Error::Full));
+        assert_eq!(q.qsize(), 1);
+        assert_eq!(q.get().unwrap(), 1);
+        assert!(matches!(q.try_get(), Err(Error::Empty)));
+        assert!(matches!(
+            q.get_timeout(Duration::from_millis(5)),
+            Err(Error::Timeout)
+        ));
+    }
+
+    #[test]
+    fn large_messages_go_out_of_line() {
+        let q = Queue::new().unwrap();
+        let big = serde_bytes::ByteBuf::from(vec![3u8; 5 * INLINE_MAX]);
+        q.put(big.clone()).unwrap();
+        q.put(serde_bytes::ByteBuf::from(vec![1u8])).unwrap();
+        assert_eq!(q.get().unwrap(), big);
+        assert_eq!(q.get().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn close_stops_this_handle() {
+        let q = Queue::<u8>::new().unwrap();
+        q.close();
+        assert!(matches!(q.put(1).unwrap_err().error, Error::Closed));
+        assert!(matches!(q.get(), Err(Error::Closed)));
+    }
+
+    #[test]
+    fn joinable_counts() {
+        let q = JoinableQueue::new().unwrap();
+        q.put(1u8).unwrap();
+        assert!(matches!(
+            q.join_timeout(Duration::from_millis(5)),
+            Err(Error::Timeout)
+        ));
+        q.get().unwrap();
+        q.task_done().unwrap();
+        q.join().unwrap();
+        assert!(q.task_done().is_err());
+    }
+}

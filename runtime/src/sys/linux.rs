@@ -1,0 +1,551 @@
+//! Linux implementation of the platform contract (see `sys/mod.rs`): rustix wrappers, futexes
+//! on shared words, memfd-backed mappings and the `.init_array` child hook.
+#![allow(unsafe_code)]
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::io::{self, IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::ptr::NonNull;
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
+
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::fs::{MemfdFlags, SealFlags};
+use rustix::mm::{MapFlags, ProtFlags};
+use rustix::net::{
+    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags,
+    SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
+};
+use rustix::thread::futex;
+
+/// The most descriptors one `sendmsg` may carry (the kernel's `SCM_MAX_FD` is 253).
+pub(crate) const MAX_FDS_PER_MSG: usize = 253;
+
+/// A connected pair of `AF_UNIX` stream sockets, close-on-exec.
+pub(crate) fn socketpair_stream() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(rustix::net::socketpair(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )?)
+}
+
+/// A connected pair of `AF_UNIX` packet sockets (message boundaries kept), close-on-exec.
+pub(crate) fn socketpair_packet() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(rustix::net::socketpair(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )?)
+}
+
+/// A close-on-exec pipe `(read, write)`.
+pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
+}
+
+/// Sends `bufs` with `fds` attached (at most [`MAX_FDS_PER_MSG`]); returns the bytes sent.
+pub(crate) fn send_with_fds(
+    sock: BorrowedFd<'_>,
+    bufs: &[IoSlice<'_>],
+    fds: &[BorrowedFd<'_>],
+    nonblocking: bool,
+) -> io::Result<usize> {
+    debug_assert!(fds.len() <= MAX_FDS_PER_MSG);
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MSG))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
+        return Err(io::Error::other("too many descriptors for one message"));
+    }
+    let mut flags = SendFlags::NOSIGNAL;
+    if nonblocking {
+        flags |= SendFlags::DONTWAIT;
+    }
+    loop {
+        match rustix::net::sendmsg(sock, bufs, &mut control, flags) {
+            Err(rustix::io::Errno::INTR) => continue,
+            r => return Ok(r?),
+        }
+    }
+}
+
+/// Receives into `buf`, appending any descriptors that came along to `fds` (close-on-exec).
+/// Returns the bytes received; 0 means the peer closed its end.
+pub(crate) fn recv_with_fds(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut VecDeque<OwnedFd>,
+    nonblocking: bool,
+) -> io::Result<usize> {
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MSG))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut flags = RecvFlags::CMSG_CLOEXEC;
+    if nonblocking {
+        flags |= RecvFlags::DONTWAIT;
+    }
+    let msg = loop {
+        match rustix::net::recvmsg(sock, &mut [IoSliceMut::new(buf)], &mut control, flags) {
+            Err(rustix::io::Errno::INTR) => continue,
+            r => break r?,
+        }
+    };
+    for message in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(received) = message {
+            fds.extend(received);
+        }
+    }
+    if msg.flags.contains(ReturnFlags::CTRUNC) {
+        return Err(io::Error::other(
+            "descriptors were lost: control message truncated",
+        ));
+    }
+    Ok(msg.bytes)
+}
+
+fn timespec(d: Duration) -> Timespec {
+    Timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
+        tv_nsec: d.subsec_nanos().into(),
+    }
+}
+
+/// Waits until `fd` is readable (or its peer hung up); `false` when `timeout` passed first.
+pub(crate) fn poll_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<bool> {
+    poll_one(fd, PollFlags::IN, timeout)
+}
+
+/// Waits until `fd` is writable; `false` when `timeout` passed first.
+pub(crate) fn poll_writable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<bool> {
+    poll_one(fd, PollFlags::OUT, timeout)
+}
+
+fn poll_one(fd: BorrowedFd<'_>, flags: PollFlags, timeout: Option<Duration>) -> io::Result<bool> {
+    let mut fds = [PollFd::from_borrowed_fd(fd, flags)];
+    let ts = timeout.map(timespec);
+    loop {
+        match rustix::event::poll(&mut fds, ts.as_ref()) {
+            Err(rustix::io::Errno::INTR) => continue,
+            Ok(n) => return Ok(n > 0),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Blocks until `word` no longer holds `expected`, a wake arrives, or `timeout` passes.
+/// The word may live in memory shared between processes (no `FUTEX_PRIVATE_FLAG`).
+/// Spurious returns are allowed: callers re-check their condition.
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+    let ts = timeout.map(timespec);
+    // EAGAIN (value changed), ETIMEDOUT and EINTR all mean "re-check".
+    let _ = futex::wait(word, futex::Flags::empty(), expected, ts.as_ref());
+}
+
+/// Wakes up to `n` waiters blocked on `word` in any process.
+pub(crate) fn futex_wake(word: &AtomicU32, n: u32) {
+    let _ = futex::wake(word, futex::Flags::empty(), n);
+}
+
+/// The calling process's id.
+pub(crate) fn getpid() -> u32 {
+    rustix::process::getpid().as_raw_nonzero().get() as u32
+}
+
+/// Whether a process with this id exists (it may be a zombie).
+pub(crate) fn pid_alive(pid: u32) -> bool {
+    match rustix::process::Pid::from_raw(pid as i32) {
+        None => false,
+        Some(pid) => !matches!(
+            rustix::process::test_kill_process(pid),
+            Err(rustix::io::Errno::SRCH)
+        ),
+    }
+}
+
+/// Sends `signal` (a raw signal number) to process `pid`.
+pub(crate) fn kill(pid: u32, signal: i32) -> io::Result<()> {
+    // SAFETY: `kill` has no memory-safety preconditions.
+    let r = unsafe { libc::kill(pid as libc::pid_t, signal) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The conventional name of a signal, e.g. `SIGKILL`.
+pub(crate) fn signal_name(signal: i32) -> String {
+    let name = match signal {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGXCPU => "SIGXCPU",
+        _ => return format!("signal {signal}"),
+    };
+    name.to_owned()
+}
+
+/// Ignores `SIGPIPE`, as std does before `main`; the child hook runs before std could.
+pub(crate) fn ignore_sigpipe() {
+    // SAFETY: installing SIG_IGN for SIGPIPE has no memory-safety preconditions.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}
+
+/// Raises the soft limit of open descriptors to the hard limit: descriptors in flight inside
+/// queues count against it.
+pub(crate) fn raise_fd_limit() {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    if limit.current < limit.maximum {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        let _ = rustix::process::setrlimit(rustix::process::Resource::Nofile, raised);
+    }
+}
+
+/// Exits the process at once, running no destructors and no `atexit` handlers.
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: `_exit` has no preconditions; it never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// Starts the current executable again with `env` added and the descriptors `inherit` kept
+/// open (under their numbers) across `exec`; stdin is `/dev/null`.
+pub(crate) fn spawn_self(
+    argv0: &str,
+    args: &[OsString],
+    env: &[(&str, String)],
+    inherit: &[BorrowedFd<'_>],
+) -> io::Result<Child> {
+    let exe = Path::new("/proc/self/exe");
+    let mut cmd = Command::new(exe);
+    cmd.arg0(argv0).args(args).stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let raw: Vec<RawFd> = inherit.iter().map(|fd| fd.as_raw_fd()).collect();
+    // SAFETY: the closure runs between fork and exec; it only calls `fcntl`, which is
+    // async-signal-safe, on descriptors the parent keeps open until `spawn` returns.
+    unsafe {
+        cmd.pre_exec(move || {
+            for &fd in &raw {
+                if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
+/// Takes ownership of an inherited descriptor named by number (from the environment).
+///
+/// Returns `None` unless `fd` is open and refers to a socket or pipe; the caller must own it.
+pub(crate) fn adopt_inherited_fd(fd: RawFd) -> Option<OwnedFd> {
+    if fd < 3 {
+        return None;
+    }
+    // SAFETY: `fcntl(F_GETFD)` only queries; a closed descriptor yields -1.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+        return None;
+    }
+    // SAFETY: the descriptor is open, was handed to this process for this purpose by its parent
+    // (its number came from the bootstrap variable) and nothing else in the process owns it.
+    let owned = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let _ = rustix::io::fcntl_setfd(&owned, rustix::io::FdFlags::CLOEXEC);
+    Some(owned)
+}
+
+/// Blocks reading `fd` until end-of-file (every write end closed), then returns.
+pub(crate) fn wait_for_eof(fd: BorrowedFd<'_>) {
+    let mut buf = [0u8; 16];
+    loop {
+        match rustix::io::read(fd, &mut buf) {
+            Ok(0) => return,
+            Ok(_) | Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return,
+        }
+    }
+}
+
+/// A shared, read-write mapping of a descriptor's memory (a memfd), unmapped on drop.
+///
+/// The memory may be written by other processes at any time, so it is never exposed as a
+/// Rust reference to bytes: only atomics (through [`SharedMapping::atomic_u32`] and friends)
+/// and explicit copies.
+pub(crate) struct SharedMapping {
+    ptr: NonNull<u8>,
+    len: usize,
+    fd: OwnedFd,
+}
+
+// SAFETY: the mapping is plain shared memory; all access goes through atomics or copies whose
+// races the owning protocol excludes. Nothing is tied to the creating thread.
+unsafe impl Send for SharedMapping {}
+// SAFETY: see `Send`; `&SharedMapping` only offers atomic access and copies.
+unsafe impl Sync for SharedMapping {}
+
+impl SharedMapping {
+    /// Creates `len` bytes of zeroed anonymous shared memory (a memfd named `name`).
+    pub(crate) fn create(name: &str, len: usize) -> io::Result<Self> {
+        let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
+        rustix::fs::ftruncate(&fd, len as u64)?;
+        // Size is fixed from now on: a peer cannot shrink it under our mapping.
+        rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW)?;
+        Self::map(fd, len)
+    }
+
+    /// Maps memory received from another process; checks that it is at least `len` bytes and
+    /// cannot shrink.
+    pub(crate) fn open(fd: OwnedFd, len: usize) -> io::Result<Self> {
+        let seals = rustix::fs::fcntl_get_seals(&fd)?;
+        let size = rustix::fs::fstat(&fd)?.st_size as u64;
+        if !seals.contains(SealFlags::SHRINK) || size < len as u64 {
+            return Err(io::Error::other(
+                "shared memory descriptor is not a sealed segment of the expected size",
+            ));
+        }
+        Self::map(fd, len)
+    }
+
+    fn map(fd: OwnedFd, len: usize) -> io::Result<Self> {
+        // SAFETY: a fresh mapping (null hint) of a descriptor we own; the kernel picks the
+        // address, so no existing memory is affected.
+        let ptr = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+                &fd,
+                0,
+            )?
+        };
+        let ptr =
+            NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        Ok(Self { ptr, len, fd })
+    }
+
+    /// The descriptor backing the mapping (to send it to another process).
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// The mapping's length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The atomic word at byte `offset` (4-aligned, in bounds: checked).
+    pub(crate) fn atomic_u32(&self, offset: usize) -> &AtomicU32 {
+        assert!(
+            offset % 4 == 0 && offset + 4 <= self.len,
+            "atomic out of bounds"
+        );
+        // SAFETY: in bounds and aligned (checked; the mapping is page-aligned); the memory is
+        // valid for the lifetime of `self`, and every access to it is atomic.
+        unsafe { &*self.ptr.as_ptr().add(offset).cast::<AtomicU32>() }
+    }
+
+    /// The 64-bit atomic at byte `offset` (8-aligned, in bounds: checked).
+    pub(crate) fn atomic_u64(&self, offset: usize) -> &std::sync::atomic::AtomicU64 {
+        assert!(
+            offset % 8 == 0 && offset + 8 <= self.len,
+            "atomic out of bounds"
+        );
+        // SAFETY: as in `atomic_u32`.
+        unsafe {
+            &*self
+                .ptr
+                .as_ptr()
+                .add(offset)
+                .cast::<std::sync::atomic::AtomicU64>()
+        }
+    }
+
+    /// Copies `src` into the mapping at `offset` (bounds checked).
+    pub(crate) fn write_at(&self, offset: usize, src: &[u8]) {
+        assert!(
+            offset
+                .checked_add(src.len())
+                .is_some_and(|end| end <= self.len),
+            "write out of bounds"
+        );
+        // SAFETY: the range is in bounds (checked) and does not overlap `src`, which is local
+        // memory; the queue protocol gives this process exclusive use of the range.
+        unsafe {
+            std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.as_ptr().add(offset), src.len())
+        }
+    }
+
+    /// Copies from the mapping at `offset` into `dst` (bounds checked).
+    pub(crate) fn read_at(&self, offset: usize, dst: &mut [u8]) {
+        assert!(
+            offset
+                .checked_add(dst.len())
+                .is_some_and(|end| end <= self.len),
+            "read out of bounds"
+        );
+        // SAFETY: in bounds (checked), non-overlapping with `dst`; the protocol guarantees no
+        // process writes this range while it is read.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.ptr.as_ptr().add(offset),
+                dst.as_mut_ptr(),
+                dst.len(),
+            )
+        }
+    }
+}
+
+impl Drop for SharedMapping {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` describe a mapping created in `map` and not yet unmapped; no
+        // reference into it outlives `self`.
+        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// A sealed, immutable buffer in its own memfd: how large messages travel between processes.
+pub(crate) struct SealedBuffer {
+    ptr: NonNull<u8>,
+    len: usize,
+    fd: OwnedFd,
+}
+
+// SAFETY: the memory is sealed against writes, so shared read-only access is race-free.
+unsafe impl Send for SealedBuffer {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for SealedBuffer {}
+
+impl SealedBuffer {
+    /// Copies `parts` into a new memfd and seals it against every change.
+    pub(crate) fn create(parts: &[&[u8]]) -> io::Result<Self> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let fd = rustix::fs::memfd_create(
+            "mp-message",
+            MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+        )?;
+        rustix::fs::ftruncate(&fd, len as u64)?;
+        let mut off = 0u64;
+        for part in parts {
+            let mut done = 0;
+            while done < part.len() {
+                done += rustix::io::pwrite(&fd, &part[done..], off + done as u64)?;
+            }
+            off += part.len() as u64;
+        }
+        rustix::fs::fcntl_add_seals(
+            &fd,
+            SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE | SealFlags::SEAL,
+        )?;
+        Self::map(fd, len)
+    }
+
+    /// Maps a buffer received from another process; it must be sealed against writes and
+    /// shrinking and hold exactly `len` bytes.
+    pub(crate) fn open(fd: OwnedFd, len: usize) -> io::Result<Self> {
+        let seals = rustix::fs::fcntl_get_seals(&fd)?;
+        let size = rustix::fs::fstat(&fd)?.st_size as u64;
+        if !seals.contains(SealFlags::SHRINK | SealFlags::WRITE) || size != len as u64 {
+            return Err(io::Error::other(
+                "message buffer is not sealed or has the wrong size",
+            ));
+        }
+        Self::map(fd, len)
+    }
+
+    fn map(fd: OwnedFd, len: usize) -> io::Result<Self> {
+        if len == 0 {
+            return Ok(Self {
+                ptr: NonNull::dangling(),
+                len,
+                fd,
+            });
+        }
+        // SAFETY: a fresh read-only private mapping chosen by the kernel.
+        let ptr = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ,
+                MapFlags::SHARED,
+                &fd,
+                0,
+            )?
+        };
+        let ptr =
+            NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        Ok(Self { ptr, len, fd })
+    }
+
+    /// The descriptor, to send along with a message.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// The buffer's bytes.
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        // SAFETY: `ptr` maps `len` readable bytes (or is dangling with len 0) for the lifetime
+        // of `self`, and the seals guarantee no process can modify or truncate them.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for SealedBuffer {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            // SAFETY: unmaps the mapping made in `map`; `as_slice` borrows end with `self`.
+            let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+        }
+    }
+}
+
+/// The pre-`main` hook: a child started by `mp` (marked in its environment) is routed to its
+/// worker here and exits, before any user code or test harness runs.
+///
+/// `#[used]` keeps the entry; `spawn` reads this static, so any binary that can start a child
+/// links it.
+#[used]
+#[unsafe(link_section = ".init_array")]
+pub(crate) static CHILD_HOOK: extern "C" fn() = child_hook;
+
+extern "C" fn child_hook() {
+    crate::process::child_entry();
+}
+
+/// Borrows a raw descriptor that the caller knows is open for `'a`.
+pub(crate) fn borrow_raw_fd<'a>(fd: RawFd) -> BorrowedFd<'a> {
+    // SAFETY: callers pass descriptors owned by handles that outlive the borrow (they are
+    // collected while encoding a value the caller holds until the send returns).
+    unsafe { BorrowedFd::borrow_raw(fd) }
+}
+
+/// Removes a variable from this process's environment.
+///
+/// Called only from the pre-`main` hook, before any thread other than the main one exists.
+pub(crate) fn unset_env(key: &str) {
+    // SAFETY: runs before `main` in a freshly started child, where no other thread can be
+    // reading the environment concurrently.
+    unsafe { std::env::remove_var(key) }
+}

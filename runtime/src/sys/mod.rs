@@ -1,0 +1,23 @@
+//! The platform contract: every OS call `mp` makes goes through this module.
+//!
+//! The rest of the crate is written against these functions and types and contains no `unsafe`.
+//! What a platform must provide:
+//!
+//! * stream socketpairs that carry file descriptors next to bytes (`SCM_RIGHTS`), with
+//!   non-blocking variants and `poll` for readiness with a timeout;
+//! * anonymous shared memory that can be passed as a descriptor ([`SharedMapping`]) and
+//!   sealed, read-only message buffers ([`SealedBuffer`]);
+//! * a 32-bit wait/wake primitive on a word in shared memory ([`futex_wait`], [`futex_wake`]);
+//! * starting the current executable again with chosen descriptors inherited ([`spawn_self`]),
+//!   and a pre-`main` hook that routes such a child to its worker ([`linux::CHILD_HOOK`]).
+//!
+//! Linux is implemented; macOS needs `shm_open` in place of `memfd`, `__ulock_wait` or a
+//! pthread fallback in place of futexes, and `__mod_init_func` in place of `.init_array`.
+
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(target_os = "linux")]
+pub(crate) use linux::*;
+
+#[cfg(not(target_os = "linux"))]
+compile_error!("mp supports Linux for now; macOS and Windows are planned behind `sys/`");
