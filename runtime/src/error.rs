@@ -136,6 +136,139 @@ pub enum Error {
     /// The child ran but reported a failure that is not a panic.
     #[error("child process failed: {0}")]
     ChildFailed(String),
+    /// An error that happened in another process and has no closer equivalent here (an OS
+    /// error there, for instance); its message is kept.
+    #[error("in another process: {0}")]
+    Remote(String),
+}
+
+/// How an [`Error`] travels between processes (a worker returning `mp::Result<T>`): every
+/// variant keeps its data, except OS errors, which arrive as [`Error::Remote`] with their text.
+#[derive(serde::Serialize, serde::Deserialize)]
+enum WireError {
+    Remote(String),
+    Encode(String),
+    Decode(String),
+    TooLarge {
+        len: u64,
+        limit: u64,
+    },
+    Malformed(String),
+    Disconnected,
+    Timeout,
+    Empty,
+    Full,
+    Closed,
+    WorkerPanicked {
+        worker: String,
+        message: String,
+        location: Option<String>,
+    },
+    ProcessDied {
+        name: String,
+        pid: u32,
+        status: ExitStatus,
+    },
+    WorkerNotFound {
+        name: String,
+        detail: String,
+    },
+    MissingGuard,
+    DaemonWithChildren,
+    AlreadyStarted,
+    NotStarted,
+    AlreadyJoined,
+    TaskDoneTooOften,
+    ChildFailed(String),
+}
+
+impl serde::Serialize for Error {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        let wire = match self {
+            Error::Io { .. } => WireError::Remote(self.to_string()),
+            Error::Remote(m) => WireError::Remote(m.clone()),
+            Error::Encode(m) => WireError::Encode(m.clone()),
+            Error::Decode(m) => WireError::Decode(m.clone()),
+            Error::TooLarge { len, limit } => WireError::TooLarge {
+                len: *len,
+                limit: *limit,
+            },
+            Error::Malformed(m) => WireError::Malformed(m.clone()),
+            Error::Disconnected => WireError::Disconnected,
+            Error::Timeout => WireError::Timeout,
+            Error::Empty => WireError::Empty,
+            Error::Full => WireError::Full,
+            Error::Closed => WireError::Closed,
+            Error::WorkerPanicked {
+                worker,
+                message,
+                location,
+            } => WireError::WorkerPanicked {
+                worker: worker.clone(),
+                message: message.clone(),
+                location: location.clone(),
+            },
+            Error::ProcessDied { name, pid, status } => WireError::ProcessDied {
+                name: name.clone(),
+                pid: *pid,
+                status: *status,
+            },
+            Error::WorkerNotFound { name, detail } => WireError::WorkerNotFound {
+                name: name.clone(),
+                detail: detail.clone(),
+            },
+            Error::MissingGuard => WireError::MissingGuard,
+            Error::DaemonWithChildren => WireError::DaemonWithChildren,
+            Error::AlreadyStarted => WireError::AlreadyStarted,
+            Error::NotStarted => WireError::NotStarted,
+            Error::AlreadyJoined => WireError::AlreadyJoined,
+            Error::TaskDoneTooOften => WireError::TaskDoneTooOften,
+            Error::ChildFailed(m) => WireError::ChildFailed(m.clone()),
+        };
+        wire.serialize(serializer)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Error {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        Ok(match WireError::deserialize(deserializer)? {
+            WireError::Remote(m) => Error::Remote(m),
+            WireError::Encode(m) => Error::Encode(m),
+            WireError::Decode(m) => Error::Decode(m),
+            WireError::TooLarge { len, limit } => Error::TooLarge { len, limit },
+            WireError::Malformed(m) => Error::Malformed(m),
+            WireError::Disconnected => Error::Disconnected,
+            WireError::Timeout => Error::Timeout,
+            WireError::Empty => Error::Empty,
+            WireError::Full => Error::Full,
+            WireError::Closed => Error::Closed,
+            WireError::WorkerPanicked {
+                worker,
+                message,
+                location,
+            } => Error::WorkerPanicked {
+                worker,
+                message,
+                location,
+            },
+            WireError::ProcessDied { name, pid, status } => {
+                Error::ProcessDied { name, pid, status }
+            }
+            WireError::WorkerNotFound { name, detail } => Error::WorkerNotFound { name, detail },
+            WireError::MissingGuard => Error::MissingGuard,
+            WireError::DaemonWithChildren => Error::DaemonWithChildren,
+            WireError::AlreadyStarted => Error::AlreadyStarted,
+            WireError::NotStarted => Error::NotStarted,
+            WireError::AlreadyJoined => Error::AlreadyJoined,
+            WireError::TaskDoneTooOften => Error::TaskDoneTooOften,
+            WireError::ChildFailed(m) => Error::ChildFailed(m),
+        })
+    }
 }
 
 impl Error {

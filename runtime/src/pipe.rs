@@ -79,10 +79,10 @@ pub fn pipe_one_way<T: Serialize + DeserializeOwned>() -> Result<(PipeReader<T>,
     let _ = rustix::net::shutdown(&b, rustix::net::Shutdown::Read);
     Ok((
         PipeReader {
-            inner: Connection::from_fd(a),
+            inner: Connection::from(a),
         },
         PipeWriter {
-            inner: Connection::from_fd(b),
+            inner: Connection::from(b),
         },
     ))
 }
@@ -105,14 +105,7 @@ impl<S: Serialize, R: DeserializeOwned> Connection<S, R> {
         S: DeserializeOwned,
     {
         let (a, b) = sys::socketpair_stream().map_err(Error::io("cannot create a socket pair"))?;
-        Ok((Connection::from_fd(a), Connection::from_fd(b)))
-    }
-
-    fn from_fd(fd: OwnedFd) -> Self {
-        Connection {
-            channel: Channel::new(fd),
-            _types: PhantomData,
-        }
+        Ok((Connection::from(a), Connection::from(b)))
     }
 
     /// Sends `value`; blocks while the peer's buffer is full. On failure the value comes back
@@ -159,6 +152,28 @@ impl<S: Serialize, R: DeserializeOwned> Connection<S, R> {
     /// ```
     pub fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
         self.channel.poll(timeout)
+    }
+}
+
+/// Wraps a connected `AF_UNIX` stream socket, e.g. one end of
+/// [`UnixStream::pair`](std::os::unix::net::UnixStream::pair) (Python's `Connection(handle)`).
+/// The peer must speak `mp`'s framing; anything else is reported as [`Error::Malformed`].
+///
+/// ```
+/// use std::os::unix::net::UnixStream;
+/// let (a, b) = UnixStream::pair().unwrap();
+/// let a: mp::Connection<u8> = mp::Connection::from(std::os::fd::OwnedFd::from(a));
+/// let b: mp::Connection<u8> = mp::Connection::from(std::os::fd::OwnedFd::from(b));
+/// a.send(5)?;
+/// assert_eq!(b.recv()?, 5);
+/// # Ok::<(), mp::Error>(())
+/// ```
+impl<S, R> From<OwnedFd> for Connection<S, R> {
+    fn from(fd: OwnedFd) -> Self {
+        Connection {
+            channel: Channel::new(fd),
+            _types: PhantomData,
+        }
     }
 }
 
