@@ -1,0 +1,5 @@
+mp::guard!();
+
+fn main() {
+    let _ = mp::spawn(|x: u32| x * 2, 21);
+}

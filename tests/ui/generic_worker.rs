@@ -1,0 +1,6 @@
+#[mp::worker]
+fn identity<T: Clone>(x: T) -> T {
+    x
+}
+
+fn main() {}

@@ -1,0 +1,3 @@
+mp::main! {
+    fn start() {}
+}

@@ -1,0 +1,6 @@
+#[mp::worker]
+fn shout(text: &str) -> String {
+    text.to_uppercase()
+}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[mp::worker(name = "x")]
+fn job() {}
+
+fn main() {}
