@@ -165,6 +165,10 @@ impl Channel {
         self.sock.as_fd()
     }
 
+    pub(crate) fn into_fd(self) -> OwnedFd {
+        self.sock
+    }
+
     /// Encodes and sends `value` as one frame. Blocks while the socket is full.
     pub(crate) fn send<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<()> {
         let mut tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());

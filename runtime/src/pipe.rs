@@ -177,6 +177,21 @@ impl<S, R> From<OwnedFd> for Connection<S, R> {
     }
 }
 
+/// Unwraps the socket, e.g. to speak another protocol on it. Bytes already buffered by `recv`
+/// stay behind.
+///
+/// ```
+/// let (a, _b) = mp::pipe::<u8>()?;
+/// let socket = std::os::fd::OwnedFd::from(a);
+/// let _stream = std::os::unix::net::UnixStream::from(socket);
+/// # Ok::<(), mp::Error>(())
+/// ```
+impl<S, R> From<Connection<S, R>> for OwnedFd {
+    fn from(conn: Connection<S, R>) -> OwnedFd {
+        conn.channel.into_fd()
+    }
+}
+
 impl<T: DeserializeOwned> PipeReader<T> {
     /// See [`Connection::recv`].
     pub fn recv(&self) -> Result<T> {

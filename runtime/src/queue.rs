@@ -284,14 +284,15 @@ impl Raw {
         }
     }
 
-    fn encode<T: Serialize>(value: &T) -> Result<Encoded> {
-        let mut bytes = Vec::new();
+    /// Encodes into `bytes` (a buffer reused across puts, so large messages do not regrow it).
+    fn encode<T: Serialize>(value: &T, mut bytes: Vec<u8>) -> Result<Encoded> {
+        bytes.clear();
         let mut fds = Vec::new();
         codec::encode(value, &mut bytes, &mut fds)?;
         let sealed = if bytes.len() > INLINE_MAX {
             let s = sys::SealedBuffer::create(&[&bytes])
                 .map_err(Error::io("cannot create a buffer for a large message"))?;
-            bytes = Vec::new();
+            bytes.clear();
             Some(s)
         } else {
             None
@@ -683,11 +684,16 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     fn put_inner(&self, value: T, timeout: Option<Duration>) -> Result<(), SendError<T>> {
-        let encoded = match Raw::encode(&value) {
+        thread_local! {
+            static BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+        }
+        let encoded = match Raw::encode(&value, BUFFER.take()) {
             Ok(e) => e,
             Err(error) => return Err(SendError { error, value }),
         };
-        match self.raw.put(&encoded, timeout) {
+        let result = self.raw.put(&encoded, timeout);
+        BUFFER.set(encoded.bytes);
+        match result {
             Ok(()) => Ok(()),
             Err(error) => Err(SendError { error, value }),
         }

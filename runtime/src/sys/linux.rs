@@ -483,7 +483,7 @@ impl SealedBuffer {
                 fd,
             });
         }
-        // SAFETY: a fresh read-only private mapping chosen by the kernel.
+        // SAFETY: a fresh read-only shared mapping at an address the kernel chooses.
         let ptr = unsafe {
             rustix::mm::mmap(
                 std::ptr::null_mut(),
