@@ -308,8 +308,9 @@ impl Raw {
         let maxsize = s.maxsize();
         let tail = loop {
             let fits = || {
-                let tail = s.u64(OFF_TAIL).load(Ordering::Acquire);
+                // Head first: tail only grows, so a later tail is never behind this head.
                 let head = s.u64(OFF_HEAD).load(Ordering::Acquire);
+                let tail = s.u64(OFF_TAIL).load(Ordering::Acquire);
                 let to_end = s.capacity - tail % s.capacity;
                 let need = if to_end < record {
                     to_end + record
