@@ -209,6 +209,20 @@ fn unguarded_binary_gets_a_clear_error() {
 }
 
 #[test]
+fn main_macro_path_form_guards_and_returns() {
+    let _w = limit();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_main_path"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "triple: 42");
+}
+
+#[test]
 fn logging_reaches_stderr_from_the_child() {
     let _w = limit();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_log_child"))
