@@ -186,7 +186,7 @@ impl<W: Worker> Process<W> {
     /// fn nothing() {}
     ///
     /// let p = mp::Process::new(nothing, ());
-    /// assert!(p.name().starts_with("Process-"));
+    /// assert!(p.get_name().starts_with("Process-"));
     /// assert_eq!(p.pid(), None);
     /// ```
     pub fn new(worker: W, args: W::Args) -> Process<W> {
@@ -209,7 +209,7 @@ impl<W: Worker> Process<W> {
     /// ```
     /// # #[mp::worker] fn nothing() {}
     /// let p = mp::Process::new(nothing, ()).name("loader");
-    /// assert_eq!(p.name(), "loader");
+    /// assert_eq!(p.get_name(), "loader");
     /// ```
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
