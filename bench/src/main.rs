@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_bytes::ByteBuf;
 
@@ -286,7 +286,6 @@ mp::main! {
                 let rows = foundation(&sizes, with_python)?;
                 print(&rows);
                 println!("(python spawn+join mean over {} runs; mp over {}; total {:.1?})", sizes.python_spawn, sizes.spawn, start.elapsed());
-                let _ = Duration::ZERO;
                 Ok(())
             }
             Some(other) => {

@@ -175,7 +175,8 @@ impl Channel {
         let Tx { buf, fds } = &mut *tx;
         let sealed = encode_frame(value, buf, fds)?;
         // The raw descriptors belong to handles inside `value`, which outlives this call.
-        let mut borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|&fd| borrow_raw(fd)).collect();
+        let mut borrowed: Vec<BorrowedFd<'_>> =
+            fds.iter().map(|&fd| sys::borrow_raw_fd(fd)).collect();
         if let Some(s) = &sealed {
             borrowed.push(s.fd());
         }
@@ -284,11 +285,6 @@ impl Channel {
         }
         Ok(())
     }
-}
-
-/// Borrows a descriptor that a live handle owns for the duration of a send.
-fn borrow_raw<'a>(fd: RawFd) -> BorrowedFd<'a> {
-    sys::borrow_raw_fd(fd)
 }
 
 /// Sends a whole frame's bytes with `fds` attached, in batches of at most 253 descriptors,

@@ -248,6 +248,9 @@ struct Raw {
     joinable: bool,
 }
 
+/// A message taken off the ring: inline bytes, its descriptors, or its out-of-line buffer.
+type Received = (Vec<u8>, Vec<OwnedFd>, Option<sys::SealedBuffer>);
+
 struct Encoded {
     bytes: Vec<u8>,
     fds: Vec<RawFd>,
@@ -425,10 +428,7 @@ impl Raw {
         Ok(())
     }
 
-    fn get(
-        &self,
-        timeout: Option<Duration>,
-    ) -> Result<(Vec<u8>, Vec<OwnedFd>, Option<sys::SealedBuffer>)> {
+    fn get(&self, timeout: Option<Duration>) -> Result<Received> {
         self.check_open()?;
         let s = &self.shared;
         let deadline = deadline_of(timeout);
@@ -465,10 +465,7 @@ impl Raw {
     /// With the consumer lock held: takes the record at `head`, if any. The inner result is
     /// the message's own outcome (a record whose descriptors were lost is consumed, with an
     /// error); the outer one a corrupted ring.
-    #[allow(clippy::type_complexity)]
-    fn pop_locked(
-        &self,
-    ) -> Result<Option<Result<(Vec<u8>, Vec<OwnedFd>, Option<sys::SealedBuffer>)>>> {
+    fn pop_locked(&self) -> Result<Option<Result<Received>>> {
         let s = &self.shared;
         let mut head = s.u64(OFF_HEAD).load(Ordering::Relaxed);
         let tail = s.u64(OFF_TAIL).load(Ordering::Acquire);
