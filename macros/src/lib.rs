@@ -1,12 +1,13 @@
-//! Procedural macros of `mp`: `#[mp::worker]` and `mp::main!`. Use them through the `mp` crate.
+//! Procedural macros of `mp`: `#[mp::worker]`, `mp::main!` and `#[derive(mp::Plain)]`. Use them through the `mp` crate.
 //!
-//! Each macro parses, validates, then expands (`worker.rs`, `main_fn.rs`). On an error the
+//! Each macro parses, validates, then expands (`worker.rs`, `main_fn.rs`, `plain.rs`). On an error the
 //! original item is still emitted next to the `compile_error!`, so one mistake does not bury
 //! the rest of the crate in follow-up errors.
 
 use proc_macro::TokenStream;
 
 mod main_fn;
+mod plain;
 mod worker;
 
 /// Registers a function as a worker child processes can run. See `mp::worker`.
@@ -19,4 +20,11 @@ pub fn worker(attr: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro]
 pub fn main(input: TokenStream) -> TokenStream {
     main_fn::expand(input.into()).into()
+}
+
+/// Derives `mp::Plain` for a `#[repr(C)]` struct of `Plain` fields without padding. See
+/// `mp::Plain`.
+#[proc_macro_derive(Plain)]
+pub fn derive_plain(input: TokenStream) -> TokenStream {
+    plain::expand(input.into()).into()
 }

@@ -136,6 +136,41 @@ pub enum Error {
     /// The child ran but reported a failure that is not a panic.
     #[error("child process failed: {0}")]
     ChildFailed(String),
+    /// The process or thread holding a lock died without releasing it (a robust mutex's
+    /// `EOWNERDEAD`). The lock was recovered and is free again: check the data it protects,
+    /// then acquire it again. Only the first acquirer after the death sees this error.
+    #[error(
+        "the holder of the lock (thread {tid}) died while holding it; the lock was recovered: \
+         check the data it protects, then acquire again"
+    )]
+    OwnerDied {
+        /// The thread id (for a single-threaded process: its pid) of the dead holder.
+        tid: u32,
+    },
+    /// A non-blocking `try_` call found the lock or semaphore taken.
+    #[error("the lock is held elsewhere; a blocking call would wait")]
+    WouldBlock,
+    /// A thread tried to take a non-reentrant lock it already holds (it would wait forever).
+    #[error("this thread already holds the lock; use `mp::RLock` to acquire it re-entrantly")]
+    Deadlock,
+    /// A [`Barrier`](crate::Barrier) was broken by a timeout, `abort` or `reset` (Python's
+    /// `BrokenBarrierError`).
+    #[error("the barrier is broken (a party timed out, or it was aborted or reset)")]
+    BrokenBarrier,
+    /// A [`BoundedSemaphore`](crate::BoundedSemaphore) was released above its initial value.
+    #[error("semaphore released too many times")]
+    TooManyReleases,
+    /// An index or range is outside a shared array or segment.
+    #[error("index {index} is out of range for length {len}")]
+    OutOfRange {
+        /// The offending index (for a range: its end).
+        index: usize,
+        /// The length.
+        len: usize,
+    },
+    /// An argument is invalid (Python's `ValueError`); the message says which and why.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
     /// An error that happened in another process and has no closer equivalent here (an OS
     /// error there, for instance); its message is kept.
     #[error("in another process: {0}")]
@@ -180,6 +215,18 @@ enum WireError {
     AlreadyJoined,
     TaskDoneTooOften,
     ChildFailed(String),
+    OwnerDied {
+        tid: u32,
+    },
+    WouldBlock,
+    Deadlock,
+    BrokenBarrier,
+    TooManyReleases,
+    OutOfRange {
+        index: u64,
+        len: u64,
+    },
+    InvalidArgument(String),
 }
 
 impl serde::Serialize for Error {
@@ -227,6 +274,16 @@ impl serde::Serialize for Error {
             Error::AlreadyJoined => WireError::AlreadyJoined,
             Error::TaskDoneTooOften => WireError::TaskDoneTooOften,
             Error::ChildFailed(m) => WireError::ChildFailed(m.clone()),
+            Error::OwnerDied { tid } => WireError::OwnerDied { tid: *tid },
+            Error::WouldBlock => WireError::WouldBlock,
+            Error::Deadlock => WireError::Deadlock,
+            Error::BrokenBarrier => WireError::BrokenBarrier,
+            Error::TooManyReleases => WireError::TooManyReleases,
+            Error::OutOfRange { index, len } => WireError::OutOfRange {
+                index: *index as u64,
+                len: *len as u64,
+            },
+            Error::InvalidArgument(m) => WireError::InvalidArgument(m.clone()),
         };
         wire.serialize(serializer)
     }
@@ -267,6 +324,16 @@ impl<'de> serde::Deserialize<'de> for Error {
             WireError::AlreadyJoined => Error::AlreadyJoined,
             WireError::TaskDoneTooOften => Error::TaskDoneTooOften,
             WireError::ChildFailed(m) => Error::ChildFailed(m),
+            WireError::OwnerDied { tid } => Error::OwnerDied { tid },
+            WireError::WouldBlock => Error::WouldBlock,
+            WireError::Deadlock => Error::Deadlock,
+            WireError::BrokenBarrier => Error::BrokenBarrier,
+            WireError::TooManyReleases => Error::TooManyReleases,
+            WireError::OutOfRange { index, len } => Error::OutOfRange {
+                index: usize::try_from(index).unwrap_or(usize::MAX),
+                len: usize::try_from(len).unwrap_or(usize::MAX),
+            },
+            WireError::InvalidArgument(m) => Error::InvalidArgument(m),
         })
     }
 }

@@ -49,6 +49,8 @@ mod logging;
 mod pipe;
 mod process;
 mod queue;
+mod shared;
+mod sync;
 mod sys;
 mod worker;
 
@@ -59,6 +61,30 @@ pub use logging::{Level, Logger, get_logger, log_to_stderr};
 pub use pipe::{Connection, PipeReader, PipeWriter, pipe, pipe_one_way};
 pub use process::{Process, ProcessInfo, current_process, spawn};
 pub use queue::{DEFAULT_QUEUE_CAPACITY, JoinableQueue, Queue, SimpleQueue};
+pub use shared::{Array, ArrayGuard, RawArray, RawValue, SharedMemory, SharedView, Value, ValueGuard};
+pub use sync::{
+    Barrier, BoundedSemaphore, Condition, ConditionGuard, Event, Lock, LockGuard, RLock,
+    RLockGuard, Semaphore, SemaphoreGuard,
+};
+pub use sys::{AtomicCell, HasAtomic, Numeric, Plain};
+
+/// Derives [`Plain`] for a `#[repr(C)]` struct whose fields are all `Plain`, checking at
+/// compile time that it has no padding.
+///
+/// ```
+/// #[derive(Clone, Copy, mp::Plain)]
+/// #[repr(C)]
+/// struct Stats {
+///     count: u64,
+///     mean: f64,
+/// }
+///
+/// let s = mp::Value::new(Stats { count: 1, mean: 2.0 })?;
+/// s.update(|s| s.count += 1)?;
+/// assert_eq!(s.get()?.count, 2);
+/// # Ok::<(), mp::Error>(())
+/// ```
+pub use mp_macros::Plain;
 pub use worker::{Worker, registered_workers};
 
 /// Registers a function as a worker that child processes can run.
@@ -126,7 +152,11 @@ macro_rules! guard {
 pub mod __private {
     //! Names used by generated code. Not public API.
     pub use crate::process::{Invocation, enter_main, leave_main};
+    pub use crate::sys::Plain;
     pub use crate::worker::{GUARDS, WORKERS, WorkerEntry};
+
+    /// Compile-time check, emitted by `#[derive(mp::Plain)]`, that a field type is `Plain`.
+    pub const fn assert_plain<T: Plain>() {}
     pub use linkme;
     pub use serde;
 

@@ -549,6 +549,10 @@ pub fn leave_main() {
 /// The child side, run by the pre-`main` hook: if this process was started by `mp`, run the
 /// worker it was started for and exit; otherwise return at once.
 pub(crate) fn child_entry() {
+    if let Some(spec) = std::env::var_os(crate::shared::TRACKER_ENV) {
+        sys::unset_env(crate::shared::TRACKER_ENV);
+        std::process::exit(crate::shared::run_tracker(&spec.to_string_lossy()));
+    }
     let Some(spec) = std::env::var_os(BOOTSTRAP_ENV) else {
         return;
     };

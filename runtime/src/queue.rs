@@ -29,6 +29,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::channel::INLINE_MAX;
 use crate::codec;
 use crate::error::{Error, Result, SendError};
+use crate::sync::raw::{Acquired, RawMutex};
 use crate::sys::{self, SharedMapping};
 
 /// Default ring size: what an unbounded queue holds in flight before `put` waits for readers.
@@ -60,8 +61,6 @@ const FLAG_OUT_OF_LINE: u32 = 2;
 
 /// How long a consumer or producer polls before sleeping on the futex.
 const SPIN: Duration = Duration::from_micros(30);
-/// How often a lock waiter checks whether the lock's owner is still alive.
-const OWNER_CHECK: Duration = Duration::from_millis(100);
 
 /// The shared part of a queue: the mapping and the side channel.
 struct Shared {
@@ -135,61 +134,20 @@ impl Shared {
     }
 }
 
-/// A lock in shared memory: `state` (0 free, 1 held, 2 held with waiters) and the holder's pid.
-struct ShmLock<'a> {
-    state: &'a AtomicU32,
-    owner: &'a AtomicU32,
-}
+/// A queue lock: the robust mutex of `sync/`. A holder that died is taken over silently: its
+/// half-done work was never published (see `QUEUE.md`), so the ring is consistent.
+struct ShmLock<'a>(RawMutex<'a>);
 
 impl ShmLock<'_> {
     fn lock(&self, deadline: Option<Instant>) -> Result<()> {
-        let me = sys::getpid();
-        for _ in 0..64 {
-            if self
-                .state
-                .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-            {
-                self.owner.store(me, Ordering::Relaxed);
-                return Ok(());
-            }
-            std::hint::spin_loop();
+        if let Acquired::OwnerDied(tid) = self.0.lock(deadline)? {
+            tracing::warn!(target: "mp", "queue lock holder (thread {tid}) died; lock recovered");
         }
-        loop {
-            if self.state.swap(2, Ordering::Acquire) == 0 {
-                self.owner.store(me, Ordering::Relaxed);
-                return Ok(());
-            }
-            let nap = match deadline {
-                None => OWNER_CHECK,
-                Some(d) => match d.checked_duration_since(Instant::now()) {
-                    Some(r) if !r.is_zero() => r.min(OWNER_CHECK),
-                    _ => return Err(Error::Timeout),
-                },
-            };
-            sys::futex_wait(self.state, 2, Some(nap));
-            let owner = self.owner.load(Ordering::Relaxed);
-            if owner != 0 && owner != me && !sys::pid_alive(owner) {
-                // The holder died with the lock: take it over. Its half-done work was never
-                // published (see the module docs), so the protected state is consistent.
-                if self
-                    .owner
-                    .compare_exchange(owner, me, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    self.state.store(2, Ordering::Release);
-                    tracing::warn!(target: "mp", "queue lock holder (pid {owner}) died; lock recovered");
-                    return Ok(());
-                }
-            }
-        }
+        Ok(())
     }
 
     fn unlock(&self) {
-        self.owner.store(0, Ordering::Relaxed);
-        if self.state.swap(0, Ordering::Release) == 2 {
-            sys::futex_wake(self.state, 1);
-        }
+        self.0.unlock();
     }
 }
 
@@ -267,16 +225,10 @@ impl Raw {
     }
 
     fn plock(&self) -> ShmLock<'_> {
-        ShmLock {
-            state: self.shared.u32(OFF_PLOCK),
-            owner: self.shared.u32(OFF_PLOCK + 4),
-        }
+        ShmLock(RawMutex::new(self.shared.u32(OFF_PLOCK)))
     }
     fn clock(&self) -> ShmLock<'_> {
-        ShmLock {
-            state: self.shared.u32(OFF_CLOCK),
-            owner: self.shared.u32(OFF_CLOCK + 4),
-        }
+        ShmLock(RawMutex::new(self.shared.u32(OFF_CLOCK)))
     }
 
     fn check_open(&self) -> Result<()> {

@@ -147,8 +147,10 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Durati
     let _ = futex::wait(word, futex::Flags::empty(), expected, ts.as_ref());
 }
 
-/// Wakes up to `n` waiters blocked on `word` in any process.
+/// Wakes up to `n` waiters blocked on `word` in any process (`u32::MAX`: all of them).
 pub(crate) fn futex_wake(word: &AtomicU32, n: u32) {
+    // The kernel reads the count as a C `int`: `u32::MAX` would be -1, which wakes just one.
+    let n = n.min(i32::MAX as u32);
     let _ = futex::wake(word, futex::Flags::empty(), n);
 }
 
@@ -157,15 +159,25 @@ pub(crate) fn getpid() -> u32 {
     rustix::process::getpid().as_raw_nonzero().get() as u32
 }
 
-/// Whether a process with this id exists (it may be a zombie).
-pub(crate) fn pid_alive(pid: u32) -> bool {
-    match rustix::process::Pid::from_raw(pid as i32) {
-        None => false,
-        Some(pid) => !matches!(
-            rustix::process::test_kill_process(pid),
-            Err(rustix::io::Errno::SRCH)
-        ),
-    }
+/// The calling thread's id (equal to the process id in a single-threaded process).
+pub(crate) fn gettid() -> u32 {
+    rustix::thread::gettid().as_raw_nonzero().get() as u32
+}
+
+/// Whether the thread (or process) `tid` still runs: it exists and is not a zombie.
+///
+/// Reads `/proc/<tid>/stat`, which exists for every thread id, not only for process ids.
+/// A recycled id looks alive; ids are recycled only after the whole `pid_max` range is used.
+pub(crate) fn thread_alive(tid: u32) -> bool {
+    let Ok(stat) = std::fs::read(format!("/proc/{tid}/stat")) else {
+        return false;
+    };
+    // The state letter follows the last `)` (the command name may contain parentheses).
+    let state = stat
+        .iter()
+        .rposition(|&b| b == b')')
+        .and_then(|i| stat.get(i + 2).copied());
+    !matches!(state, Some(b'Z' | b'X' | b'x') | None)
 }
 
 /// Sends `signal` (a raw signal number) to process `pid`.
@@ -328,6 +340,47 @@ impl SharedMapping {
         Self::map(fd, len)
     }
 
+    /// Creates a named POSIX shared memory segment (`/dev/shm/<name>`) of `len` zeroed bytes;
+    /// fails if the name exists. The caller unlinks it.
+    pub(crate) fn create_named(name: &str, len: usize) -> io::Result<Self> {
+        use rustix::shm::{Mode, OFlags};
+        let fd = rustix::shm::open(
+            name,
+            OFlags::CREATE | OFlags::EXCL | OFlags::RDWR,
+            Mode::RUSR | Mode::WUSR,
+        )?;
+        if let Err(e) = rustix::fs::ftruncate(&fd, len as u64) {
+            let _ = rustix::shm::unlink(name);
+            return Err(e.into());
+        }
+        Self::map(fd, len).inspect_err(|_| {
+            let _ = rustix::shm::unlink(name);
+        })
+    }
+
+    /// Opens an existing named segment; returns the mapping of its whole current size.
+    pub(crate) fn open_named(name: &str) -> io::Result<Self> {
+        use rustix::shm::{Mode, OFlags};
+        let fd = rustix::shm::open(name, OFlags::RDWR, Mode::empty())?;
+        let size = usize::try_from(rustix::fs::fstat(&fd)?.st_size).unwrap_or(0);
+        if size == 0 {
+            return Err(io::Error::other("the shared memory segment is empty"));
+        }
+        Self::map(fd, size)
+    }
+
+    /// Maps a named segment's descriptor received from another process (named segments cannot
+    /// be sealed; only the size is checked).
+    pub(crate) fn open_unsealed(fd: OwnedFd, len: usize) -> io::Result<Self> {
+        let size = rustix::fs::fstat(&fd)?.st_size as u64;
+        if size < len as u64 || len == 0 {
+            return Err(io::Error::other(
+                "shared memory descriptor is smaller than announced",
+            ));
+        }
+        Self::map(fd, len)
+    }
+
     fn map(fd: OwnedFd, len: usize) -> io::Result<Self> {
         // SAFETY: a fresh mapping (null hint) of a descriptor we own; the kernel picks the
         // address, so no existing memory is affected.
@@ -381,6 +434,86 @@ impl SharedMapping {
                 .add(offset)
                 .cast::<std::sync::atomic::AtomicU64>()
         }
+    }
+
+    /// The atomic `A` at byte `offset` (aligned for `A`, in bounds: checked).
+    pub(crate) fn atomic<A: super::AtomicCell>(&self, offset: usize) -> &A {
+        self.check::<A>(offset, 1);
+        // SAFETY: in bounds and aligned (checked); `A` is a std atomic, valid when zeroed and
+        // for any bits another process stored through the same atomic type; every access to
+        // the word goes through atomics.
+        unsafe { &*self.ptr.as_ptr().add(offset).cast::<A>() }
+    }
+
+    /// Asserts that `count` values of `T` fit at `offset`, aligned.
+    fn check<T>(&self, offset: usize, count: usize) {
+        let bytes = count.checked_mul(size_of::<T>());
+        assert!(
+            offset % align_of::<T>() == 0
+                && bytes
+                    .and_then(|b| b.checked_add(offset))
+                    .is_some_and(|end| end <= self.len),
+            "shared memory access out of bounds"
+        );
+    }
+
+    /// Reads the value at byte `offset` (a copy; another process may be writing it, in which
+    /// case the copy may mix old and new bytes, but every byte pattern of `T` read back was
+    /// written as a `T`).
+    pub(crate) fn read_plain<T: super::Plain>(&self, offset: usize) -> T {
+        self.check::<T>(offset, 1);
+        // SAFETY: in bounds and aligned (checked). A volatile read of plain data: the compiler
+        // may not assume the memory is unchanged between reads, which it is not.
+        unsafe { std::ptr::read_volatile(self.ptr.as_ptr().add(offset).cast::<T>()) }
+    }
+
+    /// Writes `value` at byte `offset`.
+    pub(crate) fn write_plain<T: super::Plain>(&self, offset: usize, value: T) {
+        self.check::<T>(offset, 1);
+        // SAFETY: in bounds and aligned (checked); `T` is plain data, so no destructor or
+        // pointer is involved.
+        unsafe { std::ptr::write_volatile(self.ptr.as_ptr().add(offset).cast::<T>(), value) }
+    }
+
+    /// Copies `dst.len()` values starting at byte `offset` into `dst`.
+    pub(crate) fn read_slice<T: super::Plain>(&self, offset: usize, dst: &mut [T]) {
+        self.check::<T>(offset, dst.len());
+        // SAFETY: the source range is in bounds and aligned (checked) and cannot overlap `dst`,
+        // which is ordinary memory of this process.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.ptr.as_ptr().add(offset).cast::<T>(),
+                dst.as_mut_ptr(),
+                dst.len(),
+            )
+        }
+    }
+
+    /// Copies `src` into the mapping starting at byte `offset`.
+    pub(crate) fn write_slice<T: super::Plain>(&self, offset: usize, src: &[T]) {
+        self.check::<T>(offset, src.len());
+        // SAFETY: as in `read_slice`, in the other direction.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                src.as_ptr(),
+                self.ptr.as_ptr().add(offset).cast::<T>(),
+                src.len(),
+            )
+        }
+    }
+
+    /// A mutable slice of `len` values of `T` at byte `offset` (bounds and alignment checked).
+    ///
+    /// # Safety
+    ///
+    /// For as long as the slice lives, no other thread or process may access the range: the
+    /// caller holds a lock that every accessor of the range honours.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn slice_mut<T: super::Plain>(&self, offset: usize, len: usize) -> &mut [T] {
+        self.check::<T>(offset, len);
+        // SAFETY: in bounds and aligned (checked); `T` is valid for the bytes stored there
+        // (`Plain`); exclusivity is the caller's obligation.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(offset).cast::<T>(), len) }
     }
 
     /// Copies `src` into the mapping at `offset` (bounds checked).
@@ -539,6 +672,21 @@ pub(crate) fn borrow_raw_fd<'a>(fd: RawFd) -> BorrowedFd<'a> {
     // SAFETY: callers pass descriptors owned by handles that outlive the borrow (they are
     // collected while encoding a value the caller holds until the send returns).
     unsafe { BorrowedFd::borrow_raw(fd) }
+}
+
+/// Removes the name of a POSIX shared memory segment (`shm_unlink`).
+pub(crate) fn shm_unlink(name: &str) -> io::Result<()> {
+    Ok(rustix::shm::unlink(name)?)
+}
+
+/// Ignores `SIGINT` and `SIGTERM` in this process (a helper that must outlive a Ctrl-C or a
+/// group-wide terminate to clean up).
+pub(crate) fn ignore_interrupts() {
+    // SAFETY: installs the `SIG_IGN` disposition, which runs no code in this process.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+        libc::signal(libc::SIGTERM, libc::SIG_IGN);
+    }
 }
 
 /// Removes a variable from this process's environment.

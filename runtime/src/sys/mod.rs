@@ -7,6 +7,8 @@
 //!   non-blocking variants and `poll` for readiness with a timeout;
 //! * anonymous shared memory that can be passed as a descriptor ([`SharedMapping`]) and
 //!   sealed, read-only message buffers ([`SealedBuffer`]);
+//! * typed access to shared memory for [`Plain`] data (copies, atomics, and a mutable slice
+//!   for a caller that holds a lock), and named POSIX segments;
 //! * a 32-bit wait/wake primitive on a word in shared memory ([`futex_wait`], [`futex_wake`]);
 //! * starting the current executable again with chosen descriptors inherited ([`spawn_self`]),
 //!   and a pre-`main` hook that routes such a child to its worker ([`linux::CHILD_HOOK`]).
@@ -16,6 +18,8 @@
 
 #[cfg(target_os = "linux")]
 mod linux;
+mod plain;
+pub use plain::{AtomicCell, HasAtomic, Numeric, Plain};
 #[cfg(target_os = "linux")]
 pub(crate) use linux::*;
 

@@ -1,0 +1,573 @@
+//! `Array<T>` (a shared array whose locks cover ranges, so processes can work on disjoint
+//! parts in place at the same time) and `RawArray<T>` (no lock; copies and atomics).
+//!
+//! Range locks: the header page holds a table of claims `(owner thread, start, end)` guarded
+//! by a robust mutex word. Locking a range takes the mutex, checks the table for an
+//! overlapping live claim, and either records its own claim or sleeps on a sequence word that
+//! every release bumps. A claim whose owner died is dropped from the table; if it overlapped
+//! the requested range the caller gets [`Error::OwnerDied`] once (the data may be
+//! half-written), like a robust mutex.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut, Range, RangeBounds};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::region::{Region, resolve};
+use crate::error::{Error, Result};
+use crate::sync::raw::{self, OWNER_CHECK, RawMutex};
+use crate::sync::{DATA, Kind, NotSend, OFF_TABLE, Segment, fingerprint};
+use crate::sys::{self, HasAtomic, Plain};
+
+const TABLE_LOCK: usize = 0;
+const SEQ: usize = 1;
+const WAITERS: usize = 2;
+/// How many ranges may be locked at once (further lockers wait for a free slot).
+const MAX_CLAIMS: usize = 64;
+const CLAIM_SIZE: usize = 24;
+
+/// An array of a [`Plain`] type in shared memory, with range locks (Python's
+/// `multiprocessing.Array`). Clones and copies passed to workers share the memory; passing
+/// a 100 MB array to a worker sends one descriptor.
+///
+/// [`lock`](Array::lock) locks the whole array, [`lock_range`](Array::lock_range) a part; the
+/// guard dereferences to a slice for bulk work in place. Locks on disjoint ranges do not
+/// wait for each other, so several processes can fill their own parts at memory speed.
+///
+/// ```
+/// # mp::guard!();
+/// #[mp::worker]
+/// fn fill(data: mp::Array<f64>, half: usize) -> mp::Result<()> {
+///     let n = data.len() / 2;
+///     let mut part = data.lock_range(half * n..(half + 1) * n)?;
+///     for (i, x) in part.iter_mut().enumerate() {
+///         *x = (half * n + i) as f64;
+///     }
+///     Ok(())
+/// }
+///
+/// let data = mp::Array::<f64>::new(1000)?;
+/// let mut workers: Vec<_> = (0..2)
+///     .map(|half| mp::spawn(fill, (data.clone(), half)))
+///     .collect::<mp::Result<_>>()?;
+/// for w in &mut workers {
+///     w.join()??;
+/// }
+/// assert_eq!(data.get(999)?, 999.0);
+/// # Ok::<(), mp::Error>(())
+/// ```
+pub struct Array<T> {
+    seg: Arc<Segment>,
+    _type: PhantomData<T>,
+}
+
+/// A locked range of an [`Array`]; dereferences to a slice; unlocks on drop.
+#[must_use = "the range is unlocked when the guard is dropped"]
+pub struct ArrayGuard<'a, T> {
+    array: &'a Array<T>,
+    slot: usize,
+    range: Range<usize>,
+    data: &'a mut [T],
+    _not_send: NotSend,
+}
+
+impl<T: Plain> Array<T> {
+    /// A shared array of `len` zeroed elements (Python's `Array('d', 10)`).
+    ///
+    /// ```
+    /// let a = mp::Array::<i32>::new(3)?;
+    /// assert_eq!(a.to_vec()?, [0, 0, 0]);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn new(len: usize) -> Result<Array<T>> {
+        Ok(Array {
+            seg: Segment::create(Kind::Array, fingerprint::<T>(), len, size_of::<T>())?,
+            _type: PhantomData,
+        })
+    }
+
+    /// A shared array holding a copy of `values` (Python's `Array('i', [0, 1, 2])`).
+    ///
+    /// ```
+    /// let a = mp::Array::from_slice(&[1, 2, 3])?;
+    /// assert_eq!(a.to_vec()?, [1, 2, 3]);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn from_slice(values: &[T]) -> Result<Array<T>> {
+        let array = Self::new(values.len())?;
+        array.seg.map().write_slice(DATA, values);
+        Ok(array)
+    }
+
+    /// The number of elements.
+    pub fn len(&self) -> usize {
+        self.seg.count()
+    }
+
+    /// Whether the array has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn claim(&self, i: usize) -> (usize, usize) {
+        (OFF_TABLE + i * CLAIM_SIZE, OFF_TABLE + i * CLAIM_SIZE + 8)
+    }
+
+    fn claim_owner(&self, i: usize) -> &std::sync::atomic::AtomicU32 {
+        self.seg.map().atomic_u32(self.claim(i).0)
+    }
+
+    fn claim_range(&self, i: usize) -> Range<usize> {
+        let off = self.claim(i).1;
+        let start = self.seg.map().atomic_u64(off).load(Ordering::Relaxed) as usize;
+        let end = self.seg.map().atomic_u64(off + 8).load(Ordering::Relaxed) as usize;
+        start..end
+    }
+
+    fn lock_until(&self, range: Range<usize>, deadline: Option<Instant>) -> Result<ArrayGuard<'_, T>> {
+        let me = sys::gettid();
+        let table = RawMutex::new(self.seg.word(TABLE_LOCK));
+        let mut next_check = Instant::now() + OWNER_CHECK;
+        let mut died = None;
+        loop {
+            let check_owners = Instant::now() >= next_check;
+            if check_owners {
+                next_check = Instant::now() + OWNER_CHECK;
+            }
+            if let raw::Acquired::OwnerDied(tid) = table.lock(deadline)? {
+                // Table updates are single stores, owner last: the table is consistent.
+                tracing::warn!(target: "mp", "array table holder (thread {tid}) died");
+            }
+            let mut conflict = false;
+            let mut free = None;
+            for i in 0..MAX_CLAIMS {
+                let owner = self.claim_owner(i).load(Ordering::Relaxed);
+                if owner == 0 {
+                    free = free.or(Some(i));
+                    continue;
+                }
+                let theirs = self.claim_range(i);
+                let overlaps = theirs.start < range.end && range.start < theirs.end;
+                if check_owners && !sys::thread_alive(owner) {
+                    self.claim_owner(i).store(0, Ordering::Relaxed);
+                    free = free.or(Some(i));
+                    if overlaps {
+                        died = Some(owner);
+                    } else {
+                        tracing::warn!(target: "mp", "array range holder (thread {owner}) died");
+                    }
+                    continue;
+                }
+                if overlaps {
+                    if owner == me {
+                        table.unlock();
+                        return Err(Error::Deadlock);
+                    }
+                    conflict = true;
+                }
+            }
+            if let Some(tid) = died {
+                table.unlock();
+                self.wake();
+                tracing::warn!(target: "mp", "array range holder (thread {tid}) died; range recovered");
+                return Err(Error::OwnerDied { tid });
+            }
+            if let (false, Some(slot)) = (conflict, free) {
+                let (owner, bounds) = self.claim(slot);
+                let map = self.seg.map();
+                map.atomic_u64(bounds).store(range.start as u64, Ordering::Relaxed);
+                map.atomic_u64(bounds + 8).store(range.end as u64, Ordering::Relaxed);
+                map.atomic_u32(owner).store(me, Ordering::Relaxed);
+                table.unlock();
+                #[allow(unsafe_code)]
+                // SAFETY: the segment holds `len` elements of `T` from `DATA` (created so, or
+                // checked on receipt); `range` is within them (resolved against `len`). The
+                // claim just recorded excludes every other locker of an overlapping range
+                // until the guard, which borrows `self`, drops and removes it.
+                let data = unsafe {
+                    self.seg
+                        .map()
+                        .slice_mut::<T>(DATA + range.start * size_of::<T>(), range.len())
+                };
+                return Ok(ArrayGuard {
+                    array: self,
+                    slot,
+                    range,
+                    data,
+                    _not_send: NotSend::default(),
+                });
+            }
+            // Wait for a release, re-checking owners now and then.
+            let seq = self.seg.word(SEQ);
+            let observed = seq.load(Ordering::SeqCst);
+            table.unlock();
+            let waiters = self.seg.word(WAITERS);
+            waiters.fetch_add(1, Ordering::SeqCst);
+            let wake_by = match deadline {
+                Some(d) if d < next_check => Some(d),
+                _ => Some(next_check),
+            };
+            let waited = raw::wait_word(seq, observed, wake_by);
+            waiters.fetch_sub(1, Ordering::SeqCst);
+            if !waited && deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(Error::Timeout);
+            }
+        }
+    }
+
+    fn wake(&self) {
+        self.seg.word(SEQ).fetch_add(1, Ordering::SeqCst);
+        if self.seg.word(WAITERS).load(Ordering::SeqCst) > 0 {
+            sys::futex_wake(self.seg.word(SEQ), u32::MAX);
+        }
+    }
+
+    /// Locks the whole array (Python's `with arr.get_lock():`); the guard dereferences to
+    /// the elements as a mutable slice.
+    ///
+    /// ```
+    /// let a = mp::Array::from_slice(&[3, 1, 2])?;
+    /// a.lock()?.sort();
+    /// assert_eq!(a.to_vec()?, [1, 2, 3]);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    #[doc(alias = "get_lock")]
+    pub fn lock(&self) -> Result<ArrayGuard<'_, T>> {
+        self.lock_until(0..self.len(), None)
+    }
+
+    /// Locks the elements in `range`; waits only for holders of overlapping ranges.
+    ///
+    /// Errors: [`Error::OutOfRange`] for a range outside the array, [`Error::Deadlock`] if
+    /// this thread holds an overlapping range, [`Error::OwnerDied`] once if a process died
+    /// holding an overlapping range (it is free again).
+    ///
+    /// ```
+    /// let a = mp::Array::<u8>::new(10)?;
+    /// let mut left = a.lock_range(..5)?;
+    /// let mut right = a.lock_range(5..)?; // disjoint: no waiting
+    /// left.fill(1);
+    /// right.fill(2);
+    /// drop((left, right));
+    /// assert_eq!(a.to_vec()?, [1, 1, 1, 1, 1, 2, 2, 2, 2, 2]);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn lock_range(&self, range: impl RangeBounds<usize>) -> Result<ArrayGuard<'_, T>> {
+        self.lock_until(resolve(range, self.len())?, None)
+    }
+
+    /// As [`lock_range`](Array::lock_range), giving up with [`Error::Timeout`] after
+    /// `timeout`.
+    ///
+    /// ```
+    /// let a = mp::Array::<u8>::new(4)?;
+    /// let _all = a.lock()?;
+    /// let other = std::thread::spawn({
+    ///     let a = a.clone();
+    ///     move || matches!(a.lock_range_timeout(0..1, std::time::Duration::from_millis(10)), Err(mp::Error::Timeout))
+    /// });
+    /// assert!(other.join().unwrap());
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn lock_range_timeout(
+        &self,
+        range: impl RangeBounds<usize>,
+        timeout: Duration,
+    ) -> Result<ArrayGuard<'_, T>> {
+        self.lock_until(resolve(range, self.len())?, raw::deadline_after(Some(timeout)))
+    }
+
+    /// The element at `index`, read under a lock of that element (Python's `arr[i]`).
+    ///
+    /// ```
+    /// let a = mp::Array::from_slice(&[10, 20])?;
+    /// assert_eq!(a.get(1)?, 20);
+    /// assert!(matches!(a.get(2), Err(mp::Error::OutOfRange { index: 2, len: 2 })));
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn get(&self, index: usize) -> Result<T> {
+        Ok(self.lock_one(index)?.data[0])
+    }
+
+    /// Sets the element at `index` under a lock of that element (Python's `arr[i] = x`).
+    ///
+    /// ```
+    /// let a = mp::Array::from_slice(&[1, 2, 3])?;
+    /// a.set(0, 99)?;
+    /// assert_eq!(a.to_vec()?, [99, 2, 3]);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn set(&self, index: usize, value: T) -> Result<()> {
+        self.lock_one(index)?.data[0] = value;
+        Ok(())
+    }
+
+    fn lock_one(&self, index: usize) -> Result<ArrayGuard<'_, T>> {
+        if index >= self.len() {
+            return Err(Error::OutOfRange {
+                index,
+                len: self.len(),
+            });
+        }
+        self.lock_until(index..index + 1, None)
+    }
+
+    /// A copy of all elements, taken under the whole-array lock (Python's `arr[:]`).
+    pub fn to_vec(&self) -> Result<Vec<T>> {
+        Ok(self.lock()?.to_vec())
+    }
+}
+
+impl<T> ArrayGuard<'_, T> {
+    /// The range of the array this guard holds.
+    ///
+    /// ```
+    /// let a = mp::Array::<u8>::new(8)?;
+    /// assert_eq!(a.lock_range(2..4)?.range(), 2..4);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn range(&self) -> Range<usize> {
+        self.range.clone()
+    }
+}
+
+impl<T> Deref for ArrayGuard<'_, T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        self.data
+    }
+}
+
+impl<T> DerefMut for ArrayGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        self.data
+    }
+}
+
+impl<T> Drop for ArrayGuard<'_, T> {
+    fn drop(&mut self) {
+        let array = self.array;
+        let table = RawMutex::new(array.seg.word(TABLE_LOCK));
+        // Removing our own claim needs the table lock only to order it with scans; if the
+        // lock cannot be taken (its holder is wedged), clearing the owner word is still safe.
+        let locked = table.lock(None).is_ok();
+        array
+            .seg
+            .map()
+            .atomic_u32(OFF_TABLE + self.slot * CLAIM_SIZE)
+            .store(0, Ordering::Release);
+        if locked {
+            table.unlock();
+        }
+        array.seg.word(SEQ).fetch_add(1, Ordering::SeqCst);
+        if array.seg.word(WAITERS).load(Ordering::SeqCst) > 0 {
+            sys::futex_wake(array.seg.word(SEQ), u32::MAX);
+        }
+    }
+}
+
+/// An array of a [`Plain`] type in shared memory without a lock (Python's `RawArray`, or
+/// `Array(..., lock=False)`): element and bulk copies, and atomics for integer elements.
+/// Nothing stops two processes writing the same element at once; use [`Array`] for that.
+///
+/// ```
+/// use std::sync::atomic::Ordering;
+///
+/// let hist = mp::RawArray::<u64>::new(4)?;
+/// hist.atomic(2)?.fetch_add(1, Ordering::Relaxed);
+/// hist.write(0, &[7])?;
+/// assert_eq!(hist.to_vec(), [7, 0, 1, 0]);
+/// # Ok::<(), mp::Error>(())
+/// ```
+pub struct RawArray<T> {
+    seg: Arc<Segment>,
+    _type: PhantomData<T>,
+}
+
+impl<T: Plain> RawArray<T> {
+    /// A shared array of `len` zeroed elements.
+    ///
+    /// ```
+    /// assert_eq!(mp::RawArray::<f32>::new(2)?.to_vec(), [0.0, 0.0]);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn new(len: usize) -> Result<RawArray<T>> {
+        Ok(RawArray {
+            seg: Segment::create(Kind::RawArray, fingerprint::<T>(), len, size_of::<T>())?,
+            _type: PhantomData,
+        })
+    }
+
+    /// A shared array holding a copy of `values`.
+    ///
+    /// ```
+    /// assert_eq!(mp::RawArray::from_slice(&[1u8, 2])?.to_vec(), [1, 2]);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn from_slice(values: &[T]) -> Result<RawArray<T>> {
+        let array = Self::new(values.len())?;
+        array.seg.map().write_slice(DATA, values);
+        Ok(array)
+    }
+
+    fn region(&self) -> Region<'_, T> {
+        Region::new(self.seg.map(), DATA, self.seg.count())
+    }
+
+    /// The number of elements.
+    pub fn len(&self) -> usize {
+        self.seg.count()
+    }
+
+    /// Whether the array has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A copy of the element at `index`.
+    ///
+    /// ```
+    /// let a = mp::RawArray::from_slice(&[5, 6])?;
+    /// assert_eq!(a.get(1)?, 6);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn get(&self, index: usize) -> Result<T> {
+        self.region().get(index)
+    }
+
+    /// Overwrites the element at `index`.
+    ///
+    /// ```
+    /// let a = mp::RawArray::from_slice(&[5, 6])?;
+    /// a.set(0, 9)?;
+    /// assert_eq!(a.to_vec(), [9, 6]);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn set(&self, index: usize, value: T) -> Result<()> {
+        self.region().set(index, value)
+    }
+
+    /// Copies elements from `start` into `dst` (bulk; one `memcpy`).
+    ///
+    /// ```
+    /// let a = mp::RawArray::from_slice(&[1, 2, 3, 4])?;
+    /// let mut two = [0; 2];
+    /// a.read(1, &mut two)?;
+    /// assert_eq!(two, [2, 3]);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn read(&self, start: usize, dst: &mut [T]) -> Result<()> {
+        self.region().read(start, dst)
+    }
+
+    /// Copies `src` into the array from `start` (bulk; one `memcpy`).
+    ///
+    /// ```
+    /// let a = mp::RawArray::<u16>::new(4)?;
+    /// a.write(2, &[8, 9])?;
+    /// assert_eq!(a.to_vec(), [0, 0, 8, 9]);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn write(&self, start: usize, src: &[T]) -> Result<()> {
+        self.region().write(start, src)
+    }
+
+    /// A copy of all elements.
+    pub fn to_vec(&self) -> Vec<T> {
+        self.region().to_vec()
+    }
+
+    /// The element at `index` as its standard atomic type, for lock-free updates.
+    pub fn atomic(&self, index: usize) -> Result<&T::Atomic>
+    where
+        T: HasAtomic,
+    {
+        Region::<T>::new(self.seg.map(), DATA, self.seg.count()).atomic(index)
+    }
+}
+
+impl<T> Clone for Array<T> {
+    fn clone(&self) -> Self {
+        Array {
+            seg: self.seg.clone(),
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T> Clone for RawArray<T> {
+    fn clone(&self) -> Self {
+        RawArray {
+            seg: self.seg.clone(),
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T> fmt::Debug for Array<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Array")
+            .field("type", &std::any::type_name::<T>())
+            .field("len", &self.seg.count())
+            .finish()
+    }
+}
+
+impl<T> fmt::Debug for RawArray<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawArray")
+            .field("type", &std::any::type_name::<T>())
+            .field("len", &self.seg.count())
+            .finish()
+    }
+}
+
+impl<T> fmt::Debug for ArrayGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ArrayGuard")
+            .field("range", &self.range)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> Serialize for Array<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.seg.serialize(serializer)
+    }
+}
+
+impl<'de, T: Plain> Deserialize<'de> for Array<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let seg =
+            Segment::deserialize(deserializer, Kind::Array, fingerprint::<T>(), size_of::<T>())?;
+        Ok(Array {
+            seg,
+            _type: PhantomData,
+        })
+    }
+}
+
+impl<T> Serialize for RawArray<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.seg.serialize(serializer)
+    }
+}
+
+impl<'de, T: Plain> Deserialize<'de> for RawArray<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let seg = Segment::deserialize(
+            deserializer,
+            Kind::RawArray,
+            fingerprint::<T>(),
+            size_of::<T>(),
+        )?;
+        Ok(RawArray {
+            seg,
+            _type: PhantomData,
+        })
+    }
+}

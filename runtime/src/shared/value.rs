@@ -1,0 +1,312 @@
+//! `Value<T>` (one `Plain` value with a robust lock) and `RawValue<T>` (without a lock, with
+//! lock-free atomics for integers), each in its own shared segment: header page, then the data.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::region::Region;
+use crate::error::Result;
+use crate::sync::raw::{self, RawMutex};
+use crate::sync::{DATA, Kind, NotSend, Segment, fingerprint};
+use crate::sys::{HasAtomic, Plain};
+
+/// One value of a [`Plain`] type in shared memory, with a lock (Python's
+/// `multiprocessing.Value`). Clones and copies passed to workers share the memory: the
+/// value itself is never copied between processes.
+///
+/// Read and write it with [`get`](Value::get) / [`set`](Value::set), or hold the lock across
+/// a read-modify-write with [`lock`](Value::lock), whose guard dereferences to the value.
+///
+/// ```
+/// # mp::guard!();
+/// #[mp::worker]
+/// fn worker(val: mp::Value<f64>) -> mp::Result<()> {
+///     val.set(3.14)
+/// }
+///
+/// let val = mp::Value::new(0.0)?;
+/// mp::spawn(worker, val.clone())?.join()??;
+/// assert_eq!(val.get()?, 3.14);
+/// # Ok::<(), mp::Error>(())
+/// ```
+pub struct Value<T> {
+    seg: Arc<Segment>,
+    _type: PhantomData<T>,
+}
+
+/// The locked value of a [`Value`]; dereferences to `T`; unlocks on drop.
+#[must_use = "the lock is released when the guard is dropped"]
+pub struct ValueGuard<'a, T> {
+    mutex: RawMutex<'a>,
+    data: &'a mut T,
+    _not_send: NotSend,
+}
+
+impl<T: Plain> Value<T> {
+    /// A new shared value holding `value`.
+    ///
+    /// ```
+    /// let v = mp::Value::new(7u32)?;
+    /// assert_eq!(v.get()?, 7);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn new(value: T) -> Result<Value<T>> {
+        let seg = Segment::create(Kind::Value, fingerprint::<T>(), 1, size_of::<T>())?;
+        seg.map().write_plain(DATA, value);
+        Ok(Value {
+            seg,
+            _type: PhantomData,
+        })
+    }
+
+    fn lock_until(&self, deadline: Option<Instant>) -> Result<ValueGuard<'_, T>> {
+        let mutex = RawMutex::new(self.seg.word(0));
+        raw::acquire_reporting(mutex, deadline)?;
+        #[allow(unsafe_code)]
+        // SAFETY: the segment holds one `T` at `DATA` (created so, or checked on receipt by
+        // type fingerprint and size). Every access to it goes through this lock, which we now
+        // hold until the guard, which borrows `self`, drops.
+        let data = unsafe { &mut self.seg.map().slice_mut::<T>(DATA, 1)[0] };
+        Ok(ValueGuard {
+            mutex,
+            data,
+            _not_send: NotSend::default(),
+        })
+    }
+
+    /// Takes the value's lock (Python's `with val.get_lock():`); the guard dereferences to
+    /// the value. Errors as [`Lock::acquire`](crate::Lock::acquire).
+    ///
+    /// ```
+    /// let counter = mp::Value::new(0u64)?;
+    /// {
+    ///     let mut n = counter.lock()?;
+    ///     *n += 1; // read-modify-write under the lock
+    /// }
+    /// assert_eq!(counter.get()?, 1);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    #[doc(alias = "get_lock")]
+    pub fn lock(&self) -> Result<ValueGuard<'_, T>> {
+        self.lock_until(None)
+    }
+
+    /// As [`lock`](Value::lock), giving up with [`Error::Timeout`](crate::Error::Timeout)
+    /// after `timeout`.
+    ///
+    /// ```
+    /// let v = mp::Value::new(1i32)?;
+    /// let g = v.lock_timeout(std::time::Duration::from_secs(1))?;
+    /// assert_eq!(*g, 1);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn lock_timeout(&self, timeout: Duration) -> Result<ValueGuard<'_, T>> {
+        self.lock_until(raw::deadline_after(Some(timeout)))
+    }
+
+    /// The value, read under the lock (Python's `val.value`).
+    pub fn get(&self) -> Result<T> {
+        Ok(*self.lock()?)
+    }
+
+    /// Replaces the value, under the lock (Python's `val.value = x`).
+    ///
+    /// ```
+    /// let v = mp::Value::new(false)?;
+    /// v.set(true)?;
+    /// assert!(v.get()?);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn set(&self, value: T) -> Result<()> {
+        *self.lock()? = value;
+        Ok(())
+    }
+
+    /// Applies `f` to the value under the lock and returns its result.
+    ///
+    /// ```
+    /// let v = mp::Value::new(10u32)?;
+    /// let before = v.update(|x| std::mem::replace(x, *x * 2))?;
+    /// assert_eq!((before, v.get()?), (10, 20));
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn update<R>(&self, f: impl FnOnce(&mut T) -> R) -> Result<R> {
+        Ok(f(&mut *self.lock()?))
+    }
+}
+
+impl<T> Deref for ValueGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.data
+    }
+}
+
+impl<T> DerefMut for ValueGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.data
+    }
+}
+
+impl<T> Drop for ValueGuard<'_, T> {
+    fn drop(&mut self) {
+        self.mutex.unlock();
+    }
+}
+
+/// One value of a [`Plain`] type in shared memory, without a lock (Python's `RawValue`, or
+/// `Value(..., lock=False)`). Reads and writes are copies: concurrent writers of a multi-word
+/// `T` can interleave. For integers, [`atomic`](RawValue::atomic) gives a lock-free atomic.
+///
+/// ```
+/// use std::sync::atomic::Ordering;
+///
+/// let flag = mp::RawValue::new(0u32)?;
+/// flag.set(5);
+/// flag.atomic().fetch_add(1, Ordering::SeqCst);
+/// assert_eq!(flag.get(), 6);
+/// # Ok::<(), mp::Error>(())
+/// ```
+pub struct RawValue<T> {
+    seg: Arc<Segment>,
+    _type: PhantomData<T>,
+}
+
+impl<T: Plain> RawValue<T> {
+    /// A new shared value holding `value`.
+    ///
+    /// ```
+    /// let v = mp::RawValue::new(1.5f32)?;
+    /// assert_eq!(v.get(), 1.5);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn new(value: T) -> Result<RawValue<T>> {
+        let seg = Segment::create(Kind::RawValue, fingerprint::<T>(), 1, size_of::<T>())?;
+        seg.map().write_plain(DATA, value);
+        Ok(RawValue {
+            seg,
+            _type: PhantomData,
+        })
+    }
+
+    fn region(&self) -> Region<'_, T> {
+        Region::new(self.seg.map(), DATA, 1)
+    }
+
+    /// A copy of the value.
+    pub fn get(&self) -> T {
+        self.seg.map().read_plain(DATA)
+    }
+
+    /// Overwrites the value.
+    pub fn set(&self, value: T) {
+        self.seg.map().write_plain(DATA, value)
+    }
+
+    /// The value as its standard atomic type, for lock-free updates across processes.
+    ///
+    /// ```
+    /// use std::sync::atomic::Ordering;
+    ///
+    /// let n = mp::RawValue::new(0i64)?;
+    /// n.atomic().fetch_sub(3, Ordering::Relaxed);
+    /// assert_eq!(n.get(), -3);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn atomic(&self) -> &T::Atomic
+    where
+        T: HasAtomic,
+    {
+        match self.region().atomic(0) {
+            Ok(a) => a,
+            Err(_) => unreachable!("a RawValue holds one element"),
+        }
+    }
+}
+
+impl<T> Clone for Value<T> {
+    fn clone(&self) -> Self {
+        Value {
+            seg: self.seg.clone(),
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T> Clone for RawValue<T> {
+    fn clone(&self) -> Self {
+        RawValue {
+            seg: self.seg.clone(),
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T: Plain + fmt::Debug> fmt::Debug for Value<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never block in `Debug`: show the value only if the lock is free.
+        match self.lock_until(Some(Instant::now())) {
+            Ok(v) => f.debug_tuple("Value").field(&*v).finish(),
+            Err(_) => f.write_str("Value(<locked>)"),
+        }
+    }
+}
+
+impl<T: Plain + fmt::Debug> fmt::Debug for RawValue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RawValue").field(&self.get()).finish()
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for ValueGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ValueGuard").field(&*self.data).finish()
+    }
+}
+
+impl<T> Serialize for Value<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.seg.serialize(serializer)
+    }
+}
+
+impl<'de, T: Plain> Deserialize<'de> for Value<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let seg = Segment::deserialize(
+            deserializer,
+            Kind::Value,
+            fingerprint::<T>(),
+            size_of::<T>(),
+        )?;
+        Ok(Value {
+            seg,
+            _type: PhantomData,
+        })
+    }
+}
+
+impl<T> Serialize for RawValue<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.seg.serialize(serializer)
+    }
+}
+
+impl<'de, T: Plain> Deserialize<'de> for RawValue<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let seg = Segment::deserialize(
+            deserializer,
+            Kind::RawValue,
+            fingerprint::<T>(),
+            size_of::<T>(),
+        )?;
+        Ok(RawValue {
+            seg,
+            _type: PhantomData,
+        })
+    }
+}

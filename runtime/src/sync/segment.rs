@@ -1,0 +1,201 @@
+//! The shared-memory segment behind every synchronisation primitive and shared value: a header
+//! page (magic, kind, type fingerprint, element count, then the primitive's futex words) and,
+//! for `Value`/`Array`, the data from the second page on. It travels as its descriptor.
+
+use std::fmt;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::sys::{self, SharedMapping};
+
+const MAGIC: u32 = u32::from_le_bytes(*b"mpsy");
+const OFF_MAGIC: usize = 0;
+const OFF_KIND: usize = 4;
+const OFF_FINGERPRINT: usize = 8;
+const OFF_COUNT: usize = 16;
+/// Where the primitive's 32-bit words start.
+const OFF_WORDS: usize = 64;
+/// How many words a primitive may use.
+pub(crate) const MAX_WORDS: usize = 32;
+/// Where a shared array's claim table starts (see `shared/array.rs`).
+pub(crate) const OFF_TABLE: usize = 1024;
+/// Where the data starts: the second page, aligned for any element type.
+pub(crate) const DATA: usize = 4096;
+
+/// What a segment holds; checked when a handle is received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub(crate) enum Kind {
+    Lock = 1,
+    RLock = 2,
+    Semaphore = 3,
+    Event = 4,
+    Condition = 5,
+    Barrier = 6,
+    Value = 7,
+    Array = 8,
+    RawValue = 9,
+    RawArray = 10,
+}
+
+impl Kind {
+    fn from_u32(v: u32) -> Option<Kind> {
+        use Kind::*;
+        [
+            Lock, RLock, Semaphore, Event, Condition, Barrier, Value, Array, RawValue, RawArray,
+        ]
+        .into_iter()
+        .find(|k| *k as u32 == v)
+    }
+}
+
+/// A mapped segment. Shared by clones of a handle through an `Arc`.
+pub(crate) struct Segment {
+    map: SharedMapping,
+    kind: Kind,
+    count: usize,
+}
+
+impl fmt::Debug for Segment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Segment")
+            .field("kind", &self.kind)
+            .field("fd", &self.map.fd().as_raw_fd())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A fingerprint of `T` (name, size, alignment), so a handle is opened only as the type it was
+/// created with. Both ends are the same binary, so `type_name` agrees.
+pub(crate) fn fingerprint<T>() -> u64 {
+    // FNV-1a over the name, then the layout.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in std::any::type_name::<T>()
+        .bytes()
+        .chain((size_of::<T>() as u64).to_le_bytes())
+        .chain((align_of::<T>() as u64).to_le_bytes())
+    {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+impl Segment {
+    /// A new zeroed segment for `count` elements of `elem_size` bytes (0 for primitives).
+    pub(crate) fn create(
+        kind: Kind,
+        fingerprint: u64,
+        count: usize,
+        elem_size: usize,
+    ) -> Result<Arc<Segment>> {
+        let data = count
+            .checked_mul(elem_size)
+            .and_then(|b| b.checked_add(DATA))
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!("{count} elements do not fit in memory"))
+            })?;
+        let len = if elem_size == 0 { DATA } else { data };
+        let map = SharedMapping::create("mp-shared", len)
+            .map_err(Error::io("cannot create shared memory"))?;
+        map.atomic_u64(OFF_FINGERPRINT)
+            .store(fingerprint, Ordering::Relaxed);
+        map.atomic_u64(OFF_COUNT)
+            .store(count as u64, Ordering::Relaxed);
+        map.atomic_u32(OFF_KIND)
+            .store(kind as u32, Ordering::Relaxed);
+        map.atomic_u32(OFF_MAGIC).store(MAGIC, Ordering::Release);
+        Ok(Arc::new(Segment { map, kind, count }))
+    }
+
+    /// The primitive's `i`-th futex word.
+    pub(crate) fn word(&self, i: usize) -> &AtomicU32 {
+        assert!(i < MAX_WORDS);
+        self.map.atomic_u32(OFF_WORDS + 4 * i)
+    }
+
+    /// The mapping (for data and table access).
+    pub(crate) fn map(&self) -> &SharedMapping {
+        &self.map
+    }
+
+    /// The element count given at creation.
+    pub(crate) fn count(&self) -> usize {
+        self.count
+    }
+
+    /// Serializes the segment as its descriptor (only inside an `mp` send).
+    pub(crate) fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error as _;
+        let fd = codec::push_fd(self.map.fd().as_raw_fd()).map_err(S::Error::custom)?;
+        SegmentWire {
+            fd,
+            len: self.map.len() as u64,
+        }
+        .serialize(serializer)
+    }
+
+    /// Receives a segment and checks that it is a `kind` holding `fingerprint`, with room for
+    /// its elements of `elem_size` bytes.
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+        kind: Kind,
+        fingerprint: u64,
+        elem_size: usize,
+    ) -> Result<Arc<Segment>, D::Error> {
+        use serde::de::Error as _;
+        let wire = SegmentWire::deserialize(deserializer)?;
+        let fd = codec::take_fd(wire.fd).map_err(D::Error::custom)?;
+        let len = usize::try_from(wire.len)
+            .ok()
+            .filter(|&l| l >= DATA)
+            .ok_or_else(|| D::Error::custom("shared segment length out of range"))?;
+        let map = SharedMapping::open(fd, len).map_err(D::Error::custom)?;
+        if map.atomic_u32(OFF_MAGIC).load(Ordering::Acquire) != MAGIC {
+            return Err(D::Error::custom("descriptor is not an mp shared segment"));
+        }
+        let found = map.atomic_u32(OFF_KIND).load(Ordering::Relaxed);
+        if found != kind as u32 {
+            let found = Kind::from_u32(found)
+                .map(|k| format!("{k:?}"))
+                .unwrap_or_else(|| format!("kind {found}"));
+            return Err(D::Error::custom(format!(
+                "expected a shared {kind:?}, received a {found}"
+            )));
+        }
+        if map.atomic_u64(OFF_FINGERPRINT).load(Ordering::Relaxed) != fingerprint {
+            return Err(D::Error::custom(format!(
+                "the shared {kind:?} holds another element type than the receiver expects"
+            )));
+        }
+        let count = map.atomic_u64(OFF_COUNT).load(Ordering::Relaxed);
+        let count = usize::try_from(count)
+            .ok()
+            .filter(|c| {
+                c.checked_mul(elem_size)
+                    .and_then(|b| b.checked_add(DATA))
+                    .is_some_and(|end| end <= len)
+            })
+            .ok_or_else(|| D::Error::custom("shared segment count out of range"))?;
+        Ok(Arc::new(Segment { map, kind, count }))
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename = "mp::Shared")]
+struct SegmentWire {
+    fd: u32,
+    len: u64,
+}
+
+/// Keeps a type `!Send` (lock guards stay on the thread that locked).
+pub(crate) type NotSend = std::marker::PhantomData<*const ()>;
+
+/// Whether the calling thread owns the mutex in `word` (for re-entrant locks).
+pub(crate) fn held_by_me(word: &AtomicU32) -> bool {
+    super::raw::RawMutex::new(word).owner() == sys::gettid()
+}
