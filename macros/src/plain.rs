@@ -75,7 +75,9 @@ fn generate(input: &DeriveInput, fields: &[syn::Type]) -> TokenStream {
             ::mp::__private::assert_plain::<#ty>();
         }
     });
-    let sizes = fields.iter().map(|ty| quote!(::core::mem::size_of::<#ty>()));
+    let sizes = fields
+        .iter()
+        .map(|ty| quote!(::core::mem::size_of::<#ty>()));
     let message = format!(
         "`{name}` has padding bytes, so it cannot be `mp::Plain`: reorder its fields from the \
          largest alignment to the smallest, or add explicit padding fields"

@@ -61,7 +61,9 @@ pub use logging::{Level, Logger, get_logger, log_to_stderr};
 pub use pipe::{Connection, PipeReader, PipeWriter, pipe, pipe_one_way};
 pub use process::{Process, ProcessInfo, current_process, spawn};
 pub use queue::{DEFAULT_QUEUE_CAPACITY, JoinableQueue, Queue, SimpleQueue};
-pub use shared::{Array, ArrayGuard, RawArray, RawValue, SharedMemory, SharedView, Value, ValueGuard};
+pub use shared::{
+    Array, ArrayGuard, RawArray, RawValue, SharedMemory, SharedView, Value, ValueGuard,
+};
 pub use sync::{
     Barrier, BoundedSemaphore, Condition, ConditionGuard, Event, Lock, LockGuard, RLock,
     RLockGuard, Semaphore, SemaphoreGuard,

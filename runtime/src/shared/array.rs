@@ -128,7 +128,11 @@ impl<T: Plain> Array<T> {
         start..end
     }
 
-    fn lock_until(&self, range: Range<usize>, deadline: Option<Instant>) -> Result<ArrayGuard<'_, T>> {
+    fn lock_until(
+        &self,
+        range: Range<usize>,
+        deadline: Option<Instant>,
+    ) -> Result<ArrayGuard<'_, T>> {
         let me = sys::gettid();
         let table = RawMutex::new(self.seg.word(TABLE_LOCK));
         let mut next_check = Instant::now() + OWNER_CHECK;
@@ -179,8 +183,10 @@ impl<T: Plain> Array<T> {
             if let (false, Some(slot)) = (conflict, free) {
                 let (owner, bounds) = self.claim(slot);
                 let map = self.seg.map();
-                map.atomic_u64(bounds).store(range.start as u64, Ordering::Relaxed);
-                map.atomic_u64(bounds + 8).store(range.end as u64, Ordering::Relaxed);
+                map.atomic_u64(bounds)
+                    .store(range.start as u64, Ordering::Relaxed);
+                map.atomic_u64(bounds + 8)
+                    .store(range.end as u64, Ordering::Relaxed);
                 map.atomic_u32(owner).store(me, Ordering::Relaxed);
                 table.unlock();
                 #[allow(unsafe_code)]
@@ -278,7 +284,10 @@ impl<T: Plain> Array<T> {
         range: impl RangeBounds<usize>,
         timeout: Duration,
     ) -> Result<ArrayGuard<'_, T>> {
-        self.lock_until(resolve(range, self.len())?, raw::deadline_after(Some(timeout)))
+        self.lock_until(
+            resolve(range, self.len())?,
+            raw::deadline_after(Some(timeout)),
+        )
     }
 
     /// The element at `index`, read under a lock of that element (Python's `arr[i]`).
@@ -542,8 +551,12 @@ impl<T> Serialize for Array<T> {
 
 impl<'de, T: Plain> Deserialize<'de> for Array<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let seg =
-            Segment::deserialize(deserializer, Kind::Array, fingerprint::<T>(), size_of::<T>())?;
+        let seg = Segment::deserialize(
+            deserializer,
+            Kind::Array,
+            fingerprint::<T>(),
+            size_of::<T>(),
+        )?;
         Ok(Array {
             seg,
             _type: PhantomData,

@@ -199,3 +199,43 @@ pub(crate) type NotSend = std::marker::PhantomData<*const ()>;
 pub(crate) fn held_by_me(word: &AtomicU32) -> bool {
     super::raw::RawMutex::new(word).owner() == sys::gettid()
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::channel::Channel;
+    use crate::sys;
+
+    fn channel_pair() -> (Channel, Channel) {
+        let (a, b) = sys::socketpair_stream().unwrap();
+        (Channel::new(a), Channel::new(b))
+    }
+
+    #[test]
+    fn a_handle_is_received_only_as_its_kind_and_type() {
+        let (tx, rx) = channel_pair();
+        tx.send(&crate::Lock::new().unwrap()).unwrap();
+        let err = rx
+            .recv_frame(None)
+            .unwrap()
+            .decode::<crate::Semaphore>()
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("expected a shared Semaphore, received a Lock"),
+            "{err}"
+        );
+
+        tx.send(&crate::Value::new(1u32).unwrap()).unwrap();
+        let err = rx
+            .recv_frame(None)
+            .unwrap()
+            .decode::<crate::Value<u64>>()
+            .unwrap_err();
+        assert!(err.to_string().contains("another element type"), "{err}");
+
+        tx.send(&crate::Array::from_slice(&[1u8, 2, 3]).unwrap())
+            .unwrap();
+        let back: crate::Array<u8> = rx.recv_frame(None).unwrap().decode().unwrap();
+        assert_eq!(back.to_vec().unwrap(), [1, 2, 3]);
+    }
+}

@@ -81,8 +81,7 @@ impl Semaphore {
         let value = self.seg.word(VALUE);
         let mut cur = value.load(Ordering::Relaxed);
         while cur > 0 {
-            match value.compare_exchange_weak(cur, cur - 1, Ordering::Acquire, Ordering::Relaxed)
-            {
+            match value.compare_exchange_weak(cur, cur - 1, Ordering::Acquire, Ordering::Relaxed) {
                 Ok(_) => return true,
                 Err(now) => cur = now,
             }

@@ -19,9 +19,9 @@
 #[cfg(target_os = "linux")]
 mod linux;
 mod plain;
-pub use plain::{AtomicCell, HasAtomic, Numeric, Plain};
 #[cfg(target_os = "linux")]
 pub(crate) use linux::*;
+pub use plain::{AtomicCell, HasAtomic, Numeric, Plain};
 
 #[cfg(not(target_os = "linux"))]
 compile_error!("mp supports Linux for now; macOS and Windows are planned behind `sys/`");

@@ -1,0 +1,3 @@
+fn main() {
+    let _ = mp::Value::new(String::from("not plain"));
+}
