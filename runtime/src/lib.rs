@@ -62,7 +62,8 @@ pub use pipe::{Connection, PipeReader, PipeWriter, pipe, pipe_one_way};
 pub use process::{Process, ProcessInfo, current_process, spawn};
 pub use queue::{DEFAULT_QUEUE_CAPACITY, JoinableQueue, Queue, SimpleQueue};
 pub use shared::{
-    Array, ArrayGuard, RawArray, RawValue, SharedMemory, SharedView, Value, ValueGuard,
+    Array, ArrayGuard, ArrayReadGuard, RawArray, RawValue, SharedMemory, SharedView, Value,
+    ValueGuard,
 };
 pub use sync::{
     Barrier, BoundedSemaphore, Condition, ConditionGuard, Event, Lock, LockGuard, RLock,

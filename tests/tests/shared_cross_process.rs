@@ -273,3 +273,30 @@ fn derived_plain_structs_live_in_shared_values() {
     let got = p.get().unwrap();
     assert_eq!((got.pos, got.id, got.alive), ([2.0, 2.0, 3.0], 7, true));
 }
+
+#[mp::worker]
+fn read_and_hold(data: mp::Array<u32>, held: mp::Event, release: mp::Event) -> mp::Result<u32> {
+    let view = data.read_range(..)?;
+    held.set();
+    release.wait();
+    Ok(view.iter().sum())
+}
+
+#[test]
+fn readers_share_a_range_and_writers_wait_for_them() {
+    let _w = watchdog(LIMIT);
+    let data = mp::Array::from_slice(&[1u32, 2, 3, 4]).unwrap();
+    let (held, release) = (mp::Event::new().unwrap(), mp::Event::new().unwrap());
+    let mut p = mp::spawn(read_and_hold, (data.clone(), held.clone(), release.clone())).unwrap();
+    held.wait();
+    // Another reader of an overlapping range proceeds; a writer waits.
+    assert_eq!(data.read_range(1..3).unwrap().iter().sum::<u32>(), 5);
+    assert!(matches!(
+        data.lock_range_timeout(3.., Duration::from_millis(20)),
+        Err(mp::Error::Timeout)
+    ));
+    release.set();
+    data.lock_range(3..).unwrap()[0] = 40;
+    assert_eq!(p.join().unwrap().unwrap(), 10);
+    assert_eq!(data.to_vec().unwrap(), [1, 2, 3, 40]);
+}

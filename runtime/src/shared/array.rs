@@ -1,10 +1,10 @@
 //! `Array<T>` (a shared array whose locks cover ranges, so processes can work on disjoint
 //! parts in place at the same time) and `RawArray<T>` (no lock; copies and atomics).
 //!
-//! Range locks: the header page holds a table of claims `(owner thread, start, end)` guarded
-//! by a robust mutex word. Locking a range takes the mutex, checks the table for an
-//! overlapping live claim, and either records its own claim or sleeps on a sequence word that
-//! every release bumps. A claim whose owner died is dropped from the table; if it overlapped
+//! Range locks: the header page holds a table of claims `(owner thread, mode, start, end)`
+//! guarded by a robust mutex word. Locking a range takes the mutex, checks the table for a
+//! conflicting live claim (one that overlaps, where at least one of the two is exclusive), and
+//! either records its own claim or sleeps on a sequence word that every release bumps. A claim whose owner died is dropped from the table; if it overlapped
 //! the requested range the caller gets [`Error::OwnerDied`] once (the data may be
 //! half-written), like a robust mutex.
 
@@ -37,6 +37,8 @@ const CLAIM_SIZE: usize = 24;
 /// [`lock`](Array::lock) locks the whole array, [`lock_range`](Array::lock_range) a part; the
 /// guard dereferences to a slice for bulk work in place. Locks on disjoint ranges do not
 /// wait for each other, so several processes can fill their own parts at memory speed.
+/// [`read_range`](Array::read_range) takes a shared lock: any number of readers of
+/// overlapping ranges proceed together, and only writers of those ranges wait.
 ///
 /// ```
 /// # mp::guard!();
@@ -68,12 +70,28 @@ pub struct Array<T> {
 /// A locked range of an [`Array`]; dereferences to a slice; unlocks on drop.
 #[must_use = "the range is unlocked when the guard is dropped"]
 pub struct ArrayGuard<'a, T> {
+    claim: Claim<'a, T>,
+    data: &'a mut [T],
+}
+
+/// A range of an [`Array`] locked for reading (shared with other readers); dereferences to a
+/// shared slice; unlocks on drop.
+#[must_use = "the range is unlocked when the guard is dropped"]
+pub struct ArrayReadGuard<'a, T> {
+    claim: Claim<'a, T>,
+    data: &'a [T],
+}
+
+/// A claim in the table, removed on drop.
+struct Claim<'a, T> {
     array: &'a Array<T>,
     slot: usize,
     range: Range<usize>,
-    data: &'a mut [T],
     _not_send: NotSend,
 }
+
+const EXCLUSIVE: u32 = 0;
+const SHARED: u32 = 1;
 
 impl<T: Plain> Array<T> {
     /// A shared array of `len` zeroed elements (Python's `Array('d', 10)`).
@@ -113,6 +131,7 @@ impl<T: Plain> Array<T> {
         self.len() == 0
     }
 
+    /// Byte offsets of claim `i`'s owner word (its mode word follows) and its bounds.
     fn claim(&self, i: usize) -> (usize, usize) {
         (OFF_TABLE + i * CLAIM_SIZE, OFF_TABLE + i * CLAIM_SIZE + 8)
     }
@@ -131,8 +150,9 @@ impl<T: Plain> Array<T> {
     fn lock_until(
         &self,
         range: Range<usize>,
+        mode: u32,
         deadline: Option<Instant>,
-    ) -> Result<ArrayGuard<'_, T>> {
+    ) -> Result<Claim<'_, T>> {
         let me = sys::gettid();
         let table = RawMutex::new(self.seg.word(TABLE_LOCK));
         let mut next_check = Instant::now() + OWNER_CHECK;
@@ -155,7 +175,14 @@ impl<T: Plain> Array<T> {
                     continue;
                 }
                 let theirs = self.claim_range(i);
-                let overlaps = theirs.start < range.end && range.start < theirs.end;
+                let their_mode = self
+                    .seg
+                    .map()
+                    .atomic_u32(self.claim(i).0 + 4)
+                    .load(Ordering::Relaxed);
+                let overlaps = theirs.start < range.end
+                    && range.start < theirs.end
+                    && (mode == EXCLUSIVE || their_mode == EXCLUSIVE);
                 if check_owners && !sys::thread_alive(owner) {
                     self.claim_owner(i).store(0, Ordering::Relaxed);
                     free = free.or(Some(i));
@@ -187,23 +214,13 @@ impl<T: Plain> Array<T> {
                     .store(range.start as u64, Ordering::Relaxed);
                 map.atomic_u64(bounds + 8)
                     .store(range.end as u64, Ordering::Relaxed);
+                map.atomic_u32(owner + 4).store(mode, Ordering::Relaxed);
                 map.atomic_u32(owner).store(me, Ordering::Relaxed);
                 table.unlock();
-                #[allow(unsafe_code)]
-                // SAFETY: the segment holds `len` elements of `T` from `DATA` (created so, or
-                // checked on receipt); `range` is within them (resolved against `len`). The
-                // claim just recorded excludes every other locker of an overlapping range
-                // until the guard, which borrows `self`, drops and removes it.
-                let data = unsafe {
-                    self.seg
-                        .map()
-                        .slice_mut::<T>(DATA + range.start * size_of::<T>(), range.len())
-                };
-                return Ok(ArrayGuard {
+                return Ok(Claim {
                     array: self,
                     slot,
                     range,
-                    data,
                     _not_send: NotSend::default(),
                 });
             }
@@ -225,6 +242,34 @@ impl<T: Plain> Array<T> {
         }
     }
 
+    fn write_guard<'a>(&'a self, claim: Claim<'a, T>) -> ArrayGuard<'a, T> {
+        let range = claim.range.clone();
+        #[allow(unsafe_code)]
+        // SAFETY: the segment holds `len` elements of `T` from `DATA` (created so, or checked
+        // on receipt); `range` is within them (resolved against `len`). The exclusive claim
+        // excludes every other locker of an overlapping range until the guard, which borrows
+        // `self`, drops and removes it.
+        let data = unsafe {
+            self.seg
+                .map()
+                .slice_mut::<T>(DATA + range.start * size_of::<T>(), range.len())
+        };
+        ArrayGuard { claim, data }
+    }
+
+    fn read_guard<'a>(&'a self, claim: Claim<'a, T>) -> ArrayReadGuard<'a, T> {
+        let range = claim.range.clone();
+        #[allow(unsafe_code)]
+        // SAFETY: as in `write_guard`; the shared claim excludes every exclusive (writing)
+        // claim on an overlapping range while the guard lives.
+        let data = unsafe {
+            self.seg
+                .map()
+                .slice::<T>(DATA + range.start * size_of::<T>(), range.len())
+        };
+        ArrayReadGuard { claim, data }
+    }
+
     fn wake(&self) {
         self.seg.word(SEQ).fetch_add(1, Ordering::SeqCst);
         if self.seg.word(WAITERS).load(Ordering::SeqCst) > 0 {
@@ -243,7 +288,7 @@ impl<T: Plain> Array<T> {
     /// ```
     #[doc(alias = "get_lock")]
     pub fn lock(&self) -> Result<ArrayGuard<'_, T>> {
-        self.lock_until(0..self.len(), None)
+        Ok(self.write_guard(self.lock_until(0..self.len(), EXCLUSIVE, None)?))
     }
 
     /// Locks the elements in `range`; waits only for holders of overlapping ranges.
@@ -263,7 +308,8 @@ impl<T: Plain> Array<T> {
     /// # Ok::<(), mp::Error>(())
     /// ```
     pub fn lock_range(&self, range: impl RangeBounds<usize>) -> Result<ArrayGuard<'_, T>> {
-        self.lock_until(resolve(range, self.len())?, None)
+        let claim = self.lock_until(resolve(range, self.len())?, EXCLUSIVE, None)?;
+        Ok(self.write_guard(claim))
     }
 
     /// As [`lock_range`](Array::lock_range), giving up with [`Error::Timeout`] after
@@ -284,10 +330,42 @@ impl<T: Plain> Array<T> {
         range: impl RangeBounds<usize>,
         timeout: Duration,
     ) -> Result<ArrayGuard<'_, T>> {
-        self.lock_until(
-            resolve(range, self.len())?,
-            raw::deadline_after(Some(timeout)),
-        )
+        let deadline = raw::deadline_after(Some(timeout));
+        let claim = self.lock_until(resolve(range, self.len())?, EXCLUSIVE, deadline)?;
+        Ok(self.write_guard(claim))
+    }
+
+    /// Locks the elements in `range` for reading: other readers of overlapping ranges
+    /// proceed at the same time; writers of overlapping ranges wait (and it waits for them).
+    ///
+    /// ```
+    /// let a = mp::Array::from_slice(&[1, 2, 3, 4])?;
+    /// let left = a.read_range(..3)?;
+    /// let right = a.read_range(1..)?; // overlapping readers: no waiting
+    /// assert_eq!(left.iter().sum::<i32>() + right.iter().sum::<i32>(), 15);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn read_range(&self, range: impl RangeBounds<usize>) -> Result<ArrayReadGuard<'_, T>> {
+        let claim = self.lock_until(resolve(range, self.len())?, SHARED, None)?;
+        Ok(self.read_guard(claim))
+    }
+
+    /// As [`read_range`](Array::read_range), giving up with [`Error::Timeout`] after
+    /// `timeout`.
+    ///
+    /// ```
+    /// let a = mp::Array::<u8>::new(4)?;
+    /// assert_eq!(a.read_range_timeout(.., std::time::Duration::from_secs(1))?.len(), 4);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn read_range_timeout(
+        &self,
+        range: impl RangeBounds<usize>,
+        timeout: Duration,
+    ) -> Result<ArrayReadGuard<'_, T>> {
+        let deadline = raw::deadline_after(Some(timeout));
+        let claim = self.lock_until(resolve(range, self.len())?, SHARED, deadline)?;
+        Ok(self.read_guard(claim))
     }
 
     /// The element at `index`, read under a lock of that element (Python's `arr[i]`).
@@ -299,7 +377,9 @@ impl<T: Plain> Array<T> {
     /// # Ok::<(), mp::Error>(())
     /// ```
     pub fn get(&self, index: usize) -> Result<T> {
-        Ok(self.lock_one(index)?.data[0])
+        self.check_index(index)?;
+        let claim = self.lock_until(index..index + 1, SHARED, None)?;
+        Ok(self.read_guard(claim).data[0])
     }
 
     /// Sets the element at `index` under a lock of that element (Python's `arr[i] = x`).
@@ -311,23 +391,27 @@ impl<T: Plain> Array<T> {
     /// # Ok::<(), mp::Error>(())
     /// ```
     pub fn set(&self, index: usize, value: T) -> Result<()> {
-        self.lock_one(index)?.data[0] = value;
+        self.check_index(index)?;
+        let claim = self.lock_until(index..index + 1, EXCLUSIVE, None)?;
+        self.write_guard(claim).data[0] = value;
         Ok(())
     }
 
-    fn lock_one(&self, index: usize) -> Result<ArrayGuard<'_, T>> {
-        if index >= self.len() {
-            return Err(Error::OutOfRange {
+    fn check_index(&self, index: usize) -> Result<()> {
+        if index < self.len() {
+            Ok(())
+        } else {
+            Err(Error::OutOfRange {
                 index,
                 len: self.len(),
-            });
+            })
         }
-        self.lock_until(index..index + 1, None)
     }
 
-    /// A copy of all elements, taken under the whole-array lock (Python's `arr[:]`).
+    /// A copy of all elements, taken under a read lock of the whole array (Python's
+    /// `arr[:]`).
     pub fn to_vec(&self) -> Result<Vec<T>> {
-        Ok(self.lock()?.to_vec())
+        Ok(self.read_range(..)?.to_vec())
     }
 }
 
@@ -340,7 +424,27 @@ impl<T> ArrayGuard<'_, T> {
     /// # Ok::<(), mp::Error>(())
     /// ```
     pub fn range(&self) -> Range<usize> {
-        self.range.clone()
+        self.claim.range.clone()
+    }
+}
+
+impl<T> ArrayReadGuard<'_, T> {
+    /// The range of the array this guard holds.
+    ///
+    /// ```
+    /// let a = mp::Array::<u8>::new(8)?;
+    /// assert_eq!(a.read_range(2..)?.range(), 2..8);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn range(&self) -> Range<usize> {
+        self.claim.range.clone()
+    }
+}
+
+impl<T> Deref for ArrayReadGuard<'_, T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        self.data
     }
 }
 
@@ -357,7 +461,7 @@ impl<T> DerefMut for ArrayGuard<'_, T> {
     }
 }
 
-impl<T> Drop for ArrayGuard<'_, T> {
+impl<T> Drop for Claim<'_, T> {
     fn drop(&mut self) {
         let array = self.array;
         let table = RawMutex::new(array.seg.word(TABLE_LOCK));
@@ -538,7 +642,15 @@ impl<T> fmt::Debug for RawArray<T> {
 impl<T> fmt::Debug for ArrayGuard<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ArrayGuard")
-            .field("range", &self.range)
+            .field("range", &self.claim.range)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> fmt::Debug for ArrayReadGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ArrayReadGuard")
+            .field("range", &self.claim.range)
             .finish_non_exhaustive()
     }
 }

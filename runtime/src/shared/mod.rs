@@ -7,7 +7,7 @@ mod region;
 mod tracker;
 mod value;
 
-pub use array::{Array, ArrayGuard, RawArray};
+pub use array::{Array, ArrayGuard, ArrayReadGuard, RawArray};
 pub use memory::{SharedMemory, SharedView};
 pub(crate) use tracker::{TRACKER_ENV, run as run_tracker};
 pub use value::{RawValue, Value, ValueGuard};

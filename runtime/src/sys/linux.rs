@@ -502,6 +502,19 @@ impl SharedMapping {
         }
     }
 
+    /// A shared slice of `len` values of `T` at byte `offset` (bounds and alignment checked).
+    ///
+    /// # Safety
+    ///
+    /// For as long as the slice lives, no thread or process may write the range: the caller
+    /// holds a read lock that every writer of the range honours.
+    pub(crate) unsafe fn slice<T: super::Plain>(&self, offset: usize, len: usize) -> &[T] {
+        self.check::<T>(offset, len);
+        // SAFETY: in bounds and aligned (checked); `T` is valid for the bytes stored there
+        // (`Plain`); the absence of writers is the caller's obligation.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(offset).cast::<T>(), len) }
+    }
+
     /// A mutable slice of `len` values of `T` at byte `offset` (bounds and alignment checked).
     ///
     /// # Safety
