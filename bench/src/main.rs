@@ -1,5 +1,6 @@
-//! `cargo run --release -p mp-bench -- foundation`: mp against Python's multiprocessing and the
-//! raw OS floor, measured side by side in one run; prints a table with the ratios.
+//! `cargo run --release -p mp-bench -- <foundation|shared>`: mp against Python's
+//! multiprocessing and the raw OS floor, measured side by side in one run; prints a table with
+//! the ratios. `foundation`: processes, pipes, queues; `shared`: shared values and arrays.
 //!
 //! Options: `--quick` (fewer iterations), `--no-python` (skip the Python side).
 
@@ -65,6 +66,8 @@ struct Sizes {
     small: u64,
     big: u64,
 }
+
+mod shared;
 
 struct Row {
     what: &'static str,
@@ -288,8 +291,15 @@ mp::main! {
                 println!("(python spawn+join mean over {} runs; mp over {}; total {:.1?})", sizes.python_spawn, sizes.spawn, start.elapsed());
                 Ok(())
             }
+            Some("shared") => {
+                let start = Instant::now();
+                let rows = shared::run(quick, with_python)?;
+                print(&rows);
+                println!("(total {:.1?})", start.elapsed());
+                Ok(())
+            }
             Some(other) => {
-                eprintln!("unknown benchmark `{other}`; available: foundation");
+                eprintln!("unknown benchmark `{other}`; available: foundation, shared");
                 std::process::exit(2);
             }
         }

@@ -20,7 +20,7 @@ fn shm_names(prefix: &str) -> Vec<String> {
 
 #[mp::worker]
 fn seed_worker(val: mp::Value<f64>, arr: mp::Array<i32>) -> mp::Result<()> {
-    val.set(3.14)?;
+    val.set(2.5)?;
     arr.set(0, 42)
 }
 
@@ -34,7 +34,7 @@ fn value_and_array_changes_in_a_child_are_seen_by_the_parent() {
         .join()
         .unwrap()
         .unwrap();
-    assert_eq!(val.get().unwrap(), 3.14);
+    assert_eq!(val.get().unwrap(), 2.5);
     assert_eq!(arr.to_vec().unwrap(), [42, 1, 2]);
 }
 
@@ -117,7 +117,7 @@ fn named_segment_is_attached_by_name_and_removed_by_its_creator() {
     let mut buf = [0u8; 8];
     shm.read_at(0, &mut buf).unwrap();
     assert_eq!(&buf, b"hi there");
-    assert_eq!(shm_names(&prefix), [name.clone()]);
+    assert_eq!(shm_names(&prefix), std::slice::from_ref(&name));
     drop(shm);
     assert!(shm_names(&prefix).is_empty());
 }

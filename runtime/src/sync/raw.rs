@@ -54,10 +54,13 @@ impl<'a> RawMutex<'a> {
     pub(crate) fn lock(&self, deadline: Option<Instant>) -> Result<Acquired> {
         let me = sys::gettid();
         for _ in 0..SPINS {
-            if self
-                .word
-                .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
+            // Test before test-and-set: spinning on a load keeps the cache line shared
+            // instead of bouncing it between the contenders' cores.
+            if self.word.load(Ordering::Relaxed) == 0
+                && self
+                    .word
+                    .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
             {
                 return Ok(Acquired::Clean);
             }

@@ -160,8 +160,14 @@ pub(crate) fn getpid() -> u32 {
 }
 
 /// The calling thread's id (equal to the process id in a single-threaded process).
+///
+/// Cached per thread: every lock operation needs it, and a system call would double the cost
+/// of an uncontended lock. (`mp` never `fork`s without `exec`, so the cache cannot go stale.)
 pub(crate) fn gettid() -> u32 {
-    rustix::thread::gettid().as_raw_nonzero().get() as u32
+    thread_local! {
+        static TID: u32 = rustix::thread::gettid().as_raw_nonzero().get() as u32;
+    }
+    TID.with(|t| *t)
 }
 
 /// Whether the thread (or process) `tid` still runs: it exists and is not a zombie.
