@@ -32,6 +32,10 @@
 //! | `Queue`, `SimpleQueue`, `JoinableQueue` | [`Queue`], [`SimpleQueue`], [`JoinableQueue`] |
 //! | `queue.Empty`, `queue.Full`, `EOFError` | [`Error::Empty`], [`Error::Full`], [`Error::Disconnected`] |
 //! | `log_to_stderr`, `get_logger` | [`log_to_stderr`], [`get_logger`] |
+//! | `Value`, `Array`, `RawValue`, `RawArray` | [`Value`], [`Array`], [`RawValue`], [`RawArray`] (element types: [`Plain`]) |
+//! | `shared_memory.SharedMemory` | [`SharedMemory`] |
+//! | `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore` | [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`] |
+//! | `Event`, `Condition`, `Barrier`, `BrokenBarrierError` | [`Event`], [`Condition`], [`Barrier`], [`Error::BrokenBarrier`] |
 //! | `current_process()` | [`current_process`] |
 //!
 //! ## Tests
