@@ -87,18 +87,11 @@ fn mean<F: FnMut()>(n: u32, mut f: F) -> f64 {
     start.elapsed().as_secs_f64() / f64::from(n)
 }
 
-fn python(sizes: &Sizes) -> Option<serde_json::Value> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/foundation.py");
-    let out = Command::new("python3")
-        .arg(script)
-        .args([
-            sizes.python_spawn.to_string(),
-            sizes.rtt.to_string(),
-            sizes.small.to_string(),
-            sizes.big.to_string(),
-        ])
-        .output()
-        .ok()?;
+/// Runs `bench/python/<script>` with `args`; its stdout is one JSON object of measurements.
+/// `None` (with the reason on stderr) when Python is missing or the script fails.
+pub(crate) fn run_python(script: &str, args: &[String]) -> Option<serde_json::Value> {
+    let path = format!("{}/python/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("python3").arg(path).args(args).output().ok()?;
     if !out.status.success() {
         eprintln!(
             "python side failed: {}",
@@ -107,6 +100,18 @@ fn python(sizes: &Sizes) -> Option<serde_json::Value> {
         return None;
     }
     serde_json::from_slice(&out.stdout).ok()
+}
+
+fn python(sizes: &Sizes) -> Option<serde_json::Value> {
+    run_python(
+        "foundation.py",
+        &[
+            sizes.python_spawn.to_string(),
+            sizes.rtt.to_string(),
+            sizes.small.to_string(),
+            sizes.big.to_string(),
+        ],
+    )
 }
 
 fn foundation(sizes: &Sizes, with_python: bool) -> mp::Result<Vec<Row>> {

@@ -3,7 +3,6 @@
 //! (against Python pickling it). Python's side is `python/shared.py`, run in the same process
 //! tree right before.
 
-use std::process::Command;
 use std::time::Instant;
 
 use crate::Row;
@@ -43,23 +42,6 @@ fn receive_arrays(conn: mp::Connection<u64, mp::Array<u8>>) -> mp::Result<()> {
     Ok(())
 }
 
-fn python(n_incr: u64, fill: usize, handoff: usize) -> Option<serde_json::Value> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/shared.py");
-    let out = Command::new("python3")
-        .arg(script)
-        .args([n_incr.to_string(), fill.to_string(), handoff.to_string()])
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        eprintln!(
-            "python side failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        return None;
-    }
-    serde_json::from_slice(&out.stdout).ok()
-}
-
 /// Runs the measurements; `quick` shrinks them for CI smoke runs.
 pub(crate) fn run(quick: bool, with_python: bool) -> mp::Result<Vec<Row>> {
     let (n_incr, fill, handoff, rounds) = if quick {
@@ -68,7 +50,10 @@ pub(crate) fn run(quick: bool, with_python: bool) -> mp::Result<Vec<Row>> {
         (1_000_000, 10_000_000, 100_000_000, 20)
     };
     let py = if with_python {
-        python(n_incr, fill, handoff)
+        crate::run_python(
+            "shared.py",
+            &[n_incr.to_string(), fill.to_string(), handoff.to_string()],
+        )
     } else {
         None
     };

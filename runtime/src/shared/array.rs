@@ -15,12 +15,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
 use super::region::{Region, resolve};
 use crate::error::{Error, Result};
 use crate::sync::raw::{self, OWNER_CHECK, RawMutex};
-use crate::sync::{DATA, Kind, NotSend, OFF_TABLE, Segment, fingerprint};
+use crate::sync::{DATA, Kind, NotSend, OFF_TABLE, Segment, fingerprint, typed_segment_handle};
 use crate::sys::{self, HasAtomic, Plain};
 
 const TABLE_LOCK: usize = 0;
@@ -93,6 +91,16 @@ struct Claim<'a, T> {
 const EXCLUSIVE: u32 = 0;
 const SHARED: u32 = 1;
 
+impl<T> Array<T> {
+    /// Tells sleeping lockers that the claim table changed.
+    fn wake(&self) {
+        self.seg.word(SEQ).fetch_add(1, Ordering::SeqCst);
+        if self.seg.word(WAITERS).load(Ordering::SeqCst) > 0 {
+            sys::futex_wake(self.seg.word(SEQ), u32::MAX);
+        }
+    }
+}
+
 impl<T: Plain> Array<T> {
     /// A shared array of `len` zeroed elements (Python's `Array('d', 10)`).
     ///
@@ -155,12 +163,14 @@ impl<T: Plain> Array<T> {
     ) -> Result<Claim<'_, T>> {
         let me = sys::gettid();
         let table = RawMutex::new(self.seg.word(TABLE_LOCK));
-        let mut next_check = Instant::now() + OWNER_CHECK;
+        // When to check the owners of conflicting claims; set on the first wait, so the
+        // uncontended path reads no clock.
+        let mut next_check: Option<Instant> = None;
         let mut died = None;
         loop {
-            let check_owners = Instant::now() >= next_check;
+            let check_owners = next_check.is_some_and(|c| Instant::now() >= c);
             if check_owners {
-                next_check = Instant::now() + OWNER_CHECK;
+                next_check = Some(Instant::now() + OWNER_CHECK);
             }
             if let raw::Acquired::OwnerDied(tid) = table.lock(deadline)? {
                 // Table updates are single stores, owner last: the table is consistent.
@@ -230,10 +240,8 @@ impl<T: Plain> Array<T> {
             table.unlock();
             let waiters = self.seg.word(WAITERS);
             waiters.fetch_add(1, Ordering::SeqCst);
-            let wake_by = match deadline {
-                Some(d) if d < next_check => Some(d),
-                _ => Some(next_check),
-            };
+            let check_at = *next_check.get_or_insert_with(|| Instant::now() + OWNER_CHECK);
+            let wake_by = Some(deadline.map_or(check_at, |d| d.min(check_at)));
             let waited = raw::wait_word(seq, observed, wake_by);
             waiters.fetch_sub(1, Ordering::SeqCst);
             if !waited && deadline.is_some_and(|d| Instant::now() >= d) {
@@ -268,13 +276,6 @@ impl<T: Plain> Array<T> {
                 .slice::<T>(DATA + range.start * size_of::<T>(), range.len())
         };
         ArrayReadGuard { claim, data }
-    }
-
-    fn wake(&self) {
-        self.seg.word(SEQ).fetch_add(1, Ordering::SeqCst);
-        if self.seg.word(WAITERS).load(Ordering::SeqCst) > 0 {
-            sys::futex_wake(self.seg.word(SEQ), u32::MAX);
-        }
     }
 
     /// Locks the whole array (Python's `with arr.get_lock():`); the guard dereferences to
@@ -465,21 +466,16 @@ impl<T> Drop for Claim<'_, T> {
     fn drop(&mut self) {
         let array = self.array;
         let table = RawMutex::new(array.seg.word(TABLE_LOCK));
-        // Removing our own claim needs the table lock only to order it with scans; if the
-        // lock cannot be taken (its holder is wedged), clearing the owner word is still safe.
-        let locked = table.lock(None).is_ok();
+        // The table lock orders the removal with other lockers' scans. Without a deadline
+        // `lock` cannot fail, and a dead previous holder leaves the table consistent.
+        let _ = table.lock(None);
         array
             .seg
             .map()
             .atomic_u32(OFF_TABLE + self.slot * CLAIM_SIZE)
             .store(0, Ordering::Release);
-        if locked {
-            table.unlock();
-        }
-        array.seg.word(SEQ).fetch_add(1, Ordering::SeqCst);
-        if array.seg.word(WAITERS).load(Ordering::SeqCst) > 0 {
-            sys::futex_wake(array.seg.word(SEQ), u32::MAX);
-        }
+        table.unlock();
+        array.wake();
     }
 }
 
@@ -599,25 +595,7 @@ impl<T: Plain> RawArray<T> {
     where
         T: HasAtomic,
     {
-        Region::<T>::new(self.seg.map(), DATA, self.seg.count()).atomic(index)
-    }
-}
-
-impl<T> Clone for Array<T> {
-    fn clone(&self) -> Self {
-        Array {
-            seg: self.seg.clone(),
-            _type: PhantomData,
-        }
-    }
-}
-
-impl<T> Clone for RawArray<T> {
-    fn clone(&self) -> Self {
-        RawArray {
-            seg: self.seg.clone(),
-            _type: PhantomData,
-        }
+        self.region().atomic(index)
     }
 }
 
@@ -655,44 +633,5 @@ impl<T> fmt::Debug for ArrayReadGuard<'_, T> {
     }
 }
 
-impl<T> Serialize for Array<T> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.seg.serialize(serializer)
-    }
-}
-
-impl<'de, T: Plain> Deserialize<'de> for Array<T> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let seg = Segment::deserialize(
-            deserializer,
-            Kind::Array,
-            fingerprint::<T>(),
-            size_of::<T>(),
-        )?;
-        Ok(Array {
-            seg,
-            _type: PhantomData,
-        })
-    }
-}
-
-impl<T> Serialize for RawArray<T> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.seg.serialize(serializer)
-    }
-}
-
-impl<'de, T: Plain> Deserialize<'de> for RawArray<T> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let seg = Segment::deserialize(
-            deserializer,
-            Kind::RawArray,
-            fingerprint::<T>(),
-            size_of::<T>(),
-        )?;
-        Ok(RawArray {
-            seg,
-            _type: PhantomData,
-        })
-    }
-}
+typed_segment_handle!(Array, Kind::Array);
+typed_segment_handle!(RawArray, Kind::RawArray);

@@ -7,12 +7,9 @@ use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-use super::region::Region;
 use crate::error::Result;
 use crate::sync::raw::{self, RawMutex};
-use crate::sync::{DATA, Kind, NotSend, Segment, fingerprint};
+use crate::sync::{DATA, Kind, NotSend, Segment, fingerprint, typed_segment_handle};
 use crate::sys::{HasAtomic, Plain};
 
 /// One value of a [`Plain`] type in shared memory, with a lock (Python's
@@ -194,10 +191,6 @@ impl<T: Plain> RawValue<T> {
         })
     }
 
-    fn region(&self) -> Region<'_, T> {
-        Region::new(self.seg.map(), DATA, 1)
-    }
-
     /// A copy of the value.
     pub fn get(&self) -> T {
         self.seg.map().read_plain(DATA)
@@ -222,28 +215,7 @@ impl<T: Plain> RawValue<T> {
     where
         T: HasAtomic,
     {
-        match self.region().atomic(0) {
-            Ok(a) => a,
-            Err(_) => unreachable!("a RawValue holds one element"),
-        }
-    }
-}
-
-impl<T> Clone for Value<T> {
-    fn clone(&self) -> Self {
-        Value {
-            seg: self.seg.clone(),
-            _type: PhantomData,
-        }
-    }
-}
-
-impl<T> Clone for RawValue<T> {
-    fn clone(&self) -> Self {
-        RawValue {
-            seg: self.seg.clone(),
-            _type: PhantomData,
-        }
+        self.seg.map().atomic::<T::Atomic>(DATA)
     }
 }
 
@@ -269,44 +241,5 @@ impl<T: fmt::Debug> fmt::Debug for ValueGuard<'_, T> {
     }
 }
 
-impl<T> Serialize for Value<T> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.seg.serialize(serializer)
-    }
-}
-
-impl<'de, T: Plain> Deserialize<'de> for Value<T> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let seg = Segment::deserialize(
-            deserializer,
-            Kind::Value,
-            fingerprint::<T>(),
-            size_of::<T>(),
-        )?;
-        Ok(Value {
-            seg,
-            _type: PhantomData,
-        })
-    }
-}
-
-impl<T> Serialize for RawValue<T> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.seg.serialize(serializer)
-    }
-}
-
-impl<'de, T: Plain> Deserialize<'de> for RawValue<T> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let seg = Segment::deserialize(
-            deserializer,
-            Kind::RawValue,
-            fingerprint::<T>(),
-            size_of::<T>(),
-        )?;
-        Ok(RawValue {
-            seg,
-            _type: PhantomData,
-        })
-    }
-}
+typed_segment_handle!(Value, Kind::Value);
+typed_segment_handle!(RawValue, Kind::RawValue);

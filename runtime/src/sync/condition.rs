@@ -7,10 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
 use super::raw::{self, Acquired, RawMutex};
-use super::segment::{Kind, NotSend, Segment};
+use super::segment::{Kind, NotSend, Segment, segment_handle};
 use crate::error::{Error, Result};
 use crate::sys;
 
@@ -223,16 +221,4 @@ impl fmt::Debug for ConditionGuard<'_> {
     }
 }
 
-impl Serialize for Condition {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.seg.serialize(serializer)
-    }
-}
-
-impl<'de> Deserialize<'de> for Condition {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Ok(Condition {
-            seg: Segment::deserialize(deserializer, Kind::Condition, 0, 0)?,
-        })
-    }
-}
+segment_handle!(Condition, Kind::Condition);

@@ -5,10 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
 use super::raw;
-use super::segment::{Kind, Segment};
+use super::segment::{Kind, Segment, segment_handle};
 use crate::error::Result;
 use crate::sys;
 
@@ -127,16 +125,4 @@ impl fmt::Debug for Event {
     }
 }
 
-impl Serialize for Event {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.seg.serialize(serializer)
-    }
-}
-
-impl<'de> Deserialize<'de> for Event {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Ok(Event {
-            seg: Segment::deserialize(deserializer, Kind::Event, 0, 0)?,
-        })
-    }
-}
+segment_handle!(Event, Kind::Event);

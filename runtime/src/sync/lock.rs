@@ -6,10 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
 use super::raw::{self, RawMutex};
-use super::segment::{Kind, NotSend, Segment, held_by_me};
+use super::segment::{Kind, NotSend, Segment, segment_handle};
 use crate::error::{Error, Result};
 
 /// A non-recursive lock shared between processes (Python's `multiprocessing.Lock`).
@@ -115,18 +113,12 @@ impl Lock {
     /// # Ok::<(), mp::Error>(())
     /// ```
     pub fn try_acquire(&self) -> Result<LockGuard<'_>> {
-        let m = self.raw();
-        if held_by_me(self.seg.word(0)) {
-            return Err(Error::Deadlock);
-        }
-        if m.try_lock() {
-            return Ok(self.guard());
-        }
-        // Held, possibly by a dead owner: one short attempt recovers that case.
-        raw::acquire_reporting(m, Some(std::time::Instant::now())).map_err(|e| match e {
-            Error::Timeout => Error::WouldBlock,
-            e => e,
-        })?;
+        raw::acquire_reporting(self.raw(), Some(std::time::Instant::now())).map_err(
+            |e| match e {
+                Error::Timeout => Error::WouldBlock,
+                e => e,
+            },
+        )?;
         Ok(self.guard())
     }
 
@@ -197,7 +189,7 @@ impl RLock {
 
     fn acquire_until(&self, deadline: Option<std::time::Instant>) -> Result<RLockGuard<'_>> {
         let count = self.seg.word(1);
-        if held_by_me(self.seg.word(0)) {
+        if RawMutex::new(self.seg.word(0)).held_by_me() {
             // Only the owner touches the count while it holds the lock.
             count.fetch_add(1, Ordering::Relaxed);
         } else {
@@ -252,7 +244,7 @@ impl RLock {
 
     /// How many times the calling thread holds the lock (0 if it does not).
     pub fn depth(&self) -> u32 {
-        if held_by_me(self.seg.word(0)) {
+        if RawMutex::new(self.seg.word(0)).held_by_me() {
             self.seg.word(1).load(Ordering::Relaxed)
         } else {
             0
@@ -283,30 +275,5 @@ impl fmt::Debug for RLockGuard<'_> {
     }
 }
 
-impl Serialize for Lock {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.seg.serialize(serializer)
-    }
-}
-
-impl<'de> Deserialize<'de> for Lock {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Ok(Lock {
-            seg: Segment::deserialize(deserializer, Kind::Lock, 0, 0)?,
-        })
-    }
-}
-
-impl Serialize for RLock {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.seg.serialize(serializer)
-    }
-}
-
-impl<'de> Deserialize<'de> for RLock {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Ok(RLock {
-            seg: Segment::deserialize(deserializer, Kind::RLock, 0, 0)?,
-        })
-    }
-}
+segment_handle!(Lock, Kind::Lock);
+segment_handle!(RLock, Kind::RLock);

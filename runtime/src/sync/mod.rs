@@ -15,5 +15,7 @@ pub use barrier::Barrier;
 pub use condition::{Condition, ConditionGuard};
 pub use event::Event;
 pub use lock::{Lock, LockGuard, RLock, RLockGuard};
-pub(crate) use segment::{DATA, Kind, NotSend, OFF_TABLE, Segment, fingerprint};
+pub(crate) use segment::{
+    DATA, Kind, NotSend, OFF_TABLE, Segment, fingerprint, typed_segment_handle,
+};
 pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};

@@ -42,11 +42,9 @@ impl<'a> RawMutex<'a> {
         self.word.load(Ordering::Relaxed) & OWNER
     }
 
-    /// Takes the lock if it is free.
-    pub(crate) fn try_lock(&self) -> bool {
-        self.word
-            .compare_exchange(0, sys::gettid(), Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
+    /// Whether the calling thread holds the lock.
+    pub(crate) fn held_by_me(&self) -> bool {
+        self.owner() == sys::gettid()
     }
 
     /// Takes the lock, waiting until `deadline` (`None`: forever). `Err(Timeout)` when the
@@ -135,7 +133,7 @@ pub(crate) fn deadline_after(timeout: Option<Duration>) -> Option<Instant> {
 /// The acquisition used by user-facing locks: a dead owner's lock is released again and
 /// reported as [`Error::OwnerDied`]; taking a lock this thread holds is [`Error::Deadlock`].
 pub(crate) fn acquire_reporting(m: RawMutex<'_>, deadline: Option<Instant>) -> Result<()> {
-    if m.owner() == sys::gettid() {
+    if m.held_by_me() {
         return Err(Error::Deadlock);
     }
     match m.lock(deadline)? {
@@ -172,7 +170,7 @@ mod tests {
         let m = RawMutex::new(&word);
         assert_eq!(m.lock(None).unwrap(), Acquired::Clean);
         assert_eq!(m.owner(), sys::gettid());
-        assert!(!m.try_lock());
+        assert!(matches!(m.lock(Some(Instant::now())), Err(Error::Timeout)));
         let start = Instant::now();
         let err = std::thread::scope(|s| {
             s.spawn(|| m.lock(Some(Instant::now() + Duration::from_millis(50))))

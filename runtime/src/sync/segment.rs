@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::codec;
 use crate::error::{Error, Result};
-use crate::sys::{self, SharedMapping};
+use crate::sys::SharedMapping;
 
 const MAGIC: u32 = u32::from_le_bytes(*b"mpsy");
 const OFF_MAGIC: usize = 0;
@@ -192,13 +192,66 @@ struct SegmentWire {
     len: u64,
 }
 
+/// Implements `Serialize`/`Deserialize` for a handle `$ty { seg }` to a segment of `$kind`:
+/// it travels as the segment's descriptor.
+macro_rules! segment_handle {
+    ($ty:ident, $kind:expr) => {
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                self.seg.serialize(serializer)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                Ok($ty {
+                    seg: $crate::sync::Segment::deserialize(deserializer, $kind, 0, 0)?,
+                })
+            }
+        }
+    };
+}
+
+/// As `segment_handle!`, for a typed handle `$ty<T> { seg, _type }` holding `Plain` elements;
+/// also implements `Clone` (a clone shares the memory).
+macro_rules! typed_segment_handle {
+    ($ty:ident, $kind:expr) => {
+        impl<T> Clone for $ty<T> {
+            fn clone(&self) -> Self {
+                $ty {
+                    seg: self.seg.clone(),
+                    _type: std::marker::PhantomData,
+                }
+            }
+        }
+
+        impl<T> serde::Serialize for $ty<T> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                self.seg.serialize(serializer)
+            }
+        }
+
+        impl<'de, T: $crate::sys::Plain> serde::Deserialize<'de> for $ty<T> {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let seg = $crate::sync::Segment::deserialize(
+                    deserializer,
+                    $kind,
+                    $crate::sync::fingerprint::<T>(),
+                    size_of::<T>(),
+                )?;
+                Ok($ty {
+                    seg,
+                    _type: std::marker::PhantomData,
+                })
+            }
+        }
+    };
+}
+
+pub(crate) use {segment_handle, typed_segment_handle};
+
 /// Keeps a type `!Send` (lock guards stay on the thread that locked).
 pub(crate) type NotSend = std::marker::PhantomData<*const ()>;
-
-/// Whether the calling thread owns the mutex in `word` (for re-entrant locks).
-pub(crate) fn held_by_me(word: &AtomicU32) -> bool {
-    super::raw::RawMutex::new(word).owner() == sys::gettid()
-}
 
 #[cfg(test)]
 mod tests {

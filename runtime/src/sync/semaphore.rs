@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::raw;
-use super::segment::{Kind, Segment};
+use super::segment::{Kind, Segment, segment_handle};
 use crate::error::{Error, Result};
 use crate::sys;
 
@@ -270,20 +270,6 @@ impl fmt::Debug for SemaphoreGuard<'_> {
     }
 }
 
-impl Serialize for Semaphore {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.seg.serialize(serializer)
-    }
-}
-
-impl<'de> Deserialize<'de> for Semaphore {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Ok(Semaphore {
-            seg: Segment::deserialize(deserializer, Kind::Semaphore, 0, 0)?,
-        })
-    }
-}
-
 impl Serialize for BoundedSemaphore {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.sem.serialize(serializer)
@@ -301,3 +287,5 @@ impl<'de> Deserialize<'de> for BoundedSemaphore {
         Ok(BoundedSemaphore { sem })
     }
 }
+
+segment_handle!(Semaphore, Kind::Semaphore);
