@@ -31,6 +31,8 @@ const SPIN: Duration = Duration::from_micros(50);
 /// A received message: its payload (inline or mapped) and the descriptors it carried.
 pub(crate) struct Frame {
     payload: Payload,
+    /// Where the undecoded rest of the payload starts (after [`Frame::split_prefix`]).
+    start: usize,
     pub(crate) fds: Vec<OwnedFd>,
 }
 
@@ -42,10 +44,30 @@ enum Payload {
 impl Frame {
     /// Decodes the payload as a `T`, handing the descriptors to the handles inside it.
     pub(crate) fn decode<T: serde::de::DeserializeOwned>(self) -> Result<T> {
-        let Frame { payload, fds } = self;
-        match &payload {
-            Payload::Inline(v) => codec::decode(v, fds),
-            Payload::Sealed(b) => codec::decode(b.as_slice(), fds),
+        let Frame {
+            payload,
+            start,
+            fds,
+        } = self;
+        let bytes = match &payload {
+            Payload::Inline(v) => &v[start..],
+            Payload::Sealed(b) => &b.as_slice()[start..],
+        };
+        codec::decode(bytes, fds)
+    }
+
+    /// Decodes a leading header `H` (which carries no handles) and returns the frame with the
+    /// rest of the payload, for a decoder that knows its type only after reading the header.
+    pub(crate) fn split_prefix<H: serde::de::DeserializeOwned>(mut self) -> Result<(H, Frame)> {
+        let (header, used) = codec::decode_prefix::<H>(&self.bytes()[self.start..])?;
+        self.start += used;
+        Ok((header, self))
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match &self.payload {
+            Payload::Inline(v) => v,
+            Payload::Sealed(b) => b.as_slice(),
         }
     }
 }
@@ -81,6 +103,49 @@ pub(crate) fn encode_frame<T: serde::Serialize + ?Sized>(
     out[8..12].copy_from_slice(&(len as u32).to_le_bytes());
     out[12..16].copy_from_slice(&nfds.to_le_bytes());
     Ok(sealed)
+}
+
+/// A frame encoded once and sendable many times (a pool task that may go to a second worker).
+/// It owns duplicates of the descriptors of the handles inside the value, so the value itself
+/// may be dropped.
+pub(crate) struct Encoded {
+    bytes: Vec<u8>,
+    fds: Vec<OwnedFd>,
+    sealed: Option<sys::SealedBuffer>,
+}
+
+impl Encoded {
+    pub(crate) fn new<T: serde::Serialize + ?Sized>(value: &T) -> Result<Encoded> {
+        let mut bytes = Vec::new();
+        let mut raw = Vec::new();
+        let sealed = encode_frame(value, &mut bytes, &mut raw)?;
+        let fds = raw
+            .iter()
+            .map(|&fd| sys::dup_fd(sys::borrow_raw_fd(fd)))
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(Error::io("cannot duplicate a handle's descriptor"))?;
+        Ok(Encoded { bytes, fds, sealed })
+    }
+
+    /// The frame's bytes on the socket (a large payload travels out of line).
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The descriptors that travel with the frame.
+    pub(crate) fn fds(&self) -> Vec<BorrowedFd<'_>> {
+        let mut fds: Vec<BorrowedFd<'_>> = self.fds.iter().map(AsFd::as_fd).collect();
+        if let Some(s) = &self.sealed {
+            fds.push(s.fd());
+        }
+        fds
+    }
+
+    /// Sends the frame on `channel`'s socket.
+    pub(crate) fn send(&self, channel: &Channel) -> Result<()> {
+        let _tx = channel.tx.lock().unwrap_or_else(|e| e.into_inner());
+        send_frame_bytes(channel.fd(), &self.bytes, &self.fds())
+    }
 }
 
 /// A parsed frame header.
@@ -233,7 +298,11 @@ impl Channel {
             rx.buf.clear();
             rx.start = 0;
         }
-        Ok(Frame { payload, fds })
+        Ok(Frame {
+            payload,
+            start: 0,
+            fds,
+        })
     }
 
     /// Reads until `rx` holds at least `need` unread bytes.

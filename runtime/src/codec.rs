@@ -67,6 +67,13 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Re
     result
 }
 
+/// Decodes a `T` that carries no handles from the start of `bytes`; returns it and the number
+/// of bytes it took.
+pub(crate) fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize)> {
+    bincode::serde::decode_from_slice::<T, _>(bytes, base().with_limit::<0x10_0000>())
+        .map_err(|e| Error::Decode(e.to_string()))
+}
+
 fn decode_limited<T: DeserializeOwned, const LIMIT: usize>(bytes: &[u8]) -> Result<T> {
     let (value, used) =
         bincode::serde::decode_from_slice::<T, _>(bytes, base().with_limit::<LIMIT>())

@@ -171,6 +171,42 @@ pub enum Error {
     /// An argument is invalid (Python's `ValueError`); the message says which and why.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A pool worker died (exit, signal, OOM kill, abort) while it held this task. The pool
+    /// replaced the worker; with retries enabled this error means the retry was lost too.
+    #[error("pool worker (pid {pid}) {status} while running task {task_index}{}", chunk_note(*tasks))]
+    WorkerDied {
+        /// The dead worker's process id.
+        pid: u32,
+        /// How it ended.
+        status: ExitStatus,
+        /// The task's index in its call's input (`0` for `apply`).
+        task_index: usize,
+        /// How many tasks were lost with it (its chunk); they start at `task_index`.
+        tasks: usize,
+    },
+    /// A task ran past the pool's per-task time limit; its worker was killed and replaced.
+    #[error(
+        "task {task_index} exceeded its time limit of {limit:?}; its worker (pid {pid}) was killed and replaced"
+    )]
+    TaskTimeout {
+        /// The task's index in its call's input.
+        task_index: usize,
+        /// The limit (for a chunk of several tasks: the per-task limit times their number).
+        limit: std::time::Duration,
+        /// The killed worker's process id.
+        pid: u32,
+    },
+    /// Ctrl-C (`SIGINT`) arrived while a pool call was blocking; the pool's workers were
+    /// stopped and the pool accepts no more work.
+    #[error("interrupted by Ctrl-C; the pool's workers were stopped")]
+    Interrupted,
+    /// The pool was terminated (or dropped) before this task finished.
+    #[error("the pool was terminated before the task finished")]
+    PoolTerminated,
+    /// The pool's initializer failed in a worker, so the pool stopped rather than start
+    /// workers that fail again (Python's `Pool` restarts them forever).
+    #[error("the pool's initializer failed in a worker: {0}")]
+    InitializerFailed(String),
     /// An error that happened in another process and has no closer equivalent here (an OS
     /// error there, for instance); its message is kept.
     #[error("in another process: {0}")]
@@ -227,6 +263,32 @@ enum WireError {
         len: u64,
     },
     InvalidArgument(String),
+    WorkerDied {
+        pid: u32,
+        status: ExitStatus,
+        task_index: u64,
+        tasks: u64,
+    },
+    TaskTimeout {
+        task_index: u64,
+        limit: std::time::Duration,
+        pid: u32,
+    },
+    Interrupted,
+    PoolTerminated,
+    InitializerFailed(String),
+}
+
+fn chunk_note(tasks: usize) -> String {
+    if tasks > 1 {
+        format!(" (its chunk of {tasks} tasks, starting there, was lost)")
+    } else {
+        String::new()
+    }
+}
+
+fn to_usize(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
 }
 
 impl serde::Serialize for Error {
@@ -284,6 +346,29 @@ impl serde::Serialize for Error {
                 len: *len as u64,
             },
             Error::InvalidArgument(m) => WireError::InvalidArgument(m.clone()),
+            Error::WorkerDied {
+                pid,
+                status,
+                task_index,
+                tasks,
+            } => WireError::WorkerDied {
+                pid: *pid,
+                status: *status,
+                task_index: *task_index as u64,
+                tasks: *tasks as u64,
+            },
+            Error::TaskTimeout {
+                task_index,
+                limit,
+                pid,
+            } => WireError::TaskTimeout {
+                task_index: *task_index as u64,
+                limit: *limit,
+                pid: *pid,
+            },
+            Error::Interrupted => WireError::Interrupted,
+            Error::PoolTerminated => WireError::PoolTerminated,
+            Error::InitializerFailed(m) => WireError::InitializerFailed(m.clone()),
         };
         wire.serialize(serializer)
     }
@@ -330,10 +415,33 @@ impl<'de> serde::Deserialize<'de> for Error {
             WireError::BrokenBarrier => Error::BrokenBarrier,
             WireError::TooManyReleases => Error::TooManyReleases,
             WireError::OutOfRange { index, len } => Error::OutOfRange {
-                index: usize::try_from(index).unwrap_or(usize::MAX),
-                len: usize::try_from(len).unwrap_or(usize::MAX),
+                index: to_usize(index),
+                len: to_usize(len),
             },
             WireError::InvalidArgument(m) => Error::InvalidArgument(m),
+            WireError::WorkerDied {
+                pid,
+                status,
+                task_index,
+                tasks,
+            } => Error::WorkerDied {
+                pid,
+                status,
+                task_index: to_usize(task_index),
+                tasks: to_usize(tasks),
+            },
+            WireError::TaskTimeout {
+                task_index,
+                limit,
+                pid,
+            } => Error::TaskTimeout {
+                task_index: to_usize(task_index),
+                limit,
+                pid,
+            },
+            WireError::Interrupted => Error::Interrupted,
+            WireError::PoolTerminated => Error::PoolTerminated,
+            WireError::InitializerFailed(m) => Error::InitializerFailed(m),
         })
     }
 }

@@ -51,6 +51,7 @@ mod codec;
 mod error;
 mod logging;
 mod pipe;
+mod pool;
 mod process;
 mod queue;
 mod shared;
@@ -63,6 +64,10 @@ pub use codec::MAX_MESSAGE;
 pub use error::{Error, ExitStatus, Result, SendError};
 pub use logging::{Level, Logger, get_logger, log_to_stderr};
 pub use pipe::{Connection, PipeReader, PipeWriter, pipe, pipe_one_way};
+pub use pool::{
+    AsCompleted, AsyncResult, Executor, Imap, Pool, PoolBuilder, Tasks, as_completed, cpu_count,
+    host_cpu_count,
+};
 pub use process::{Process, ProcessInfo, current_process, spawn};
 pub use queue::{DEFAULT_QUEUE_CAPACITY, JoinableQueue, Queue, SimpleQueue};
 pub use shared::{

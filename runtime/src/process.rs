@@ -86,11 +86,41 @@ pub fn current_process() -> ProcessInfo {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-struct Bootstrap {
-    worker: String,
+/// A registered worker, named the way a child's registry finds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Target {
+    pub(crate) worker: String,
     signature: String,
     location: String,
+}
+
+impl Target {
+    pub(crate) fn of(entry: &worker::WorkerEntry) -> Target {
+        Target {
+            worker: entry.name.to_owned(),
+            signature: entry.signature.to_owned(),
+            location: entry.location.to_owned(),
+        }
+    }
+
+    /// The child's registry entry for this target, or why there is none.
+    pub(crate) fn lookup(&self) -> std::result::Result<&'static worker::WorkerEntry, String> {
+        worker::lookup(&self.worker, &self.signature, &self.location)
+    }
+}
+
+/// What a child is started for.
+#[derive(Serialize, Deserialize)]
+pub(crate) enum Role {
+    /// One call of a worker; its arguments follow, its outcome is the reply.
+    Call(Target),
+    /// A pool worker: an initializer message follows, then tasks (see `pool/child.rs`).
+    PoolWorker,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Bootstrap {
+    role: Role,
     name: String,
     daemon: bool,
     log_level: Option<u8>,
@@ -256,7 +286,8 @@ impl<W: Worker> Process<W> {
             return Err(Error::AlreadyStarted);
         }
         let args = self.args.as_ref().expect("args present until started");
-        let (child, channel) = start_child(self.worker.__entry(), args, &self.name, self.daemon)?;
+        let role = Role::Call(Target::of(self.worker.__entry()));
+        let (child, channel) = start_child(role, args, &self.name, self.daemon)?;
         self.args = None;
         register_running(child.id(), self.daemon);
         self.state = State::Running { child, channel };
@@ -391,7 +422,7 @@ impl<W: Worker> Drop for Process<W> {
     }
 }
 
-fn status_of(status: std::process::ExitStatus) -> ExitStatus {
+pub(crate) fn status_of(status: std::process::ExitStatus) -> ExitStatus {
     use std::os::unix::process::ExitStatusExt;
     match status.signal() {
         Some(signal) => ExitStatus::Signaled(signal),
@@ -463,12 +494,26 @@ fn guarded() -> bool {
     MAIN_ENTERED.load(Ordering::Relaxed) || !worker::GUARDS.is_empty()
 }
 
-fn start_child<A: Serialize>(
-    entry: &'static worker::WorkerEntry,
+/// Starts a child for `role`, sending it `args` after the bootstrap message.
+pub(crate) fn start_child<A: Serialize + ?Sized>(
+    role: Role,
     args: &A,
     name: &str,
     daemon: bool,
 ) -> Result<(Child, Channel)> {
+    check_may_spawn()?;
+    // Encode first: a value that cannot travel fails before any process exists.
+    let mut args_frame = Vec::new();
+    let mut raw_fds = Vec::new();
+    let sealed = channel::encode_frame(args, &mut args_frame, &mut raw_fds)?;
+    let mut fds: Vec<_> = raw_fds.iter().map(|&fd| sys::borrow_raw_fd(fd)).collect();
+    if let Some(s) = &sealed {
+        fds.push(s.fd());
+    }
+    start_child_frame(role, &args_frame, &fds, name, daemon)
+}
+
+fn check_may_spawn() -> Result<()> {
     // Reading the hook keeps it (and its `.init_array` entry) in every binary that spawns.
     std::hint::black_box(&sys::CHILD_HOOK);
     if !guarded() {
@@ -477,14 +522,24 @@ fn start_child<A: Serialize>(
     if identity().daemon {
         return Err(Error::DaemonWithChildren);
     }
-    // Encode first: a value that cannot travel fails before any process exists.
-    let mut args_frame = Vec::new();
-    let mut raw_fds = Vec::new();
-    let sealed = channel::encode_frame(args, &mut args_frame, &mut raw_fds)?;
+    Ok(())
+}
+
+/// Starts a child for `role`, sending it an already encoded argument frame with `fds`.
+pub(crate) fn start_child_frame(
+    role: Role,
+    args_frame: &[u8],
+    fds: &[std::os::fd::BorrowedFd<'_>],
+    name: &str,
+    daemon: bool,
+) -> Result<(Child, Channel)> {
+    check_may_spawn()?;
+    let what = match &role {
+        Role::Call(target) => format!("running `{}`", target.worker),
+        Role::PoolWorker => "as a pool worker".to_owned(),
+    };
     let bootstrap = Bootstrap {
-        worker: entry.name.to_owned(),
-        signature: entry.signature.to_owned(),
-        location: entry.location.to_owned(),
+        role,
         name: name.to_owned(),
         daemon,
         log_level: crate::logging::level_code(),
@@ -507,19 +562,15 @@ fn start_child<A: Serialize>(
         .map_err(Error::io("cannot start the child process"))?;
     drop(theirs);
     let channel = Channel::new(ours);
-    let sent = channel.send(&bootstrap).and_then(|()| {
-        let mut fds: Vec<_> = raw_fds.iter().map(|&fd| sys::borrow_raw_fd(fd)).collect();
-        if let Some(s) = &sealed {
-            fds.push(s.fd());
-        }
-        channel::send_frame_bytes(channel.fd(), &args_frame, &fds)
-    });
+    let sent = channel
+        .send(&bootstrap)
+        .and_then(|()| channel::send_frame_bytes(channel.fd(), args_frame, fds));
     if let Err(e) = sent {
         let _ = child.kill();
         let _ = child.wait();
         return Err(e);
     }
-    tracing::debug!(target: "mp", "started {name} (pid {}) running `{}`", child.id(), entry.name);
+    tracing::debug!(target: "mp", "started {name} (pid {}) {what}", child.id());
     Ok((child, channel))
 }
 
@@ -597,7 +648,11 @@ fn run_child(spec: &str) -> i32 {
         Ok(frame) => frame,
         Err(_) => return 1,
     };
-    let entry = match worker::lookup(&bootstrap.worker, &bootstrap.signature, &bootstrap.location) {
+    let target = match bootstrap.role {
+        Role::Call(target) => target,
+        Role::PoolWorker => return crate::pool::serve(&channel, args),
+    };
+    let entry = match target.lookup() {
         Ok(entry) => entry,
         Err(detail) => {
             let _ = channel.send(&Outcome::<()>::NotFound(detail));
@@ -608,20 +663,42 @@ fn run_child(spec: &str) -> i32 {
     let code = (entry.invoke)(Invocation {
         args,
         reply: &channel,
+        kind: InvocationKind::Call,
     });
     tracing::info!(target: "mp", "process exiting with exitcode {code}");
     code
 }
 
-/// A worker call in a child: the encoded arguments and where the result goes.
+/// A worker call in a child: the encoded arguments, where the result goes, and what kind of
+/// call it is.
 #[doc(hidden)]
 pub struct Invocation<'a> {
-    args: Frame,
-    reply: &'a Channel,
+    pub(crate) args: Frame,
+    pub(crate) reply: &'a Channel,
+    pub(crate) kind: InvocationKind,
+}
+
+/// How a child runs a worker.
+pub(crate) enum InvocationKind {
+    /// A `Process`: one call, outcome sent back, the return value is the exit code.
+    Call,
+    /// A pool's initializer (see `pool/child.rs`).
+    PoolInit,
+    /// A chunk of pool tasks (see `pool/child.rs`).
+    PoolBatch,
+}
+
+/// Runs worker `W` on an invocation; for a `Process`, returns the exit code.
+pub(crate) fn invoke<W: Worker>(inv: Invocation<'_>) -> i32 {
+    match inv.kind {
+        InvocationKind::Call => invoke_call::<W>(inv),
+        InvocationKind::PoolInit => crate::pool::run_init::<W>(inv),
+        InvocationKind::PoolBatch => crate::pool::run_batch::<W>(inv),
+    }
 }
 
 /// Decodes `W`'s arguments, calls it (catching panics), sends the outcome, returns the exit code.
-pub(crate) fn invoke<W: Worker>(inv: Invocation<'_>) -> i32 {
+fn invoke_call<W: Worker>(inv: Invocation<'_>) -> i32 {
     let args: W::Args = match inv.args.decode() {
         Ok(args) => args,
         Err(e) => {
@@ -652,13 +729,14 @@ pub(crate) fn invoke<W: Worker>(inv: Invocation<'_>) -> i32 {
     }
 }
 
-type PanicInfo = (String, Option<String>);
+/// A caught panic: its message and `file:line:column`.
+pub(crate) type PanicInfo = (String, Option<String>);
 
 static LAST_PANIC: Mutex<Option<PanicInfo>> = Mutex::new(None);
 
 /// Runs `f`, turning a panic into its message and location. The default hook's report is kept
 /// for panics on other threads; on this thread the parent reports it.
-fn catch_panic<R>(f: impl FnOnce() -> R) -> Result<R, PanicInfo> {
+pub(crate) fn catch_panic<R>(f: impl FnOnce() -> R) -> Result<R, PanicInfo> {
     static HOOK: std::sync::Once = std::sync::Once::new();
     HOOK.call_once(|| {
         let default = panic::take_hook();

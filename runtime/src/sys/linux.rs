@@ -716,3 +716,97 @@ pub(crate) fn unset_env(key: &str) {
     // reading the environment concurrently.
     unsafe { std::env::remove_var(key) }
 }
+
+/// Ignores `SIGINT` in this process (a pool worker: Ctrl-C is the parent's to handle).
+pub(crate) fn ignore_sigint() {
+    // SAFETY: installs the `SIG_IGN` disposition, which runs no code in this process.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+    }
+}
+
+/// A wake-up descriptor (an `eventfd`): [`notify`](Wakeup::notify) makes it readable until
+/// [`drain`](Wakeup::drain); for a thread that waits in [`poll_many`].
+#[derive(Debug)]
+pub(crate) struct Wakeup {
+    fd: OwnedFd,
+}
+
+impl Wakeup {
+    pub(crate) fn new() -> io::Result<Wakeup> {
+        let fd = rustix::event::eventfd(
+            0,
+            rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
+        )?;
+        Ok(Wakeup { fd })
+    }
+
+    /// Makes the descriptor readable (idempotent until drained).
+    pub(crate) fn notify(&self) {
+        let _ = rustix::io::write(&self.fd, &1u64.to_ne_bytes());
+    }
+
+    /// Consumes pending notifications.
+    pub(crate) fn drain(&self) {
+        let mut buf = [0u8; 8];
+        let _ = rustix::io::read(&self.fd, &mut buf);
+    }
+
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// Waits until at least one of `fds` is readable or hung up, or `timeout` passes; pushes the
+/// indices of the ready ones onto `ready` (left empty on timeout).
+pub(crate) fn poll_many(
+    fds: &[BorrowedFd<'_>],
+    timeout: Option<Duration>,
+    ready: &mut Vec<usize>,
+) -> io::Result<()> {
+    ready.clear();
+    let mut set: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|fd| PollFd::from_borrowed_fd(*fd, PollFlags::IN))
+        .collect();
+    let ts = timeout.map(timespec);
+    loop {
+        match rustix::event::poll(&mut set, ts.as_ref()) {
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(_) => break,
+        }
+    }
+    ready.extend(
+        set.iter()
+            .enumerate()
+            .filter(|(_, p)| !p.revents().is_empty())
+            .map(|(i, _)| i),
+    );
+    Ok(())
+}
+
+/// Waits for a child to end, at most `timeout`; `None` if it is still running.
+pub(crate) fn wait_child_timeout(
+    child: &mut Child,
+    timeout: Duration,
+) -> io::Result<Option<std::process::ExitStatus>> {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut pause = Duration::from_micros(100);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        let now = std::time::Instant::now();
+        if now >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(Duration::from_millis(10));
+    }
+}
+
+/// A close-on-exec duplicate of `fd`.
+pub(crate) fn dup_fd(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    Ok(rustix::io::fcntl_dupfd_cloexec(fd, 3)?)
+}

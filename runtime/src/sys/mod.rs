@@ -10,6 +10,9 @@
 //! * typed access to shared memory for [`Plain`] data (copies, atomics, and a mutable slice
 //!   for a caller that holds a lock), and named POSIX segments;
 //! * a 32-bit wait/wake primitive on a word in shared memory ([`futex_wait`], [`futex_wake`]);
+//! * waking a thread that waits on several descriptors ([`Wakeup`], [`poll_many`]), and
+//!   routing `SIGINT` to a listener while a pool call blocks ([`arm_interrupts`]);
+//! * the number of usable CPUs (affinity mask and cgroup quota);
 //! * starting the current executable again with chosen descriptors inherited ([`spawn_self`]),
 //!   and a pre-`main` hook that routes such a child to its worker ([`linux::CHILD_HOOK`]).
 //!
@@ -17,8 +20,15 @@
 //! pthread fallback in place of futexes, and `__mod_init_func` in place of `.init_array`.
 
 #[cfg(target_os = "linux")]
+mod cpu;
+mod interrupt;
+#[cfg(target_os = "linux")]
 mod linux;
 mod plain;
+#[cfg(target_os = "linux")]
+#[cfg(target_os = "linux")]
+pub(crate) use cpu::{host_cpu_count, usable_cpu_count};
+pub(crate) use interrupt::{arm as arm_interrupts, wait_for_interrupt};
 #[cfg(target_os = "linux")]
 pub(crate) use linux::*;
 pub use plain::{AtomicCell, HasAtomic, Numeric, Plain};

@@ -1,0 +1,333 @@
+//! One pool call (an `apply`, a `map`, an `imap` stream): the results of its chunks as they
+//! arrive, shared between the supervisor, which fills it, and the caller's handle, which waits
+//! and decodes. Decoding happens in the caller's thread, so the supervisor only moves frames.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+
+use super::child::Panicked;
+use crate::channel::Frame;
+use crate::error::{Error, ExitStatus, Result};
+use crate::sys;
+
+/// Why a whole pool stopped; every task it still held fails with this.
+#[derive(Debug, Clone)]
+pub(crate) enum StopReason {
+    Interrupted,
+    Terminated,
+    Initializer(String),
+    Broken(String),
+}
+
+impl StopReason {
+    pub(crate) fn error(&self) -> Error {
+        match self {
+            StopReason::Interrupted => Error::Interrupted,
+            StopReason::Terminated => Error::PoolTerminated,
+            StopReason::Initializer(m) => Error::InitializerFailed(m.clone()),
+            StopReason::Broken(m) => Error::ChildFailed(m.clone()),
+        }
+    }
+}
+
+/// Why one chunk has no results.
+#[derive(Debug, Clone)]
+pub(crate) enum ChunkFailure {
+    Died { pid: u32, status: ExitStatus },
+    Timeout { pid: u32, limit: Duration },
+    Child(String),
+    Stopped(StopReason),
+}
+
+impl ChunkFailure {
+    /// The error for the chunk whose tasks are `first..first + len`.
+    pub(crate) fn error(&self, first: usize, len: usize) -> Error {
+        match self {
+            ChunkFailure::Died { pid, status } => Error::WorkerDied {
+                pid: *pid,
+                status: *status,
+                task_index: first,
+                tasks: len,
+            },
+            ChunkFailure::Timeout { pid, limit } => Error::TaskTimeout {
+                task_index: first,
+                limit: *limit,
+                pid: *pid,
+            },
+            ChunkFailure::Child(m) => Error::ChildFailed(m.clone()),
+            ChunkFailure::Stopped(reason) => reason.error(),
+        }
+    }
+}
+
+/// What came back for one chunk.
+pub(crate) enum ChunkResult {
+    /// The worker's reply: results follow the header in `frame`.
+    Done {
+        frame: Frame,
+        panics: bool,
+    },
+    Failed(ChunkFailure),
+}
+
+/// Decoded results of one chunk.
+pub(crate) enum Chunk<O> {
+    /// Every task returned.
+    Values(Vec<O>),
+    /// Some task failed (or the whole chunk did): one result per task.
+    Mixed(Vec<Result<O>>),
+}
+
+impl<O: DeserializeOwned> Chunk<O> {
+    /// Decodes a chunk of tasks `first..first + len` of worker `worker`.
+    pub(crate) fn decode(result: ChunkResult, first: usize, len: usize, worker: &str) -> Chunk<O> {
+        let each = |f: &dyn Fn() -> Error| Chunk::Mixed((0..len).map(|_| Err(f())).collect());
+        match result {
+            ChunkResult::Failed(why) => each(&|| why.error(first, len)),
+            ChunkResult::Done {
+                frame,
+                panics: false,
+            } => match frame.decode::<Vec<O>>() {
+                Ok(values) if values.len() == len => Chunk::Values(values),
+                Ok(values) => each(&|| wrong_count(values.len(), len)),
+                Err(e) => each(&|| Error::Decode(e.to_string())),
+            },
+            ChunkResult::Done {
+                frame,
+                panics: true,
+            } => match frame.decode::<Vec<std::result::Result<O, Panicked>>>() {
+                Ok(values) if values.len() == len => Chunk::Mixed(
+                    values
+                        .into_iter()
+                        .map(|r| {
+                            r.map_err(|p| Error::WorkerPanicked {
+                                worker: worker.to_owned(),
+                                message: p.message,
+                                location: p.location,
+                            })
+                        })
+                        .collect(),
+                ),
+                Ok(values) => each(&|| wrong_count(values.len(), len)),
+                Err(e) => each(&|| Error::Decode(e.to_string())),
+            },
+        }
+    }
+
+    pub(crate) fn into_results(self) -> Vec<Result<O>> {
+        match self {
+            Chunk::Values(v) => v.into_iter().map(Ok).collect(),
+            Chunk::Mixed(v) => v,
+        }
+    }
+}
+
+fn wrong_count(got: usize, want: usize) -> Error {
+    Error::Malformed(format!(
+        "a pool worker sent {got} results for a chunk of {want} tasks"
+    ))
+}
+
+/// Completion notices for [`as_completed`](crate::as_completed): indices of finished calls.
+#[derive(Default)]
+pub(crate) struct Completions {
+    done: Mutex<VecDeque<usize>>,
+    changed: Condvar,
+}
+
+impl Completions {
+    /// Records `index` as finished.
+    pub(crate) fn push_ready(&self, index: usize) {
+        self.push(index);
+    }
+
+    fn push(&self, index: usize) {
+        self.done
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back(index);
+        self.changed.notify_all();
+    }
+
+    /// Waits for the next finished index (interruptible by Ctrl-C through the pool).
+    pub(crate) fn next(&self) -> usize {
+        let _armed = sys::arm_interrupts().ok();
+        let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(i) = done.pop_front() {
+                return i;
+            }
+            done = self.changed.wait(done).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// The shared state of one call.
+pub(crate) struct Call {
+    /// The worker's name, for panic errors.
+    pub(crate) worker: &'static str,
+    state: Mutex<CallState>,
+    changed: Condvar,
+}
+
+struct CallState {
+    arrived: BTreeMap<usize, ChunkResult>,
+    /// Chunks in the order they arrived (for unordered consumers).
+    order: Vec<usize>,
+    /// How many chunks the call has, once known.
+    total: Option<usize>,
+    completed: usize,
+    cancelled: bool,
+    waker: Option<Waker>,
+    listeners: Vec<(Arc<Completions>, usize)>,
+}
+
+impl CallState {
+    fn finished(&self) -> bool {
+        self.total == Some(self.completed)
+    }
+}
+
+impl Call {
+    /// A call of `worker` with `total` chunks (`None`: a stream, still growing).
+    pub(crate) fn new(worker: &'static str, total: Option<usize>) -> Arc<Call> {
+        Arc::new(Call {
+            worker,
+            state: Mutex::new(CallState {
+                arrived: BTreeMap::new(),
+                order: Vec::new(),
+                total,
+                completed: 0,
+                cancelled: false,
+                waker: None,
+                listeners: Vec::new(),
+            }),
+            changed: Condvar::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, CallState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records chunk `chunk`'s result (the supervisor's side).
+    pub(crate) fn complete(&self, chunk: usize, result: ChunkResult) {
+        let mut st = self.lock();
+        st.completed += 1;
+        if st.cancelled {
+            return;
+        }
+        st.arrived.insert(chunk, result);
+        st.order.push(chunk);
+        if st.finished() {
+            if let Some(w) = st.waker.take() {
+                w.wake();
+            }
+            for (listener, index) in st.listeners.drain(..) {
+                listener.push(index);
+            }
+        }
+        drop(st);
+        self.changed.notify_all();
+    }
+
+    /// The caller lost interest: results still to come are dropped, pending tasks skipped.
+    pub(crate) fn cancel(&self) {
+        let mut st = self.lock();
+        st.cancelled = true;
+        st.arrived.clear();
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.lock().cancelled
+    }
+
+    /// Whether every chunk has arrived.
+    pub(crate) fn finished(&self) -> bool {
+        self.lock().finished()
+    }
+
+    /// Waits until every chunk has arrived or `deadline` passes; whether they all did.
+    pub(crate) fn wait_finished(&self, deadline: Option<Instant>) -> bool {
+        self.wait_for(deadline, CallState::finished).is_some()
+    }
+
+    /// Waits for chunk `chunk` and takes it.
+    pub(crate) fn take(&self, chunk: usize) -> ChunkResult {
+        let mut st = self
+            .wait_for(None, |st| st.arrived.contains_key(&chunk))
+            .expect("no deadline");
+        st.arrived.remove(&chunk).expect("arrived")
+    }
+
+    /// Waits for any chunk not yet taken and takes it.
+    pub(crate) fn take_any(&self) -> (usize, ChunkResult) {
+        let mut st = self
+            .wait_for(None, |st| !st.arrived.is_empty())
+            .expect("no deadline");
+        let CallState { order, arrived, .. } = &mut *st;
+        let at = order
+            .iter()
+            .position(|c| arrived.contains_key(c))
+            .expect("an arrived chunk is in the arrival order");
+        let chunk = order.remove(at);
+        let result = arrived.remove(&chunk).expect("arrived");
+        (chunk, result)
+    }
+
+    /// Blocks (with Ctrl-C routed to the pools) until `ready` holds or `deadline` passes.
+    fn wait_for(
+        &self,
+        deadline: Option<Instant>,
+        ready: impl Fn(&CallState) -> bool,
+    ) -> Option<MutexGuard<'_, CallState>> {
+        let mut st = self.lock();
+        if ready(&st) {
+            return Some(st);
+        }
+        let _armed = sys::arm_interrupts().ok();
+        loop {
+            if ready(&st) {
+                return Some(st);
+            }
+            st = match deadline {
+                None => self.changed.wait(st).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let left = d.checked_duration_since(Instant::now())?;
+                    self.changed
+                        .wait_timeout(st, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+        }
+    }
+
+    /// Registers a waker to wake when every chunk has arrived; whether they already have.
+    pub(crate) fn register_waker(&self, waker: &Waker) -> bool {
+        let mut st = self.lock();
+        if st.finished() {
+            return true;
+        }
+        match &mut st.waker {
+            Some(w) if w.will_wake(waker) => {}
+            slot => *slot = Some(waker.clone()),
+        }
+        false
+    }
+
+    /// Tells `listener` (with `index`) when every chunk has arrived (at once if they have).
+    pub(crate) fn notify_when_finished(&self, listener: &Arc<Completions>, index: usize) {
+        let mut st = self.lock();
+        if st.finished() {
+            drop(st);
+            listener.push(index);
+        } else {
+            st.listeners.push((Arc::clone(listener), index));
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! The pool's wire protocol and its child side.
+//!
+//! A pool worker is started with [`Role::PoolWorker`](crate::process::Role). Its first message
+//! names the initializer (if any) followed by the initializer's arguments; it answers
+//! [`FromWorker::Ready`] or [`FromWorker::InitFailed`]. Then each message is a chunk of tasks:
+//! a [`ToWorker::Task`] header naming the worker, followed by `Vec<W::Args>`. The answer is
+//! [`FromWorker::Done`] followed by the results (`Vec<W::Output>` when nothing panicked,
+//! `Vec<Result<W::Output, Panicked>>` otherwise), or [`FromWorker::Failed`]. A worker answers
+//! its messages in order and exits when the parent closes the connection.
+
+use serde::ser::{SerializeSeq, Serializer};
+use serde::{Deserialize, Serialize};
+
+use crate::channel::{Channel, Frame};
+use crate::error::Error;
+use crate::process::{self, Invocation, InvocationKind, Target};
+use crate::sys;
+use crate::worker::{Worker, WorkerEntry};
+
+/// Parent → worker header.
+#[derive(Serialize, Deserialize)]
+pub(crate) enum ToWorker {
+    /// A chunk of tasks for `target`; `Vec<Args>` follows.
+    Task(Target),
+}
+
+/// Worker → parent header.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum FromWorker {
+    /// The initializer ran (or there is none); tasks may start.
+    Ready,
+    /// The initializer panicked or could not run; the worker exits.
+    InitFailed(String),
+    /// The chunk ran; its results follow (see the module docs for their shape).
+    Done {
+        /// Whether a task panicked, which selects the results' shape.
+        panics: bool,
+    },
+    /// The chunk could not run (undecodable arguments, unknown worker, unencodable results).
+    Failed(String),
+}
+
+/// A task that panicked: its message and location.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Panicked {
+    pub(crate) message: String,
+    pub(crate) location: Option<String>,
+}
+
+/// Runs the pool-worker side: the initializer, then tasks until the parent hangs up.
+/// Returns the exit code.
+pub(crate) fn serve(channel: &Channel, init: Frame) -> i32 {
+    // Ctrl-C is the parent's: it stops the pool, which stops its workers quietly.
+    sys::ignore_sigint();
+    let (initializer, init) = match init.split_prefix::<Option<Target>>() {
+        Ok(split) => split,
+        Err(e) => {
+            let _ = channel.send(&FromWorker::InitFailed(format!(
+                "cannot decode the initializer message: {e}"
+            )));
+            return 70;
+        }
+    };
+    if let Some(target) = initializer {
+        let entry = match target.lookup() {
+            Ok(entry) => entry,
+            Err(detail) => {
+                let _ = channel.send(&FromWorker::InitFailed(format!(
+                    "worker `{}` is not registered in the child binary{detail}",
+                    target.worker
+                )));
+                return 70;
+            }
+        };
+        let code = (entry.invoke)(Invocation {
+            args: init,
+            reply: channel,
+            kind: InvocationKind::PoolInit,
+        });
+        if code != 0 {
+            return code;
+        }
+    }
+    if channel.send(&FromWorker::Ready).is_err() {
+        return 0;
+    }
+    let mut last: Option<(Target, &'static WorkerEntry)> = None;
+    loop {
+        let frame = match channel.recv_frame(None) {
+            Ok(frame) => frame,
+            Err(Error::Disconnected) => return 0,
+            Err(e) => {
+                eprintln!("mp: pool worker cannot read its next task: {e}");
+                return 70;
+            }
+        };
+        let (ToWorker::Task(target), body) = match frame.split_prefix::<ToWorker>() {
+            Ok(split) => split,
+            Err(e) => {
+                if channel
+                    .send(&FromWorker::Failed(format!("cannot decode the task: {e}")))
+                    .is_err()
+                {
+                    return 0;
+                }
+                continue;
+            }
+        };
+        let entry = match &last {
+            Some((t, entry)) if *t == target => Ok(*entry),
+            _ => target.lookup(),
+        };
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(detail) => {
+                let failed = FromWorker::Failed(format!(
+                    "worker `{}` is not registered in the child binary{detail}",
+                    target.worker
+                ));
+                if channel.send(&failed).is_err() {
+                    return 0;
+                }
+                continue;
+            }
+        };
+        let code = (entry.invoke)(Invocation {
+            args: body,
+            reply: channel,
+            kind: InvocationKind::PoolBatch,
+        });
+        if code != 0 {
+            return code;
+        }
+        last = Some((target, entry));
+    }
+}
+
+/// Runs `W` as a pool initializer; 0 when it returned, otherwise `InitFailed` was sent.
+pub(crate) fn run_init<W: Worker>(inv: Invocation<'_>) -> i32 {
+    let failed = match inv.args.decode::<W::Args>() {
+        Err(e) => format!("cannot decode the initializer's arguments: {e}"),
+        Ok(args) => match process::catch_panic(|| W::INSTANCE.call(args)) {
+            Ok(_) => return 0,
+            Err((message, location)) => match location {
+                Some(l) => format!("`{}` panicked at {l}: {message}", W::NAME),
+                None => format!("`{}` panicked: {message}", W::NAME),
+            },
+        },
+    };
+    let _ = inv.reply.send(&FromWorker::InitFailed(failed));
+    1
+}
+
+/// Runs a chunk of `W` tasks and sends the results; non-zero when the parent is gone.
+pub(crate) fn run_batch<W: Worker>(inv: Invocation<'_>) -> i32 {
+    let args: Vec<W::Args> = match inv.args.decode() {
+        Ok(args) => args,
+        Err(e) => {
+            let failed =
+                FromWorker::Failed(format!("cannot decode the arguments of `{}`: {e}", W::NAME));
+            return reply_code(inv.reply.send(&failed));
+        }
+    };
+    let mut panics = false;
+    let results: Vec<Result<W::Output, Panicked>> = args
+        .into_iter()
+        .map(|a| {
+            process::catch_panic(|| W::INSTANCE.call(a)).map_err(|(message, location)| {
+                panics = true;
+                Panicked { message, location }
+            })
+        })
+        .collect();
+    let sent = if panics {
+        inv.reply.send(&(FromWorker::Done { panics }, &results))
+    } else {
+        inv.reply
+            .send(&(FromWorker::Done { panics }, AllOk(&results)))
+    };
+    match sent {
+        Err(e @ (Error::Encode(_) | Error::TooLarge { .. })) => {
+            let failed = FromWorker::Failed(format!("cannot send the results: {e}"));
+            reply_code(inv.reply.send(&failed))
+        }
+        other => reply_code(other),
+    }
+}
+
+fn reply_code(sent: crate::Result<()>) -> i32 {
+    match sent {
+        Ok(()) => 0,
+        Err(Error::Disconnected) => 1,
+        Err(e) => {
+            eprintln!("mp: pool worker cannot send its results: {e}");
+            70
+        }
+    }
+}
+
+/// Serializes results known to be all `Ok` as a plain sequence of values.
+struct AllOk<'a, T>(&'a [Result<T, Panicked>]);
+
+impl<T: Serialize> Serialize for AllOk<'_, T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        for value in self.0.iter().flatten() {
+            seq.serialize_element(value)?;
+        }
+        seq.end()
+    }
+}
