@@ -1,6 +1,7 @@
-//! `cargo run --release -p mp-bench -- <foundation|shared>`: mp against Python's
+//! `cargo run --release -p mp-bench -- <foundation|shared|pool>`: mp against Python's
 //! multiprocessing and the raw OS floor, measured side by side in one run; prints a table with
-//! the ratios. `foundation`: processes, pipes, queues; `shared`: shared values and arrays.
+//! the ratios. `foundation`: processes, pipes, queues; `shared`: shared values and arrays; `pool`: `Pool` against
+//! Python's `Pool` and rayon.
 //!
 //! Options: `--quick` (fewer iterations), `--no-python` (skip the Python side).
 
@@ -25,7 +26,7 @@ fn echo(conn: mp::Connection<u64>) {
 }
 
 #[mp::worker]
-fn raw_echo(conn: mp::Connection<u64>) {
+pub(crate) fn raw_echo(conn: mp::Connection<u64>) {
     let mut s = UnixStream::from(OwnedFd::from(conn));
     let mut buf = [0u8; 8];
     while s.read_exact(&mut buf).is_ok() {
@@ -67,6 +68,7 @@ struct Sizes {
     big: u64,
 }
 
+mod pool;
 mod shared;
 
 struct Row {
@@ -78,7 +80,7 @@ struct Row {
     lower_is_better: bool,
 }
 
-fn mean<F: FnMut()>(n: u32, mut f: F) -> f64 {
+pub(crate) fn mean<F: FnMut()>(n: u32, mut f: F) -> f64 {
     f(); // warm-up
     let start = Instant::now();
     for _ in 0..n {
@@ -296,6 +298,13 @@ mp::main! {
                 println!("(python spawn+join mean over {} runs; mp over {}; total {:.1?})", sizes.python_spawn, sizes.spawn, start.elapsed());
                 Ok(())
             }
+            Some("pool") => {
+                let start = Instant::now();
+                let rows = pool::run(quick, with_python)?;
+                print(&rows);
+                println!("({} workers; map: best of runs, scaled to 1M tasks in --quick; total {:.1?})", mp::cpu_count(), start.elapsed());
+                Ok(())
+            }
             Some("shared") => {
                 let start = Instant::now();
                 let rows = shared::run(quick, with_python)?;
@@ -304,7 +313,7 @@ mp::main! {
                 Ok(())
             }
             Some(other) => {
-                eprintln!("unknown benchmark `{other}`; available: foundation, shared");
+                eprintln!("unknown benchmark `{other}`; available: foundation, shared, pool");
                 std::process::exit(2);
             }
         }

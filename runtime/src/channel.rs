@@ -189,8 +189,11 @@ impl Header {
 }
 
 struct Rx {
+    /// Received bytes live in `buf[start..end]`; the rest of `buf` is zeroed space to read
+    /// into, kept between reads so a receive loop does not re-zero it.
     buf: Vec<u8>,
     start: usize,
+    end: usize,
     fds: VecDeque<OwnedFd>,
     broken: Option<String>,
 }
@@ -215,6 +218,7 @@ impl Channel {
             rx: Mutex::new(Rx {
                 buf: Vec::new(),
                 start: 0,
+                end: 0,
                 fds: VecDeque::new(),
                 broken: None,
             }),
@@ -265,7 +269,7 @@ impl Channel {
     /// Whether a frame (or end-of-file) can be read without blocking, waiting up to `timeout`.
     pub(crate) fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
         let rx = self.rx.lock().unwrap_or_else(|e| e.into_inner());
-        if rx.buf.len() - rx.start >= HEADER {
+        if rx.end - rx.start >= HEADER {
             return Ok(true);
         }
         drop(rx);
@@ -294,9 +298,9 @@ impl Channel {
             Payload::Inline(rx.buf[body..body + inline_len].to_vec())
         };
         rx.start = body + inline_len;
-        if rx.start == rx.buf.len() {
-            rx.buf.clear();
+        if rx.start == rx.end {
             rx.start = 0;
+            rx.end = 0;
         }
         Ok(Frame {
             payload,
@@ -308,26 +312,25 @@ impl Channel {
     /// Reads until `rx` holds at least `need` unread bytes.
     fn fill(&self, rx: &mut Rx, need: usize, deadline: Option<Instant>) -> Result<()> {
         let mut spin_until: Option<Instant> = None;
-        while rx.buf.len() - rx.start < need {
+        while rx.end - rx.start < need {
             if rx.start > 0 {
-                rx.buf.drain(..rx.start);
+                let (start, end) = (rx.start, rx.end);
+                rx.buf.copy_within(start..end, 0);
+                rx.end -= start;
                 rx.start = 0;
             }
-            let have = rx.buf.len();
-            let want = (need - have).max(INLINE_MAX + HEADER);
-            rx.buf.resize(have + want, 0);
-            let Rx { buf, fds, .. } = &mut *rx;
+            let want = need.max(INLINE_MAX + HEADER);
+            if rx.buf.len() < want {
+                rx.buf.resize(want, 0);
+            }
+            let Rx { buf, fds, end, .. } = &mut *rx;
             // Spin briefly on non-blocking reads before paying for a sleep and a wake-up.
             let spinning = spin_until.is_none_or(|t| Instant::now() < t);
-            let got = sys::recv_with_fds(self.sock.as_fd(), &mut buf[have..], fds, true);
+            let got = sys::recv_with_fds(self.sock.as_fd(), &mut buf[*end..], fds, true);
             match got {
-                Ok(0) => {
-                    rx.buf.truncate(have);
-                    return Err(Error::Disconnected);
-                }
-                Ok(n) => rx.buf.truncate(have + n),
+                Ok(0) => return Err(Error::Disconnected),
+                Ok(n) => rx.end += n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    rx.buf.truncate(have);
                     let until = *spin_until.get_or_insert_with(|| Instant::now() + SPIN);
                     if spinning && deadline.is_none_or(|d| until < d) {
                         std::hint::spin_loop();
@@ -347,7 +350,6 @@ impl Channel {
                     }
                 }
                 Err(e) => {
-                    rx.buf.truncate(have);
                     return Err(Error::io("receive failed")(e));
                 }
             }

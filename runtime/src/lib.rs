@@ -36,6 +36,9 @@
 //! | `shared_memory.SharedMemory` | [`SharedMemory`] |
 //! | `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore` | [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`] |
 //! | `Event`, `Condition`, `Barrier`, `BrokenBarrierError` | [`Event`], [`Condition`], [`Barrier`], [`Error::BrokenBarrier`] |
+//! | `Pool`, `map`, `starmap`, `imap`, `imap_unordered`, `apply`, `apply_async`, `map_async` | [`Pool`], [`PoolBuilder`], [`Tasks`] (`chunksize`, progress bar) |
+//! | `AsyncResult`, `ProcessPoolExecutor`, `as_completed` | [`AsyncResult`] (also a `Future`), [`Executor`], [`as_completed`] |
+//! | `os.cpu_count()`, `os.process_cpu_count()` | [`host_cpu_count`], [`cpu_count`] |
 //! | `current_process()` | [`current_process`] |
 //!
 //! ## Tests

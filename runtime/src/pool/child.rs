@@ -8,7 +8,6 @@
 //! `Vec<Result<W::Output, Panicked>>` otherwise), or [`FromWorker::Failed`]. A worker answers
 //! its messages in order and exits when the parent closes the connection.
 
-use serde::ser::{SerializeSeq, Serializer};
 use serde::{Deserialize, Serialize};
 
 use crate::channel::{Channel, Frame};
@@ -161,21 +160,30 @@ pub(crate) fn run_batch<W: Worker>(inv: Invocation<'_>) -> i32 {
             return reply_code(inv.reply.send(&failed));
         }
     };
-    let mut panics = false;
-    let results: Vec<Result<W::Output, Panicked>> = args
-        .into_iter()
-        .map(|a| {
-            process::catch_panic(|| W::INSTANCE.call(a)).map_err(|(message, location)| {
-                panics = true;
-                Panicked { message, location }
-            })
-        })
-        .collect();
-    let sent = if panics {
-        inv.reply.send(&(FromWorker::Done { panics }, &results))
-    } else {
+    // Values are collected plainly; only a chunk with a panic pays for per-task results.
+    let mut values: Vec<W::Output> = Vec::with_capacity(args.len());
+    let mut panicked: Vec<(usize, Panicked)> = Vec::new();
+    for (i, a) in args.into_iter().enumerate() {
+        match process::catch_panic(|| W::INSTANCE.call(a)) {
+            Ok(v) => values.push(v),
+            Err((message, location)) => panicked.push((i, Panicked { message, location })),
+        }
+    }
+    let sent = if panicked.is_empty() {
         inv.reply
-            .send(&(FromWorker::Done { panics }, AllOk(&results)))
+            .send(&(FromWorker::Done { panics: false }, &values))
+    } else {
+        let total = values.len() + panicked.len();
+        let mut values = values.into_iter();
+        let mut panicked = panicked.into_iter().peekable();
+        let results: Vec<Result<W::Output, Panicked>> = (0..total)
+            .map(|i| match panicked.next_if(|(at, _)| *at == i) {
+                Some((_, p)) => Err(p),
+                None => Ok(values.next().expect("one value per task that returned")),
+            })
+            .collect();
+        inv.reply
+            .send(&(FromWorker::Done { panics: true }, &results))
     };
     match sent {
         Err(e @ (Error::Encode(_) | Error::TooLarge { .. })) => {
@@ -194,18 +202,5 @@ fn reply_code(sent: crate::Result<()>) -> i32 {
             eprintln!("mp: pool worker cannot send its results: {e}");
             70
         }
-    }
-}
-
-/// Serializes results known to be all `Ok` as a plain sequence of values.
-struct AllOk<'a, T>(&'a [Result<T, Panicked>]);
-
-impl<T: Serialize> Serialize for AllOk<'_, T> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
-        for value in self.0.iter().flatten() {
-            seq.serialize_element(value)?;
-        }
-        seq.end()
     }
 }
