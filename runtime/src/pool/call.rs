@@ -176,8 +176,10 @@ pub(crate) struct Call {
 
 struct CallState {
     arrived: BTreeMap<usize, ChunkResult>,
-    /// Chunks in the order they arrived (for unordered consumers).
-    order: Vec<usize>,
+    /// Chunks in the order they arrived, kept only for a consumer that takes them so
+    /// (`by_arrival`); an in-order consumer would let it grow without bound.
+    order: VecDeque<usize>,
+    by_arrival: bool,
     /// How many chunks the call has, once known.
     total: Option<usize>,
     completed: usize,
@@ -193,13 +195,15 @@ impl CallState {
 }
 
 impl Call {
-    /// A call of `worker` with `total` chunks (`None`: a stream, still growing).
-    pub(crate) fn new(worker: &'static str, total: Option<usize>) -> Arc<Call> {
+    /// A call of `worker` with `total` chunks (`None`: a stream, still growing), whose
+    /// consumer takes chunks as they arrive (`by_arrival`) or by index.
+    pub(crate) fn new(worker: &'static str, total: Option<usize>, by_arrival: bool) -> Arc<Call> {
         Arc::new(Call {
             worker,
             state: Mutex::new(CallState {
                 arrived: BTreeMap::new(),
-                order: Vec::new(),
+                order: VecDeque::new(),
+                by_arrival,
                 total,
                 completed: 0,
                 cancelled: false,
@@ -222,7 +226,9 @@ impl Call {
             return;
         }
         st.arrived.insert(chunk, result);
-        st.order.push(chunk);
+        if st.by_arrival {
+            st.order.push_back(chunk);
+        }
         if st.finished() {
             if let Some(w) = st.waker.take() {
                 w.wake();
@@ -264,19 +270,20 @@ impl Call {
         st.arrived.remove(&chunk).expect("arrived")
     }
 
-    /// Waits for any chunk not yet taken and takes it.
+    /// Waits for any chunk not yet taken and takes it (a `by_arrival` call's consumer).
     pub(crate) fn take_any(&self) -> (usize, ChunkResult) {
         let mut st = self
             .wait_for(None, |st| !st.arrived.is_empty())
             .expect("no deadline");
         let CallState { order, arrived, .. } = &mut *st;
-        let at = order
-            .iter()
-            .position(|c| arrived.contains_key(c))
-            .expect("an arrived chunk is in the arrival order");
-        let chunk = order.remove(at);
-        let result = arrived.remove(&chunk).expect("arrived");
-        (chunk, result)
+        loop {
+            let chunk = order
+                .pop_front()
+                .expect("every arrived chunk is in the arrival order");
+            if let Some(result) = arrived.remove(&chunk) {
+                return (chunk, result);
+            }
+        }
     }
 
     /// Blocks (with Ctrl-C routed to the pools) until `ready` holds or `deadline` passes.

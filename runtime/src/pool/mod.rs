@@ -366,7 +366,7 @@ impl Pool {
         worker: W,
         args: W::Args,
     ) -> Result<AsyncResult<W::Output>> {
-        let call = Call::new(W::NAME, Some(1));
+        let call = Call::new(W::NAME, Some(1), true);
         self.submit_chunk(worker, &call, 0, std::slice::from_ref(&args))?;
         Ok(AsyncResult::new(call, 1, 1, |call, n, cs| {
             let mut v = collect::<W::Output>(call, n, cs, &Progress::off())?;
@@ -403,7 +403,8 @@ impl Pool {
     }
 
     /// Waits for the workers to finish and exit after [`close`](Pool::close) or
-    /// [`terminate`](Pool::terminate) (Python's `join`); an error if neither was called.
+    /// [`terminate`](Pool::terminate) (Python's `join`); an error if neither was called, and
+    /// [`Error::Interrupted`] if Ctrl-C stopped the pool.
     ///
     /// ```
     /// # mp::guard!();
@@ -427,7 +428,10 @@ impl Pool {
         }
         self.shared.wait_finished();
         self.wait_supervisor();
-        Ok(())
+        match &self.shared.lock().status {
+            Status::Finished(Some(call::StopReason::Interrupted)) => Err(Error::Interrupted),
+            _ => Ok(()),
+        }
     }
 
     fn wait_supervisor(&mut self) {
@@ -536,7 +540,7 @@ impl<'p> Tasks<'p> {
         let items: Vec<W::Args> = items.into_iter().collect();
         let n = items.len();
         let chunksize = self.chunksize_for(n)?;
-        let call = Call::new(W::NAME, Some(n.div_ceil(chunksize)));
+        let call = Call::new(W::NAME, Some(n.div_ceil(chunksize)), true);
         let progress = Progress::new(self.progress, Some(n));
         self.pool.submit_all(worker, &call, &items, chunksize)?;
         drop(items);
@@ -561,7 +565,7 @@ impl<'p> Tasks<'p> {
         let items: Vec<W::Args> = items.into_iter().collect();
         let n = items.len();
         let chunksize = self.chunksize_for(n)?;
-        let call = Call::new(W::NAME, Some(n.div_ceil(chunksize)));
+        let call = Call::new(W::NAME, Some(n.div_ceil(chunksize)), true);
         self.pool.submit_all(worker, &call, &items, chunksize)?;
         Ok(AsyncResult::new(call, n, chunksize, |call, n, cs| {
             collect::<W::Output>(call, n, cs, &Progress::off())
@@ -774,7 +778,7 @@ impl<'p, W: Worker, I: Iterator<Item = W::Args>> Imap<'p, W, I> {
             ordered,
             chunksize: tasks.chunksize.unwrap_or(1),
             window: 4 * tasks.pool.processes(),
-            call: Call::new(W::NAME, None),
+            call: Call::new(W::NAME, None, !ordered),
             submitted: 0,
             taken: 0,
             lens: BTreeMap::new(),

@@ -240,7 +240,9 @@ fn dispatch(st: &mut State, config: &Config) {
             }
             let task = pending.pop_front().expect("front exists");
             if task.msg.send(&slot.channel).is_err() {
-                // The worker is dying; the supervisor will see its end-of-file.
+                // The worker is dying, or its connection is unusable: make sure it dies; the
+                // supervisor sees its end-of-file and replaces it.
+                let _ = sys::kill(slot.pid, libc::SIGKILL);
                 slot.broken = true;
                 pending.push_front(task);
                 break;
@@ -340,7 +342,9 @@ fn replace_workers(shared: &Shared, missing: usize) {
                         "cannot start pool workers: {e}"
                     )));
                 } else {
-                    tracing::warn!(target: "mp", "cannot start a pool worker: {e}; running with fewer");
+                    tracing::warn!(target: "mp", "cannot start a pool worker: {e}; running with fewer, retrying in 100 ms");
+                    drop(st);
+                    std::thread::sleep(Duration::from_millis(100));
                 }
                 return;
             }
