@@ -141,11 +141,7 @@ pub(crate) struct Completions {
 
 impl Completions {
     /// Records `index` as finished.
-    pub(crate) fn push_ready(&self, index: usize) {
-        self.push(index);
-    }
-
-    fn push(&self, index: usize) {
+    pub(crate) fn push(&self, index: usize) {
         self.done
             .lock()
             .unwrap_or_else(|e| e.into_inner())

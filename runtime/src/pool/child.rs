@@ -64,10 +64,7 @@ pub(crate) fn serve(channel: &Channel, init: Frame) -> i32 {
         let entry = match target.lookup() {
             Ok(entry) => entry,
             Err(detail) => {
-                let _ = channel.send(&FromWorker::InitFailed(format!(
-                    "worker `{}` is not registered in the child binary{detail}",
-                    target.worker
-                )));
+                let _ = channel.send(&FromWorker::InitFailed(not_found(&target, detail)));
                 return 70;
             }
         };
@@ -112,10 +109,7 @@ pub(crate) fn serve(channel: &Channel, init: Frame) -> i32 {
         let entry = match entry {
             Ok(entry) => entry,
             Err(detail) => {
-                let failed = FromWorker::Failed(format!(
-                    "worker `{}` is not registered in the child binary{detail}",
-                    target.worker
-                ));
+                let failed = FromWorker::Failed(not_found(&target, detail));
                 if channel.send(&failed).is_err() {
                     return 0;
                 }
@@ -132,6 +126,15 @@ pub(crate) fn serve(channel: &Channel, init: Frame) -> i32 {
         }
         last = Some((target, entry));
     }
+}
+
+/// The message of a worker the child's registry does not have (the same as `Process` gives).
+fn not_found(target: &Target, detail: String) -> String {
+    Error::WorkerNotFound {
+        name: target.worker.clone(),
+        detail,
+    }
+    .to_string()
 }
 
 /// Runs `W` as a pool initializer; 0 when it returned, otherwise `InitFailed` was sent.

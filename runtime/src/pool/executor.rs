@@ -103,7 +103,7 @@ pub fn as_completed<T>(results: impl IntoIterator<Item = AsyncResult<T>>) -> AsC
     for (i, r) in results.iter().enumerate() {
         let r = r.as_ref().expect("just wrapped");
         if r.n == 0 {
-            completions.push_ready(i);
+            completions.push(i);
         } else {
             r.call().notify_when_finished(&completions, i);
         }
