@@ -1,7 +1,7 @@
-//! `cargo run --release -p mp-bench -- <foundation|shared|pool>`: mp against Python's
+//! `cargo run --release -p mp-bench -- <foundation|shared|pool|manager>`: mp against Python's
 //! multiprocessing and the raw OS floor, measured side by side in one run; prints a table with
 //! the ratios. `foundation`: processes, pipes, queues; `shared`: shared values and arrays; `pool`: `Pool` against
-//! Python's `Pool` and rayon.
+//! Python's `Pool` and rayon; `manager`: manager proxies against Python's `Manager`.
 //!
 //! Options: `--quick` (fewer iterations), `--no-python` (skip the Python side).
 
@@ -68,6 +68,7 @@ struct Sizes {
     big: u64,
 }
 
+mod manager;
 mod pool;
 mod shared;
 
@@ -305,6 +306,13 @@ mp::main! {
                 println!("({} workers; map: best of runs, scaled to 1M tasks in --quick; total {:.1?})", mp::cpu_count(), start.elapsed());
                 Ok(())
             }
+            Some("manager") => {
+                let start = Instant::now();
+                let rows = manager::run(quick, with_python)?;
+                print(&rows);
+                println!("(batched: `extend` of 10 000 items per call, against Python's single appends; total {:.1?})", start.elapsed());
+                Ok(())
+            }
             Some("shared") => {
                 let start = Instant::now();
                 let rows = shared::run(quick, with_python)?;
@@ -313,7 +321,7 @@ mp::main! {
                 Ok(())
             }
             Some(other) => {
-                eprintln!("unknown benchmark `{other}`; available: foundation, shared, pool");
+                eprintln!("unknown benchmark `{other}`; available: foundation, shared, pool, manager");
                 std::process::exit(2);
             }
         }

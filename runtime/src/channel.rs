@@ -7,11 +7,16 @@
 //! bytes in batches of at most 253 (`SCM_MAX_FD`). The receiver checks every header before it
 //! allocates anything: a wrong magic, an inline payload above [`INLINE_MAX`], or a size above
 //! the limit poisons the connection with a clear error instead of a misread.
+//!
+//! A channel in *socket mode* ([`Channel::socket`]: TCP, or a local socket to a peer that is not
+//! our child) carries no descriptors: every payload travels inline, up to the channel's limit,
+//! and a value holding an OS handle is refused before anything is sent.
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::codec::{self, MAX_MESSAGE};
@@ -24,6 +29,8 @@ pub const INLINE_MAX: usize = 64 * 1024;
 pub(crate) const HEADER: usize = 16;
 const MAGIC: u32 = u32::from_le_bytes(*b"mp\x01\x00");
 const FLAG_OUT_OF_LINE: u32 = 1;
+/// A receive buffer grown past this for one large frame is shrunk back afterwards.
+const KEEP_BUFFER: usize = 4 * (INLINE_MAX + HEADER);
 /// How long a receiver polls without sleeping before it blocks: a reply that comes back
 /// within this time is picked up without paying for a wake-up.
 const SPIN: Duration = Duration::from_micros(50);
@@ -79,13 +86,30 @@ pub(crate) fn encode_frame<T: serde::Serialize + ?Sized>(
     out: &mut Vec<u8>,
     fds: &mut Vec<RawFd>,
 ) -> Result<Option<sys::SealedBuffer>> {
+    encode_frame_as(value, out, fds, true)
+}
+
+/// [`encode_frame`], or with `pass_fds` false a socket-mode frame: inline, no descriptors.
+fn encode_frame_as<T: serde::Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+    fds: &mut Vec<RawFd>,
+    pass_fds: bool,
+) -> Result<Option<sys::SealedBuffer>> {
     out.clear();
     fds.clear();
     out.extend_from_slice(&[0; HEADER]);
     codec::encode(value, out, fds)?;
+    if !pass_fds && !fds.is_empty() {
+        return Err(Error::Encode(
+            "a value holding an OS handle (queue, pipe end, shared memory, lock) cannot \
+             travel over a network connection; share it through a manager proxy instead"
+                .to_owned(),
+        ));
+    }
     let len = out.len() - HEADER;
     let nfds = fds.len() as u32;
-    let sealed = if len > INLINE_MAX {
+    let sealed = if pass_fds && len > INLINE_MAX {
         let buffer = sys::SealedBuffer::create(&[&out[HEADER..]])
             .map_err(Error::io("cannot create a buffer for a large message"))?;
         out.truncate(HEADER);
@@ -158,7 +182,9 @@ pub(crate) struct Header {
 
 impl Header {
     /// Parses and checks a header against the receiver's limit; nothing is allocated yet.
-    pub(crate) fn parse(bytes: &[u8; HEADER], limit: u64) -> Result<Header> {
+    /// Without `pass_fds` (socket mode) payloads are inline up to the limit and carry no
+    /// descriptors.
+    pub(crate) fn parse(bytes: &[u8; HEADER], limit: u64, pass_fds: bool) -> Result<Header> {
         let word = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().expect("4 bytes"));
         if word(0) != MAGIC {
             return Err(Error::Malformed(format!(
@@ -175,7 +201,12 @@ impl Header {
         if len > limit {
             return Err(Error::TooLarge { len, limit });
         }
-        if !out_of_line && len > INLINE_MAX as u64 {
+        if !pass_fds && (out_of_line || word(12) != 0) {
+            return Err(Error::Malformed(
+                "a frame on a network connection announces descriptors".to_owned(),
+            ));
+        }
+        if pass_fds && !out_of_line && len > INLINE_MAX as u64 {
             return Err(Error::Malformed(format!(
                 "inline payload of {len} bytes exceeds the inline maximum of {INLINE_MAX}"
             )));
@@ -208,11 +239,33 @@ pub(crate) struct Channel {
     sock: OwnedFd,
     rx: Mutex<Rx>,
     tx: Mutex<Tx>,
-    limit: u64,
+    /// The largest payload this end accepts.
+    limit: AtomicU64,
+    /// The largest payload the peer accepts (announced in a handshake); larger sends fail
+    /// before anything is written.
+    peer_limit: AtomicU64,
+    /// Descriptor passing (a socket pair to our own child) or socket mode.
+    pass_fds: bool,
+    /// How long a receive polls before it sleeps, in microseconds.
+    spin_us: AtomicU64,
 }
 
+/// The spin budget of a socket-mode channel: a reply from a peer running on another core
+/// comes back well within it.
+pub(crate) const SOCKET_SPIN: Duration = Duration::from_micros(30);
+
 impl Channel {
+    /// A channel to a process of ours: descriptors pass, large payloads go out of line.
     pub(crate) fn new(sock: OwnedFd) -> Channel {
+        Channel::with_mode(sock, MAX_MESSAGE, true)
+    }
+
+    /// A channel in socket mode (see the module docs) accepting payloads of up to `limit`.
+    pub(crate) fn socket(sock: OwnedFd, limit: u64) -> Channel {
+        Channel::with_mode(sock, limit.min(MAX_MESSAGE), false)
+    }
+
+    fn with_mode(sock: OwnedFd, limit: u64, pass_fds: bool) -> Channel {
         Channel {
             sock,
             rx: Mutex::new(Rx {
@@ -226,8 +279,34 @@ impl Channel {
                 buf: Vec::new(),
                 fds: Vec::new(),
             }),
-            limit: MAX_MESSAGE,
+            limit: AtomicU64::new(limit),
+            peer_limit: AtomicU64::new(MAX_MESSAGE),
+            pass_fds,
+            spin_us: AtomicU64::new(if pass_fds { SPIN } else { SOCKET_SPIN }.as_micros() as u64),
         }
+    }
+
+    /// Changes the largest payload this end accepts (after a handshake under a small limit).
+    pub(crate) fn set_limit(&self, limit: u64) {
+        self.limit.store(limit.min(MAX_MESSAGE), Ordering::Relaxed);
+    }
+
+    /// Sets how long a receive polls before it sleeps (see [`SPIN`]); zero sleeps at once,
+    /// which is right when the peer shares this thread's CPU: spinning would only keep the
+    /// peer from running.
+    pub(crate) fn set_spin(&self, spin: Duration) {
+        self.spin_us
+            .store(spin.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    fn spin(&self) -> Duration {
+        Duration::from_micros(self.spin_us.load(Ordering::Relaxed))
+    }
+
+    /// Records the largest payload the peer accepts.
+    pub(crate) fn set_peer_limit(&self, limit: u64) {
+        self.peer_limit
+            .store(limit.min(MAX_MESSAGE), Ordering::Relaxed);
     }
 
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
@@ -242,7 +321,17 @@ impl Channel {
     pub(crate) fn send<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<()> {
         let mut tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
         let Tx { buf, fds } = &mut *tx;
-        let sealed = encode_frame(value, buf, fds)?;
+        let sealed = encode_frame_as(value, buf, fds, self.pass_fds)?;
+        if buf.capacity() > KEEP_BUFFER && buf.len() <= KEEP_BUFFER {
+            buf.shrink_to(KEEP_BUFFER);
+        }
+        let len = sealed
+            .as_ref()
+            .map_or(buf.len() - HEADER, |s| s.as_slice().len()) as u64;
+        let limit = self.peer_limit.load(Ordering::Relaxed);
+        if len > limit {
+            return Err(Error::TooLarge { len, limit });
+        }
         // The raw descriptors belong to handles inside `value`, which outlives this call.
         let mut borrowed: Vec<BorrowedFd<'_>> =
             fds.iter().map(|&fd| sys::borrow_raw_fd(fd)).collect();
@@ -281,7 +370,11 @@ impl Channel {
         let header_bytes: [u8; HEADER] = rx.buf[rx.start..rx.start + HEADER]
             .try_into()
             .expect("header");
-        let header = Header::parse(&header_bytes, self.limit)?;
+        let header = Header::parse(
+            &header_bytes,
+            self.limit.load(Ordering::Relaxed),
+            self.pass_fds,
+        )?;
         let inline_len = if header.out_of_line { 0 } else { header.len };
         self.fill(rx, HEADER + inline_len, deadline)?;
         let body = rx.start + HEADER;
@@ -301,6 +394,10 @@ impl Channel {
         if rx.start == rx.end {
             rx.start = 0;
             rx.end = 0;
+            if rx.buf.len() > KEEP_BUFFER {
+                rx.buf.truncate(KEEP_BUFFER);
+                rx.buf.shrink_to_fit();
+            }
         }
         Ok(Frame {
             payload,
@@ -311,6 +408,7 @@ impl Channel {
 
     /// Reads until `rx` holds at least `need` unread bytes.
     fn fill(&self, rx: &mut Rx, need: usize, deadline: Option<Instant>) -> Result<()> {
+        let spin = self.spin();
         let mut spin_until: Option<Instant> = None;
         while rx.end - rx.start < need {
             if rx.start > 0 {
@@ -324,26 +422,29 @@ impl Channel {
                 rx.buf.resize(want, 0);
             }
             let Rx { buf, fds, end, .. } = &mut *rx;
-            // Spin briefly on non-blocking reads before paying for a sleep and a wake-up.
-            let spinning = spin_until.is_none_or(|t| Instant::now() < t);
-            let got = sys::recv_with_fds(self.sock.as_fd(), &mut buf[*end..], fds, true);
+            // Spin briefly on non-blocking reads before paying for a sleep and a wake-up;
+            // once the spin is over and there is no deadline, one blocking read does both
+            // the waiting and the reading.
+            let spun_out = spin.is_zero() || spin_until.is_some_and(|t| Instant::now() >= t);
+            let block = spun_out && deadline.is_none();
+            let got = sys::recv_with_fds(self.sock.as_fd(), &mut buf[*end..], fds, !block);
             match got {
                 Ok(0) => return Err(Error::Disconnected),
                 Ok(n) => rx.end += n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    let until = *spin_until.get_or_insert_with(|| Instant::now() + SPIN);
-                    if spinning && deadline.is_none_or(|d| until < d) {
+                    let until = *spin_until.get_or_insert_with(|| Instant::now() + spin);
+                    if !spun_out && deadline.is_none_or(|d| until < d) {
                         std::hint::spin_loop();
                         continue;
                     }
-                    let remaining = match deadline {
-                        None => None,
-                        Some(d) => match d.checked_duration_since(Instant::now()) {
-                            Some(r) if !r.is_zero() => Some(r),
-                            _ => return Err(Error::Timeout),
-                        },
+                    let Some(deadline) = deadline else {
+                        continue; // the next read blocks
                     };
-                    if !sys::poll_readable(self.sock.as_fd(), remaining)
+                    let remaining = match deadline.checked_duration_since(Instant::now()) {
+                        Some(r) if !r.is_zero() => r,
+                        _ => return Err(Error::Timeout),
+                    };
+                    if !sys::poll_readable(self.sock.as_fd(), Some(remaining))
                         .map_err(Error::io("poll failed"))?
                     {
                         return Err(Error::Timeout);

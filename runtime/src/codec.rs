@@ -93,6 +93,52 @@ fn decode_limited<T: DeserializeOwned, const LIMIT: usize>(bytes: &[u8]) -> Resu
     Ok(value)
 }
 
+/// Encoded bytes that travel as one byte string (a copy, not an element-wise sequence): the
+/// values a manager stores, and auth keys.
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+pub(crate) struct Bytes(pub(crate) Vec<u8>);
+
+impl std::fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<{} bytes>", self.0.len())
+    }
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Serialize for Bytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Bytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Bytes;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> std::result::Result<Bytes, E> {
+                Ok(Bytes(v.to_vec()))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(
+                self,
+                v: Vec<u8>,
+            ) -> std::result::Result<Bytes, E> {
+                Ok(Bytes(v))
+            }
+        }
+        d.deserialize_byte_buf(Visitor)
+    }
+}
+
 struct FdTable {
     fds: Vec<Option<OwnedFd>>,
 }
@@ -100,6 +146,12 @@ struct FdTable {
 thread_local! {
     static FD_SINK: RefCell<Option<Vec<RawFd>>> = const { RefCell::new(None) };
     static FD_SOURCE: RefCell<Option<FdTable>> = const { RefCell::new(None) };
+}
+
+/// Whether a value is being encoded by `mp` (for a handle that needs no descriptor but must
+/// not leak into other serializers, such as a manager proxy carrying its auth key).
+pub(crate) fn in_send() -> bool {
+    FD_SINK.with(|s| s.borrow().is_some())
 }
 
 /// Called by a handle's `Serialize`: records `fd` to travel with the message being encoded
@@ -191,6 +243,15 @@ mod tests {
             decode::<Vec<u64>>(&buf, Vec::new()),
             Err(Error::Decode(_))
         ));
+    }
+
+    #[test]
+    fn bytes_travel_as_one_string() {
+        let mut buf = Vec::new();
+        encode(&Bytes(vec![1, 2, 3]), &mut buf, &mut Vec::new()).unwrap();
+        assert_eq!(buf, [3, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3]);
+        let back: Bytes = decode(&buf, Vec::new()).unwrap();
+        assert_eq!(&back[..], [1, 2, 3]);
     }
 
     #[test]

@@ -207,6 +207,20 @@ pub enum Error {
     /// workers that fail again (Python's `Pool` restarts them forever).
     #[error("the pool's initializer failed in a worker: {0}")]
     InitializerFailed(String),
+    /// The peer of a [`Listener`](crate::Listener), [`NetConnection`](crate::NetConnection)
+    /// or [`Manager`](crate::Manager) connection did not pass the auth-key challenge (or did
+    /// not speak the protocol); the connection was closed before any request was read.
+    #[error("authentication failed: {0}")]
+    AuthenticationFailed(String),
+    /// The manager server is gone (shut down, or its process died), or cannot be reached; the
+    /// objects it held are lost.
+    #[error("the manager at {address} is gone (shut down, or its process died): {why}")]
+    ManagerGone {
+        /// The manager's address.
+        address: String,
+        /// What happened on the connection.
+        why: String,
+    },
     /// An error that happened in another process and has no closer equivalent here (an OS
     /// error there, for instance); its message is kept.
     #[error("in another process: {0}")]
@@ -277,6 +291,11 @@ enum WireError {
     Interrupted,
     PoolTerminated,
     InitializerFailed(String),
+    AuthenticationFailed(String),
+    ManagerGone {
+        address: String,
+        why: String,
+    },
 }
 
 fn chunk_note(tasks: usize) -> String {
@@ -369,6 +388,11 @@ impl serde::Serialize for Error {
             Error::Interrupted => WireError::Interrupted,
             Error::PoolTerminated => WireError::PoolTerminated,
             Error::InitializerFailed(m) => WireError::InitializerFailed(m.clone()),
+            Error::AuthenticationFailed(m) => WireError::AuthenticationFailed(m.clone()),
+            Error::ManagerGone { address, why } => WireError::ManagerGone {
+                address: address.clone(),
+                why: why.clone(),
+            },
         };
         wire.serialize(serializer)
     }
@@ -442,6 +466,8 @@ impl<'de> serde::Deserialize<'de> for Error {
             WireError::Interrupted => Error::Interrupted,
             WireError::PoolTerminated => Error::PoolTerminated,
             WireError::InitializerFailed(m) => Error::InitializerFailed(m),
+            WireError::AuthenticationFailed(m) => Error::AuthenticationFailed(m),
+            WireError::ManagerGone { address, why } => Error::ManagerGone { address, why },
         })
     }
 }

@@ -40,6 +40,9 @@
 //! | `AsyncResult`, `ProcessPoolExecutor`, `as_completed` | [`AsyncResult`] (also a `Future`), [`Executor`], [`as_completed`] |
 //! | `os.cpu_count()`, `os.process_cpu_count()` | [`host_cpu_count`], [`cpu_count`] |
 //! | `current_process()` | [`current_process`] |
+//! | `Manager()`, `manager.list()`, `.dict()`, `.Value()`, `.Namespace()`, `.Queue()`, `.Lock()`, `.Event()` | [`Manager`] ([`list`](Manager::list), [`dict`](Manager::dict), [`value`](Manager::value), [`queue`](Manager::queue), [`lock`](Manager::lock), [`event`](Manager::event)) → [`ListProxy`], [`DictProxy`], [`ValueProxy`], [`QueueProxy`], [`LockProxy`], [`EventProxy`] |
+//! | `BaseManager(address, authkey)`, `.connect()`, `get_server().serve_forever()` | [`Manager::builder`], [`Manager::connect`], [`Manager::named`], [`ManagerServer`] |
+//! | `connection.Listener(address, authkey)`, `connection.Client(address, authkey)` | [`Listener`], [`client`] → [`NetConnection`]; [`Address`] |
 //!
 //! ## Tests
 //!
@@ -51,8 +54,10 @@
 
 mod channel;
 mod codec;
+mod connection;
 mod error;
 mod logging;
+mod manager;
 mod pipe;
 mod pool;
 mod process;
@@ -64,8 +69,13 @@ mod worker;
 
 pub use channel::INLINE_MAX;
 pub use codec::MAX_MESSAGE;
+pub use connection::{Address, DEFAULT_MAX_MESSAGE, Listener, NetConnection, ToAddress, client};
 pub use error::{Error, ExitStatus, Result, SendError};
 pub use logging::{Level, Logger, get_logger, log_to_stderr};
+pub use manager::{
+    DictProxy, EventProxy, ListProxy, LockProxy, LockProxyGuard, Manager, ManagerBuilder,
+    ManagerServer, Proxy, QueueProxy, ValueProxy,
+};
 pub use pipe::{Connection, PipeReader, PipeWriter, pipe, pipe_one_way};
 pub use pool::{
     AsCompleted, AsyncResult, Executor, Imap, Pool, PoolBuilder, Tasks, as_completed, cpu_count,

@@ -116,6 +116,8 @@ pub(crate) enum Role {
     Call(Target),
     /// A pool worker: an initializer message follows, then tasks (see `pool/child.rs`).
     PoolWorker,
+    /// A manager's server: its listening socket and key follow (see `manager/mod.rs`).
+    ManagerServer,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -173,7 +175,7 @@ pub struct Process<W: Worker> {
 
 enum State {
     Created,
-    Running { child: Child, channel: Channel },
+    Running { child: Child, channel: Box<Channel> },
     Joined { pid: u32, status: ExitStatus },
 }
 
@@ -290,7 +292,10 @@ impl<W: Worker> Process<W> {
         let (child, channel) = start_child(role, args, &self.name, self.daemon)?;
         self.args = None;
         register_running(child.id(), self.daemon);
-        self.state = State::Running { child, channel };
+        self.state = State::Running {
+            child,
+            channel: Box::new(channel),
+        };
         Ok(())
     }
 
@@ -537,6 +542,7 @@ pub(crate) fn start_child_frame(
     let what = match &role {
         Role::Call(target) => format!("running `{}`", target.worker),
         Role::PoolWorker => "as a pool worker".to_owned(),
+        Role::ManagerServer => "as a manager server".to_owned(),
     };
     let bootstrap = Bootstrap {
         role,
@@ -651,6 +657,7 @@ fn run_child(spec: &str) -> i32 {
     let target = match bootstrap.role {
         Role::Call(target) => target,
         Role::PoolWorker => return crate::pool::serve(&channel, args),
+        Role::ManagerServer => return crate::manager::serve_child(&channel, args),
     };
     let entry = match target.lookup() {
         Ok(entry) => entry,

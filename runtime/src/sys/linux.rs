@@ -170,6 +170,11 @@ pub(crate) fn gettid() -> u32 {
     TID.with(|t| *t)
 }
 
+/// The CPU the calling thread runs on now (a hint: it may move at any time).
+pub(crate) fn current_cpu() -> u32 {
+    rustix::thread::sched_getcpu() as u32
+}
+
 /// Whether the thread (or process) `tid` still runs: it exists and is not a zombie.
 ///
 /// Reads `/proc/<tid>/stat`, which exists for every thread id, not only for process ids.

@@ -13,6 +13,8 @@
 //! * waking a thread that waits on several descriptors ([`Wakeup`], [`poll_many`]), and
 //!   routing `SIGINT` to a listener while a pool call blocks ([`arm_interrupts`]);
 //! * the number of usable CPUs (affinity mask and cgroup quota);
+//! * TCP and local stream listeners and connections, a non-blocking "peer gone" check and
+//!   cryptographic random bytes ([`net`]), for managers and `Listener`/`NetConnection`;
 //! * starting the current executable again with chosen descriptors inherited ([`spawn_self`]),
 //!   and a pre-`main` hook that routes such a child to its worker ([`linux::CHILD_HOOK`]).
 //!
@@ -24,6 +26,8 @@ mod cpu;
 mod interrupt;
 #[cfg(target_os = "linux")]
 mod linux;
+#[cfg(target_os = "linux")]
+pub(crate) mod net;
 mod plain;
 #[cfg(target_os = "linux")]
 #[cfg(target_os = "linux")]

@@ -1,0 +1,281 @@
+//! The client side of one shared object: a small pool of authenticated connections attached
+//! to it (one per thread using the proxy at a time, so a blocking `get` on one thread does not
+//! hold up another), how a proxy travels to another process (address, key, object id and a
+//! transfer token), and the encoding of values to and from blobs.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use crate::codec::Bytes;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::protocol::{
+    Answer, Blob, Call, Init, Op, Reply, Request, Type, spin_toward, unexpected,
+};
+use crate::channel::Channel;
+use crate::codec;
+use crate::connection::{self, Address};
+use crate::error::{Error, Result};
+
+/// How long dropping an unused proxy may spend handing its transfer token back.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Where a manager is and how to prove we may talk to it.
+#[derive(Clone)]
+pub(crate) struct Endpoint {
+    pub(crate) address: Address,
+    pub(crate) authkey: Arc<[u8]>,
+}
+
+/// An authenticated connection to a manager, with the CPU its server thread last ran on.
+pub(crate) struct Conn {
+    channel: Channel,
+    peer_cpu: u32,
+}
+
+impl Endpoint {
+    /// Connects and authenticates. A manager that cannot be reached is gone.
+    pub(crate) fn connect(&self) -> Result<Conn> {
+        let channel =
+            connection::connect_channel(&self.address, &self.authkey).map_err(|e| self.gone(e))?;
+        Ok(Conn {
+            channel,
+            peer_cpu: u32::MAX,
+        })
+    }
+
+    /// Maps a connection failure to [`Error::ManagerGone`]; other errors pass through.
+    pub(crate) fn gone(&self, e: Error) -> Error {
+        match e {
+            Error::Disconnected | Error::Io { .. } | Error::Malformed(_) | Error::Decode(_) => {
+                Error::ManagerGone {
+                    address: self.address.to_string(),
+                    why: e.to_string(),
+                }
+            }
+            e => e,
+        }
+    }
+
+    /// Sends one request on `conn` and waits for its reply.
+    pub(crate) fn call(&self, conn: &mut Conn, request: Request) -> Result<Reply> {
+        let cpu = crate::sys::current_cpu();
+        conn.channel.set_spin(spin_toward(conn.peer_cpu));
+        match conn.channel.send(&Call { cpu, request }) {
+            Ok(()) => {}
+            // Refused before anything was written: the connection is still good.
+            Err(e @ (Error::TooLarge { .. } | Error::Encode(_))) => return Err(e),
+            Err(e) => return Err(self.gone(e)),
+        }
+        let answer: Answer = conn
+            .channel
+            .recv_frame(None)
+            .and_then(|f| f.decode())
+            .map_err(|e| self.gone(e))?;
+        conn.peer_cpu = answer.cpu;
+        answer.response
+    }
+}
+
+/// One process's reference to a shared object.
+pub(crate) struct Handle {
+    endpoint: Endpoint,
+    id: u64,
+    ty: Type,
+    /// Idle attached connections. Each holds a reference to the object on the server.
+    idle: Mutex<Vec<Conn>>,
+    /// A token from the process that sent this handle: consumed by the first connection.
+    token: Mutex<Option<u64>>,
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} #{} at {}", self.ty, self.id, self.endpoint.address)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Handle {
+    /// Creates an object on the server (or, named, finds it) and attaches to it.
+    pub(crate) fn create(
+        endpoint: &Endpoint,
+        ty: Type,
+        name: Option<String>,
+        init: Init,
+    ) -> Result<Arc<Handle>> {
+        let mut conn = endpoint.connect()?;
+        let reply = endpoint.call(
+            &mut conn,
+            Request::Create {
+                ty: ty.clone(),
+                name,
+                init,
+            },
+        )?;
+        let Reply::Created { id } = reply else {
+            return Err(unexpected(reply));
+        };
+        Ok(Arc::new(Handle {
+            endpoint: endpoint.clone(),
+            id,
+            ty,
+            idle: Mutex::new(vec![conn]),
+            token: Mutex::new(None),
+        }))
+    }
+
+    /// Runs `op` on the object and returns the reply.
+    pub(crate) fn op(&self, op: Op) -> Result<Reply> {
+        self.request(Request::Op(op))
+    }
+
+    fn request(&self, request: Request) -> Result<Reply> {
+        let mut conn = match lock(&self.idle).pop() {
+            Some(c) => c,
+            None => self.attach()?,
+        };
+        let reply = self.endpoint.call(&mut conn, request);
+        match &reply {
+            // The connection is broken; every other error leaves it usable.
+            Err(Error::ManagerGone { .. }) => {}
+            _ => lock(&self.idle).push(conn),
+        }
+        reply
+    }
+
+    /// A new connection attached to this object.
+    fn attach(&self) -> Result<Conn> {
+        let mut conn = self.endpoint.connect()?;
+        let token = lock(&self.token).take();
+        let reply = self.endpoint.call(
+            &mut conn,
+            Request::Attach {
+                id: self.id,
+                ty: self.ty.clone(),
+                token,
+            },
+        )?;
+        match reply {
+            Reply::Created { .. } => Ok(conn),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // A handle received but never used still holds its sender's token: hand it back so
+        // the object can be freed. Best effort, bounded: the manager may be gone.
+        let Some(token) = lock(&self.token).take() else {
+            return;
+        };
+        let endpoint = self.endpoint.clone();
+        let release = std::thread::Builder::new()
+            .name("mp-manager-release".into())
+            .spawn(move || {
+                if let Ok(mut conn) = endpoint.connect() {
+                    let _ = endpoint.call(&mut conn, Request::Release { token });
+                }
+            });
+        if let Ok(t) = release {
+            let deadline = std::time::Instant::now() + RELEASE_TIMEOUT;
+            while !t.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+}
+
+/// How a proxy travels: everything a process needs to reach the object.
+#[derive(Serialize, Deserialize)]
+struct WireHandle {
+    address: Address,
+    authkey: Bytes,
+    id: u64,
+    ty: Type,
+    token: u64,
+}
+
+/// Serializes a handle for another process, taking a token that keeps the object alive until
+/// the receiver attaches.
+pub(crate) fn serialize<S: Serializer>(handle: &Handle, serializer: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::Error as _;
+    if !codec::in_send() {
+        return Err(S::Error::custom(
+            "a manager proxy can only be serialized by mp itself (as a worker argument or \
+             inside an mp message), since it carries the manager's auth key",
+        ));
+    }
+    let token = match handle.request(Request::Share) {
+        Ok(Reply::Token(t)) => t,
+        Ok(other) => return Err(S::Error::custom(unexpected(other))),
+        Err(e) => return Err(S::Error::custom(e)),
+    };
+    WireHandle {
+        address: handle.endpoint.address.clone(),
+        authkey: Bytes(handle.endpoint.authkey.to_vec()),
+        id: handle.id,
+        ty: handle.ty.clone(),
+        token,
+    }
+    .serialize(serializer)
+}
+
+/// Deserializes a handle of type `ty`; it connects on first use.
+pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+    deserializer: D,
+    ty: Type,
+) -> Result<Arc<Handle>, D::Error> {
+    use serde::de::Error as _;
+    let wire = WireHandle::deserialize(deserializer)?;
+    if wire.ty != ty {
+        return Err(D::Error::custom(format!(
+            "received a proxy to a {}, expected a proxy to a {ty}",
+            wire.ty
+        )));
+    }
+    Ok(Arc::new(Handle {
+        endpoint: Endpoint {
+            address: wire.address,
+            authkey: Arc::from(wire.authkey.0),
+        },
+        id: wire.id,
+        ty,
+        idle: Mutex::new(Vec::new()),
+        token: Mutex::new(Some(wire.token)),
+    }))
+}
+
+/// Encodes a value for the server. Values holding OS handles cannot live there.
+pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Blob> {
+    let mut bytes = Vec::new();
+    let mut fds = Vec::new();
+    codec::encode(value, &mut bytes, &mut fds)?;
+    if !fds.is_empty() {
+        return Err(Error::Encode(
+            "a value holding an OS handle (queue, pipe end, shared memory, lock) cannot be \
+             stored in a manager; store a manager proxy instead"
+                .to_owned(),
+        ));
+    }
+    Ok(Bytes(bytes))
+}
+
+/// Decodes a value that came from the server.
+pub(crate) fn decode<T: DeserializeOwned>(blob: &[u8]) -> Result<T> {
+    codec::decode(blob, Vec::new())
+}
+
+/// The type description of an object of `kind` over element types `E`.
+pub(crate) fn type_of<E>(kind: super::protocol::Kind) -> Type {
+    Type {
+        kind,
+        fingerprint: crate::sync::fingerprint::<E>(),
+        elements: std::any::type_name::<E>().to_owned(),
+    }
+}
