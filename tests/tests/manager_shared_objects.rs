@@ -407,3 +407,26 @@ fn proxies_travel_inside_messages_and_keep_their_object_alive() {
     assert_eq!(received.to_vec().unwrap(), vec![42]);
     assert_eq!(list.to_vec().unwrap(), vec![1]);
 }
+
+#[mp::worker]
+fn wait_for_an_item(started: mp::EventProxy, q: mp::QueueProxy<u32>) -> mp::Result<u32> {
+    started.set()?;
+    q.get()
+}
+
+#[test]
+fn a_consumer_killed_while_waiting_takes_no_item_with_it() {
+    let _w = watchdog(LIMIT);
+    let manager = mp::Manager::new().unwrap();
+    let q = manager.queue::<u32>().unwrap();
+    let started = manager.event().unwrap();
+    let mut consumer = mp::spawn(wait_for_an_item, (started.clone(), q.clone())).unwrap();
+    assert!(started.wait_timeout(Duration::from_secs(20)).unwrap());
+    std::thread::sleep(Duration::from_millis(100)); // blocked in `get` on the server now
+    consumer.kill().unwrap();
+    assert!(consumer.join().is_err());
+    q.put(7).unwrap();
+    // The item is not lost to the dead consumer's session.
+    assert_eq!(q.get_timeout(Duration::from_secs(5)).unwrap(), 7);
+    assert!(matches!(q.try_get(), Err(mp::Error::Empty)));
+}

@@ -188,10 +188,13 @@ impl Store {
             )));
         }
         // A token's reference becomes this connection's; without one (or with one already
-        // used: a proxy read twice from a stored value) the connection adds its own.
-        match token.and_then(|t| self.tokens.remove(&t)) {
-            Some(_) => {}
-            None => entry.refs += 1,
+        // used: a proxy read twice from a stored value) the connection adds its own. A token
+        // counts only for the object it was issued for.
+        match token {
+            Some(t) if self.tokens.get(&t) == Some(&id) => {
+                self.tokens.remove(&t);
+            }
+            _ => entry.refs += 1,
         }
         Ok(entry.object.clone())
     }
@@ -372,22 +375,38 @@ impl Server {
                     }
                 };
             let shutdown = matches!(request, Request::Shutdown);
-            let (response, taken) = match self.handle(s, channel, request) {
-                Ok((reply, taken)) => (Ok(reply), taken),
+            let (response, took) = match self.handle(s, channel, request) {
+                Ok((reply, took)) => (Ok(reply), took),
                 // The client vanished (or the server is stopping) during a blocking operation.
                 Err(Error::Disconnected) => return,
-                Err(e) => (Err(e), None),
+                Err(e) => (Err(e), false),
             };
             let answer = Answer {
                 cpu: sys::current_cpu(),
                 response,
             };
             channel.set_spin(spin_toward(client_cpu));
-            if channel.send(&answer).is_err() {
-                // Queue items whose delivery failed go back to the front, in order.
-                if let (Some(items), Some((_, object))) = (taken, &s.attached) {
+            // Whether the answer itself reached the client.
+            let delivered = match channel.send(&answer) {
+                Ok(()) => Ok(true),
+                // Too large to send (a snapshot of a huge list): nothing was written, so the
+                // client gets the error instead.
+                Err(e @ (Error::TooLarge { .. } | Error::Encode(_))) => channel
+                    .send(&Answer {
+                        cpu: answer.cpu,
+                        response: Err(e),
+                    })
+                    .map(|()| false),
+                Err(e) => Err(e),
+            };
+            if took && !matches!(delivered, Ok(true)) {
+                // Queue items that did not reach the client go back to the front, in order.
+                if let (Ok(Reply::Blobs(items)), Some((_, object))) = (answer.response, &s.attached)
+                {
                     requeue(object, items);
                 }
+            }
+            if delivered.is_err() {
                 return;
             }
             if shutdown {
@@ -418,14 +437,14 @@ impl Server {
         }
     }
 
-    /// Handles one request; also returns the queue items it took, to requeue them if the
-    /// reply cannot be delivered.
+    /// Handles one request; also returns whether the reply holds queue items taken from the
+    /// queue, to requeue them if it cannot be delivered.
     fn handle(
         &self,
         s: &mut Session,
         channel: &Channel,
         request: Request,
-    ) -> Result<(Reply, Option<Vec<Blob>>)> {
+    ) -> Result<(Reply, bool)> {
         let reply = match request {
             Request::Create { ty, name, init } => {
                 check_detached(s)?;
@@ -453,7 +472,7 @@ impl Server {
                 return self.apply(s, channel, &object, op);
             }
         };
-        Ok((reply, None))
+        Ok((reply, false))
     }
 
     fn apply(
@@ -462,7 +481,7 @@ impl Server {
         channel: &Channel,
         object: &Arc<Object>,
         op: Op,
-    ) -> Result<(Reply, Option<Vec<Blob>>)> {
+    ) -> Result<(Reply, bool)> {
         let waiter = Waiter {
             server: self,
             object,
@@ -471,8 +490,7 @@ impl Server {
         let reply = match op {
             Op::QueuePut { items, wait } => queue_put(&waiter, items, wait)?,
             Op::QueueTake { max, wait } => {
-                let items = queue_take(&waiter, max, wait)?;
-                return Ok((Reply::Blobs(items.clone()), Some(items)));
+                return Ok((Reply::Blobs(queue_take(&waiter, max, wait)?), true));
             }
             Op::LockAcquire { holder, wait } => {
                 let reply = lock_acquire(&waiter, holder, s.conn, wait)?;
@@ -500,7 +518,7 @@ impl Server {
                 reply
             }
         };
-        Ok((reply, None))
+        Ok((reply, false))
     }
 }
 
@@ -883,6 +901,22 @@ mod tests {
         store.unref(id);
         assert!(!store.objects.contains_key(&id), "last reference gone");
         assert!(store.attach(id, &ty(Kind::List), None).is_err());
+    }
+
+    #[test]
+    fn a_token_counts_only_for_its_own_object() {
+        let mut store = Store::default();
+        let (a, _) = store.create(ty(Kind::List), None, Init::Empty).unwrap();
+        let (b, _) = store.create(ty(Kind::List), None, Init::Empty).unwrap();
+        let token_b = store.share(b).unwrap();
+        // Presented with the wrong object, the token is neither used nor lost.
+        store.attach(a, &ty(Kind::List), Some(token_b)).unwrap();
+        assert_eq!(store.objects[&a].refs, 2);
+        assert_eq!(store.tokens.get(&token_b), Some(&b));
+        store.unref(b); // b's creator goes; its token still keeps it
+        assert!(store.objects.contains_key(&b));
+        store.release(token_b);
+        assert!(!store.objects.contains_key(&b));
     }
 
     #[test]
