@@ -438,6 +438,11 @@ impl Channel {
                         continue;
                     }
                     let Some(deadline) = deadline else {
+                        if block {
+                            // A socket set non-blocking by its owner: wait for it instead.
+                            sys::poll_readable(self.sock.as_fd(), None)
+                                .map_err(Error::io("poll failed"))?;
+                        }
                         continue; // the next read blocks
                     };
                     let remaining = match deadline.checked_duration_since(Instant::now()) {

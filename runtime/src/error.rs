@@ -214,7 +214,9 @@ pub enum Error {
     AuthenticationFailed(String),
     /// The manager server is gone (shut down, or its process died), or cannot be reached; the
     /// objects it held are lost.
-    #[error("the manager at {address} is gone (shut down, or its process died): {why}")]
+    #[error(
+        "the manager at {address} is gone or unreachable (shut down, or its process died): {why}"
+    )]
     ManagerGone {
         /// The manager's address.
         address: String,

@@ -175,19 +175,16 @@ impl Drop for Handle {
             return;
         };
         let endpoint = self.endpoint.clone();
-        let release = std::thread::Builder::new()
+        let (done, released) = std::sync::mpsc::channel::<()>();
+        let _ = std::thread::Builder::new()
             .name("mp-manager-release".into())
             .spawn(move || {
                 if let Ok(mut conn) = endpoint.connect() {
                     let _ = endpoint.call(&mut conn, Request::Release { token });
                 }
+                let _ = done.send(());
             });
-        if let Ok(t) = release {
-            let deadline = std::time::Instant::now() + RELEASE_TIMEOUT;
-            while !t.is_finished() && std::time::Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        }
+        let _ = released.recv_timeout(RELEASE_TIMEOUT);
     }
 }
 
