@@ -322,7 +322,10 @@ impl Channel {
         let mut tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
         let Tx { buf, fds } = &mut *tx;
         let sealed = encode_frame_as(value, buf, fds, self.pass_fds)?;
-        if buf.capacity() > KEEP_BUFFER && buf.len() <= KEEP_BUFFER {
+        // A small inline message after a large inline one (socket mode) gives the memory
+        // back; an out-of-line payload leaves only its header here and keeps the capacity
+        // for the next one.
+        if sealed.is_none() && buf.capacity() > KEEP_BUFFER && buf.len() <= KEEP_BUFFER {
             buf.shrink_to(KEEP_BUFFER);
         }
         let len = sealed
