@@ -3,6 +3,7 @@
 //! and decodes. Decoding happens in the caller's thread, so the supervisor only moves frames.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::Waker;
 use std::time::{Duration, Instant};
@@ -168,7 +169,14 @@ pub(crate) struct Call {
     pub(crate) worker: &'static str,
     state: Mutex<CallState>,
     changed: Condvar,
+    /// Chunks completed so far, readable without the lock: a waiter spins on it briefly
+    /// before it sleeps.
+    arrivals: AtomicUsize,
 }
+
+/// How long a waiting caller watches for its result before it sleeps: a short task's result
+/// (an `apply`) comes back within it, and the caller then pays for no wake-up.
+const SPIN: Duration = Duration::from_micros(50);
 
 struct CallState {
     arrived: BTreeMap<usize, ChunkResult>,
@@ -207,6 +215,7 @@ impl Call {
                 listeners: Vec::new(),
             }),
             changed: Condvar::new(),
+            arrivals: AtomicUsize::new(0),
         })
     }
 
@@ -233,6 +242,7 @@ impl Call {
                 listener.push(index);
             }
         }
+        self.arrivals.fetch_add(1, Ordering::Release);
         drop(st);
         self.changed.notify_all();
     }
@@ -293,6 +303,15 @@ impl Call {
             return Some(st);
         }
         let _armed = sys::arm_interrupts().ok();
+        // Watch for an arrival without the lock for a moment, then check again.
+        let seen = self.arrivals.load(Ordering::Acquire);
+        drop(st);
+        let spin_until = Instant::now() + SPIN;
+        let until = deadline.map_or(spin_until, |d| d.min(spin_until));
+        while self.arrivals.load(Ordering::Acquire) == seen && Instant::now() < until {
+            std::hint::spin_loop();
+        }
+        st = self.lock();
         loop {
             if ready(&st) {
                 return Some(st);
