@@ -58,14 +58,13 @@ mp::main! {
         println!("nested after set + update: {:?}", nested.to_vec()?);
         assert_eq!(nested.get(0)?, Some(vec![1, 2, 3, 4]));
 
+        // Proxies are ordinary task arguments for a pool too.
         let counts = manager.dict::<String, u64>()?;
         let texts = ["the cat and the hat", "The end", "and the rest"];
-        let mut children = Vec::new();
-        for text in texts {
-            children.push(mp::spawn(count_words, (counts.clone(), text.to_string()))?);
-        }
-        for c in &mut children {
-            c.join()??;
+        let pool = mp::Pool::new(mp::cpu_count())?;
+        let tasks = texts.map(|t| (counts.clone(), t.to_string()));
+        for done in pool.starmap(count_words, tasks)? {
+            done?;
         }
         let mut items = counts.items()?;
         items.sort();

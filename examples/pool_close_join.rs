@@ -8,6 +8,7 @@
 //!
 //! Run with `cargo run --release --example pool_close_join`.
 
+#[mp::allow(exit-in-worker)] // the crash is the point of the example
 #[mp::worker]
 fn checked_sqrt(n: u64) -> u64 {
     if n == 13 {
@@ -18,7 +19,7 @@ fn checked_sqrt(n: u64) -> u64 {
 
 mp::main! {
     fn main() -> mp::Result<()> {
-        let mut pool = mp::Pool::new(2)?;
+        let mut pool = mp::Pool::new(mp::cpu_count())?;
 
         let results: Vec<mp::Result<u64>> = pool.imap(checked_sqrt, 10..16).collect();
         for (n, r) in (10..).zip(&results) {

@@ -12,7 +12,7 @@ fn multiply(a: i64, b: i64) -> i64 {
 
 mp::main! {
     fn main() -> mp::Result<()> {
-        let pool = mp::Pool::new(4)?;
+        let pool = mp::Pool::new(mp::cpu_count())?; // the seed: `Pool(4)`
         let results = pool.starmap(multiply, [(1, 2), (3, 4), (5, 6)])?;
         println!("{results:?}");
         assert_eq!(results, [2, 12, 30]);

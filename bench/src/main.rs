@@ -1,7 +1,8 @@
-//! `cargo run --release -p mp-bench -- <foundation|shared|pool|manager>`: mp against Python's
+//! `cargo run --release -p mp-bench -- <foundation|shared|pool|manager|lint>`: mp against Python's
 //! multiprocessing and the raw OS floor, measured side by side in one run; prints a table with
 //! the ratios. `foundation`: processes, pipes, queues; `shared`: shared values and arrays; `pool`: `Pool` against
-//! Python's `Pool` and rayon; `manager`: manager proxies against Python's `Manager`.
+//! Python's `Pool` and rayon; `manager`: manager proxies against Python's `Manager`; `lint`: `cargo mp check` on a generated
+//! 50 000-line workspace.
 //!
 //! Options: `--quick` (fewer iterations), `--no-python` (skip the Python side).
 
@@ -68,6 +69,7 @@ struct Sizes {
     big: u64,
 }
 
+mod lint;
 mod manager;
 mod pool;
 mod shared;
@@ -313,6 +315,13 @@ mp::main! {
                 println!("(batched: `extend` of 10 000 items per call, against Python's single appends; total {:.1?})", start.elapsed());
                 Ok(())
             }
+            Some("lint") => {
+                let start = Instant::now();
+                let rows = lint::run(quick)?;
+                print(&rows);
+                println!("(a generated workspace; metadata, parsing and every lint; total {:.1?})", start.elapsed());
+                Ok(())
+            }
             Some("shared") => {
                 let start = Instant::now();
                 let rows = shared::run(quick, with_python)?;
@@ -321,7 +330,7 @@ mp::main! {
                 Ok(())
             }
             Some(other) => {
-                eprintln!("unknown benchmark `{other}`; available: foundation, shared, pool, manager");
+                eprintln!("unknown benchmark `{other}`; available: foundation, shared, pool, manager, lint");
                 std::process::exit(2);
             }
         }

@@ -1,4 +1,5 @@
-//! Procedural macros of `mp`: `#[mp::worker]`, `mp::main!` and `#[derive(mp::Plain)]`. Use them through the `mp` crate.
+//! Procedural macros of `mp`: `#[mp::worker]`, `mp::main!`, `#[derive(mp::Plain)]` and the
+//! inert `#[mp::allow(..)]`. Use them through the `mp` crate.
 //!
 //! Each macro parses, validates, then expands (`worker.rs`, `main_fn.rs`, `plain.rs`). On an error the
 //! original item is still emitted next to the `compile_error!`, so one mistake does not bury
@@ -20,6 +21,13 @@ pub fn worker(attr: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro]
 pub fn main(input: TokenStream) -> TokenStream {
     main_fn::expand(input.into()).into()
+}
+
+/// Exempts an item from `cargo mp check` lints. Inert: the item is emitted unchanged. See
+/// `mp::allow`.
+#[proc_macro_attribute]
+pub fn allow(_lints: TokenStream, item: TokenStream) -> TokenStream {
+    item
 }
 
 /// Derives `mp::Plain` for a `#[repr(C)]` struct of `Plain` fields without padding. See

@@ -112,6 +112,28 @@ pub use sys::{AtomicCell, HasAtomic, Numeric, Plain};
 pub use mp_macros::Plain;
 pub use worker::{Worker, registered_workers};
 
+/// Exempts an item from the named `cargo mp check` lints (rustc rejects unknown tool lints in
+/// `#[allow(..)]`, so `mp` has its own attribute). It changes nothing in the item; the linter
+/// reads it.
+///
+/// ```
+/// # mp::guard!();
+/// #[mp::worker]
+/// fn crash() {
+///     std::process::abort();
+/// }
+///
+/// #[mp::allow(hardcoded-pool-size, pool-in-loop)]
+/// fn demo() -> mp::Result<()> {
+///     let pool = mp::Pool::new(2)?; // two processes on purpose
+///     pool.close();
+///     Ok(())
+/// }
+/// # demo()?;
+/// # Ok::<(), mp::Error>(())
+/// ```
+pub use mp_macros::allow;
+
 /// Registers a function as a worker that child processes can run.
 ///
 /// The function stays callable as before. Its parameters become the worker's arguments (one

@@ -59,6 +59,7 @@ fn die_once(attempts: mp::RawValue<u32>, n: u32, bad: u32) -> u32 {
     n
 }
 
+#[mp::allow(exit-in-worker)] // the test is about a worker that aborts
 #[mp::worker]
 fn abort_on(n: u32, bad: u32) -> u32 {
     if n == bad {

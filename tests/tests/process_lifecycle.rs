@@ -16,6 +16,7 @@ fn nap(ms: u64) {
     std::thread::sleep(Duration::from_millis(ms));
 }
 
+#[mp::allow(exit-in-worker)] // the test is about early exits
 #[mp::worker]
 fn exit_with(code: i32) {
     std::process::exit(code);

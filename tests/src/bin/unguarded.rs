@@ -5,6 +5,7 @@ fn hello() -> u8 {
     7
 }
 
+#[mp::allow(missing-main-guard)] // unguarded on purpose: the test checks the error
 fn main() {
     match mp::spawn(hello, ()) {
         Ok(_) => {

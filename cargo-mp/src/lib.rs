@@ -1,0 +1,219 @@
+//! `cargo mp`: a linter for unsafe spawn patterns in programs that use `mp`, made for CI.
+//!
+//! Cargo runs an external subcommand as `cargo-mp mp <args>`; `cargo-mp <args>` works too.
+//!
+//! * `cargo mp check` lints the workspace's binaries, examples, libraries and tests, printing
+//!   rustc-style diagnostics, rustc's JSON diagnostics (`--message-format json`) or a SARIF
+//!   2.1.0 log (`--message-format sarif`). Exit codes: [`EXIT_OK`], [`EXIT_DENIED`],
+//!   [`EXIT_USAGE`].
+//! * `cargo mp lints` lists the lints (`--markdown`: the lints page, `docs/LINTS.md`).
+//!
+//! The lints and their documentation live in `src/lints/`, one file each.
+
+pub mod check;
+pub mod diagnostic;
+pub mod lints;
+pub mod source;
+mod syntax;
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::lints::Level;
+
+/// Nothing at deny level was found.
+pub const EXIT_OK: i32 = 0;
+/// A deny-level lint fired (with `-D warnings`: any lint).
+pub const EXIT_DENIED: i32 = 1;
+/// The command line, the configuration, or a source file could not be used.
+pub const EXIT_USAGE: i32 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "cargo mp",
+    bin_name = "cargo mp",
+    version,
+    about = "Run and check programs that use mp"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Lint the workspace for unsafe spawn patterns (exit 1 if a deny-level lint fires).
+    Check(CheckArgs),
+    /// List the lints, their default levels and what they find.
+    Lints {
+        /// Print the lints page (Markdown) instead.
+        #[arg(long)]
+        markdown: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct CheckArgs {
+    /// Path to Cargo.toml.
+    #[arg(long, value_name = "PATH")]
+    manifest_path: Option<PathBuf>,
+    /// Check only this package (repeatable).
+    #[arg(short, long = "package", value_name = "SPEC")]
+    packages: Vec<String>,
+    /// Check every workspace member (the default).
+    #[arg(long)]
+    workspace: bool,
+    /// Output: human-readable text, rustc's JSON diagnostics (one per line), or SARIF 2.1.0.
+    #[arg(long, alias = "format", value_enum, default_value = "human")]
+    message_format: Format,
+    /// Allow a lint (repeatable; `warnings` for every warning).
+    #[arg(short = 'A', long = "allow", value_name = "LINT")]
+    allow: Vec<String>,
+    /// Warn on a lint (repeatable).
+    #[arg(short = 'W', long = "warn", value_name = "LINT")]
+    warn: Vec<String>,
+    /// Deny a lint (repeatable; `-D warnings` makes every warning fail the check).
+    #[arg(short = 'D', long = "deny", value_name = "LINT")]
+    deny: Vec<String>,
+    /// Colours in human output.
+    #[arg(long, value_enum, default_value = "auto")]
+    color: Color,
+    /// No summary line.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Human,
+    Json,
+    Sarif,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+/// Runs `cargo mp` with `args` (the program name first); returns the exit code.
+pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
+    let mut args: Vec<std::ffi::OsString> = args.into_iter().collect();
+    // Cargo calls `cargo-mp mp check ...`.
+    if args.get(1).is_some_and(|a| a == "mp") {
+        args.remove(1);
+    }
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+        }
+    };
+    match cli.command {
+        Command::Lints { markdown: true } => {
+            print!("{}", lints::markdown());
+            EXIT_OK
+        }
+        Command::Lints { markdown: false } => {
+            for lint in lints::LINTS {
+                println!(
+                    "{:<26} {:<6} {}",
+                    lint.name,
+                    lint.default.name(),
+                    lint.summary
+                );
+            }
+            EXIT_OK
+        }
+        Command::Check(args) => run_check(args),
+    }
+}
+
+fn run_check(args: CheckArgs) -> i32 {
+    // Flags apply in the order rustc applies them: allow, then warn, then deny.
+    let flags: Vec<(Level, String)> = args
+        .allow
+        .iter()
+        .map(|l| (Level::Allow, l.clone()))
+        .chain(args.warn.iter().map(|l| (Level::Warn, l.clone())))
+        .chain(args.deny.iter().map(|l| (Level::Deny, l.clone())))
+        .collect();
+    let _ = args.workspace; // every member is checked unless `-p` narrows it
+    let (root, targets) =
+        match check::targets(args.manifest_path.as_deref(), &args.packages, &flags) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return EXIT_USAGE;
+            }
+        };
+    let report = check::check(&root, &targets);
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match args.message_format {
+        Format::Human => {
+            let color = match args.color {
+                Color::Always => true,
+                Color::Never => false,
+                Color::Auto => std::io::stderr().is_terminal(),
+            };
+            for (d, text) in &report.findings {
+                eprintln!("{}", d.render(text, color));
+            }
+            if !args.quiet {
+                eprintln!("{}", summary(&report));
+            }
+        }
+        Format::Json => {
+            for (d, text) in &report.findings {
+                let _ = writeln!(out, "{}", d.to_json(text));
+            }
+        }
+        Format::Sarif => {
+            let findings: Vec<_> = report.findings.iter().map(|(d, _)| d.clone()).collect();
+            let _ = writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&diagnostic::sarif(&findings)).unwrap_or_default()
+            );
+        }
+    }
+    if report.has_syntax_errors() {
+        EXIT_USAGE
+    } else if report.has_denied() {
+        EXIT_DENIED
+    } else {
+        EXIT_OK
+    }
+}
+
+fn summary(report: &Report) -> String {
+    let count = |level: Level| {
+        report
+            .findings
+            .iter()
+            .filter(|(d, _)| d.lint.is_some() && d.level == level)
+            .count()
+    };
+    let syntax = report
+        .findings
+        .iter()
+        .filter(|(d, _)| d.lint.is_none())
+        .count();
+    let mut s = format!(
+        "cargo mp check: {} files, {} denied, {} warnings",
+        report.files,
+        count(Level::Deny),
+        count(Level::Warn)
+    );
+    if syntax > 0 {
+        s.push_str(&format!(", {syntax} files that do not parse"));
+    }
+    s
+}
+
+use check::Report;

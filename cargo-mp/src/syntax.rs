@@ -1,0 +1,234 @@
+//! Syntax facts several lints need: which paths start processes or pools, which functions are
+//! registered workers, which are defined without `#[mp::worker]`, and which calls take a worker.
+
+use std::collections::HashSet;
+
+use syn::visit::Visit;
+
+use crate::source::SourceFile;
+
+/// The last `n` segments of a path, as strings.
+fn tail(path: &syn::Path, n: usize) -> Vec<String> {
+    let segs: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+    segs[segs.len().saturating_sub(n)..].to_vec()
+}
+
+fn ends_with(path: &syn::Path, names: &[&str]) -> bool {
+    tail(path, names.len()) == names
+}
+
+/// `mp::spawn(..)` or `Process::new(..)`: starts one process.
+pub(crate) fn starts_a_process(call: &syn::ExprCall) -> bool {
+    let syn::Expr::Path(p) = &*call.func else {
+        return false;
+    };
+    ends_with(&p.path, &["mp", "spawn"]) || ends_with(&p.path, &["Process", "new"])
+}
+
+/// `Pool::new(..)` or `Pool::builder()`: makes a pool.
+pub(crate) fn makes_a_pool(call: &syn::ExprCall) -> bool {
+    let syn::Expr::Path(p) = &*call.func else {
+        return false;
+    };
+    ends_with(&p.path, &["Pool", "new"]) || ends_with(&p.path, &["Pool", "builder"])
+}
+
+/// Any use of `mp`'s process-starting API: processes, pools, executors, managers.
+pub(crate) fn uses_spawning_api(call: &syn::ExprCall) -> bool {
+    let syn::Expr::Path(p) = &*call.func else {
+        return false;
+    };
+    starts_a_process(call)
+        || makes_a_pool(call)
+        || ends_with(&p.path, &["Executor", "new"])
+        || ends_with(&p.path, &["Manager", "new"])
+        || ends_with(&p.path, &["Manager", "builder"])
+}
+
+/// Whether an attribute is `#[mp::worker]` (or `#[worker]`, imported).
+pub(crate) fn is_worker_attr(attr: &syn::Attribute) -> bool {
+    ends_with(attr.path(), &["worker"])
+}
+
+/// Methods of `Pool`, `Executor` and `PoolBuilder` whose first argument is a worker, called
+/// with two arguments (which sets them apart from `Iterator::map` and friends).
+const WORKER_METHODS: &[&str] = &[
+    "map",
+    "starmap",
+    "imap",
+    "imap_unordered",
+    "map_async",
+    "apply",
+    "apply_async",
+    "submit",
+    "initializer",
+];
+
+/// The expression passed where a worker is expected, if `expr` is such a call.
+pub(crate) fn worker_argument(expr: &syn::Expr) -> Option<&syn::Expr> {
+    match expr {
+        syn::Expr::Call(call) if starts_a_process(call) => call.args.first(),
+        syn::Expr::MethodCall(m)
+            if m.args.len() == 2 && WORKER_METHODS.contains(&m.method.to_string().as_str()) =>
+        {
+            m.args.first()
+        }
+        _ => None,
+    }
+}
+
+/// The functions of a target: registered workers, other module-level functions, and
+/// functions defined inside function bodies.
+#[derive(Default)]
+pub(crate) struct Functions {
+    pub(crate) workers: HashSet<String>,
+    pub(crate) plain: HashSet<String>,
+    pub(crate) local: HashSet<String>,
+}
+
+impl Functions {
+    pub(crate) fn of(files: &[SourceFile]) -> Functions {
+        let mut f = Functions::default();
+        for file in files {
+            f.items(&file.syntax.items, false);
+        }
+        f
+    }
+
+    fn items(&mut self, items: &[syn::Item], local: bool) {
+        for item in items {
+            match item {
+                syn::Item::Fn(func) => {
+                    let name = func.sig.ident.to_string();
+                    if func.attrs.iter().any(is_worker_attr) {
+                        self.workers.insert(name);
+                    } else if local {
+                        self.local.insert(name);
+                    } else {
+                        self.plain.insert(name);
+                    }
+                    let mut inner = LocalFns(Vec::new());
+                    inner.visit_block(&func.block);
+                    for body_items in inner.0 {
+                        self.items(&body_items, true);
+                    }
+                }
+                syn::Item::Mod(m) => {
+                    if let Some((_, inner)) = &m.content {
+                        self.items(inner, local);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Items declared in statements of a block (local fns), one level deep.
+struct LocalFns(Vec<Vec<syn::Item>>);
+
+impl<'ast> Visit<'ast> for LocalFns {
+    fn visit_stmt(&mut self, stmt: &'ast syn::Stmt) {
+        if let syn::Stmt::Item(item) = stmt {
+            self.0.push(vec![item.clone()]);
+            return;
+        }
+        syn::visit::visit_stmt(self, stmt);
+    }
+}
+
+/// Calls `f` on every expression inside a `#[mp::worker]` function of `file`.
+pub(crate) fn in_workers<'a>(file: &'a SourceFile, mut f: impl FnMut(&'a syn::Expr)) {
+    struct Finder<'a, F> {
+        f: F,
+        in_worker: bool,
+        _file: std::marker::PhantomData<&'a ()>,
+    }
+    impl<'a, F: FnMut(&'a syn::Expr)> Visit<'a> for Finder<'a, F> {
+        fn visit_item_fn(&mut self, func: &'a syn::ItemFn) {
+            let was = self.in_worker;
+            self.in_worker = func.attrs.iter().any(is_worker_attr);
+            syn::visit::visit_item_fn(self, func);
+            self.in_worker = was;
+        }
+        fn visit_expr(&mut self, expr: &'a syn::Expr) {
+            if self.in_worker {
+                (self.f)(expr);
+            }
+            syn::visit::visit_expr(self, expr);
+        }
+    }
+    let mut finder = Finder {
+        f: &mut f,
+        in_worker: false,
+        _file: std::marker::PhantomData,
+    };
+    finder.visit_file(&file.syntax);
+}
+
+/// Calls `f` on every expression of `file` with the loops around it (innermost last):
+/// `Some(iterable)` for a `for` loop, `None` for `while` and `loop`.
+pub(crate) fn with_loops<'a>(
+    file: &'a SourceFile,
+    mut f: impl FnMut(&'a syn::Expr, &[Option<&'a syn::Expr>]),
+) {
+    struct Walker<'a, F> {
+        f: F,
+        loops: Vec<Option<&'a syn::Expr>>,
+    }
+    impl<'a, F: FnMut(&'a syn::Expr, &[Option<&'a syn::Expr>])> Visit<'a> for Walker<'a, F> {
+        fn visit_expr(&mut self, expr: &'a syn::Expr) {
+            (self.f)(expr, &self.loops);
+            match expr {
+                syn::Expr::ForLoop(l) => {
+                    self.visit_expr(&l.expr);
+                    self.loops.push(Some(&l.expr));
+                    self.visit_block(&l.body);
+                    self.loops.pop();
+                }
+                syn::Expr::While(l) => {
+                    self.visit_expr(&l.cond);
+                    self.loops.push(None);
+                    self.visit_block(&l.body);
+                    self.loops.pop();
+                }
+                syn::Expr::Loop(l) => {
+                    self.loops.push(None);
+                    self.visit_block(&l.body);
+                    self.loops.pop();
+                }
+                // A closure or an async block is a new context: its body does not run per
+                // iteration of a loop outside it in any way a lint can rely on.
+                syn::Expr::Closure(c) => {
+                    let saved = std::mem::take(&mut self.loops);
+                    self.visit_expr(&c.body);
+                    self.loops = saved;
+                }
+                _ => syn::visit::visit_expr(self, expr),
+            }
+        }
+        fn visit_item_fn(&mut self, func: &'a syn::ItemFn) {
+            let saved = std::mem::take(&mut self.loops);
+            syn::visit::visit_item_fn(self, func);
+            self.loops = saved;
+        }
+    }
+    let mut walker = Walker {
+        f: &mut f,
+        loops: Vec::new(),
+    };
+    walker.visit_file(&file.syntax);
+}
+
+/// Whether an expression is a range (`0..n`, `(1..=k)`): a loop over a number of workers,
+/// not over data items.
+pub(crate) fn is_range(expr: &syn::Expr) -> bool {
+    match expr {
+        syn::Expr::Range(_) => true,
+        syn::Expr::Paren(p) => is_range(&p.expr),
+        syn::Expr::MethodCall(m) if m.method == "rev" || m.method == "step_by" => {
+            is_range(&m.receiver)
+        }
+        _ => false,
+    }
+}

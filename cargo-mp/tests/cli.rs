@@ -1,0 +1,167 @@
+//! `cargo mp` as cargo runs it (`cargo-mp mp ...`) on small fixture crates: levels from
+//! `[workspace.metadata.mp.lints]` and `[package.metadata.mp.lints]`, `-A/-W/-D` flags, exit
+//! codes, JSON and SARIF on stdout, a module and an example target, a file that does not parse.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn cargo_mp(fixture: &str, args: &[&str]) -> Output {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(fixture)
+        .join("Cargo.toml");
+    Command::new(env!("CARGO_BIN_EXE_cargo-mp"))
+        .arg("mp")
+        .arg("check")
+        .arg("--manifest-path")
+        .arg(manifest)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// `(code, level, file, line)` of every JSON diagnostic on stdout.
+fn json(out: &Output) -> Vec<(String, String, String, u64)> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["code"]["code"].as_str().unwrap().to_owned(),
+                v["level"].as_str().unwrap().to_owned(),
+                v["spans"][0]["file_name"].as_str().unwrap().to_owned(),
+                v["spans"][0]["line_start"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn entry(code: &str, level: &str, file: &str, line: u64) -> (String, String, String, u64) {
+    (code.to_owned(), level.to_owned(), file.to_owned(), line)
+}
+
+#[test]
+fn config_levels_modules_and_examples() {
+    let out = cargo_mp("fixture-crate", &["--message-format", "json"]);
+    assert_eq!(out.status.code(), Some(cargo_mp::EXIT_DENIED));
+    assert_eq!(
+        json(&out),
+        [
+            entry(
+                "mp::missing-main-guard",
+                "error",
+                "examples/unguarded.rs",
+                4
+            ),
+            entry("mp::exit-in-worker", "warning", "src/jobs.rs", 4),
+            // `spawn-in-loop` is warn by default and deny by the package's table;
+            // `hardcoded-pool-size` at line 5 is allowed by the workspace's.
+            entry("mp::spawn-in-loop", "error", "src/main.rs", 7),
+        ]
+    );
+}
+
+#[test]
+fn flags_override_the_config_and_decide_the_exit_code() {
+    let quiet = [
+        "-A",
+        "spawn-in-loop",
+        "-A",
+        "missing-main-guard",
+        "--message-format",
+        "json",
+    ];
+    let out = cargo_mp("fixture-crate", &quiet);
+    assert_eq!(out.status.code(), Some(cargo_mp::EXIT_OK));
+    assert_eq!(
+        json(&out),
+        [entry("mp::exit-in-worker", "warning", "src/jobs.rs", 4)]
+    );
+
+    let mut strict = quiet.to_vec();
+    strict.extend(["-D", "warnings"]);
+    let out = cargo_mp("fixture-crate", &strict);
+    assert_eq!(out.status.code(), Some(cargo_mp::EXIT_DENIED));
+    assert_eq!(
+        json(&out),
+        [entry("mp::exit-in-worker", "error", "src/jobs.rs", 4)]
+    );
+
+    let out = cargo_mp(
+        "fixture-crate",
+        &["-W", "hardcoded-pool-size", "--message-format", "json"],
+    );
+    assert!(json(&out).contains(&entry(
+        "mp::hardcoded-pool-size",
+        "warning",
+        "src/main.rs",
+        5
+    )));
+}
+
+#[test]
+fn usage_errors_exit_with_2() {
+    let out = cargo_mp("fixture-crate", &["-D", "no-such-lint"]);
+    assert_eq!(out.status.code(), Some(cargo_mp::EXIT_USAGE));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown lint `no-such-lint`"), "{stderr}");
+    assert!(
+        stderr.contains("spawn-in-loop"),
+        "the message lists the lints"
+    );
+
+    let out = cargo_mp("fixture-crate", &["-p", "not-a-member"]);
+    assert_eq!(out.status.code(), Some(cargo_mp::EXIT_USAGE));
+    let out = cargo_mp("fixture-crate", &["--message-format", "xml"]);
+    assert_eq!(out.status.code(), Some(cargo_mp::EXIT_USAGE));
+}
+
+#[test]
+fn a_file_that_does_not_parse_is_reported_and_the_others_still_checked() {
+    let out = cargo_mp("fixture-broken", &["--color", "never"]);
+    assert_eq!(out.status.code(), Some(cargo_mp::EXIT_USAGE));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("error[syntax-error]: cannot parse this file"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--> src/bad.rs:1:"), "{stderr}");
+    assert!(stderr.contains("error[mp::missing-main-guard]"), "{stderr}");
+    assert!(stderr.contains("1 files that do not parse"), "{stderr}");
+}
+
+#[test]
+fn sarif_and_human_output() {
+    let out = cargo_mp("fixture-crate", &["--message-format", "sarif"]);
+    let log: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(log["runs"][0]["results"].as_array().unwrap().len(), 3);
+
+    let out = cargo_mp("fixture-crate", &["--color", "never"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("error[mp::spawn-in-loop]: a process is started for every item of a loop\n --> src/main.rs:7:13"), "{stderr}");
+    assert!(
+        stderr.ends_with("cargo mp check: 3 files, 2 denied, 1 warnings\n"),
+        "{stderr}"
+    );
+    let out = cargo_mp("fixture-crate", &["--color", "always"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\x1b[1;31merror"));
+}
+
+#[test]
+fn lints_command_and_both_invocations() {
+    let out = Command::new(env!("CARGO_BIN_EXE_cargo-mp"))
+        .args(["lints"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for lint in cargo_mp::lints::LINTS {
+        assert!(text.contains(lint.name));
+    }
+    let help = Command::new(env!("CARGO_BIN_EXE_cargo-mp"))
+        .args(["mp", "check", "--help"])
+        .output()
+        .unwrap();
+    assert!(help.status.success());
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--message-format"));
+}

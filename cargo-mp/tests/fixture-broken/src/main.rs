@@ -1,0 +1,8 @@
+mod bad;
+
+#[mp::worker]
+fn work() {}
+
+fn main() {
+    mp::spawn(work, ()).unwrap();
+}

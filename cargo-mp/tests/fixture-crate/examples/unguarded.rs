@@ -1,0 +1,6 @@
+#[mp::worker]
+fn hello() {}
+
+fn main() {
+    mp::spawn(hello, ()).unwrap();
+}
