@@ -137,87 +137,111 @@ impl<'ast> Visit<'ast> for LocalFns {
     }
 }
 
-/// Calls `f` on every expression inside a `#[mp::worker]` function of `file`.
-pub(crate) fn in_workers<'a>(file: &'a SourceFile, mut f: impl FnMut(&'a syn::Expr)) {
-    struct Finder<'a, F> {
-        f: F,
-        in_worker: bool,
-        _file: std::marker::PhantomData<&'a ()>,
-    }
-    impl<'a, F: FnMut(&'a syn::Expr)> Visit<'a> for Finder<'a, F> {
-        fn visit_item_fn(&mut self, func: &'a syn::ItemFn) {
-            let was = self.in_worker;
-            self.in_worker = func.attrs.iter().any(is_worker_attr);
-            syn::visit::visit_item_fn(self, func);
-            self.in_worker = was;
+/// Calls `f` on every expression inside a `#[mp::worker]` function of `file` (arguments of
+/// expression-list macros such as `println!` included).
+pub(crate) fn in_workers(file: &SourceFile, mut f: impl FnMut(&syn::Expr)) {
+    with_loops(file, |expr, _, in_worker| {
+        if in_worker {
+            f(expr);
         }
-        fn visit_expr(&mut self, expr: &'a syn::Expr) {
-            if self.in_worker {
-                (self.f)(expr);
-            }
-            syn::visit::visit_expr(self, expr);
-        }
-    }
-    let mut finder = Finder {
-        f: &mut f,
-        in_worker: false,
-        _file: std::marker::PhantomData,
-    };
-    finder.visit_file(&file.syntax);
+    });
 }
 
-/// Calls `f` on every expression of `file` with the loops around it (innermost last):
-/// `Some(iterable)` for a `for` loop, `None` for `while` and `loop`.
-pub(crate) fn with_loops<'a>(
-    file: &'a SourceFile,
-    mut f: impl FnMut(&'a syn::Expr, &[Option<&'a syn::Expr>]),
-) {
-    struct Walker<'a, F> {
-        f: F,
-        loops: Vec<Option<&'a syn::Expr>>,
-    }
-    impl<'a, F: FnMut(&'a syn::Expr, &[Option<&'a syn::Expr>])> Visit<'a> for Walker<'a, F> {
-        fn visit_expr(&mut self, expr: &'a syn::Expr) {
-            (self.f)(expr, &self.loops);
-            match expr {
-                syn::Expr::ForLoop(l) => {
-                    self.visit_expr(&l.expr);
-                    self.loops.push(Some(&l.expr));
-                    self.visit_block(&l.body);
-                    self.loops.pop();
-                }
-                syn::Expr::While(l) => {
-                    self.visit_expr(&l.cond);
-                    self.loops.push(None);
-                    self.visit_block(&l.body);
-                    self.loops.pop();
-                }
-                syn::Expr::Loop(l) => {
-                    self.loops.push(None);
-                    self.visit_block(&l.body);
-                    self.loops.pop();
-                }
-                // A closure or an async block is a new context: its body does not run per
-                // iteration of a loop outside it in any way a lint can rely on.
-                syn::Expr::Closure(c) => {
-                    let saved = std::mem::take(&mut self.loops);
-                    self.visit_expr(&c.body);
-                    self.loops = saved;
-                }
-                _ => syn::visit::visit_expr(self, expr),
-            }
-        }
-        fn visit_item_fn(&mut self, func: &'a syn::ItemFn) {
-            let saved = std::mem::take(&mut self.loops);
-            syn::visit::visit_item_fn(self, func);
-            self.loops = saved;
-        }
-    }
+/// The loops around an expression (innermost last).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Loop {
+    /// `for _ in a..b`: a fixed number of rounds (of workers, say).
+    OverRange,
+    /// `for item in collection`: a round per data item.
+    OverItems,
+    /// `while` or `loop`.
+    Other,
+}
+
+/// Calls `f` on every expression of `file` with the loops around it and whether it is inside
+/// a `#[mp::worker]` function; arguments of expression-list macros (`println!`, `assert!`,
+/// `vec![..]`) are visited as expressions too.
+pub(crate) fn with_loops(file: &SourceFile, mut f: impl FnMut(&syn::Expr, &[Loop], bool)) {
     let mut walker = Walker {
         f: &mut f,
         loops: Vec::new(),
+        in_worker: false,
     };
     walker.visit_file(&file.syntax);
+}
+
+struct Walker<'f, F> {
+    f: &'f mut F,
+    loops: Vec<Loop>,
+    in_worker: bool,
+}
+
+impl<'a, F: FnMut(&syn::Expr, &[Loop], bool)> Visit<'a> for Walker<'_, F> {
+    fn visit_expr(&mut self, expr: &'a syn::Expr) {
+        (self.f)(expr, &self.loops, self.in_worker);
+        match expr {
+            syn::Expr::ForLoop(l) => {
+                self.visit_expr(&l.expr);
+                let kind = if is_range(&l.expr) {
+                    Loop::OverRange
+                } else {
+                    Loop::OverItems
+                };
+                self.loops.push(kind);
+                self.visit_block(&l.body);
+                self.loops.pop();
+            }
+            syn::Expr::While(l) => {
+                self.visit_expr(&l.cond);
+                self.loops.push(Loop::Other);
+                self.visit_block(&l.body);
+                self.loops.pop();
+            }
+            syn::Expr::Loop(l) => {
+                self.loops.push(Loop::Other);
+                self.visit_block(&l.body);
+                self.loops.pop();
+            }
+            // A closure is a new context: whether its body runs per iteration of a loop
+            // around it is not something a lint can rely on.
+            syn::Expr::Closure(c) => {
+                let saved = std::mem::take(&mut self.loops);
+                self.visit_expr(&c.body);
+                self.loops = saved;
+            }
+            _ => syn::visit::visit_expr(self, expr),
+        }
+    }
+
+    fn visit_macro(&mut self, mac: &'a syn::Macro) {
+        let args = macro_args(mac);
+        let mut inner = Walker {
+            f: &mut *self.f,
+            loops: self.loops.clone(),
+            in_worker: self.in_worker,
+        };
+        for arg in &args {
+            inner.visit_expr(arg);
+        }
+    }
+
+    fn visit_item_fn(&mut self, func: &'a syn::ItemFn) {
+        let saved = (std::mem::take(&mut self.loops), self.in_worker);
+        self.in_worker = func.attrs.iter().any(is_worker_attr);
+        syn::visit::visit_item_fn(self, func);
+        (self.loops, self.in_worker) = saved;
+    }
+}
+
+/// The arguments of a macro whose input is comma-separated expressions (`println!`,
+/// `assert_eq!`, `format!`, `vec![..]`, ...); nothing for other macros.
+pub(crate) fn macro_args(mac: &syn::Macro) -> Vec<syn::Expr> {
+    use syn::parse::Parser;
+    let parser = syn::punctuated::Punctuated::<syn::Expr, syn::Token![,]>::parse_terminated;
+    parser
+        .parse2(mac.tokens.clone())
+        .map(|args| args.into_iter().collect())
+        .unwrap_or_default()
 }
 
 /// Whether an expression is a range (`0..n`, `(1..=k)`): a loop over a number of workers,
@@ -231,4 +255,29 @@ pub(crate) fn is_range(expr: &syn::Expr) -> bool {
         }
         _ => false,
     }
+}
+
+/// Calls `f` on every call expression inside `expr`.
+pub(crate) fn visit_calls<'a>(expr: &'a syn::Expr, f: impl FnMut(&'a syn::ExprCall)) {
+    struct Calls<F>(F);
+    impl<'a, F: FnMut(&'a syn::ExprCall)> Visit<'a> for Calls<F> {
+        fn visit_expr_call(&mut self, call: &'a syn::ExprCall) {
+            (self.0)(call);
+            syn::visit::visit_expr_call(self, call);
+        }
+    }
+    Calls(f).visit_expr(expr);
+}
+
+/// Adds every single-segment path (a variable) inside `expr` to `out`.
+pub(crate) fn idents_in(expr: &syn::Expr, out: &mut HashSet<String>) {
+    struct Idents<'o>(&'o mut HashSet<String>);
+    impl<'a> Visit<'a> for Idents<'_> {
+        fn visit_expr_path(&mut self, p: &'a syn::ExprPath) {
+            if p.path.segments.len() == 1 {
+                self.0.insert(p.path.segments[0].ident.to_string());
+            }
+        }
+    }
+    Idents(out).visit_expr(expr);
 }

@@ -72,6 +72,8 @@ fn every_lint_fires_on_some_fixture_and_clean_code_on_none() {
         "process_per_item",
         "pools",
         "worker_exits",
+        "join_before_drain",
+        "threads_and_waits",
     ];
     let fired: Vec<&str> = all
         .iter()
@@ -111,6 +113,10 @@ fn seed_pitfalls_are_found_at_the_right_lines() {
         ]
     );
     assert_eq!(at("process_per_item"), [("spawn-in-loop", 12, 27)]);
+    assert_eq!(
+        at("join_before_drain"),
+        [("join-before-drain", 16, 9), ("join-before-drain", 21, 9)]
+    );
 }
 
 #[test]

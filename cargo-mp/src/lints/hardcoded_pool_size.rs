@@ -46,7 +46,7 @@ fn literal(expr: &syn::Expr) -> Option<&syn::LitInt> {
 
 fn check(_: &Context<'_>, file: &SourceFile) -> Vec<Diagnostic> {
     let mut found = Vec::new();
-    syntax::with_loops(file, |expr, _| {
+    syntax::with_loops(file, |expr, _, _| {
         let lit = match expr {
             syn::Expr::Call(call) if syntax::makes_a_pool(call) => {
                 call.args.first().and_then(literal)

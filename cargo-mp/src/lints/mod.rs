@@ -2,11 +2,14 @@
 //! function that finds it. One file per lint beside this one.
 
 mod exit_in_worker;
+mod fork_with_threads;
 mod hardcoded_pool_size;
+mod join_before_drain;
 mod missing_main_guard;
 mod pool_in_loop;
 mod result_unwrap_in_worker;
 mod spawn_in_loop;
+mod unbounded_recv;
 mod unregistered_worker;
 
 use crate::diagnostic::Diagnostic;
@@ -88,10 +91,13 @@ impl<'a> Context<'a> {
 pub const LINTS: &[Lint] = &[
     missing_main_guard::LINT,
     unregistered_worker::LINT,
+    join_before_drain::LINT,
     spawn_in_loop::LINT,
     hardcoded_pool_size::LINT,
     pool_in_loop::LINT,
+    unbounded_recv::LINT,
     exit_in_worker::LINT,
+    fork_with_threads::LINT,
     result_unwrap_in_worker::LINT,
 ];
 

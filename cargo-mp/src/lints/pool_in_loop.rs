@@ -40,7 +40,7 @@ A pool made in a function that a loop calls is not seen.
 
 fn check(_: &Context<'_>, file: &SourceFile) -> Vec<Diagnostic> {
     let mut found = Vec::new();
-    syntax::with_loops(file, |expr, loops| {
+    syntax::with_loops(file, |expr, loops, _| {
         if let syn::Expr::Call(call) = expr
             && syntax::makes_a_pool(call)
             && !loops.is_empty()

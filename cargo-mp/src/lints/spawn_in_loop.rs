@@ -41,11 +41,9 @@ not reported; neither are `while` and `loop` loops, or iterator adapters such as
 
 fn check(_: &Context<'_>, file: &SourceFile) -> Vec<Diagnostic> {
     let mut found = Vec::new();
-    syntax::with_loops(file, |expr, loops| {
+    syntax::with_loops(file, |expr, loops, _| {
         let syn::Expr::Call(call) = expr else { return };
-        let per_item = loops
-            .iter()
-            .any(|l| l.is_some_and(|iterable| !syntax::is_range(iterable)));
+        let per_item = loops.contains(&syntax::Loop::OverItems);
         if syntax::starts_a_process(call) && per_item {
             found.push(
                 Diagnostic::new(

@@ -44,7 +44,7 @@ crate is assumed to be registered.
 fn check(cx: &Context<'_>, file: &SourceFile) -> Vec<Diagnostic> {
     let functions = cx.functions();
     let mut found = Vec::new();
-    syntax::with_loops(file, |expr, _| {
+    syntax::with_loops(file, |expr, _, _| {
         let Some(arg) = syntax::worker_argument(expr) else {
             return;
         };

@@ -1,0 +1,130 @@
+//! `fork-with-threads`: `fork` called after the same function started threads.
+
+use syn::visit::Visit;
+
+use super::{Context, Level, Lint};
+use crate::diagnostic::Diagnostic;
+use crate::source::SourceFile;
+
+pub(super) const LINT: Lint = Lint {
+    name: "fork-with-threads",
+    default: Level::Deny,
+    summary: "a process is forked after the same function started threads",
+    doc: r#"
+### What it does
+Finds a call of `fork` (`libc::fork`, `nix::unistd::fork`) in a function that has already
+called `std::thread::spawn`, `thread::scope` or a thread builder's `spawn`.
+
+### Why is this bad
+A forked child has only the thread that called `fork`; locks that other threads held (the
+allocator's, stdout's, a logger's) stay locked forever in the child, which then hangs at its
+first allocation or print. Python's `fork` start method has this problem, which is why `mp`
+starts children by re-executing the binary (`spawn`), safe with threads.
+
+### Example
+```rust,ignore
+let handle = std::thread::spawn(background);
+let pid = unsafe { libc::fork() };
+```
+Use instead:
+```rust,ignore
+let handle = std::thread::spawn(background);
+let child = mp::spawn(work, args)?; // a fresh process, not a copy of this one
+```
+
+### Known limits
+Only threads started earlier in the same function are seen, not threads started elsewhere.
+"#,
+    check,
+};
+
+fn path_of(expr: &syn::Expr) -> Option<Vec<String>> {
+    match expr {
+        syn::Expr::Path(p) => Some(
+            p.path
+                .segments
+                .iter()
+                .map(|s| s.ident.to_string())
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+struct Body<'f> {
+    file: &'f SourceFile,
+    threads_started: bool,
+    found: Vec<Diagnostic>,
+}
+
+impl<'a> Visit<'a> for Body<'_> {
+    fn visit_expr_call(&mut self, call: &'a syn::ExprCall) {
+        syn::visit::visit_expr_call(self, call);
+        let Some(path) = path_of(&call.func) else {
+            return;
+        };
+        let tail: Vec<&str> = path.iter().map(String::as_str).collect();
+        match tail[..] {
+            [.., "thread", "spawn"] | [.., "thread", "scope"] => self.threads_started = true,
+            [.., "fork"] if self.threads_started => self.found.push(
+                Diagnostic::new(
+                    LINT.name,
+                    self.file,
+                    &call.func,
+                    "a process is forked after this function started threads",
+                    "the child gets only this thread; locks the others held stay locked",
+                )
+                .help("start the child with `mp::spawn` (a fresh process), or fork before starting threads"),
+            ),
+            _ => {}
+        }
+    }
+
+    fn visit_expr_method_call(&mut self, m: &'a syn::ExprMethodCall) {
+        syn::visit::visit_expr_method_call(self, m);
+        // `std::thread::Builder::new().name(..).spawn(..)`
+        if m.method == "spawn" && chain_root(&m.receiver).ends_with("Builder::new") {
+            self.threads_started = true;
+        }
+    }
+
+    fn visit_item_fn(&mut self, _: &'a syn::ItemFn) {}
+}
+
+/// The path of the call a method chain starts from (`thread::Builder::new` in
+/// `thread::Builder::new().name(..)`), or nothing.
+fn chain_root(expr: &syn::Expr) -> String {
+    let mut root = expr;
+    while let syn::Expr::MethodCall(m) = root {
+        root = &m.receiver;
+    }
+    match root {
+        syn::Expr::Call(c) => path_of(&c.func).map(|p| p.join("::")).unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+fn check(_: &Context<'_>, file: &SourceFile) -> Vec<Diagnostic> {
+    struct Fns<'f> {
+        file: &'f SourceFile,
+        found: Vec<Diagnostic>,
+    }
+    impl<'a> Visit<'a> for Fns<'_> {
+        fn visit_item_fn(&mut self, f: &'a syn::ItemFn) {
+            let mut body = Body {
+                file: self.file,
+                threads_started: false,
+                found: Vec::new(),
+            };
+            body.visit_block(&f.block);
+            self.found.append(&mut body.found);
+            syn::visit::visit_item_fn(self, f);
+        }
+    }
+    let mut fns = Fns {
+        file,
+        found: Vec::new(),
+    };
+    fns.visit_file(&file.syntax);
+    fns.found
+}
