@@ -6,6 +6,10 @@
 //!   rustc-style diagnostics, rustc's JSON diagnostics (`--message-format json`) or a SARIF
 //!   2.1.0 log (`--message-format sarif`). Exit codes: [`EXIT_OK`], [`EXIT_DENIED`],
 //!   [`EXIT_USAGE`].
+//! * `cargo mp run` builds a binary or example and runs it with every child's output prefixed
+//!   with the child's name, ending with a summary (processes started and failed, peak resident
+//!   memory, wall time); it exits with the program's exit code.
+//! * `cargo mp workers` lists the workers registered in a binary, read from the binary itself.
 //! * `cargo mp lints` lists the lints (`--markdown`: the lints page, `docs/LINTS.md`).
 //!
 //! The lints and their documentation live in `src/lints/`, one file each.
@@ -13,6 +17,7 @@
 pub mod check;
 pub mod diagnostic;
 pub mod lints;
+pub mod run;
 pub mod source;
 mod syntax;
 
@@ -46,6 +51,22 @@ struct Cli {
 enum Command {
     /// Lint the workspace for unsafe spawn patterns (exit 1 if a deny-level lint fires).
     Check(CheckArgs),
+    /// Build and run a binary or example; children's output is prefixed with their names.
+    Run {
+        #[command(flatten)]
+        build: run::BuildArgs,
+        /// Do not prefix children's output with their names.
+        #[arg(long)]
+        no_prefix: bool,
+        /// Arguments for the program (after `--`).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// List the workers registered in a binary or example (name, signature, definition).
+    Workers {
+        #[command(flatten)]
+        build: run::BuildArgs,
+    },
     /// List the lints, their default levels and what they find.
     Lints {
         /// Print the lints page (Markdown) instead.
@@ -130,6 +151,34 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
             EXIT_OK
         }
         Command::Check(args) => run_check(args),
+        Command::Run {
+            build,
+            no_prefix,
+            args,
+        } => match run::run(&build, &args, !no_prefix) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e}");
+                EXIT_USAGE
+            }
+        },
+        Command::Workers { build } => match run::workers(&build) {
+            Ok(workers) if workers.is_empty() => {
+                println!("no workers are registered in this binary");
+                EXIT_OK
+            }
+            Ok(workers) => {
+                let width = workers.iter().map(|w| w.name.len()).max().unwrap_or(0);
+                for w in workers {
+                    println!("{:<width$}  {}  ({})", w.name, w.signature, w.location);
+                }
+                EXIT_OK
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                EXIT_USAGE
+            }
+        },
     }
 }
 

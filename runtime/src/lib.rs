@@ -63,6 +63,7 @@ mod pool;
 mod process;
 mod queue;
 mod shared;
+mod supervision;
 mod sync;
 mod sys;
 mod worker;

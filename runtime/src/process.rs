@@ -19,6 +19,9 @@ use crate::worker::{self, Worker};
 
 /// The environment variable that marks a child: `bootstrap_fd,liveness_fd`.
 const BOOTSTRAP_ENV: &str = "__MP_BOOTSTRAP";
+/// Set by `cargo mp workers`: the binary prints its workers (`name\tsignature\tlocation`
+/// lines) from the pre-`main` hook and exits.
+const LIST_WORKERS_ENV: &str = "__MP_LIST_WORKERS";
 
 /// Set by `mp::main!` when the guarded `main` starts.
 static MAIN_ENTERED: AtomicBool = AtomicBool::new(false);
@@ -436,10 +439,12 @@ pub(crate) fn status_of(status: std::process::ExitStatus) -> ExitStatus {
 }
 
 fn wait_child(child: &mut Child) -> Result<ExitStatus> {
-    child
+    let status = child
         .wait()
         .map(status_of)
-        .map_err(Error::io("cannot wait for the child"))
+        .map_err(Error::io("cannot wait for the child"))?;
+    crate::supervision::record_exit(child.id(), status);
+    Ok(status)
 }
 
 /// Children that are running, by pid, with whether they are daemons.
@@ -472,7 +477,9 @@ fn detach(mut child: Child) {
     let reaper = std::thread::Builder::new()
         .name(format!("mp-reaper-{pid}"))
         .spawn(move || {
-            let _ = child.wait();
+            if let Ok(status) = child.wait() {
+                crate::supervision::record_exit(pid, status_of(status));
+            }
             unregister_running(pid);
         });
     if let Ok(reaper) = reaper {
@@ -564,8 +571,14 @@ pub(crate) fn start_child_frame(
         .map(|a| a.to_string_lossy().into_owned())
         .unwrap_or_else(|| "mp-child".into());
     let rest = argv.get(1..).unwrap_or(&[]);
-    let mut child = sys::spawn_self(&argv0, rest, &env, &[theirs.as_fd(), liveness.as_fd()])
+    let piped = crate::supervision::prefix_output();
+    let inherit = [theirs.as_fd(), liveness.as_fd()];
+    let mut child = sys::spawn_self(&argv0, rest, &env, &inherit, piped)
         .map_err(Error::io("cannot start the child process"))?;
+    if piped {
+        crate::supervision::forward_output(&mut child, name);
+    }
+    crate::supervision::record_start(child.id(), name);
     drop(theirs);
     let channel = Channel::new(ours);
     let sent = channel
@@ -601,11 +614,20 @@ pub fn leave_main() {
     for (_, _, reaper) in detached {
         let _ = reaper.join();
     }
+    crate::supervision::drain_output();
+    crate::supervision::record_peak();
 }
 
 /// The child side, run by the pre-`main` hook: if this process was started by `mp`, run the
 /// worker it was started for and exit; otherwise return at once.
 pub(crate) fn child_entry() {
+    if std::env::var_os(LIST_WORKERS_ENV).is_some() {
+        // `cargo mp workers`: print the registry and exit before any user code runs.
+        for entry in worker::WORKERS.iter() {
+            println!("{}\t{}\t{}", entry.name, entry.signature, entry.location);
+        }
+        std::process::exit(0);
+    }
     if let Some(spec) = std::env::var_os(crate::shared::TRACKER_ENV) {
         sys::unset_env(crate::shared::TRACKER_ENV);
         std::process::exit(crate::shared::run_tracker(&spec.to_string_lossy()));
@@ -617,6 +639,8 @@ pub(crate) fn child_entry() {
     sys::ignore_sigpipe();
     sys::raise_fd_limit();
     let code = run_child(&spec.to_string_lossy());
+    crate::supervision::record_peak();
+    crate::supervision::drain_output();
     std::process::exit(code);
 }
 

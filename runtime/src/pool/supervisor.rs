@@ -518,7 +518,9 @@ fn reap(child: &mut Child) -> ExitStatus {
             child.wait().ok()
         }
     };
-    status.map_or(ExitStatus::Exited(-1), process::status_of)
+    let status = status.map_or(ExitStatus::Exited(-1), process::status_of);
+    crate::supervision::record_exit(child.id(), status);
+    status
 }
 
 fn reap_retired(st: &mut State) {

@@ -33,7 +33,7 @@ fn start() -> Result<std::fs::File> {
     std::hint::black_box(&sys::CHILD_HOOK);
     let (read, write) = sys::pipe().map_err(Error::io("cannot create the tracker pipe"))?;
     let env = [(TRACKER_ENV, read.as_raw_fd().to_string())];
-    let mut child = sys::spawn_self("mp-resource-tracker", &[], &env, &[read.as_fd()])
+    let mut child = sys::spawn_self("mp-resource-tracker", &[], &env, &[read.as_fd()], false)
         .map_err(Error::io("cannot start the resource tracker"))?;
     drop(read);
     // Reap it whenever it exits (at this process's end, normally), so it is never a zombie.

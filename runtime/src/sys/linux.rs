@@ -170,6 +170,18 @@ pub(crate) fn gettid() -> u32 {
     TID.with(|t| *t)
 }
 
+/// This process's peak resident memory so far, in KiB (`VmHWM`).
+pub(crate) fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.trim_start_matches("VmHWM:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// The CPU the calling thread runs on now (a hint: it may move at any time).
 pub(crate) fn current_cpu() -> u32 {
     rustix::thread::sched_getcpu() as u32
@@ -252,16 +264,21 @@ pub(crate) fn exit_now(code: i32) -> ! {
 }
 
 /// Starts the current executable again with `env` added and the descriptors `inherit` kept
-/// open (under their numbers) across `exec`; stdin is `/dev/null`.
+/// open (under their numbers) across `exec`; stdin is `/dev/null`, and stdout and stderr are
+/// pipes with `piped_output` (else inherited).
 pub(crate) fn spawn_self(
     argv0: &str,
     args: &[OsString],
     env: &[(&str, String)],
     inherit: &[BorrowedFd<'_>],
+    piped_output: bool,
 ) -> io::Result<Child> {
     let exe = Path::new("/proc/self/exe");
     let mut cmd = Command::new(exe);
     cmd.arg0(argv0).args(args).stdin(Stdio::null());
+    if piped_output {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }
