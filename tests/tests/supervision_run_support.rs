@@ -59,6 +59,18 @@ fn children_output_is_prefixed_and_processes_are_logged() {
 }
 
 #[test]
+fn pool_workers_output_is_prefixed_too() {
+    let out = supervised()
+        .arg("--pool")
+        .env("MP_PREFIX_OUTPUT", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("[Crunch-1] pool task 7\n"), "{stdout}");
+}
+
+#[test]
 fn without_the_variables_output_is_untouched() {
     let out = supervised().output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -76,7 +88,7 @@ fn the_registry_is_listed_before_main_runs() {
         "user code did not run: {stdout}"
     );
     let workers: Vec<&str> = stdout.lines().collect();
-    assert_eq!(workers.len(), 2, "{stdout}");
+    assert_eq!(workers.len(), 3, "{stdout}");
     assert!(
         workers
             .iter()
