@@ -281,3 +281,37 @@ pub(crate) fn idents_in(expr: &syn::Expr, out: &mut HashSet<String>) {
     }
     Idents(out).visit_expr(expr);
 }
+
+/// A function's attributes, signature and body.
+pub(crate) struct FnBody<'a> {
+    pub(crate) attrs: &'a [syn::Attribute],
+    pub(crate) sig: &'a syn::Signature,
+    pub(crate) block: &'a syn::Block,
+}
+
+/// Every function of `file`, nested ones and methods included, for lints that look at one
+/// body at a time (a body's visitor should skip nested `fn` items: they come on their own).
+pub(crate) fn function_bodies(file: &SourceFile) -> Vec<FnBody<'_>> {
+    struct Collect<'a>(Vec<FnBody<'a>>);
+    impl<'a> Visit<'a> for Collect<'a> {
+        fn visit_item_fn(&mut self, f: &'a syn::ItemFn) {
+            self.0.push(FnBody {
+                attrs: &f.attrs,
+                sig: &f.sig,
+                block: &f.block,
+            });
+            syn::visit::visit_item_fn(self, f);
+        }
+        fn visit_impl_item_fn(&mut self, f: &'a syn::ImplItemFn) {
+            self.0.push(FnBody {
+                attrs: &f.attrs,
+                sig: &f.sig,
+                block: &f.block,
+            });
+            syn::visit::visit_impl_item_fn(self, f);
+        }
+    }
+    let mut c = Collect(Vec::new());
+    c.visit_file(&file.syntax);
+    c.0
+}

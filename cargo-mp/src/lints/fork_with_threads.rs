@@ -5,6 +5,7 @@ use syn::visit::Visit;
 use super::{Context, Level, Lint};
 use crate::diagnostic::Diagnostic;
 use crate::source::SourceFile;
+use crate::syntax;
 
 pub(super) const LINT: Lint = Lint {
     name: "fork-with-threads",
@@ -105,26 +106,15 @@ fn chain_root(expr: &syn::Expr) -> String {
 }
 
 fn check(_: &Context<'_>, file: &SourceFile) -> Vec<Diagnostic> {
-    struct Fns<'f> {
-        file: &'f SourceFile,
-        found: Vec<Diagnostic>,
+    let mut found = Vec::new();
+    for f in syntax::function_bodies(file) {
+        let mut body = Body {
+            file,
+            threads_started: false,
+            found: Vec::new(),
+        };
+        body.visit_block(f.block);
+        found.append(&mut body.found);
     }
-    impl<'a> Visit<'a> for Fns<'_> {
-        fn visit_item_fn(&mut self, f: &'a syn::ItemFn) {
-            let mut body = Body {
-                file: self.file,
-                threads_started: false,
-                found: Vec::new(),
-            };
-            body.visit_block(&f.block);
-            self.found.append(&mut body.found);
-            syn::visit::visit_item_fn(self, f);
-        }
-    }
-    let mut fns = Fns {
-        file,
-        found: Vec::new(),
-    };
-    fns.visit_file(&file.syntax);
-    fns.found
+    found
 }

@@ -234,25 +234,9 @@ fn check_block(file: &SourceFile, block: &syn::Block, found: &mut Vec<Diagnostic
 }
 
 fn check(_: &Context<'_>, file: &SourceFile) -> Vec<Diagnostic> {
-    struct Bodies<'f, 'd> {
-        file: &'f SourceFile,
-        found: &'d mut Vec<Diagnostic>,
-    }
-    impl<'a> Visit<'a> for Bodies<'_, '_> {
-        fn visit_item_fn(&mut self, f: &'a syn::ItemFn) {
-            check_block(self.file, &f.block, self.found);
-            syn::visit::visit_item_fn(self, f);
-        }
-        fn visit_impl_item_fn(&mut self, f: &'a syn::ImplItemFn) {
-            check_block(self.file, &f.block, self.found);
-            syn::visit::visit_impl_item_fn(self, f);
-        }
-    }
     let mut found = Vec::new();
-    Bodies {
-        file,
-        found: &mut found,
+    for f in syntax::function_bodies(file) {
+        check_block(file, f.block, &mut found);
     }
-    .visit_file(&file.syntax);
     found
 }

@@ -12,11 +12,11 @@ use crate::syntax;
 pub(super) const LINT: Lint = Lint {
     name: "unbounded-recv",
     default: Level::Warn,
-    summary: "a blocking `get`/`join` without a timeout, on a worker's queue or next to `terminate`/`kill`",
+    summary: "a blocking `get` on a worker's queue, or a `join` after `terminate`/`kill`, without a timeout",
     doc: r#"
 ### What it does
-Finds `get()` without a timeout on a queue that a `#[mp::worker]` takes as a parameter, and `join()` without a timeout in a function that also calls
-`terminate()` or `kill()`.
+Finds `get()` without a timeout on a queue that a `#[mp::worker]` takes as a parameter, and
+`join()` without a timeout on a process that the same function terminated or killed before.
 
 ### Why is this bad
 A worker that waits for a message nobody will send never returns, and its pool slot (or
@@ -58,9 +58,8 @@ loop does not hang.
 /// `recv` ends with `Disconnected` when the other end is dropped, so it is not listed.)
 const CHANNEL_TYPES: &[&str] = &["Queue", "SimpleQueue", "JoinableQueue", "QueueProxy"];
 
-fn channel_params(f: &syn::ItemFn) -> HashSet<String> {
-    f.sig
-        .inputs
+fn channel_params(sig: &syn::Signature) -> HashSet<String> {
+    sig.inputs
         .iter()
         .filter_map(|arg| {
             let syn::FnArg::Typed(t) = arg else {
@@ -83,19 +82,51 @@ fn channel_params(f: &syn::ItemFn) -> HashSet<String> {
 struct Calls<'f> {
     file: &'f SourceFile,
     channels: HashSet<String>,
-    terminates: bool,
-    joins: Vec<syn::ExprMethodCall>,
+    /// Receivers of `terminate()`/`kill()`, with where the call is.
+    stopped: Vec<(String, (usize, usize))>,
+    /// `join()` calls without arguments, with their receiver.
+    joins: Vec<(String, syn::ExprMethodCall)>,
     found: Vec<Diagnostic>,
+}
+
+/// `p`, `self.pool`, `children[i]`: a receiver written the same way twice names the same
+/// process (as far as syntax can tell).
+fn receiver_key(expr: &syn::Expr) -> Option<String> {
+    match expr {
+        syn::Expr::Path(p) => Some(
+            p.path
+                .segments
+                .iter()
+                .map(|s| s.ident.to_string())
+                .collect::<Vec<_>>()
+                .join("::"),
+        ),
+        syn::Expr::Field(f) => {
+            let member = match &f.member {
+                syn::Member::Named(n) => n.to_string(),
+                syn::Member::Unnamed(i) => i.index.to_string(),
+            };
+            Some(format!("{}.{member}", receiver_key(&f.base)?))
+        }
+        syn::Expr::Paren(p) => receiver_key(&p.expr),
+        _ => None,
+    }
+}
+
+fn position(m: &syn::ExprMethodCall) -> (usize, usize) {
+    let start = m.method.span().start();
+    (start.line, start.column)
 }
 
 impl<'a> Visit<'a> for Calls<'_> {
     fn visit_expr_method_call(&mut self, m: &'a syn::ExprMethodCall) {
         syn::visit::visit_expr_method_call(self, m);
-        if m.method == "terminate" || m.method == "kill" {
-            self.terminates = true;
-        }
-        if m.method == "join" && m.args.is_empty() {
-            self.joins.push(m.clone());
+        if let Some(key) = receiver_key(&m.receiver) {
+            if m.method == "terminate" || m.method == "kill" {
+                self.stopped.push((key, position(m)));
+            } else if m.method == "join" && m.args.is_empty() {
+                self.joins.push((key, m.clone()));
+            }
         }
         let receiver = match &*m.receiver {
             syn::Expr::Path(p) if p.path.segments.len() == 1 => {
@@ -127,47 +158,40 @@ impl<'a> Visit<'a> for Calls<'_> {
 }
 
 fn check(_: &Context<'_>, file: &SourceFile) -> Vec<Diagnostic> {
-    struct Fns<'f> {
-        file: &'f SourceFile,
-        found: Vec<Diagnostic>,
-    }
-    impl<'a> Visit<'a> for Fns<'_> {
-        fn visit_item_fn(&mut self, f: &'a syn::ItemFn) {
-            let is_worker = f.attrs.iter().any(syntax::is_worker_attr);
-            let mut calls = Calls {
-                file: self.file,
-                channels: if is_worker {
-                    channel_params(f)
-                } else {
-                    HashSet::new()
-                },
-                terminates: false,
-                joins: Vec::new(),
-                found: Vec::new(),
-            };
-            calls.visit_block(&f.block);
-            if calls.terminates {
-                for join in &calls.joins {
-                    calls.found.push(
-                        Diagnostic::new(
-                            LINT.name,
-                            self.file,
-                            &join.method,
-                            "`join()` without a timeout in a function that terminates processes",
-                            "hangs if the process ignores the signal",
-                        )
-                        .help("use `join_timeout(..)`, then `kill()` what is still running"),
-                    );
-                }
+    let mut found = Vec::new();
+    for f in syntax::function_bodies(file) {
+        let is_worker = f.attrs.iter().any(syntax::is_worker_attr);
+        let mut calls = Calls {
+            file,
+            channels: if is_worker {
+                channel_params(f.sig)
+            } else {
+                HashSet::new()
+            },
+            stopped: Vec::new(),
+            joins: Vec::new(),
+            found: Vec::new(),
+        };
+        calls.visit_block(f.block);
+        for (key, join) in &calls.joins {
+            let after_stop = calls
+                .stopped
+                .iter()
+                .any(|(k, at)| k == key && *at < position(join));
+            if after_stop {
+                calls.found.push(
+                    Diagnostic::new(
+                        LINT.name,
+                        file,
+                        &join.method,
+                        format!("`{key}.join()` without a timeout after `{key}` was told to stop"),
+                        "hangs if the process ignores the signal",
+                    )
+                    .help("use `join_timeout(..)`, then `kill()` what is still running"),
+                );
             }
-            self.found.append(&mut calls.found);
-            syn::visit::visit_item_fn(self, f);
         }
+        found.append(&mut calls.found);
     }
-    let mut fns = Fns {
-        file,
-        found: Vec::new(),
-    };
-    fns.visit_file(&file.syntax);
-    fns.found
+    found
 }

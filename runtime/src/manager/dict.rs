@@ -161,22 +161,13 @@ where
         pairs: impl IntoIterator<Item = (K, V)>,
     ) -> Result<(), SendError<Vec<(K, V)>>> {
         let pairs: Vec<(K, V)> = pairs.into_iter().collect();
-        let blobs = pairs
-            .iter()
-            .map(|(k, v)| Ok((handle::encode(k)?, handle::encode(v)?)))
-            .collect::<Result<Vec<_>>>();
-        let sent = blobs.and_then(|b| self.handle.op(Op::DictUpdate(b)));
-        match sent {
-            Ok(Reply::Done) => Ok(()),
-            Ok(other) => Err(SendError {
-                error: unexpected(other),
-                value: pairs,
-            }),
-            Err(error) => Err(SendError {
-                error,
-                value: pairs,
-            }),
-        }
+        super::send_with(&self.handle, pairs, |pairs| {
+            let blobs = pairs
+                .iter()
+                .map(|(k, v)| Ok((handle::encode(k)?, handle::encode(v)?)))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Op::DictUpdate(blobs))
+        })
     }
 
     /// Changes one entry atomically: `f` gets the current value (`None`: absent) and returns

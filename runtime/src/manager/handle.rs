@@ -263,6 +263,11 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Blob> {
     Ok(Bytes(bytes))
 }
 
+/// Encodes every value of a batch.
+pub(crate) fn encode_all<T: Serialize>(values: &[T]) -> Result<Vec<Blob>> {
+    values.iter().map(encode).collect()
+}
+
 /// Decodes a value that came from the server.
 pub(crate) fn decode<T: DeserializeOwned>(blob: &[u8]) -> Result<T> {
     codec::decode(blob, Vec::new())

@@ -53,26 +53,9 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// Appends every item in one round trip; on failure hands them all back (none was added).
     pub fn extend(&self, items: impl IntoIterator<Item = T>) -> Result<(), SendError<Vec<T>>> {
         let items: Vec<T> = items.into_iter().collect();
-        let blobs = match items.iter().map(handle::encode).collect::<Result<Vec<_>>>() {
-            Ok(b) => b,
-            Err(error) => {
-                return Err(SendError {
-                    error,
-                    value: items,
-                });
-            }
-        };
-        match self.handle.op(Op::ListExtend(blobs)) {
-            Ok(Reply::Done) => Ok(()),
-            Ok(other) => Err(SendError {
-                error: unexpected(other),
-                value: items,
-            }),
-            Err(error) => Err(SendError {
-                error,
-                value: items,
-            }),
-        }
+        super::send_with(&self.handle, items, |items| {
+            Ok(Op::ListExtend(handle::encode_all(items)?))
+        })
     }
 
     /// The item at `index`, or `None` past the end.

@@ -192,10 +192,8 @@ impl Manager {
         &self,
         items: impl IntoIterator<Item = T>,
     ) -> Result<ListProxy<T>> {
-        let blobs = items
-            .into_iter()
-            .map(|i| handle::encode(&i))
-            .collect::<Result<Vec<_>>>()?;
+        let items: Vec<T> = items.into_iter().collect();
+        let blobs = handle::encode_all(&items)?;
         self.create::<T>(Kind::List, None, Init::List(blobs))
             .map(ListProxy::from_handle)
     }
@@ -593,7 +591,17 @@ fn send_value<T: Serialize>(
     value: T,
     op: impl FnOnce(Blob) -> Op,
 ) -> Result<(), SendError<T>> {
-    let sent = handle::encode(&value).and_then(|blob| handle.op(op(blob)));
+    send_with(handle, value, |v| Ok(op(handle::encode(v)?)))
+}
+
+/// Builds an operation from `value` (encoding it), runs it, and hands the value back unless
+/// the server answered `Done`: the one shape of every write whose reply carries no data.
+fn send_with<V>(
+    handle: &Handle,
+    value: V,
+    build: impl FnOnce(&V) -> Result<Op>,
+) -> Result<(), SendError<V>> {
+    let sent = build(&value).and_then(|op| handle.op(op));
     match sent {
         Ok(Reply::Done) => Ok(()),
         Ok(other) => Err(SendError {

@@ -69,24 +69,12 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
     /// (none was put).
     pub fn put_many(&self, items: impl IntoIterator<Item = T>) -> Result<(), SendError<Vec<T>>> {
         let items: Vec<T> = items.into_iter().collect();
-        let blobs = items.iter().map(handle::encode).collect::<Result<Vec<_>>>();
-        let sent = blobs.and_then(|b| {
-            self.handle.op(Op::QueuePut {
-                items: b,
+        super::send_with(&self.handle, items, |items| {
+            Ok(Op::QueuePut {
+                items: handle::encode_all(items)?,
                 wait: Wait::Forever,
             })
-        });
-        match sent {
-            Ok(Reply::Done) => Ok(()),
-            Ok(other) => Err(SendError {
-                error: unexpected(other),
-                value: items,
-            }),
-            Err(error) => Err(SendError {
-                error,
-                value: items,
-            }),
-        }
+        })
     }
 
     /// Takes the oldest item, waiting for one.
