@@ -25,9 +25,10 @@ pub(crate) fn prefix_output() -> bool {
     *ON.get_or_init(|| std::env::var_os(PREFIX_ENV).is_some_and(|v| v != "0"))
 }
 
-fn log_line(line: &str) {
+/// The run log, when `cargo mp run` asked for one.
+fn log_file() -> Option<&'static Mutex<std::fs::File>> {
     static LOG: OnceLock<Option<Mutex<std::fs::File>>> = OnceLock::new();
-    let log = LOG.get_or_init(|| {
+    LOG.get_or_init(|| {
         let path = std::env::var_os(LOG_ENV)?;
         let file = std::fs::OpenOptions::new()
             .append(true)
@@ -35,33 +36,35 @@ fn log_line(line: &str) {
             .open(path)
             .ok()?;
         Some(Mutex::new(file))
-    });
-    if let Some(file) = log {
+    })
+    .as_ref()
+}
+
+/// Appends one line, built only when there is a log to write to.
+fn log_line(line: impl FnOnce() -> String) {
+    if let Some(file) = log_file() {
         let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
         // One short `write` in append mode: lines from several processes do not interleave.
-        let _ = file.write_all(line.as_bytes());
+        let _ = file.write_all(line().as_bytes());
     }
 }
 
 /// Logs a child that was started.
 pub(crate) fn record_start(pid: u32, name: &str) {
-    log_line(&format!(
-        "start {pid} {}\n",
-        name.replace(char::is_whitespace, "_")
-    ));
+    log_line(|| format!("start {pid} {}\n", name.replace(char::is_whitespace, "_")));
 }
 
 /// Logs a child that was reaped.
 pub(crate) fn record_exit(pid: u32, status: ExitStatus) {
-    log_line(&format!("exit {pid} {}\n", status.code()));
+    log_line(|| format!("exit {pid} {}\n", status.code()));
 }
 
 /// Logs this process's peak resident memory (called as it ends).
 pub(crate) fn record_peak() {
-    if std::env::var_os(LOG_ENV).is_some()
+    if log_file().is_some()
         && let Some(kib) = crate::sys::peak_rss_kib()
     {
-        log_line(&format!("peak {} {kib}\n", crate::sys::getpid()));
+        log_line(|| format!("peak {} {kib}\n", crate::sys::getpid()));
     }
 }
 
