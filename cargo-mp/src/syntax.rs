@@ -7,9 +7,14 @@ use syn::visit::Visit;
 
 use crate::source::SourceFile;
 
+/// A path's segments, as strings (`std::process::exit` → `["std", "process", "exit"]`).
+pub(crate) fn segments(path: &syn::Path) -> Vec<String> {
+    path.segments.iter().map(|s| s.ident.to_string()).collect()
+}
+
 /// The last `n` segments of a path, as strings.
 fn tail(path: &syn::Path, n: usize) -> Vec<String> {
-    let segs: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+    let segs = segments(path);
     segs[segs.len().saturating_sub(n)..].to_vec()
 }
 

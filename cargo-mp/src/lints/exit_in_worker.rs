@@ -48,12 +48,7 @@ fn check(_: &Context<'_>, file: &SourceFile) -> Vec<Diagnostic> {
         let syn::Expr::Path(p) = &*call.func else {
             return;
         };
-        let names: Vec<String> = p
-            .path
-            .segments
-            .iter()
-            .map(|s| s.ident.to_string())
-            .collect();
+        let names: Vec<String> = syntax::segments(&p.path);
         let what = match names.iter().map(String::as_str).collect::<Vec<_>>()[..] {
             [.., "process", "exit"] => "exit",
             [.., "process", "abort"] => "abort",

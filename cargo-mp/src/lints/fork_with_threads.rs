@@ -41,13 +41,7 @@ Only threads started earlier in the same function are seen, not threads started 
 
 fn path_of(expr: &syn::Expr) -> Option<Vec<String>> {
     match expr {
-        syn::Expr::Path(p) => Some(
-            p.path
-                .segments
-                .iter()
-                .map(|s| s.ident.to_string())
-                .collect(),
-        ),
+        syn::Expr::Path(p) => Some(syntax::segments(&p.path)),
         _ => None,
     }
 }

@@ -95,12 +95,7 @@ fn calls_path(expr: &syn::Expr, names: &[&str]) -> bool {
     let mut found = false;
     syntax::visit_calls(expr, |call| {
         if let syn::Expr::Path(p) = &*call.func {
-            let segs: Vec<String> = p
-                .path
-                .segments
-                .iter()
-                .map(|s| s.ident.to_string())
-                .collect();
+            let segs: Vec<String> = syntax::segments(&p.path);
             let path = segs.join("::");
             found |= names
                 .iter()

@@ -93,14 +93,7 @@ struct Calls<'f> {
 /// process (as far as syntax can tell).
 fn receiver_key(expr: &syn::Expr) -> Option<String> {
     match expr {
-        syn::Expr::Path(p) => Some(
-            p.path
-                .segments
-                .iter()
-                .map(|s| s.ident.to_string())
-                .collect::<Vec<_>>()
-                .join("::"),
-        ),
+        syn::Expr::Path(p) => Some(syntax::segments(&p.path).join("::")),
         syn::Expr::Field(f) => {
             let member = match &f.member {
                 syn::Member::Named(n) => n.to_string(),
