@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::codec::{self, MAX_MESSAGE};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SendError};
 use crate::sys;
 
 /// Payloads larger than this travel in a sealed memfd rather than through the socket.
@@ -342,6 +342,15 @@ impl Channel {
             borrowed.push(s.fd());
         }
         send_frame_bytes(self.sock.as_fd(), buf, &borrowed)
+    }
+
+    /// Sends `value`, handing it back with the error on failure (the `send` of every typed
+    /// connection).
+    pub(crate) fn send_value<T: serde::Serialize>(&self, value: T) -> Result<(), SendError<T>> {
+        match self.send(&value) {
+            Ok(()) => Ok(()),
+            Err(error) => Err(SendError { error, value }),
+        }
     }
 
     /// Receives one frame, waiting at most `timeout` (`None`: forever).

@@ -111,10 +111,7 @@ impl<S: Serialize, R: DeserializeOwned> Connection<S, R> {
     /// Sends `value`; blocks while the peer's buffer is full. On failure the value comes back
     /// in the error. Large values travel in shared memory, not through the socket.
     pub fn send(&self, value: S) -> Result<(), SendError<S>> {
-        match self.channel.send(&value) {
-            Ok(()) => Ok(()),
-            Err(error) => Err(SendError { error, value }),
-        }
+        self.channel.send_value(value)
     }
 
     /// Receives the next value, waiting as long as it takes. [`Error::Disconnected`] once the

@@ -253,10 +253,7 @@ impl<S, R> NetConnection<S, R> {
 impl<S: Serialize, R: DeserializeOwned> NetConnection<S, R> {
     /// Sends `value`; on failure hands it back with the error.
     pub fn send(&self, value: S) -> Result<(), SendError<S>> {
-        match self.channel.send(&value) {
-            Ok(()) => Ok(()),
-            Err(error) => Err(SendError { error, value }),
-        }
+        self.channel.send_value(value)
     }
 
     /// Waits for the next message. [`Error::Disconnected`] once the peer is gone.
