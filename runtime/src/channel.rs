@@ -63,6 +63,18 @@ impl Frame {
         codec::decode(bytes, fds)
     }
 
+    /// Decodes the payload as a `Vec<T>` (see [`codec::decode_seq`]: one copy for numbers).
+    pub(crate) fn decode_seq<T: serde::de::DeserializeOwned + 'static>(mut self) -> Result<Vec<T>> {
+        let fds = std::mem::take(&mut self.fds);
+        codec::decode_seq(&self.bytes()[self.start..], fds)
+    }
+
+    /// Decodes the payload, a sequence of `out.len()` numbers, straight into `out`; `None`
+    /// when `T` is not a primitive number (see [`codec::decode_seq_into`]).
+    pub(crate) fn decode_seq_into<T: 'static>(&self, out: &mut [T]) -> Option<Result<()>> {
+        codec::decode_seq_into(&self.bytes()[self.start..], out)
+    }
+
     /// Decodes a leading header `H` (which carries no handles) and returns the frame with the
     /// rest of the payload, for a decoder that knows its type only after reading the header.
     pub(crate) fn split_prefix<H: serde::de::DeserializeOwned>(mut self) -> Result<(H, Frame)> {
@@ -86,20 +98,38 @@ pub(crate) fn encode_frame<T: serde::Serialize + ?Sized>(
     out: &mut Vec<u8>,
     fds: &mut Vec<RawFd>,
 ) -> Result<Option<sys::SealedBuffer>> {
-    encode_frame_as(value, out, fds, true)
+    encode_frame_as(out, fds, true, |out, fds| {
+        codec::encode(value, out, fds).map(|()| &[][..])
+    })
 }
 
-/// [`encode_frame`], or with `pass_fds` false a socket-mode frame: inline, no descriptors.
-fn encode_frame_as<T: serde::Serialize + ?Sized>(
-    value: &T,
+/// The body of a frame that is a header `H` followed by a sequence of `T` (a pool chunk):
+/// encoded exactly as the tuple `(header, items)`, with the items' bytes copied once, straight
+/// from `items` into the frame, when they are primitive numbers (see [`codec::encode_seq`]).
+fn header_and_seq<'a, H: serde::Serialize, T: serde::Serialize + 'static>(
+    header: &H,
+    items: &'a [T],
+) -> impl FnOnce(&mut Vec<u8>, &mut Vec<RawFd>) -> Result<&'a [u8]> {
+    move |out, fds| {
+        codec::encode(header, out, fds)?;
+        codec::encode_seq(items, out, fds)
+    }
+}
+
+/// Encodes one frame whose payload `body` writes: it appends to `out` and returns a tail of
+/// bytes that follows them. With `pass_fds` false, a socket-mode frame: inline, no
+/// descriptors. Returns the sealed buffer when the payload goes out of line (the tail is then
+/// copied straight into it, never into `out`).
+fn encode_frame_as<'t>(
     out: &mut Vec<u8>,
     fds: &mut Vec<RawFd>,
     pass_fds: bool,
+    body: impl FnOnce(&mut Vec<u8>, &mut Vec<RawFd>) -> Result<&'t [u8]>,
 ) -> Result<Option<sys::SealedBuffer>> {
     out.clear();
     fds.clear();
     out.extend_from_slice(&[0; HEADER]);
-    codec::encode(value, out, fds)?;
+    let tail = body(out, fds)?;
     if !pass_fds && !fds.is_empty() {
         return Err(Error::Encode(
             "a value holding an OS handle (queue, pipe end, shared memory, lock) cannot \
@@ -107,14 +137,21 @@ fn encode_frame_as<T: serde::Serialize + ?Sized>(
                 .to_owned(),
         ));
     }
-    let len = out.len() - HEADER;
+    let len = out.len() - HEADER + tail.len();
+    if len as u64 > MAX_MESSAGE {
+        return Err(Error::TooLarge {
+            len: len as u64,
+            limit: MAX_MESSAGE,
+        });
+    }
     let nfds = fds.len() as u32;
     let sealed = if pass_fds && len > INLINE_MAX {
-        let buffer = sys::SealedBuffer::create(&[&out[HEADER..]])
+        let buffer = sys::SealedBuffer::create(&[&out[HEADER..], tail])
             .map_err(Error::io("cannot create a buffer for a large message"))?;
         out.truncate(HEADER);
         Some(buffer)
     } else {
+        out.extend_from_slice(tail);
         None
     };
     let flags = if sealed.is_some() {
@@ -140,9 +177,23 @@ pub(crate) struct Encoded {
 
 impl Encoded {
     pub(crate) fn new<T: serde::Serialize + ?Sized>(value: &T) -> Result<Encoded> {
+        Encoded::with_body(|out, fds| codec::encode(value, out, fds).map(|()| &[][..]))
+    }
+
+    /// The frame of the tuple `(header, items)`, with numeric items copied in one piece.
+    pub(crate) fn header_and_seq<H: serde::Serialize, T: serde::Serialize + 'static>(
+        header: &H,
+        items: &[T],
+    ) -> Result<Encoded> {
+        Encoded::with_body(header_and_seq(header, items))
+    }
+
+    fn with_body<'t>(
+        body: impl FnOnce(&mut Vec<u8>, &mut Vec<RawFd>) -> Result<&'t [u8]>,
+    ) -> Result<Encoded> {
         let mut bytes = Vec::new();
         let mut raw = Vec::new();
-        let sealed = encode_frame(value, &mut bytes, &mut raw)?;
+        let sealed = encode_frame_as(&mut bytes, &mut raw, true, body)?;
         let fds = raw
             .iter()
             .map(|&fd| sys::dup_fd(sys::borrow_raw_fd(fd)))
@@ -319,9 +370,26 @@ impl Channel {
 
     /// Encodes and sends `value` as one frame. Blocks while the socket is full.
     pub(crate) fn send<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<()> {
+        self.send_body(|out, fds| codec::encode(value, out, fds).map(|()| &[][..]))
+    }
+
+    /// Sends the tuple `(header, items)` as one frame, numeric items copied in one piece (a
+    /// pool worker's results).
+    pub(crate) fn send_header_and_seq<H: serde::Serialize, T: serde::Serialize + 'static>(
+        &self,
+        header: &H,
+        items: &[T],
+    ) -> Result<()> {
+        self.send_body(header_and_seq(header, items))
+    }
+
+    fn send_body<'t>(
+        &self,
+        body: impl FnOnce(&mut Vec<u8>, &mut Vec<RawFd>) -> Result<&'t [u8]>,
+    ) -> Result<()> {
         let mut tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
         let Tx { buf, fds } = &mut *tx;
-        let sealed = encode_frame_as(value, buf, fds, self.pass_fds)?;
+        let sealed = encode_frame_as(buf, fds, self.pass_fds, body)?;
         // A small inline message after a large inline one (socket mode) gives the memory
         // back; an out-of-line payload leaves only its header here and keeps the capacity
         // for the next one.

@@ -13,6 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
+use crate::sys;
 
 /// The largest message `mp` sends or accepts (4 GiB - 1: frame lengths are 32-bit).
 pub const MAX_MESSAGE: u64 = u32::MAX as u64;
@@ -91,6 +92,90 @@ fn decode_limited<T: DeserializeOwned, const LIMIT: usize>(bytes: &[u8]) -> Resu
         )));
     }
     Ok(value)
+}
+
+/// Encodes `items` exactly as a `Vec<T>` of them, in two parts: what is appended to `buf`,
+/// then the returned tail, which the caller sends as it is right after `buf`. For the
+/// primitive integers and floats the encoding *is* a length and the values' little-endian
+/// bytes, so the tail is the slice's own memory and nothing is visited element by element
+/// (a million `u64` task arguments are one copy); for other types everything goes into `buf`
+/// and the tail is empty.
+pub(crate) fn encode_seq<'a, T: Serialize + 'static>(
+    items: &'a [T],
+    buf: &mut Vec<u8>,
+    fds: &mut Vec<RawFd>,
+) -> Result<&'a [u8]> {
+    match sys::numeric_bytes(items) {
+        Some(bytes) => {
+            buf.extend_from_slice(&(items.len() as u64).to_le_bytes());
+            Ok(bytes)
+        }
+        None => encode(items, buf, fds).map(|()| &[][..]),
+    }
+}
+
+/// About how many bytes one `T` takes on the wire: exact for the primitive integers and
+/// floats, otherwise the size of the first of `sample` (`None` without one, or if it cannot be
+/// encoded here). Only a hint, for choosing how many values to send together.
+pub(crate) fn size_hint<T: Serialize + 'static>(sample: &[T]) -> Option<usize> {
+    if sys::is_wire_numeric::<T>() {
+        return Some(size_of::<T>());
+    }
+    let mut buf = Vec::new();
+    encode(sample.first()?, &mut buf, &mut Vec::new()).ok()?;
+    Some(buf.len())
+}
+
+/// Decodes a `Vec<T>` from exactly `bytes` (the counterpart of [`encode_seq`], and of encoding
+/// a `Vec<T>` or `&[T]`): one copy for the primitive integers and floats, [`decode`] otherwise.
+pub(crate) fn decode_seq<T: DeserializeOwned + 'static>(
+    bytes: &[u8],
+    fds: Vec<OwnedFd>,
+) -> Result<Vec<T>> {
+    if !sys::is_wire_numeric::<T>() {
+        return decode(bytes, fds);
+    }
+    numeric_body::<T>(bytes).map(|body| sys::numeric_vec(body).expect("numeric, whole values"))
+}
+
+/// Decodes a sequence of exactly `out.len()` values from `bytes` into `out`, when `T` is a
+/// primitive integer or float (`None` otherwise: the caller decodes with [`decode_seq`]).
+pub(crate) fn decode_seq_into<T: 'static>(bytes: &[u8], out: &mut [T]) -> Option<Result<()>> {
+    let want = out.len();
+    let dest = sys::numeric_bytes_mut(out)?;
+    Some(numeric_body::<T>(bytes).and_then(|body| {
+        if body.len() != dest.len() {
+            return Err(Error::Decode(format!(
+                "expected {want} values, the message has {}",
+                body.len() / size_of::<T>()
+            )));
+        }
+        dest.copy_from_slice(body);
+        Ok(())
+    }))
+}
+
+/// The values' bytes of an encoded sequence of `T` (a `u64` count, then the values), checked
+/// to hold exactly the count it announces.
+fn numeric_body<T>(bytes: &[u8]) -> Result<&[u8]> {
+    let Some((count, body)) = bytes.split_first_chunk::<8>() else {
+        return Err(Error::Decode(format!(
+            "a sequence needs an 8-byte length, the message has {} bytes",
+            bytes.len()
+        )));
+    };
+    let count = u64::from_le_bytes(*count);
+    let fits = count
+        .checked_mul(size_of::<T>() as u64)
+        .is_some_and(|need| need == body.len() as u64);
+    if !fits {
+        return Err(Error::Decode(format!(
+            "a sequence announces {count} values of {} bytes, the message holds {} bytes",
+            size_of::<T>(),
+            body.len()
+        )));
+    }
+    Ok(body)
 }
 
 /// Encoded bytes that travel as one byte string (a copy, not an element-wise sequence): the
@@ -252,6 +337,68 @@ mod tests {
         assert_eq!(buf, [3, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3]);
         let back: Bytes = decode(&buf, Vec::new()).unwrap();
         assert_eq!(&back[..], [1, 2, 3]);
+    }
+
+    /// The bulk path writes and reads exactly serde's bytes, so either side may use either.
+    fn seq_matches_serde<T>(items: Vec<T>)
+    where
+        T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug + Copy + 'static,
+    {
+        let (mut plain, mut bulk) = (Vec::new(), Vec::new());
+        encode(&items, &mut plain, &mut Vec::new()).unwrap();
+        let tail = encode_seq(&items, &mut bulk, &mut Vec::new()).unwrap();
+        bulk.extend_from_slice(tail);
+        assert_eq!(plain, bulk, "{}", std::any::type_name::<T>());
+        assert_eq!(decode_seq::<T>(&plain, Vec::new()).unwrap(), items);
+        let mut out = vec![items[0]; items.len()];
+        if let Some(done) = decode_seq_into(&plain, &mut out) {
+            done.unwrap();
+            assert_eq!(out, items);
+        }
+    }
+
+    #[test]
+    fn bulk_sequences_are_serde_sequences() {
+        seq_matches_serde(vec![0u8, 1, 255]);
+        seq_matches_serde(vec![1u16, u16::MAX]);
+        seq_matches_serde(vec![7u32, 0xdead_beef]);
+        seq_matches_serde(vec![0u64, 1, u64::MAX]);
+        seq_matches_serde(vec![u128::MAX, 3]);
+        seq_matches_serde(vec![-1i8, 5]);
+        seq_matches_serde(vec![-300i16]);
+        seq_matches_serde(vec![i32::MIN, 2]);
+        seq_matches_serde(vec![-1i64, i64::MAX]);
+        seq_matches_serde(vec![i128::MIN]);
+        seq_matches_serde(vec![usize::MAX, 0]);
+        seq_matches_serde(vec![isize::MIN]);
+        seq_matches_serde(vec![1.5f32, -0.0, f32::INFINITY]);
+        seq_matches_serde(vec![std::f64::consts::PI, f64::MIN_POSITIVE]);
+        seq_matches_serde(vec![true, false]); // the element-wise path
+        seq_matches_serde(vec![('a', 1u8)]);
+    }
+
+    #[test]
+    fn size_hints() {
+        assert_eq!(size_hint::<u32>(&[]), Some(4));
+        assert_eq!(size_hint::<String>(&[]), None);
+        assert_eq!(size_hint(&["abc".to_string()]), Some(8 + 3));
+        assert_eq!(size_hint(&[(1u64, 2u64)]), Some(16));
+    }
+
+    #[test]
+    fn bulk_decoding_checks_the_count() {
+        let mut buf = Vec::new();
+        encode(&vec![1u64, 2, 3], &mut buf, &mut Vec::new()).unwrap();
+        assert!(decode_seq::<u64>(&buf[..buf.len() - 1], Vec::new()).is_err());
+        let mut longer = buf.clone();
+        longer.extend_from_slice(&[0; 8]);
+        assert!(decode_seq::<u64>(&longer, Vec::new()).is_err());
+        let mut huge = buf.clone();
+        huge[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(decode_seq::<u64>(&huge, Vec::new()).is_err());
+        assert!(decode_seq::<u32>(&buf[..4], Vec::new()).is_err());
+        assert!(decode_seq_into(&buf, &mut [0u64; 2]).unwrap().is_err());
+        assert!(decode_seq_into(&buf, &mut [false; 3]).is_none());
     }
 
     #[test]

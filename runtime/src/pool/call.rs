@@ -77,25 +77,38 @@ pub(crate) enum ChunkResult {
 
 /// Decoded results of one chunk.
 pub(crate) enum Chunk<O> {
+    /// Every task returned; the values are in the destination the decoder was given.
+    Placed,
     /// Every task returned.
     Values(Vec<O>),
     /// Some task failed (or the whole chunk did): one result per task.
     Mixed(Vec<Result<O>>),
 }
 
-impl<O: DeserializeOwned> Chunk<O> {
-    /// Decodes a chunk of tasks `first..first + len` of worker `worker`.
-    pub(crate) fn decode(result: ChunkResult, first: usize, len: usize, worker: &str) -> Chunk<O> {
+impl<O: DeserializeOwned + 'static> Chunk<O> {
+    /// Decodes a chunk of tasks `first..first + len` of worker `worker`; numeric values of a
+    /// chunk without failures go straight into `dest` (its `len` slots) when one is given.
+    pub(crate) fn decode(
+        result: ChunkResult,
+        first: usize,
+        len: usize,
+        worker: &str,
+        dest: Option<&mut [O]>,
+    ) -> Chunk<O> {
         let each = |f: &dyn Fn() -> Error| Chunk::Mixed((0..len).map(|_| Err(f())).collect());
         match result {
             ChunkResult::Failed(why) => each(&|| why.error(first, len)),
             ChunkResult::Done {
                 frame,
                 panics: false,
-            } => match frame.decode::<Vec<O>>() {
-                Ok(values) if values.len() == len => Chunk::Values(values),
-                Ok(values) => each(&|| wrong_count(values.len(), len)),
-                Err(e) => each(&|| Error::Decode(e.to_string())),
+            } => match dest.and_then(|dest| frame.decode_seq_into(dest)) {
+                Some(Ok(())) => Chunk::Placed,
+                Some(Err(e)) => each(&|| Error::Decode(e.to_string())),
+                None => match frame.decode_seq::<O>() {
+                    Ok(values) if values.len() == len => Chunk::Values(values),
+                    Ok(values) => each(&|| wrong_count(values.len(), len)),
+                    Err(e) => each(&|| Error::Decode(e.to_string())),
+                },
             },
             ChunkResult::Done {
                 frame,
@@ -119,8 +132,10 @@ impl<O: DeserializeOwned> Chunk<O> {
         }
     }
 
+    /// One result per task (for a chunk decoded without a destination).
     pub(crate) fn into_results(self) -> Vec<Result<O>> {
         match self {
+            Chunk::Placed => unreachable!("decoded without a destination"),
             Chunk::Values(v) => v.into_iter().map(Ok).collect(),
             Chunk::Mixed(v) => v,
         }
@@ -175,7 +190,9 @@ pub(crate) struct Call {
 }
 
 /// How long a waiting caller watches for its result before it sleeps: a short task's result
-/// (an `apply`) comes back within it, and the caller then pays for no wake-up.
+/// (an `apply`) comes back within it, and the caller then pays for no wake-up. Only a call
+/// with at most one chunk still to come spins: while many are outstanding (a large `map`),
+/// the caller sleeps between arrivals and leaves the CPUs to the workers.
 const SPIN: Duration = Duration::from_micros(50);
 
 struct CallState {
@@ -303,15 +320,17 @@ impl Call {
             return Some(st);
         }
         let _armed = sys::arm_interrupts().ok();
-        // Watch for an arrival without the lock for a moment, then check again.
-        let seen = self.arrivals.load(Ordering::Acquire);
-        drop(st);
-        let spin_until = Instant::now() + SPIN;
-        let until = deadline.map_or(spin_until, |d| d.min(spin_until));
-        while self.arrivals.load(Ordering::Acquire) == seen && Instant::now() < until {
-            std::hint::spin_loop();
+        if st.total.is_some_and(|total| total - st.completed <= 1) {
+            // Watch for the arrival without the lock for a moment, then check again.
+            let seen = self.arrivals.load(Ordering::Acquire);
+            drop(st);
+            let spin_until = Instant::now() + SPIN;
+            let until = deadline.map_or(spin_until, |d| d.min(spin_until));
+            while self.arrivals.load(Ordering::Acquire) == seen && Instant::now() < until {
+                std::hint::spin_loop();
+            }
+            st = self.lock();
         }
-        st = self.lock();
         loop {
             if ready(&st) {
                 return Some(st);

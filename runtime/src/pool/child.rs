@@ -155,7 +155,7 @@ pub(crate) fn run_init<W: Worker>(inv: Invocation<'_>) -> i32 {
 
 /// Runs a chunk of `W` tasks and sends the results; non-zero when the parent is gone.
 pub(crate) fn run_batch<W: Worker>(inv: Invocation<'_>) -> i32 {
-    let args: Vec<W::Args> = match inv.args.decode() {
+    let args: Vec<W::Args> = match inv.args.decode_seq() {
         Ok(args) => args,
         Err(e) => {
             let failed =
@@ -174,7 +174,7 @@ pub(crate) fn run_batch<W: Worker>(inv: Invocation<'_>) -> i32 {
     }
     let sent = if panicked.is_empty() {
         inv.reply
-            .send(&(FromWorker::Done { panics: false }, &values))
+            .send_header_and_seq(&FromWorker::Done { panics: false }, &values)
     } else {
         let total = values.len() + panicked.len();
         let mut values = values.into_iter();

@@ -18,16 +18,16 @@ use std::time::{Duration, Instant};
 
 use super::call::{Call, ChunkFailure, ChunkResult, StopReason};
 use super::child::FromWorker;
-use crate::channel::{Channel, Encoded};
+use crate::channel::{Channel, Encoded, INLINE_MAX};
 use crate::error::{Error, ExitStatus, Result};
 use crate::process::{self, Role};
 use crate::sys;
 
 /// Tasks a worker may hold: the running one and one queued behind it.
 const PREFETCH: usize = 2;
-/// A queued (not running) task is sent ahead only if its frame is this small, so that two
-/// frames always fit the socket buffer and a send to a busy worker never blocks.
-const PREFETCH_MAX: usize = 16 * 1024;
+/// The send buffer asked for on each worker's socket: room for a few inline frames (the
+/// kernel may grant less; see [`Slot::prefetch_max`]).
+const SEND_BUFFER: usize = 4 * (INLINE_MAX + 64);
 /// Workers that die before they are ready this many times in a row stop the pool.
 const MAX_STARTUP_FAILURES: u32 = 3;
 /// How long `terminate` lets workers exit on `SIGTERM` before it sends `SIGKILL`.
@@ -68,6 +68,12 @@ struct Slot {
     ready: bool,
     /// Tasks sent, for `max_tasks_per_child`.
     sent: usize,
+    /// A queued (not running) task is sent ahead only if its frame's bytes on the socket are
+    /// at most this many: a third of the socket's send buffer, so that two frames always fit
+    /// and a send to a busy worker never blocks (the kernel blocks a sender only once what
+    /// is queued exceeds the buffer). A default Linux buffer (208 KiB) takes any inline
+    /// frame, so chunks of small tasks are queued back to back.
+    prefetch_max: usize,
     /// Reached `max_tasks_per_child`: gets no more tasks, is closed once idle.
     retiring: bool,
     /// A send failed: the worker is dying; its end-of-file is on the way.
@@ -148,6 +154,8 @@ impl Shared {
         let init = &self.config.init;
         let (child, channel) =
             process::start_child_frame(Role::PoolWorker, init.bytes(), &init.fds(), &name, false)?;
+        let send_buffer = sys::grow_send_buffer(channel.fd(), SEND_BUFFER)
+            .map_err(Error::io("cannot read a pool worker's socket buffer size"))?;
         Ok(Slot {
             pid: child.id(),
             child,
@@ -155,6 +163,7 @@ impl Shared {
             in_flight: VecDeque::new(),
             ready: false,
             sent: 0,
+            prefetch_max: send_buffer / 3,
             retiring: false,
             broken: false,
             timed_out: None,
@@ -215,7 +224,7 @@ fn has_room(slot: &Slot, task: &Task, backlog: bool) -> bool {
     }
     match slot.in_flight.len() {
         0 => true,
-        n => n < PREFETCH && backlog && slot.ready && task.msg.bytes().len() <= PREFETCH_MAX,
+        n => n < PREFETCH && backlog && slot.ready && task.msg.bytes().len() <= slot.prefetch_max,
     }
 }
 

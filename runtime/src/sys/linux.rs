@@ -26,6 +26,14 @@ use rustix::thread::futex;
 /// The most descriptors one `sendmsg` may carry (the kernel's `SCM_MAX_FD` is 253).
 pub(crate) const MAX_FDS_PER_MSG: usize = 253;
 
+/// Asks for a send buffer of `bytes` on `sock` (the kernel caps the request at
+/// `net.core.wmem_max`) and returns the size in force afterwards, whether or not the request
+/// was granted.
+pub(crate) fn grow_send_buffer(sock: BorrowedFd<'_>, bytes: usize) -> io::Result<usize> {
+    let _ = rustix::net::sockopt::set_socket_send_buffer_size(sock, bytes);
+    Ok(rustix::net::sockopt::socket_send_buffer_size(sock)?)
+}
+
 /// A connected pair of `AF_UNIX` stream sockets, close-on-exec.
 pub(crate) fn socketpair_stream() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(rustix::net::socketpair(

@@ -36,6 +36,9 @@ pub(crate) use interrupt::{arm as arm_interrupts, wait_for_interrupt};
 #[cfg(target_os = "linux")]
 pub(crate) use linux::*;
 pub use plain::{AtomicCell, HasAtomic, Numeric, Plain};
+pub(crate) use plain::{
+    is_wire_numeric, numeric_bytes, numeric_bytes_mut, numeric_vec, numeric_zeroed,
+};
 
 #[cfg(not(target_os = "linux"))]
 compile_error!("mp supports Linux for now; macOS and Windows are planned behind `sys/`");

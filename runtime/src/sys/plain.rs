@@ -138,3 +138,120 @@ atomic!(
 unsafe impl<T: Plain, const N: usize> Plain for [T; N] {}
 // SAFETY: an array of always-valid values is always valid.
 unsafe impl<T: Numeric, const N: usize> Numeric for [T; N] {}
+
+/// Whether `T` is a primitive integer or float whose `mp` wire encoding is exactly its
+/// little-endian bytes (fixed-size integers; `usize`/`isize` travel as 64 bits, so they
+/// qualify only where they are 64 bits wide). Decided from the type alone, so a sequence of
+/// such values can be copied in one piece instead of element by element.
+pub(crate) fn is_wire_numeric<T: 'static>() -> bool {
+    use std::any::TypeId;
+    let t = TypeId::of::<T>();
+    let word = TypeId::of::<usize>() == t || TypeId::of::<isize>() == t;
+    let fixed = [
+        TypeId::of::<u8>(),
+        TypeId::of::<u16>(),
+        TypeId::of::<u32>(),
+        TypeId::of::<u64>(),
+        TypeId::of::<u128>(),
+        TypeId::of::<i8>(),
+        TypeId::of::<i16>(),
+        TypeId::of::<i32>(),
+        TypeId::of::<i64>(),
+        TypeId::of::<i128>(),
+        TypeId::of::<f32>(),
+        TypeId::of::<f64>(),
+    ]
+    .contains(&t);
+    cfg!(target_endian = "little") && (fixed || (word && size_of::<usize>() == 8))
+}
+
+/// The bytes of `items` when [`is_wire_numeric::<T>`](is_wire_numeric); `None` otherwise.
+pub(crate) fn numeric_bytes<T: 'static>(items: &[T]) -> Option<&[u8]> {
+    if !is_wire_numeric::<T>() {
+        return None;
+    }
+    // SAFETY: `T` is a primitive integer or float (checked above): no padding, no pointers,
+    // every byte initialised. The view covers exactly the slice and borrows it.
+    Some(unsafe { std::slice::from_raw_parts(items.as_ptr().cast::<u8>(), size_of_val(items)) })
+}
+
+/// The bytes of `items`, writable, when [`is_wire_numeric::<T>`](is_wire_numeric); `None`
+/// otherwise.
+pub(crate) fn numeric_bytes_mut<T: 'static>(items: &mut [T]) -> Option<&mut [u8]> {
+    if !is_wire_numeric::<T>() {
+        return None;
+    }
+    let len = size_of_val(items);
+    // SAFETY: as in `numeric_bytes`; besides, every bit pattern is a valid integer or float,
+    // so any bytes written through the view leave valid values.
+    Some(unsafe { std::slice::from_raw_parts_mut(items.as_mut_ptr().cast::<u8>(), len) })
+}
+
+/// A vector of the values whose bytes are `bytes`, when [`is_wire_numeric::<T>`](is_wire_numeric)
+/// and `bytes` holds a whole number of them; `None` otherwise.
+pub(crate) fn numeric_vec<T: 'static>(bytes: &[u8]) -> Option<Vec<T>> {
+    if !is_wire_numeric::<T>() || bytes.len() % size_of::<T>() != 0 {
+        return None;
+    }
+    let n = bytes.len() / size_of::<T>();
+    let mut v = Vec::<T>::with_capacity(n);
+    // SAFETY: `T` is a primitive integer or float, valid for every bit pattern; the vector has
+    // room for `n` values, which are exactly `bytes.len()` bytes, all written before `set_len`.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), v.as_mut_ptr().cast::<u8>(), bytes.len());
+        v.set_len(n);
+    }
+    Some(v)
+}
+
+/// `n` zeros, when [`is_wire_numeric::<T>`](is_wire_numeric) (`None` otherwise): room to
+/// decode numbers into in place. The memory comes zeroed from the allocator, so pages are
+/// touched only when values are written.
+pub(crate) fn numeric_zeroed<T: 'static>(n: usize) -> Option<Vec<T>> {
+    if !is_wire_numeric::<T>() {
+        return None;
+    }
+    if n == 0 || size_of::<T>() == 0 {
+        return Some(Vec::new());
+    }
+    let layout = std::alloc::Layout::array::<T>(n).ok()?;
+    // SAFETY: `layout` has a non-zero size (checked above).
+    let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+    if ptr.is_null() {
+        std::alloc::handle_alloc_error(layout);
+    }
+    // SAFETY: allocated by the global allocator with `T`'s alignment and room for exactly `n`
+    // values, all initialised: zero is a valid integer or float.
+    Some(unsafe { Vec::from_raw_parts(ptr.cast::<T>(), n, n) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_fixed_layout_primitives_are_wire_numeric() {
+        assert!(is_wire_numeric::<u64>() && is_wire_numeric::<f32>() && is_wire_numeric::<i8>());
+        assert!(!is_wire_numeric::<bool>() && !is_wire_numeric::<char>());
+        assert!(!is_wire_numeric::<(u32, u32)>() && !is_wire_numeric::<[u8; 4]>());
+        assert!(numeric_bytes(&[String::new()]).is_none());
+    }
+
+    #[test]
+    fn bytes_round_trip() {
+        let v = [1.5f64, -2.0, f64::MAX];
+        let bytes = numeric_bytes(&v).unwrap();
+        assert_eq!(&bytes[8..16], &(-2.0f64).to_le_bytes());
+        assert_eq!(numeric_vec::<f64>(bytes).unwrap(), v);
+        assert!(
+            numeric_vec::<u32>(&[1, 2, 3]).is_none(),
+            "not a whole number of values"
+        );
+        let mut back = [0f64; 3];
+        numeric_bytes_mut(&mut back).unwrap().copy_from_slice(bytes);
+        assert_eq!(back, v);
+        assert_eq!(numeric_zeroed::<i32>(3).unwrap(), [0, 0, 0]);
+        assert!(numeric_zeroed::<i32>(0).unwrap().is_empty());
+        assert!(numeric_zeroed::<bool>(3).is_none());
+    }
+}
