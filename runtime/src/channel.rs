@@ -14,9 +14,10 @@
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
+use std::ops::Range;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::codec::{self, MAX_MESSAGE};
@@ -98,7 +99,7 @@ pub(crate) fn encode_frame<T: serde::Serialize + ?Sized>(
     out: &mut Vec<u8>,
     fds: &mut Vec<RawFd>,
 ) -> Result<Option<sys::SealedBuffer>> {
-    encode_frame_as(out, fds, true, |out, fds| {
+    encode_frame_as(out, fds, true, true, |out, fds| {
         codec::encode(value, out, fds).map(|()| &[][..])
     })
 }
@@ -119,11 +120,13 @@ fn header_and_seq<'a, H: serde::Serialize, T: serde::Serialize + 'static>(
 /// Encodes one frame whose payload `body` writes: it appends to `out` and returns a tail of
 /// bytes that follows them. With `pass_fds` false, a socket-mode frame: inline, no
 /// descriptors. Returns the sealed buffer when the payload goes out of line (the tail is then
-/// copied straight into it, never into `out`).
+/// copied straight into it, never into `out`). An inline tail is appended to `out` only with
+/// `append_tail`; otherwise the caller sends it right after `out`.
 fn encode_frame_as<'t>(
     out: &mut Vec<u8>,
     fds: &mut Vec<RawFd>,
     pass_fds: bool,
+    append_tail: bool,
     body: impl FnOnce(&mut Vec<u8>, &mut Vec<RawFd>) -> Result<&'t [u8]>,
 ) -> Result<Option<sys::SealedBuffer>> {
     out.clear();
@@ -151,7 +154,9 @@ fn encode_frame_as<'t>(
         out.truncate(HEADER);
         Some(buffer)
     } else {
-        out.extend_from_slice(tail);
+        if append_tail {
+            out.extend_from_slice(tail);
+        }
         None
     };
     let flags = if sealed.is_some() {
@@ -166,18 +171,67 @@ fn encode_frame_as<'t>(
     Ok(sealed)
 }
 
+/// Bytes held elsewhere that frames may end with instead of a copy of them: the numeric
+/// arguments of a `map`, whose chunks are written to the workers' sockets straight from the
+/// caller's vector.
+pub(crate) trait ByteSource: Send + Sync {
+    fn bytes(&self) -> &[u8];
+}
+
+/// A vector of primitive numbers (see [`codec::encode_seq`]) seen as its bytes.
+struct Numbers<T>(Vec<T>);
+
+impl<T: Send + Sync + 'static> ByteSource for Numbers<T> {
+    fn bytes(&self) -> &[u8] {
+        sys::numeric_bytes(&self.0).expect("made by `numbers` for primitive numbers only")
+    }
+}
+
+/// `values` as a shared [`ByteSource`], if their type is a primitive number; handed back
+/// otherwise. (The concrete vector type is recovered by downcasting, which moves no values.)
+pub(crate) fn numbers<T: 'static>(
+    values: Vec<T>,
+) -> std::result::Result<Arc<dyn ByteSource>, Vec<T>> {
+    if !sys::is_wire_numeric::<T>() {
+        return Err(values);
+    }
+    let mut any: Box<dyn std::any::Any> = Box::new(values);
+    macro_rules! share_as {
+        ($($t:ty),*) => { $(
+            any = match any.downcast::<Vec<$t>>() {
+                Ok(v) => return Ok(Arc::new(Numbers(*v))),
+                Err(other) => other,
+            };
+        )* };
+    }
+    share_as!(
+        u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64
+    );
+    Err(*any.downcast::<Vec<T>>().expect("the vector we boxed"))
+}
+
+/// The end of a frame that stays in its [`ByteSource`].
+struct SharedTail {
+    source: Arc<dyn ByteSource>,
+    range: Range<usize>,
+}
+
 /// A frame encoded once and sendable many times (a pool task that may go to a second worker).
 /// It owns duplicates of the descriptors of the handles inside the value, so the value itself
 /// may be dropped.
 pub(crate) struct Encoded {
     bytes: Vec<u8>,
+    /// What follows `bytes` on the socket, when it is not copied into them.
+    tail: Option<SharedTail>,
     fds: Vec<OwnedFd>,
     sealed: Option<sys::SealedBuffer>,
 }
 
 impl Encoded {
     pub(crate) fn new<T: serde::Serialize + ?Sized>(value: &T) -> Result<Encoded> {
-        Encoded::with_body(|out, fds| codec::encode(value, out, fds).map(|()| &[][..]))
+        Encoded::with_body(true, |out, fds| {
+            codec::encode(value, out, fds).map(|()| &[][..])
+        })
     }
 
     /// The frame of the tuple `(header, items)`, with numeric items copied in one piece.
@@ -185,26 +239,62 @@ impl Encoded {
         header: &H,
         items: &[T],
     ) -> Result<Encoded> {
-        Encoded::with_body(header_and_seq(header, items))
+        Encoded::with_body(true, header_and_seq(header, items))
+    }
+
+    /// The frame of `(header, values)` where `values` are the `count` numbers whose bytes are
+    /// `range` of `source`: an inline frame refers to them rather than copying them (a large
+    /// one is copied into its sealed buffer, as always).
+    pub(crate) fn header_and_shared<H: serde::Serialize>(
+        header: &H,
+        source: &Arc<dyn ByteSource>,
+        range: Range<usize>,
+        count: usize,
+    ) -> Result<Encoded> {
+        let tail = &source.bytes()[range.clone()];
+        let mut encoded = Encoded::with_body(false, |out, fds| {
+            codec::encode(header, out, fds)?;
+            out.extend_from_slice(&(count as u64).to_le_bytes());
+            Ok(tail)
+        })?;
+        if encoded.sealed.is_none() && !range.is_empty() {
+            encoded.tail = Some(SharedTail {
+                source: Arc::clone(source),
+                range,
+            });
+        }
+        Ok(encoded)
     }
 
     fn with_body<'t>(
+        append_tail: bool,
         body: impl FnOnce(&mut Vec<u8>, &mut Vec<RawFd>) -> Result<&'t [u8]>,
     ) -> Result<Encoded> {
         let mut bytes = Vec::new();
         let mut raw = Vec::new();
-        let sealed = encode_frame_as(&mut bytes, &mut raw, true, body)?;
+        let sealed = encode_frame_as(&mut bytes, &mut raw, true, append_tail, body)?;
         let fds = raw
             .iter()
             .map(|&fd| sys::dup_fd(sys::borrow_raw_fd(fd)))
             .collect::<std::io::Result<Vec<_>>>()
             .map_err(Error::io("cannot duplicate a handle's descriptor"))?;
-        Ok(Encoded { bytes, fds, sealed })
+        Ok(Encoded {
+            bytes,
+            tail: None,
+            fds,
+            sealed,
+        })
     }
 
-    /// The frame's bytes on the socket (a large payload travels out of line).
+    /// The frame's bytes on the socket without a shared tail (a large payload travels out
+    /// of line): the whole frame of an [`Encoded::new`].
     pub(crate) fn bytes(&self) -> &[u8] {
         &self.bytes
+    }
+
+    /// How many bytes the frame puts on the socket, shared tail included.
+    pub(crate) fn socket_len(&self) -> usize {
+        self.bytes.len() + self.tail.as_ref().map_or(0, |t| t.range.len())
     }
 
     /// The descriptors that travel with the frame.
@@ -219,7 +309,11 @@ impl Encoded {
     /// Sends the frame on `channel`'s socket.
     pub(crate) fn send(&self, channel: &Channel) -> Result<()> {
         let _tx = channel.tx.lock().unwrap_or_else(|e| e.into_inner());
-        send_frame_bytes(channel.fd(), &self.bytes, &self.fds())
+        let tail = self
+            .tail
+            .as_ref()
+            .map_or(&[][..], |t| &t.source.bytes()[t.range.clone()]);
+        send_frame_parts(channel.fd(), &[&self.bytes, tail], &self.fds())
     }
 }
 
@@ -389,7 +483,7 @@ impl Channel {
     ) -> Result<()> {
         let mut tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
         let Tx { buf, fds } = &mut *tx;
-        let sealed = encode_frame_as(buf, fds, self.pass_fds, body)?;
+        let sealed = encode_frame_as(buf, fds, self.pass_fds, true, body)?;
         // A small inline message after a large inline one (socket mode) gives the memory
         // back; an out-of-line payload leaves only its header here and keeps the capacity
         // for the next one.
@@ -551,25 +645,30 @@ pub(crate) fn send_frame_bytes(
     bytes: &[u8],
     fds: &[BorrowedFd<'_>],
 ) -> Result<()> {
+    send_frame_parts(sock, &[bytes], fds)
+}
+
+/// [`send_frame_bytes`] for a frame held in consecutive parts, sent without joining them.
+fn send_frame_parts(sock: BorrowedFd<'_>, parts: &[&[u8]], fds: &[BorrowedFd<'_>]) -> Result<()> {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
     let batches: Vec<&[BorrowedFd<'_>]> = fds.chunks(sys::MAX_FDS_PER_MSG).collect();
-    if batches.len() > bytes.len() {
+    if batches.len() > total {
         return Err(Error::Encode(format!(
-            "{} descriptors in a message of {} bytes",
+            "{} descriptors in a message of {total} bytes",
             fds.len(),
-            bytes.len()
         )));
     }
     let mut offset = 0;
     let mut batch = 0;
-    while offset < bytes.len() {
+    while offset < total {
         let attach: &[BorrowedFd<'_>] = batches.get(batch).copied().unwrap_or(&[]);
         // With more batches to go, send a single byte so the next batch gets bytes of its own.
         let end = if batch + 1 < batches.len() {
             offset + 1
         } else {
-            bytes.len()
+            total
         };
-        let n = sys::send_with_fds(sock, &[IoSlice::new(&bytes[offset..end])], attach, false)
+        let n = sys::send_with_fds(sock, &io_slices(parts, offset..end), attach, false)
             .map_err(Error::io("send failed"))?;
         offset += n;
         if !attach.is_empty() {
@@ -577,6 +676,21 @@ pub(crate) fn send_frame_bytes(
         }
     }
     Ok(())
+}
+
+/// The bytes `range` of `parts` laid end to end, as slices for one vectored send.
+fn io_slices<'a>(parts: &[&'a [u8]], range: Range<usize>) -> Vec<IoSlice<'a>> {
+    let mut slices = Vec::with_capacity(parts.len());
+    let mut start = 0;
+    for part in parts {
+        let end = start + part.len();
+        let (from, to) = (range.start.max(start), range.end.min(end));
+        if from < to {
+            slices.push(IoSlice::new(&part[from - start..to - start]));
+        }
+        start = end;
+    }
+    slices
 }
 
 #[cfg(test)]
@@ -599,6 +713,48 @@ mod tests {
         assert_eq!(s, "hello");
         let got: serde_bytes::ByteBuf = b.recv_frame(None).unwrap().decode().unwrap();
         assert_eq!(got, big);
+    }
+
+    #[test]
+    fn frames_with_shared_tails() {
+        let (a, b) = pair();
+        let source =
+            numbers((0..20_000u32).collect()).unwrap_or_else(|_| panic!("u32 are numbers"));
+        let small = Encoded::header_and_shared(&"head", &source, 40..80, 10).unwrap();
+        assert!(small.tail.is_some() && small.socket_len() > small.bytes().len());
+        small.send(&a).unwrap();
+        let (head, rest) = b
+            .recv_frame(None)
+            .unwrap()
+            .split_prefix::<String>()
+            .unwrap();
+        assert_eq!(
+            (head.as_str(), rest.decode_seq::<u32>().unwrap()),
+            ("head", (10..20).collect())
+        );
+        // Too large for one inline frame: copied into a sealed buffer.
+        let large = Encoded::header_and_shared(&"all", &source, 0..80_000, 20_000).unwrap();
+        assert!(large.tail.is_none() && large.sealed.is_some());
+        large.send(&a).unwrap();
+        let (_, rest) = b
+            .recv_frame(None)
+            .unwrap()
+            .split_prefix::<String>()
+            .unwrap();
+        assert_eq!(
+            rest.decode_seq::<u32>().unwrap(),
+            (0..20_000).collect::<Vec<_>>()
+        );
+        assert!(numbers(vec![true]).is_err());
+        let parts: [&[u8]; 3] = [b"ab", b"", b"cde"];
+        let joined = |r| {
+            io_slices(&parts, r)
+                .iter()
+                .flat_map(|s| s.to_vec())
+                .collect::<Vec<u8>>()
+        };
+        assert_eq!(joined(1..4), b"bcd");
+        assert_eq!(joined(0..5), b"abcde");
     }
 
     #[test]

@@ -96,6 +96,68 @@ fn map_keeps_order_and_checks_arguments() {
     ));
 }
 
+/// An iterator that claims an exact length it does not have.
+struct Liar {
+    next: u64,
+    end: u64,
+    claims: usize,
+}
+
+impl Iterator for Liar {
+    type Item = u64;
+    fn next(&mut self) -> Option<u64> {
+        (self.next < self.end).then(|| {
+            self.next += 1;
+            self.next - 1
+        })
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.claims, Some(self.claims))
+    }
+}
+
+#[test]
+fn map_reads_its_input_whatever_length_it_claims() {
+    let _w = watchdog(LIMIT);
+    let pool = mp::Pool::new(2).unwrap();
+    let squares = |end: u64| (0..end).map(|n| n * n).collect::<Vec<_>>();
+    for (end, claims) in [(25_000, 10), (5, 100_000), (20_000, 20_000), (0, 3)] {
+        let liar = Liar {
+            next: 0,
+            end,
+            claims,
+        };
+        assert_eq!(
+            pool.map(square, liar).unwrap(),
+            squares(end),
+            "{end} items, {claims} claimed"
+        );
+        let liar = Liar {
+            next: 0,
+            end,
+            claims,
+        };
+        assert_eq!(
+            pool.map_async(square, liar).unwrap().get().unwrap(),
+            squares(end)
+        );
+    }
+    // An input of unknown length, and one of values that are not plain numbers.
+    let odd = pool
+        .map(square, (0..20_000).filter(|n| n % 2 == 1))
+        .unwrap();
+    assert_eq!(
+        odd,
+        (0..20_000u64)
+            .filter(|n| n % 2 == 1)
+            .map(|n| n * n)
+            .collect::<Vec<_>>()
+    );
+    let pairs: Vec<(i64, i64)> = (0..10_000).map(|n| (n, -n)).collect();
+    let products = pool.starmap(multiply, pairs).unwrap();
+    assert_eq!(products, (0..10_000i64).map(|n| -n * n).collect::<Vec<_>>());
+}
+
 #[test]
 fn a_million_tiny_tasks_arrive_in_order() {
     let _w = watchdog(LIMIT);
@@ -328,6 +390,10 @@ fn max_tasks_per_child_replaces_workers() {
     let pids = pool.chunksize(1).map(pid_of, 0..100).unwrap();
     let distinct: HashSet<u32> = pids.into_iter().collect();
     assert_eq!(distinct.len(), 100);
+    // One `apply` at a time: the caller reads each reply itself, so the worker that must
+    // retire after it is replaced only if the caller tells the supervisor.
+    let pids: HashSet<u32> = (0..30).map(|n| pool.apply(pid_of, n).unwrap()).collect();
+    assert_eq!(pids.len(), 30);
 }
 
 static OFFSET: AtomicU64 = AtomicU64::new(0);

@@ -4,13 +4,14 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
 use super::child::Panicked;
+use super::supervisor::Shared;
 use crate::channel::Frame;
 use crate::error::{Error, ExitStatus, Result};
 use crate::sys;
@@ -182,6 +183,8 @@ impl Completions {
 pub(crate) struct Call {
     /// The worker's name, for panic errors.
     pub(crate) worker: &'static str,
+    /// The pool, whose replies a spinning waiter reads itself.
+    pool: Weak<Shared>,
     state: Mutex<CallState>,
     changed: Condvar,
     /// Chunks completed so far, readable without the lock: a waiter spins on it briefly
@@ -218,9 +221,15 @@ impl CallState {
 impl Call {
     /// A call of `worker` with `total` chunks (`None`: a stream, still growing), whose
     /// consumer takes chunks as they arrive (`by_arrival`) or by index.
-    pub(crate) fn new(worker: &'static str, total: Option<usize>, by_arrival: bool) -> Arc<Call> {
+    pub(crate) fn new(
+        pool: &Arc<Shared>,
+        worker: &'static str,
+        total: Option<usize>,
+        by_arrival: bool,
+    ) -> Arc<Call> {
         Arc::new(Call {
             worker,
+            pool: Arc::downgrade(pool),
             state: Mutex::new(CallState {
                 arrived: BTreeMap::new(),
                 order: VecDeque::new(),
@@ -260,6 +269,23 @@ impl Call {
             }
         }
         self.arrivals.fetch_add(1, Ordering::Release);
+        drop(st);
+        self.changed.notify_all();
+    }
+
+    /// Fixes the number of chunks of a call started as a stream (`total: None`), once every
+    /// chunk has been submitted.
+    pub(crate) fn set_total(&self, total: usize) {
+        let mut st = self.lock();
+        st.total = Some(total);
+        if st.finished() {
+            if let Some(w) = st.waker.take() {
+                w.wake();
+            }
+            for (listener, index) in st.listeners.drain(..) {
+                listener.push(index);
+            }
+        }
         drop(st);
         self.changed.notify_all();
     }
@@ -321,14 +347,20 @@ impl Call {
         }
         let _armed = sys::arm_interrupts().ok();
         if st.total.is_some_and(|total| total - st.completed <= 1) {
-            // Watch for the arrival without the lock for a moment, then check again.
+            // Watch for the arrival without the lock for a moment, reading the workers'
+            // replies meanwhile, then check again.
             let seen = self.arrivals.load(Ordering::Acquire);
             drop(st);
+            let pool = self.pool.upgrade();
             let spin_until = Instant::now() + SPIN;
             let until = deadline.map_or(spin_until, |d| d.min(spin_until));
             while self.arrivals.load(Ordering::Acquire) == seen && Instant::now() < until {
+                if let Some(pool) = &pool {
+                    pool.read_arrived();
+                }
                 std::hint::spin_loop();
             }
+            drop(pool);
             st = self.lock();
         }
         loop {

@@ -4,11 +4,16 @@
 //! `terminate`, drop or Ctrl-C.
 //!
 //! Everything shared sits in one [`State`] behind a mutex. Callers that submit tasks dispatch
-//! them to idle workers themselves (no thread hop on the `apply` path); the supervisor
-//! dispatches whenever a worker frees up. Each worker holds at most [`PREFETCH`] tasks: the
-//! one it runs and, when there is a backlog, a small next one, so it never waits for a round
-//! trip between tasks. Replies come back in order, so the front of a worker's queue is always
-//! the task it is running — which is what a death or a time-out costs.
+//! them to idle workers themselves, and a caller spinning for its result reads the workers'
+//! replies itself ([`Shared::read_arrived`]), so an `apply` makes no thread hop; the
+//! supervisor reads and dispatches whenever it wakes up first.
+//!
+//! When there is a backlog, a worker holds the task it runs and one queued behind it, so it
+//! never waits for a round trip between tasks; a worker whose tasks finish within
+//! [`FAST_TASK`] holds up to [`PREFETCH_FAST`], because a supervisor's wake-up can take longer
+//! than such a task. What a worker holds always fits its socket's send buffer, so a send never
+//! blocks. Replies come back in order, so the front of a worker's queue is always the task it
+//! is running — which is what a death or a time-out costs (the queued ones are requeued).
 
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, RawFd};
@@ -25,8 +30,13 @@ use crate::sys;
 
 /// Tasks a worker may hold: the running one and one queued behind it.
 const PREFETCH: usize = 2;
+/// Tasks a worker whose last task took less than [`FAST_TASK`] may hold.
+const PREFETCH_FAST: usize = 4;
+/// A task this short is over before the supervisor, woken by the previous reply, could send
+/// the next one: its worker gets [`PREFETCH_FAST`] tasks.
+const FAST_TASK: Duration = Duration::from_millis(1);
 /// The send buffer asked for on each worker's socket: room for a few inline frames (the
-/// kernel may grant less; see [`Slot::prefetch_max`]).
+/// kernel may grant less; see [`Slot::send_budget`]).
 const SEND_BUFFER: usize = 4 * (INLINE_MAX + 64);
 /// Workers that die before they are ready this many times in a row stop the pool.
 const MAX_STARTUP_FAILURES: u32 = 3;
@@ -68,12 +78,13 @@ struct Slot {
     ready: bool,
     /// Tasks sent, for `max_tasks_per_child`.
     sent: usize,
-    /// A queued (not running) task is sent ahead only if its frame's bytes on the socket are
-    /// at most this many: a third of the socket's send buffer, so that two frames always fit
-    /// and a send to a busy worker never blocks (the kernel blocks a sender only once what
-    /// is queued exceeds the buffer). A default Linux buffer (208 KiB) takes any inline
-    /// frame, so chunks of small tasks are queued back to back.
-    prefetch_max: usize,
+    /// A task is queued behind others only while the frames the worker holds, on the socket
+    /// or read, add up to at most this many bytes: half the socket's send buffer, so a send
+    /// to a busy worker never blocks (the kernel blocks a sender only once what is queued
+    /// exceeds the buffer). Linux's usual buffers take three or four inline frames.
+    send_budget: usize,
+    /// Its last task took less than [`FAST_TASK`].
+    fast: bool,
     /// Reached `max_tasks_per_child`: gets no more tasks, is closed once idle.
     retiring: bool,
     /// A send failed: the worker is dying; its end-of-file is on the way.
@@ -163,7 +174,8 @@ impl Shared {
             in_flight: VecDeque::new(),
             ready: false,
             sent: 0,
-            prefetch_max: send_buffer / 3,
+            send_budget: send_buffer / 2,
+            fast: false,
             retiring: false,
             broken: false,
             timed_out: None,
@@ -215,6 +227,44 @@ impl Shared {
     pub(crate) fn processes(&self) -> usize {
         self.config.processes
     }
+
+    /// Reads the replies that have arrived, in the calling thread, and hands freed workers
+    /// their next tasks: a caller waiting for a short task's result picks it up itself
+    /// instead of waiting for the supervisor thread to wake up for it, which on a busy
+    /// machine costs more than the task. Never blocks: does nothing while another thread
+    /// holds the pool's state. Wakes the supervisor for whatever only it handles (a death, a
+    /// stop, a worker to retire, a new task deadline), because the reply it would have woken
+    /// for is gone.
+    pub(crate) fn read_arrived(&self) {
+        let mut st = match self.state.try_lock() {
+            Ok(st) => st,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return,
+        };
+        if !matches!(st.status, Status::Open | Status::Closed) {
+            return;
+        }
+        let outstanding = st.outstanding;
+        for i in 0..st.workers.len() {
+            if !st.workers[i].in_flight.is_empty() {
+                read_replies(&mut st, i);
+            }
+        }
+        if st.outstanding == outstanding && !st.workers.iter().any(|s| s.dead) {
+            return;
+        }
+        dispatch(&mut st, &self.config);
+        let supervisor_needed = self.config.task_timeout.is_some()
+            || !matches!(st.status, Status::Open)
+            || st
+                .workers
+                .iter()
+                .any(|s| s.dead || s.broken || (s.retiring && s.in_flight.is_empty()));
+        drop(st);
+        if supervisor_needed {
+            self.wakeup.notify();
+        }
+    }
 }
 
 /// Whether `slot` may take `task` now.
@@ -224,7 +274,11 @@ fn has_room(slot: &Slot, task: &Task, backlog: bool) -> bool {
     }
     match slot.in_flight.len() {
         0 => true,
-        n => n < PREFETCH && backlog && slot.ready && task.msg.bytes().len() <= slot.prefetch_max,
+        n => {
+            let depth = if slot.fast { PREFETCH_FAST } else { PREFETCH };
+            let held: usize = slot.in_flight.iter().map(|f| f.task.msg.socket_len()).sum();
+            n < depth && backlog && slot.ready && held + task.msg.socket_len() <= slot.send_budget
+        }
     }
 }
 
@@ -423,6 +477,7 @@ fn finish_front(st: &mut State, i: usize, result: ChunkResult) {
         protocol_violation(slot, "a reply for a task it was not given");
         return;
     };
+    slot.fast = done.started.is_some_and(|t| t.elapsed() < FAST_TASK);
     if let Some(next) = slot.in_flight.front_mut() {
         next.started = Some(Instant::now());
     }
