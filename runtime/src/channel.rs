@@ -313,7 +313,7 @@ impl Encoded {
             .tail
             .as_ref()
             .map_or(&[][..], |t| &t.source.bytes()[t.range.clone()]);
-        send_frame_parts(channel.fd(), &[&self.bytes, tail], &self.fds())
+        send_frame_parts(channel.fd(), [&self.bytes, tail], &self.fds())
     }
 }
 
@@ -645,11 +645,15 @@ pub(crate) fn send_frame_bytes(
     bytes: &[u8],
     fds: &[BorrowedFd<'_>],
 ) -> Result<()> {
-    send_frame_parts(sock, &[bytes], fds)
+    send_frame_parts(sock, [bytes], fds)
 }
 
 /// [`send_frame_bytes`] for a frame held in consecutive parts, sent without joining them.
-fn send_frame_parts(sock: BorrowedFd<'_>, parts: &[&[u8]], fds: &[BorrowedFd<'_>]) -> Result<()> {
+fn send_frame_parts<const N: usize>(
+    sock: BorrowedFd<'_>,
+    parts: [&[u8]; N],
+    fds: &[BorrowedFd<'_>],
+) -> Result<()> {
     let total: usize = parts.iter().map(|p| p.len()).sum();
     let batches: Vec<&[BorrowedFd<'_>]> = fds.chunks(sys::MAX_FDS_PER_MSG).collect();
     if batches.len() > total {
@@ -668,7 +672,8 @@ fn send_frame_parts(sock: BorrowedFd<'_>, parts: &[&[u8]], fds: &[BorrowedFd<'_>
         } else {
             total
         };
-        let n = sys::send_with_fds(sock, &io_slices(parts, offset..end), attach, false)
+        let (slices, used) = io_slices(parts, offset..end);
+        let n = sys::send_with_fds(sock, &slices[..used], attach, false)
             .map_err(Error::io("send failed"))?;
         offset += n;
         if !attach.is_empty() {
@@ -678,19 +683,24 @@ fn send_frame_parts(sock: BorrowedFd<'_>, parts: &[&[u8]], fds: &[BorrowedFd<'_>
     Ok(())
 }
 
-/// The bytes `range` of `parts` laid end to end, as slices for one vectored send.
-fn io_slices<'a>(parts: &[&'a [u8]], range: Range<usize>) -> Vec<IoSlice<'a>> {
-    let mut slices = Vec::with_capacity(parts.len());
-    let mut start = 0;
+/// The bytes `range` of `parts` laid end to end, as slices for one vectored send: the first
+/// `used` of the returned ones.
+fn io_slices<'a, const N: usize>(
+    parts: [&'a [u8]; N],
+    range: Range<usize>,
+) -> ([IoSlice<'a>; N], usize) {
+    let mut slices = [IoSlice::new(&[]); N];
+    let (mut used, mut start) = (0, 0);
     for part in parts {
         let end = start + part.len();
         let (from, to) = (range.start.max(start), range.end.min(end));
         if from < to {
-            slices.push(IoSlice::new(&part[from - start..to - start]));
+            slices[used] = IoSlice::new(&part[from - start..to - start]);
+            used += 1;
         }
         start = end;
     }
-    slices
+    (slices, used)
 }
 
 #[cfg(test)]
@@ -748,7 +758,8 @@ mod tests {
         assert!(numbers(vec![true]).is_err());
         let parts: [&[u8]; 3] = [b"ab", b"", b"cde"];
         let joined = |r| {
-            io_slices(&parts, r)
+            let (slices, used) = io_slices(parts, r);
+            slices[..used]
                 .iter()
                 .flat_map(|s| s.to_vec())
                 .collect::<Vec<u8>>()

@@ -149,7 +149,13 @@ fn poll_one(fd: BorrowedFd<'_>, flags: PollFlags, timeout: Option<Duration>) -> 
 /// Blocks until `word` no longer holds `expected`, a wake arrives, or `timeout` passes.
 /// The word may live in memory shared between processes (no `FUTEX_PRIVATE_FLAG`).
 /// Spurious returns are allowed: callers re-check their condition.
+///
+/// The word must live in a [`SharedMapping`] made by `create` or `open` (with the
+/// `portable-sync` feature, the mapping's parking table serves the wait; see `park.rs`).
 pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+    if PARKING {
+        return super::park::wait(word, expected, timeout);
+    }
     let ts = timeout.map(timespec);
     // EAGAIN (value changed), ETIMEDOUT and EINTR all mean "re-check".
     let _ = futex::wait(word, futex::Flags::empty(), expected, ts.as_ref());
@@ -157,9 +163,36 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Durati
 
 /// Wakes up to `n` waiters blocked on `word` in any process (`u32::MAX`: all of them).
 pub(crate) fn futex_wake(word: &AtomicU32, n: u32) {
+    if PARKING {
+        return super::park::wake(word, n);
+    }
     // The kernel reads the count as a C `int`: `u32::MAX` would be -1, which wakes just one.
     let n = n.min(i32::MAX as u32);
     let _ = futex::wake(word, futex::Flags::empty(), n);
+}
+
+/// Whether waits on shared words use the portable parking tables instead of futexes.
+const PARKING: bool = cfg!(feature = "portable-sync");
+
+/// The bytes a mapping whose usable part is `len` bytes takes: with [`PARKING`], a parking
+/// table follows the usable part.
+fn parked_len(len: usize) -> usize {
+    if PARKING {
+        super::park::table_offset(len) + super::park::TABLE_BYTES
+    } else {
+        len
+    }
+}
+
+/// What a new mapping does with its parking table.
+#[derive(Clone, Copy, PartialEq)]
+enum Park {
+    /// None: a named segment, which other programs may share and no `mp` wait uses.
+    None,
+    /// Initialise it: the mapping is fresh memory of our own.
+    Create,
+    /// Use the one its creator initialised.
+    Attach,
 }
 
 /// The calling process's id.
@@ -343,7 +376,11 @@ pub(crate) fn wait_for_eof(fd: BorrowedFd<'_>) {
 /// and explicit copies.
 pub(crate) struct SharedMapping {
     ptr: NonNull<u8>,
+    /// The usable bytes.
     len: usize,
+    /// The bytes mapped: `len`, or more with a parking table behind them.
+    mapped: usize,
+    parked: bool,
     fd: OwnedFd,
 }
 
@@ -357,10 +394,10 @@ impl SharedMapping {
     /// Creates `len` bytes of zeroed anonymous shared memory (a memfd named `name`).
     pub(crate) fn create(name: &str, len: usize) -> io::Result<Self> {
         let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
-        rustix::fs::ftruncate(&fd, len as u64)?;
+        rustix::fs::ftruncate(&fd, parked_len(len) as u64)?;
         // Size is fixed from now on: a peer cannot shrink it under our mapping.
         rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW)?;
-        Self::map(fd, len)
+        Self::map(fd, len, Park::Create)
     }
 
     /// Maps memory received from another process; checks that it is at least `len` bytes and
@@ -368,12 +405,12 @@ impl SharedMapping {
     pub(crate) fn open(fd: OwnedFd, len: usize) -> io::Result<Self> {
         let seals = rustix::fs::fcntl_get_seals(&fd)?;
         let size = rustix::fs::fstat(&fd)?.st_size as u64;
-        if !seals.contains(SealFlags::SHRINK) || size < len as u64 {
+        if !seals.contains(SealFlags::SHRINK) || size < parked_len(len) as u64 {
             return Err(io::Error::other(
                 "shared memory descriptor is not a sealed segment of the expected size",
             ));
         }
-        Self::map(fd, len)
+        Self::map(fd, len, Park::Attach)
     }
 
     /// Creates a named POSIX shared memory segment (`/dev/shm/<name>`) of `len` zeroed bytes;
@@ -389,7 +426,7 @@ impl SharedMapping {
             let _ = rustix::shm::unlink(name);
             return Err(e.into());
         }
-        Self::map(fd, len).inspect_err(|_| {
+        Self::map(fd, len, Park::None).inspect_err(|_| {
             let _ = rustix::shm::unlink(name);
         })
     }
@@ -402,7 +439,7 @@ impl SharedMapping {
         if size == 0 {
             return Err(io::Error::other("the shared memory segment is empty"));
         }
-        Self::map(fd, size)
+        Self::map(fd, size, Park::None)
     }
 
     /// Maps a named segment's descriptor received from another process (named segments cannot
@@ -414,16 +451,18 @@ impl SharedMapping {
                 "shared memory descriptor is smaller than announced",
             ));
         }
-        Self::map(fd, len)
+        Self::map(fd, len, Park::None)
     }
 
-    fn map(fd: OwnedFd, len: usize) -> io::Result<Self> {
+    fn map(fd: OwnedFd, len: usize, park: Park) -> io::Result<Self> {
+        let parked = PARKING && park != Park::None;
+        let mapped = if parked { parked_len(len) } else { len };
         // SAFETY: a fresh mapping (null hint) of a descriptor we own; the kernel picks the
         // address, so no existing memory is affected.
         let ptr = unsafe {
             rustix::mm::mmap(
                 std::ptr::null_mut(),
-                len,
+                mapped,
                 ProtFlags::READ | ProtFlags::WRITE,
                 MapFlags::SHARED,
                 &fd,
@@ -432,7 +471,26 @@ impl SharedMapping {
         };
         let ptr =
             NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
-        Ok(Self { ptr, len, fd })
+        let mut map = Self {
+            ptr,
+            len,
+            mapped,
+            parked: false,
+            fd,
+        };
+        if !parked {
+            return Ok(map);
+        }
+        let start = ptr.as_ptr() as usize;
+        let table = start + super::park::table_offset(len);
+        if park == Park::Create {
+            // SAFETY: the table's bytes lie inside the fresh mapping (`mapped` counts them),
+            // aligned (`table_offset`), zeroed (a new memfd), and no other process has them.
+            unsafe { super::park::init_table(table as *mut u8)? };
+        }
+        super::park::register(start, start + len, table);
+        map.parked = true;
+        Ok(map)
     }
 
     /// The descriptor backing the mapping (to send it to another process).
@@ -602,9 +660,12 @@ impl SharedMapping {
 
 impl Drop for SharedMapping {
     fn drop(&mut self) {
-        // SAFETY: `ptr`/`len` describe a mapping created in `map` and not yet unmapped; no
+        if self.parked {
+            super::park::unregister(self.ptr.as_ptr() as usize);
+        }
+        // SAFETY: `ptr`/`mapped` describe a mapping created in `map` and not yet unmapped; no
         // reference into it outlives `self`.
-        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.mapped) };
     }
 }
 
@@ -839,4 +900,26 @@ pub(crate) fn wait_child_timeout(
 /// A close-on-exec duplicate of `fd`.
 pub(crate) fn dup_fd(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     Ok(rustix::io::fcntl_dupfd_cloexec(fd, 3)?)
+}
+
+#[cfg(all(test, feature = "portable-sync"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn portable_sync_gives_created_and_opened_mappings_a_parking_table() {
+        let created = SharedMapping::create("mp-test", 100).unwrap();
+        let opened = SharedMapping::open(dup_fd(created.fd()).unwrap(), 100).unwrap();
+        for map in [&created, &opened] {
+            assert!(map.parked && map.mapped > map.len);
+        }
+        let word = opened.atomic_u32(8);
+        word.store(1, std::sync::atomic::Ordering::SeqCst);
+        futex_wake(word, 1);
+        futex_wait(created.atomic_u32(8), 0, None); // differs: returns at once
+        let named = format!("/mp-park-test-{}", getpid());
+        let plain = SharedMapping::create_named(&named, 100).unwrap();
+        shm_unlink(&named).unwrap();
+        assert!(!plain.parked && plain.mapped == plain.len);
+    }
 }

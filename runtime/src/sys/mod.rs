@@ -9,7 +9,9 @@
 //!   sealed, read-only message buffers ([`SealedBuffer`]);
 //! * typed access to shared memory for [`Plain`] data (copies, atomics, and a mutable slice
 //!   for a caller that holds a lock), and named POSIX segments;
-//! * a 32-bit wait/wake primitive on a word in shared memory ([`futex_wait`], [`futex_wake`]);
+//! * a 32-bit wait/wake primitive on a word in shared memory ([`futex_wait`], [`futex_wake`]):
+//!   futexes on Linux; `park.rs` is the portable version on POSIX mutexes and condition
+//!   variables (built on Linux with the `portable-sync` feature, which the tests run too);
 //! * waking a thread that waits on several descriptors ([`Wakeup`], [`poll_many`]), and
 //!   routing `SIGINT` to a listener while a pool call blocks ([`arm_interrupts`]);
 //! * the number of usable CPUs (affinity mask and cgroup quota);
@@ -18,8 +20,8 @@
 //! * starting the current executable again with chosen descriptors inherited ([`spawn_self`]),
 //!   and a pre-`main` hook that routes such a child to its worker ([`linux::CHILD_HOOK`]).
 //!
-//! Linux is implemented; macOS needs `shm_open` in place of `memfd`, `__ulock_wait` or a
-//! pthread fallback in place of futexes, and `__mod_init_func` in place of `.init_array`.
+//! Linux is implemented; macOS needs `shm_open` in place of `memfd` and `__mod_init_func` in
+//! place of `.init_array`, and can wait with `park.rs` (or natively with `__ulock_wait`).
 
 #[cfg(target_os = "linux")]
 mod cpu;
@@ -28,6 +30,8 @@ mod interrupt;
 mod linux;
 #[cfg(target_os = "linux")]
 pub(crate) mod net;
+#[cfg_attr(not(feature = "portable-sync"), allow(dead_code))]
+mod park;
 mod plain;
 #[cfg(target_os = "linux")]
 #[cfg(target_os = "linux")]
