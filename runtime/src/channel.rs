@@ -254,7 +254,7 @@ impl Encoded {
         let tail = &source.bytes()[range.clone()];
         let mut encoded = Encoded::with_body(false, |out, fds| {
             codec::encode(header, out, fds)?;
-            out.extend_from_slice(&(count as u64).to_le_bytes());
+            codec::encode_seq_len(count, out);
             Ok(tail)
         })?;
         if encoded.sealed.is_none() && !range.is_empty() {

@@ -107,11 +107,17 @@ pub(crate) fn encode_seq<'a, T: Serialize + 'static>(
 ) -> Result<&'a [u8]> {
     match sys::numeric_bytes(items) {
         Some(bytes) => {
-            buf.extend_from_slice(&(items.len() as u64).to_le_bytes());
+            encode_seq_len(items.len(), buf);
             Ok(bytes)
         }
         None => encode(items, buf, fds).map(|()| &[][..]),
     }
+}
+
+/// Appends what precedes the values of a sequence of `count` of them: its length. Followed by
+/// the values' bytes, that is the encoding of a sequence of primitive numbers.
+pub(crate) fn encode_seq_len(count: usize, buf: &mut Vec<u8>) {
+    buf.extend_from_slice(&(count as u64).to_le_bytes());
 }
 
 /// About how many bytes one `T` takes on the wire: exact for the primitive integers and

@@ -346,7 +346,10 @@ impl Call {
             return Some(st);
         }
         let _armed = sys::arm_interrupts().ok();
-        if st.total.is_some_and(|total| total - st.completed <= 1) {
+        if st
+            .total
+            .is_some_and(|total| total.saturating_sub(st.completed) <= 1)
+        {
             // Watch for the arrival without the lock for a moment, reading the workers'
             // replies meanwhile, then check again.
             let seen = self.arrivals.load(Ordering::Acquire);

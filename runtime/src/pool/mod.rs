@@ -526,12 +526,13 @@ impl<'p> Tasks<'p> {
         self
     }
 
-    /// The chunk size for `items`: the one set, or an automatic one. Automatic is Python's
-    /// choice (about four chunks per worker), made smaller where needed so that a chunk's
-    /// tasks, and its results when their size is known, fit in one inline frame: a small
-    /// frame goes through the socket in one copy each way, while a larger one needs a shared
-    /// buffer of its own, whose set-up and page-cache work cost more than they save (a
-    /// million `u64` squares: about 8 ms in inline chunks against 13 ms in eight large ones).
+    /// The chunk size for `n` items, the first of which is `sample`: the one set, or an
+    /// automatic one. Automatic is Python's choice (about four chunks per worker), made
+    /// smaller where needed so that a chunk's tasks, and its results when their size is
+    /// known, fit in one inline frame: a small frame goes through the socket in one copy each
+    /// way, while a larger one needs a shared buffer of its own, whose set-up and page-cache
+    /// work cost more than they save (a million `u64` squares: about 8 ms in inline chunks
+    /// against 13 ms in eight large ones).
     fn chunksize_for<W: Worker>(&self, n: usize, sample: Option<&W::Args>) -> Result<usize> {
         match self.chunksize {
             Some(0) => Err(Error::InvalidArgument(

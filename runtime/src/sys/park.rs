@@ -133,15 +133,20 @@ fn bucket_of(word: &AtomicU32) -> Option<*mut Bucket> {
     Some((region.table as *mut Bucket).wrapping_add(index))
 }
 
-/// Locks a bucket's robust mutex; recovers it from a holder that died.
+/// Locks a bucket's robust mutex, recovering it from a holder that died; whether it is now
+/// held (it is not only if the mutex is broken, e.g. `ENOTRECOVERABLE`: the caller then
+/// polls instead).
 ///
 /// # Safety
 ///
 /// `bucket` is a bucket of a live, initialised table.
-unsafe fn lock(bucket: *mut Bucket) {
+#[must_use]
+unsafe fn lock(bucket: *mut Bucket) -> bool {
     // SAFETY: the caller's obligation; the mutex is process-shared and robust.
     unsafe {
-        recover(libc::pthread_mutex_lock(&raw mut (*bucket).mutex), bucket);
+        let code = libc::pthread_mutex_lock(&raw mut (*bucket).mutex);
+        recover(code, bucket);
+        code == 0 || code == libc::EOWNERDEAD
     }
 }
 
@@ -176,7 +181,10 @@ fn nap(word: &AtomicU32, expected: u32, nap: Duration) {
     // SAFETY: `word` is borrowed from a live mapping (registered above), so its table is live;
     // the mutex is held from `lock` until the unlock, and the wait releases and retakes it.
     unsafe {
-        lock(bucket);
+        if !lock(bucket) {
+            std::thread::sleep(nap.min(Duration::from_millis(1)));
+            return;
+        }
         if word.load(Ordering::SeqCst) == expected {
             let code = libc::pthread_cond_timedwait(
                 &raw mut (*bucket).cond,
@@ -195,9 +203,11 @@ pub(crate) fn wake(word: &AtomicU32, _n: u32) {
     let Some(bucket) = bucket_of(word) else {
         return;
     };
-    // SAFETY: as in `wait`.
+    // SAFETY: as in `wait`; a waiter on a broken mutex polls, so it needs no broadcast.
     unsafe {
-        lock(bucket);
+        if !lock(bucket) {
+            return;
+        }
         libc::pthread_cond_broadcast(&raw mut (*bucket).cond);
         libc::pthread_mutex_unlock(&raw mut (*bucket).mutex);
     }
@@ -307,9 +317,8 @@ mod tests {
         let table = Table::new();
         let bucket = bucket_of(table.word(5)).unwrap() as usize;
         // SAFETY: a bucket of the live table; the thread ends holding the robust mutex.
-        std::thread::spawn(move || unsafe { lock(bucket as *mut Bucket) })
-            .join()
-            .unwrap();
+        let locked = std::thread::spawn(move || unsafe { lock(bucket as *mut Bucket) });
+        assert!(locked.join().unwrap());
         wake(table.word(5), 1); // EOWNERDEAD: made consistent, not a deadlock
         table.word(5).store(7, Ordering::SeqCst);
         nap(table.word(5), 0, LONG); // the word differs: returns at once
