@@ -375,8 +375,12 @@ impl Pool {
     ) -> Result<AsyncResult<W::Output>> {
         let call = Call::new(&self.shared, W::NAME, Some(1), true);
         self.submit_chunk(worker, &call, 0, vec![args])?;
-        Ok(AsyncResult::new(call, 1, 1, |call, n, cs| {
-            let mut v = collect::<W::Output>(call, n, cs, &Progress::off())?;
+        Ok(AsyncResult::new(call, 1, 1, |call, n, chunksize| {
+            let mut one = Submitted {
+                chunksize,
+                items: n,
+            };
+            let mut v = collect::<W::Output>(call, n, &Progress::off(), &mut one)?;
             Ok(v.pop().expect("one result for one task"))
         }))
     }
@@ -558,56 +562,54 @@ impl<'p> Tasks<'p> {
         worker: W,
         items: impl IntoIterator<Item = W::Args>,
     ) -> Result<Vec<W::Output>> {
-        let (call, n, chunksize) = self.start(worker, items)?;
-        collect(&call, n, chunksize, &Progress::new(self.progress, Some(n)))
-    }
-
-    /// Starts a `map`-like call: returns it, the number of tasks and the chunk size. An input
-    /// that knows its length (a range, a vector) is cut into chunks as it is read, and each is
-    /// submitted at once, so the workers start on the first chunk while the rest is still
-    /// being read; another input is read whole first (the automatic chunk size needs the
-    /// count). The call's chunk count is fixed once the input has ended, so an iterator that
-    /// misstates its length loses or invents nothing.
-    fn start<W: Worker>(
-        &self,
-        worker: W,
-        items: impl IntoIterator<Item = W::Args>,
-    ) -> Result<(Arc<Call>, usize, usize)> {
         let items = items.into_iter();
-        match items.size_hint() {
-            (lo, Some(hi)) if lo == hi => self.submit_stream(worker, items, lo),
-            _ => {
+        match exact_len(&items) {
+            Some(n) => self.map_input(worker, items, n),
+            None => {
                 let items: Vec<W::Args> = items.collect();
                 let n = items.len();
-                self.submit_stream(worker, items.into_iter(), n)
+                self.map_input(worker, items.into_iter(), n)
             }
         }
     }
 
-    fn submit_stream<W: Worker>(
+    fn map_input<W: Worker>(
+        self,
+        worker: W,
+        input: impl Iterator<Item = W::Args>,
+        n: usize,
+    ) -> Result<Vec<W::Output>> {
+        // Enough chunks ahead that every worker holds its fill and a few more wait queued
+        // while the caller sleeps; the rest is cut from the input as results come in, so the
+        // chunks alive at once (and their memory) do not grow with the input.
+        let mut feed = self.feed(worker, input, n, 8 * self.pool.processes())?;
+        feed.refill(0)?;
+        let call = Arc::clone(&feed.call);
+        collect(&call, n, &Progress::new(self.progress, Some(n)), &mut feed)
+    }
+
+    /// A feed for a `map`-like call over `input`, which announces `n` items, keeping at most
+    /// `window` chunks in flight.
+    fn feed<W: Worker, I: Iterator<Item = W::Args>>(
         &self,
         worker: W,
-        items: impl Iterator<Item = W::Args>,
+        input: I,
         n: usize,
-    ) -> Result<(Arc<Call>, usize, usize)> {
-        let mut items = items.fuse().peekable();
-        let chunksize = self.chunksize_for::<W>(n, items.peek())?;
-        let call = Call::new(&self.pool.shared, W::NAME, None, true);
-        let (mut chunks, mut count) = (0, 0);
-        loop {
-            let chunk: Vec<W::Args> = items.by_ref().take(chunksize).collect();
-            if chunk.is_empty() {
-                break;
-            }
-            count += chunk.len();
-            if let Err(e) = self.pool.submit_chunk(worker, &call, chunks, chunk) {
-                call.cancel();
-                return Err(e);
-            }
-            chunks += 1;
-        }
-        call.set_total(chunks);
-        Ok((call, count, chunksize))
+        window: usize,
+    ) -> Result<InputFeed<'p, W, I>> {
+        let mut input = input.fuse().peekable();
+        let chunksize = self.chunksize_for::<W>(n, input.peek())?;
+        Ok(InputFeed {
+            pool: self.pool,
+            worker,
+            call: Call::new(&self.pool.shared, W::NAME, None, true),
+            input,
+            chunksize,
+            window,
+            lens: Vec::new(),
+            items: 0,
+            ended: false,
+        })
     }
 
     /// [`Pool::starmap`] with these options.
@@ -619,16 +621,41 @@ impl<'p> Tasks<'p> {
         self.map(worker, items)
     }
 
-    /// [`Pool::map_async`] with these options (the progress bar does not apply).
+    /// [`Pool::map_async`] with these options (the progress bar does not apply). Every chunk
+    /// is submitted before it returns: nobody is there to feed the workers later.
     pub fn map_async<W: Worker>(
         self,
         worker: W,
         items: impl IntoIterator<Item = W::Args>,
     ) -> Result<AsyncResult<Vec<W::Output>>> {
-        let (call, n, chunksize) = self.start(worker, items)?;
-        Ok(AsyncResult::new(call, n, chunksize, |call, n, cs| {
-            collect::<W::Output>(call, n, cs, &Progress::off())
-        }))
+        let items = items.into_iter();
+        match exact_len(&items) {
+            Some(n) => self.map_async_input(worker, items, n),
+            None => {
+                let items: Vec<W::Args> = items.collect();
+                let n = items.len();
+                self.map_async_input(worker, items.into_iter(), n)
+            }
+        }
+    }
+
+    fn map_async_input<W: Worker>(
+        self,
+        worker: W,
+        input: impl Iterator<Item = W::Args>,
+        n: usize,
+    ) -> Result<AsyncResult<Vec<W::Output>>> {
+        let mut feed = self.feed(worker, input, n, usize::MAX)?;
+        feed.refill(0)?;
+        Ok(AsyncResult::new(
+            Arc::clone(&feed.call),
+            feed.items,
+            feed.chunksize,
+            |call, items, chunksize| {
+                let mut all = Submitted { chunksize, items };
+                collect::<W::Output>(call, items, &Progress::off(), &mut all)
+            },
+        ))
     }
 
     /// [`Pool::imap`] with these options (default chunk size 1).
@@ -650,27 +677,131 @@ impl<'p> Tasks<'p> {
     }
 }
 
-/// Waits for every chunk of a call of `n` tasks in chunks of `chunksize`, decoding each as it
-/// arrives; the results in input order, or the first error in input order. Numbers are decoded
-/// straight into their place in the output; other values chunk by chunk, joined at the end.
+/// The length of an input that knows it exactly (a range, a vector): such an input is cut
+/// into chunks as it is read; another is read whole first, since the automatic chunk size
+/// needs the count.
+fn exact_len(input: &impl Iterator) -> Option<usize> {
+    match input.size_hint() {
+        (lo, Some(hi)) if lo == hi => Some(lo),
+        _ => None,
+    }
+}
+
+/// The submitting side of a `map`-like call, as [`collect`] sees it.
+trait Feed {
+    /// Submits more chunks, if any are due now that `taken` results have been taken.
+    fn refill(&mut self, taken: usize) -> Result<()>;
+    /// The number of tasks in chunk `k` (submitted already).
+    fn len_of(&self, k: usize) -> usize;
+    /// The chunk size: chunk `k` starts at task `k * chunksize`.
+    fn chunksize(&self) -> usize;
+    /// Once the input has ended and everything is submitted: the numbers of chunks and tasks.
+    fn totals(&self) -> Option<(usize, usize)>;
+}
+
+/// Cuts a call's input into chunks and submits them, keeping at most `window` chunks in
+/// flight. The call's chunk count is fixed when the input ends, so an iterator that misstates
+/// its length loses or invents nothing.
+struct InputFeed<'p, W: Worker, I: Iterator<Item = W::Args>> {
+    pool: &'p Pool,
+    worker: W,
+    call: Arc<Call>,
+    input: std::iter::Peekable<std::iter::Fuse<I>>,
+    chunksize: usize,
+    window: usize,
+    /// The length of every chunk submitted.
+    lens: Vec<usize>,
+    /// Tasks read from the input.
+    items: usize,
+    ended: bool,
+}
+
+impl<W: Worker, I: Iterator<Item = W::Args>> Feed for InputFeed<'_, W, I> {
+    fn refill(&mut self, taken: usize) -> Result<()> {
+        while !self.ended && self.lens.len() - taken < self.window {
+            let chunk: Vec<W::Args> = self.input.by_ref().take(self.chunksize).collect();
+            if chunk.is_empty() {
+                self.ended = true;
+                self.call.set_total(self.lens.len());
+                break;
+            }
+            let (k, len) = (self.lens.len(), chunk.len());
+            if let Err(e) = self.pool.submit_chunk(self.worker, &self.call, k, chunk) {
+                self.call.cancel();
+                return Err(e);
+            }
+            self.lens.push(len);
+            self.items += len;
+        }
+        Ok(())
+    }
+
+    fn len_of(&self, k: usize) -> usize {
+        self.lens[k]
+    }
+
+    fn chunksize(&self) -> usize {
+        self.chunksize
+    }
+
+    fn totals(&self) -> Option<(usize, usize)> {
+        self.ended.then_some((self.lens.len(), self.items))
+    }
+}
+
+/// A call whose `items` tasks were all submitted in chunks of `chunksize` (a `map_async`).
+struct Submitted {
+    chunksize: usize,
+    items: usize,
+}
+
+impl Feed for Submitted {
+    fn refill(&mut self, _taken: usize) -> Result<()> {
+        Ok(())
+    }
+
+    fn len_of(&self, k: usize) -> usize {
+        self.chunksize.min(self.items - k * self.chunksize)
+    }
+
+    fn chunksize(&self) -> usize {
+        self.chunksize
+    }
+
+    fn totals(&self) -> Option<(usize, usize)> {
+        Some((self.items.div_ceil(self.chunksize), self.items))
+    }
+}
+
+/// Takes every chunk of a call as it arrives, decoding each, and keeps `feed` submitting;
+/// the results in input order, or the first error in input order. `n` is the number of tasks
+/// the input announced. Numbers are decoded straight into their place in the output; other
+/// values chunk by chunk, joined at the end.
 fn collect<O: DeserializeOwned + 'static>(
     call: &Call,
     n: usize,
-    chunksize: usize,
     progress: &Progress,
+    feed: &mut dyn Feed,
 ) -> Result<Vec<O>> {
-    let chunks = n.div_ceil(chunksize);
+    let chunksize = feed.chunksize();
     let mut placed: Option<Vec<O>> = sys::numeric_zeroed(n);
-    let mut parts: Vec<Option<Vec<O>>> = (0..chunks).map(|_| None).collect();
+    let mut parts: BTreeMap<usize, Vec<O>> = BTreeMap::new();
     let mut first_error: Option<(usize, Error)> = None;
-    for _ in 0..chunks {
+    let mut taken = 0;
+    while feed.totals().is_none_or(|(chunks, _)| taken < chunks) {
         let (k, result) = call.take_any();
-        let first = k * chunksize;
-        let len = chunksize.min(n - first);
+        taken += 1;
+        let (first, len) = (k * chunksize, feed.len_of(k));
+        if let Some(out) = placed.as_mut().filter(|out| out.len() < first + len) {
+            // The input holds more than it announced.
+            out.extend(sys::numeric_zeroed::<O>(first + len - out.len()).expect("numbers"));
+        }
         let dest = placed.as_mut().map(|out| &mut out[first..first + len]);
         match Chunk::decode(result, first, len, call.worker, dest) {
             Chunk::Placed => {}
-            Chunk::Values(values) => parts[k] = Some(values),
+            Chunk::Values(values) => {
+                parts.insert(k, values);
+            }
             Chunk::Mixed(results) => {
                 let failed = results
                     .into_iter()
@@ -684,18 +815,20 @@ fn collect<O: DeserializeOwned + 'static>(
             }
         }
         progress.inc(len);
+        if let Err(e) = feed.refill(taken) {
+            first_error.get_or_insert((usize::MAX, e));
+            break;
+        }
     }
     if let Some((_, e)) = first_error {
         return Err(e);
     }
-    if let Some(out) = placed {
+    let (_, items) = feed.totals().expect("the loop ends once the input has");
+    if let Some(mut out) = placed {
+        out.truncate(items);
         return Ok(out);
     }
-    let mut out = Vec::with_capacity(n);
-    for part in parts {
-        out.extend(part.expect("every chunk arrived"));
-    }
-    Ok(out)
+    Ok(parts.into_values().flatten().collect())
 }
 
 /// The pending result of [`Pool::apply_async`], [`Pool::map_async`] or
