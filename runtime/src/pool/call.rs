@@ -319,6 +319,15 @@ impl Call {
         st.arrived.remove(&chunk).expect("arrived")
     }
 
+    /// Reads the replies that have arrived at the pool and hands its workers their next
+    /// tasks, from this thread (see [`Shared::read_arrived`]): a caller awake anyway shares
+    /// the supervisor's work.
+    pub(crate) fn help(&self) {
+        if let Some(pool) = self.pool.upgrade() {
+            pool.read_arrived();
+        }
+    }
+
     /// Waits for any chunk not yet taken and takes it (a `by_arrival` call's consumer).
     pub(crate) fn take_any(&self) -> (usize, ChunkResult) {
         let mut st = self

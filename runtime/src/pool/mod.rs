@@ -815,6 +815,10 @@ fn collect<O: DeserializeOwned + 'static>(
             }
         }
         progress.inc(len);
+        if feed.totals().is_none_or(|(chunks, _)| taken < chunks) {
+            // Awake anyway: read what else has arrived and feed the workers meanwhile.
+            call.help();
+        }
         if let Err(e) = feed.refill(taken) {
             first_error.get_or_insert((usize::MAX, e));
             break;
