@@ -373,7 +373,7 @@ struct Rx {
     start: usize,
     end: usize,
     fds: VecDeque<OwnedFd>,
-    broken: Option<String>,
+    broken: Option<Error>,
 }
 
 struct Tx {
@@ -521,12 +521,12 @@ impl Channel {
     pub(crate) fn recv_frame(&self, timeout: Option<Duration>) -> Result<Frame> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut rx = self.rx.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(why) = &rx.broken {
-            return Err(Error::Malformed(why.clone()));
+        if let Some(error) = &rx.broken {
+            return Err(error.duplicate());
         }
         let result = self.recv_locked(&mut rx, deadline);
         if let Err(e @ (Error::Malformed(_) | Error::TooLarge { .. })) = &result {
-            rx.broken = Some(e.to_string());
+            rx.broken = Some(e.duplicate());
         }
         result
     }

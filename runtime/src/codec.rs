@@ -44,7 +44,7 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
     let previous = FD_SINK.with(|s| s.replace(Some(std::mem::take(fds))));
     let result = bincode::serde::encode_into_writer(value, Sink(buf), base());
     *fds = FD_SINK.with(|s| s.replace(previous)).unwrap_or_default();
-    result.map_err(|e| Error::Encode(e.to_string()))?;
+    result.map_err(encode_error)?;
     if buf.len() as u64 > MAX_MESSAGE {
         return Err(Error::TooLarge {
             len: buf.len() as u64,
@@ -52,6 +52,24 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
         });
     }
     Ok(())
+}
+
+/// `Error::Encode` with the serializer's own message (a type's `custom` error as it wrote it).
+fn encode_error(e: bincode::error::EncodeError) -> Error {
+    Error::Encode(match e {
+        bincode::error::EncodeError::OtherString(message) => message,
+        bincode::error::EncodeError::Other(message) => message.to_owned(),
+        e => e.to_string(),
+    })
+}
+
+/// `Error::Decode` with the deserializer's own message.
+fn decode_error(e: bincode::error::DecodeError) -> Error {
+    Error::Decode(match e {
+        bincode::error::DecodeError::OtherString(message) => message,
+        bincode::error::DecodeError::Other(message) => message.to_owned(),
+        e => e.to_string(),
+    })
 }
 
 /// Decodes a `T` from exactly `bytes`, giving handles inside it the received descriptors.
@@ -78,13 +96,13 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Re
 /// of bytes it took.
 pub(crate) fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize)> {
     bincode::serde::decode_from_slice::<T, _>(bytes, base().with_limit::<0x10_0000>())
-        .map_err(|e| Error::Decode(e.to_string()))
+        .map_err(decode_error)
 }
 
 fn decode_limited<T: DeserializeOwned, const LIMIT: usize>(bytes: &[u8]) -> Result<T> {
     let (value, used) =
         bincode::serde::decode_from_slice::<T, _>(bytes, base().with_limit::<LIMIT>())
-            .map_err(|e| Error::Decode(e.to_string()))?;
+            .map_err(decode_error)?;
     if used != bytes.len() {
         return Err(Error::Decode(format!(
             "{} trailing bytes after the value",

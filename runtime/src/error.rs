@@ -39,7 +39,10 @@ impl fmt::Display for ExitStatus {
 /// Everything that can go wrong in `mp`.
 ///
 /// Messages are lowercase and say what to do where there is something to do.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Debug` prints the variant's name and its message (as `io::Error` and `anyhow` do), so a
+/// `main` that returns `mp::Result<()>`, or an `unwrap`, says what to fix.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// An OS call failed.
@@ -231,7 +234,7 @@ pub enum Error {
 
 /// How an [`Error`] travels between processes (a worker returning `mp::Result<T>`): every
 /// variant keeps its data, except OS errors, which arrive as [`Error::Remote`] with their text.
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 enum WireError {
     Remote(String),
     Encode(String),
@@ -312,12 +315,9 @@ fn to_usize(n: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
 }
 
-impl serde::Serialize for Error {
-    fn serialize<S: serde::Serializer>(
-        &self,
-        serializer: S,
-    ) -> std::result::Result<S::Ok, S::Error> {
-        let wire = match self {
+impl Error {
+    fn to_wire(&self) -> WireError {
+        match self {
             Error::Io { .. } => WireError::Remote(self.to_string()),
             Error::Remote(m) => WireError::Remote(m.clone()),
             Error::Encode(m) => WireError::Encode(m.clone()),
@@ -395,16 +395,11 @@ impl serde::Serialize for Error {
                 address: address.clone(),
                 why: why.clone(),
             },
-        };
-        wire.serialize(serializer)
+        }
     }
-}
 
-impl<'de> serde::Deserialize<'de> for Error {
-    fn deserialize<D: serde::Deserializer<'de>>(
-        deserializer: D,
-    ) -> std::result::Result<Self, D::Error> {
-        Ok(match WireError::deserialize(deserializer)? {
+    fn from_wire(wire: WireError) -> Error {
+        match wire {
             WireError::Remote(m) => Error::Remote(m),
             WireError::Encode(m) => Error::Encode(m),
             WireError::Decode(m) => Error::Decode(m),
@@ -470,7 +465,64 @@ impl<'de> serde::Deserialize<'de> for Error {
             WireError::InitializerFailed(m) => Error::InitializerFailed(m),
             WireError::AuthenticationFailed(m) => Error::AuthenticationFailed(m),
             WireError::ManagerGone { address, why } => Error::ManagerGone { address, why },
-        })
+        }
+    }
+
+    /// A copy of this error, for one failure reported to several waiters (the tasks of a lost
+    /// chunk, the calls on a broken connection). An OS error is copied as its message, in
+    /// [`Error::Remote`], as when it crosses processes.
+    pub(crate) fn duplicate(&self) -> Error {
+        match self {
+            Error::Io { context, source } => Error::Io {
+                context,
+                source: match source.raw_os_error() {
+                    Some(code) => io::Error::from_raw_os_error(code),
+                    None => io::Error::new(source.kind(), source.to_string()),
+                },
+            },
+            _ => Error::from_wire(self.to_wire()),
+        }
+    }
+
+    /// The variant's name, for `Debug`.
+    fn variant_name(&self) -> String {
+        if let Error::Io { .. } = self {
+            return "Io".to_owned();
+        }
+        let debug = format!("{:?}", self.to_wire());
+        let end = debug.find([' ', '(', '{']).unwrap_or(debug.len());
+        debug[..end].to_owned()
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io { context, source } => f
+                .debug_struct("Io")
+                .field("context", context)
+                .field("source", source)
+                .field("message", &format_args!("{self}"))
+                .finish(),
+            _ => write!(f, "{}({:?})", self.variant_name(), self.to_string()),
+        }
+    }
+}
+
+impl serde::Serialize for Error {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        self.to_wire().serialize(serializer)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Error {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        WireError::deserialize(deserializer).map(Error::from_wire)
     }
 }
 

@@ -23,6 +23,10 @@ const BOOTSTRAP_ENV: &str = "__MP_BOOTSTRAP";
 /// lines) from the pre-`main` hook and exits.
 const LIST_WORKERS_ENV: &str = "__MP_LIST_WORKERS";
 
+/// The exit code of a child that could not do what it was started for (a malformed bootstrap,
+/// arguments it cannot decode, a result it cannot send): `EX_SOFTWARE`.
+pub(crate) const CHILD_FAILED: i32 = 70;
+
 /// Set by `mp::main!` when the guarded `main` starts.
 static MAIN_ENTERED: AtomicBool = AtomicBool::new(false);
 /// Numbers `Process-N` names.
@@ -140,7 +144,7 @@ enum Outcome<T> {
         message: String,
         location: Option<String>,
     },
-    Failed(String),
+    Failed(Error),
     NotFound(String),
 }
 
@@ -234,7 +238,8 @@ impl<W: Worker> Process<W> {
             worker,
             args: Some(args),
             name,
-            daemon: false,
+            // As in Python, a process inherits the daemon flag of the process creating it.
+            daemon: identity().daemon,
             state: State::Created,
         }
     }
@@ -252,16 +257,48 @@ impl<W: Worker> Process<W> {
     }
 
     /// Marks the process as a daemon: `mp::main!` terminates it, instead of waiting for it, when
-    /// `main` returns; and it may not start children of its own.
+    /// `main` returns; and it may not start children of its own. The default is the daemon flag
+    /// of the current process (as in Python).
     ///
     /// ```
     /// # #[mp::worker] fn nothing() {}
     /// let p = mp::Process::new(nothing, ()).daemon(true);
     /// assert!(p.is_daemon());
     /// ```
+    ///
+    /// # Panics
+    /// If the process was already started (Python raises too); [`set_daemon`](Process::set_daemon)
+    /// returns an error instead.
     pub fn daemon(mut self, daemon: bool) -> Self {
-        self.daemon = daemon;
+        if let Err(e) = self.set_daemon(daemon) {
+            panic!("Process::daemon: {e}");
+        }
         self
+    }
+
+    /// Sets the daemon flag (see [`daemon`](Process::daemon)); refused with
+    /// [`Error::AlreadyStarted`] once the process was started, since the child already runs
+    /// with the flag it was given.
+    ///
+    /// ```
+    /// # mp::guard!();
+    /// #[mp::worker]
+    /// fn nothing() {}
+    ///
+    /// let mut p = mp::Process::new(nothing, ());
+    /// p.set_daemon(true)?;
+    /// p.start()?;
+    /// assert!(matches!(p.set_daemon(false), Err(mp::Error::AlreadyStarted)));
+    /// assert!(p.is_daemon());
+    /// p.join()?;
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn set_daemon(&mut self, daemon: bool) -> Result<()> {
+        if !matches!(self.state, State::Created) {
+            return Err(Error::AlreadyStarted);
+        }
+        self.daemon = daemon;
+        Ok(())
     }
 
     /// The process's name.
@@ -359,7 +396,7 @@ impl<W: Worker> Process<W> {
                 message,
                 location,
             }),
-            Some(Ok(Outcome::Failed(why))) => Err(Error::ChildFailed(why)),
+            Some(Ok(Outcome::Failed(error))) => Err(error),
             Some(Ok(Outcome::NotFound(detail))) => Err(Error::WorkerNotFound {
                 name: W::NAME.to_owned(),
                 detail,
@@ -501,9 +538,13 @@ fn liveness_read_end() -> Result<&'static OwnedFd> {
     Ok(&LIVENESS.get_or_init(|| pair).0)
 }
 
-/// Whether this binary may start children: its entry point was guarded.
+/// Whether this process may start children: its entry point was guarded, or it is itself a
+/// child started by `mp` (routed to its worker before `main`, so it can never run the
+/// unguarded user code that would fork-bomb).
 fn guarded() -> bool {
-    MAIN_ENTERED.load(Ordering::Relaxed) || !worker::GUARDS.is_empty()
+    MAIN_ENTERED.load(Ordering::Relaxed)
+        || !worker::GUARDS.is_empty()
+        || identity().parent.is_some()
 }
 
 /// Starts a child for `role`, sending it `args` after the bootstrap message.
@@ -513,7 +554,6 @@ pub(crate) fn start_child<A: Serialize + ?Sized>(
     name: &str,
     daemon: bool,
 ) -> Result<(Child, Channel)> {
-    check_may_spawn()?;
     // Encode first: a value that cannot travel fails before any process exists.
     let mut args_frame = Vec::new();
     let mut raw_fds = Vec::new();
@@ -604,6 +644,14 @@ pub fn enter_main() {
 /// children and waits for the others.
 #[doc(hidden)]
 pub fn leave_main() {
+    finish_children();
+    crate::supervision::drain_output();
+    crate::supervision::record_peak();
+}
+
+/// What a process does as it ends through `mp` (Python's `util._exit_function`): terminates
+/// its daemon children and waits for the others, so none is left running or a zombie.
+fn finish_children() {
     let running: Vec<(u32, bool)> = RUNNING.lock().unwrap_or_else(|e| e.into_inner()).clone();
     for (pid, daemon) in running {
         if daemon {
@@ -614,8 +662,6 @@ pub fn leave_main() {
     for (_, _, reaper) in detached {
         let _ = reaper.join();
     }
-    crate::supervision::drain_output();
-    crate::supervision::record_peak();
 }
 
 /// The child side, run by the pre-`main` hook: if this process was started by `mp`, run the
@@ -630,6 +676,7 @@ pub(crate) fn child_entry() {
     }
     if let Some(spec) = std::env::var_os(crate::shared::TRACKER_ENV) {
         sys::unset_env(crate::shared::TRACKER_ENV);
+        name_after_program();
         std::process::exit(crate::shared::run_tracker(&spec.to_string_lossy()));
     }
     let Some(spec) = std::env::var_os(BOOTSTRAP_ENV) else {
@@ -638,10 +685,20 @@ pub(crate) fn child_entry() {
     sys::unset_env(BOOTSTRAP_ENV);
     sys::ignore_sigpipe();
     sys::raise_fd_limit();
+    name_after_program();
     let code = run_child(&spec.to_string_lossy());
+    finish_children();
     crate::supervision::record_peak();
     crate::supervision::drain_output();
     std::process::exit(code);
+}
+
+/// Shows this child in `ps`, `top` and `pgrep` under the program's name (as Python's children
+/// show as `python`), not as `exe` (the name of `/proc/self/exe`, which it was started from).
+fn name_after_program() {
+    if let Some(name) = sys::program_name() {
+        sys::set_thread_name(&name);
+    }
 }
 
 fn run_child(spec: &str) -> i32 {
@@ -650,7 +707,7 @@ fn run_child(spec: &str) -> i32 {
         .map(|s| s.parse::<i32>().ok().and_then(sys::adopt_inherited_fd));
     let (Some(Some(boot)), Some(Some(liveness))) = (fds.next(), fds.next()) else {
         eprintln!("mp: malformed {BOOTSTRAP_ENV}={spec:?}; was this process started by mp?");
-        return 70;
+        return CHILD_FAILED;
     };
     // Die with the parent: the liveness pipe reports end-of-file when the parent is gone.
     let _ = std::thread::Builder::new()
@@ -665,7 +722,7 @@ fn run_child(spec: &str) -> i32 {
         Err(Error::Disconnected) => return 1,
         Err(e) => {
             eprintln!("mp: cannot read the bootstrap message: {e}");
-            return 70;
+            return CHILD_FAILED;
         }
     };
     let _ = IDENTITY.set(Identity {
@@ -687,7 +744,7 @@ fn run_child(spec: &str) -> i32 {
         Ok(entry) => entry,
         Err(detail) => {
             let _ = channel.send(&Outcome::<()>::NotFound(detail));
-            return 70;
+            return CHILD_FAILED;
         }
     };
     tracing::info!(target: "mp", "child process calling `{}`", entry.name);
@@ -733,13 +790,11 @@ fn invoke_call<W: Worker>(inv: Invocation<'_>) -> i32 {
     let args: W::Args = match inv.args.decode() {
         Ok(args) => args,
         Err(e) => {
-            let _ = inv.reply.send(&Outcome::<()>::Failed(format!(
-                "cannot decode the arguments: {e}"
-            )));
-            return 70;
+            let _ = inv.reply.send(&Outcome::<()>::Failed(e));
+            return CHILD_FAILED;
         }
     };
-    let outcome = match catch_panic(|| W::INSTANCE.call(args)) {
+    let outcome = match catch_panic(PanicReport::Print(W::NAME), || W::INSTANCE.call(args)) {
         Ok(value) => Outcome::Returned(value),
         Err((message, location)) => Outcome::Panicked { message, location },
     };
@@ -751,11 +806,11 @@ fn invoke_call<W: Worker>(inv: Invocation<'_>) -> i32 {
     match inv.reply.send(&outcome) {
         Ok(()) => code,
         Err(Error::Disconnected) => code,
+        // The value could not be encoded (or is over the limit): the parent gets that error
+        // as it is, `Error::Encode` or `Error::TooLarge`.
         Err(e) => {
-            let _ = inv.reply.send(&Outcome::<()>::Failed(format!(
-                "cannot send the result: {e}"
-            )));
-            70
+            let _ = inv.reply.send(&Outcome::<()>::Failed(e));
+            CHILD_FAILED
         }
     }
 }
@@ -763,11 +818,26 @@ fn invoke_call<W: Worker>(inv: Invocation<'_>) -> i32 {
 /// A caught panic: its message and `file:line:column`.
 pub(crate) type PanicInfo = (String, Option<String>);
 
+/// Whether a caught panic is also printed on this process's stderr.
+#[derive(Clone, Copy)]
+pub(crate) enum PanicReport {
+    /// A `Process`'s worker: printed once, here, as Python prints a child's traceback (the
+    /// parent gets the message and location as `Error::WorkerPanicked`).
+    Print(&'static str),
+    /// A pool task: only returned (Python's `Pool` re-raises in the caller and prints nothing
+    /// in the worker; a map of many failing tasks would flood stderr).
+    Quiet,
+}
+
 static LAST_PANIC: Mutex<Option<PanicInfo>> = Mutex::new(None);
+thread_local! {
+    /// The worker whose panic this thread prints (`PanicReport::Print`), if any.
+    static REPORT: std::cell::Cell<Option<&'static str>> = const { std::cell::Cell::new(None) };
+}
 
 /// Runs `f`, turning a panic into its message and location. The default hook's report is kept
-/// for panics on other threads; on this thread the parent reports it.
-pub(crate) fn catch_panic<R>(f: impl FnOnce() -> R) -> Result<R, PanicInfo> {
+/// for panics on other threads; on this thread `report` says whether it is printed.
+pub(crate) fn catch_panic<R>(report: PanicReport, f: impl FnOnce() -> R) -> Result<R, PanicInfo> {
     static HOOK: std::sync::Once = std::sync::Once::new();
     HOOK.call_once(|| {
         let default = panic::take_hook();
@@ -780,8 +850,15 @@ pub(crate) fn catch_panic<R>(f: impl FnOnce() -> R) -> Result<R, PanicInfo> {
             let location = info
                 .location()
                 .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
+            if let Some(worker) = REPORT.get() {
+                print_panic(worker, &message, location.as_deref());
+            }
             *LAST_PANIC.lock().unwrap_or_else(|e| e.into_inner()) = Some((message, location));
         }));
+    });
+    REPORT.set(match report {
+        PanicReport::Print(worker) => Some(worker),
+        PanicReport::Quiet => None,
     });
     panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
         LAST_PANIC
@@ -792,12 +869,65 @@ pub(crate) fn catch_panic<R>(f: impl FnOnce() -> R) -> Result<R, PanicInfo> {
     })
 }
 
+/// A child's report of its worker's panic on its own stderr: who, where, what, and a backtrace
+/// when `RUST_BACKTRACE` (or `RUST_LIB_BACKTRACE`) asks for one.
+fn print_panic(worker: &str, message: &str, location: Option<&str>) {
+    use std::backtrace::{Backtrace, BacktraceStatus};
+    use std::io::Write;
+    let me = current_process();
+    let at = location.map(|l| format!(" at {l}")).unwrap_or_default();
+    let mut text = format!(
+        "process `{}` (pid {}): worker `{worker}` panicked{at}:\n{message}\n",
+        me.name(),
+        me.pid()
+    );
+    let backtrace = Backtrace::capture();
+    match backtrace.status() {
+        BacktraceStatus::Captured => text.push_str(&format!("stack backtrace:\n{backtrace}\n")),
+        _ => text.push_str("note: run with `RUST_BACKTRACE=1` to display a backtrace\n"),
+    }
+    // One write: the report is not interleaved with other output of this process.
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
+/// A panic payload as text: the message of `panic!`, or for `panic_any` the value and its type
+/// where the type is a common one.
 fn payload_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "Box<dyn Any>".to_owned()
+        return (*s).to_owned();
     }
+    if let Some(s) = payload.downcast_ref::<String>() {
+        return s.clone();
+    }
+    macro_rules! known {
+        ($($t:ty),*) => {$(
+            if let Some(v) = payload.downcast_ref::<$t>() {
+                return format!("panic payload of type `{}`: {v:?}", stringify!($t));
+            }
+        )*};
+    }
+    known!(
+        i8,
+        i16,
+        i32,
+        i64,
+        i128,
+        isize,
+        u8,
+        u16,
+        u32,
+        u64,
+        u128,
+        usize,
+        f32,
+        f64,
+        bool,
+        char,
+        Error,
+        std::io::Error,
+        Box<dyn std::error::Error + Send + Sync>
+    );
+    "panic payload of a type other than a string (`std::panic::panic_any` with a value that \
+     is not `&str` or `String`)"
+        .to_owned()
 }

@@ -41,7 +41,7 @@ impl StopReason {
 pub(crate) enum ChunkFailure {
     Died { pid: u32, status: ExitStatus },
     Timeout { pid: u32, limit: Duration },
-    Child(String),
+    Child(Arc<Error>),
     Stopped(StopReason),
 }
 
@@ -60,7 +60,7 @@ impl ChunkFailure {
                 limit: *limit,
                 pid: *pid,
             },
-            ChunkFailure::Child(m) => Error::ChildFailed(m.clone()),
+            ChunkFailure::Child(e) => e.duplicate(),
             ChunkFailure::Stopped(reason) => reason.error(),
         }
     }

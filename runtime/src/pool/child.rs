@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::channel::{Channel, Frame};
 use crate::error::Error;
-use crate::process::{self, Invocation, InvocationKind, Target};
+use crate::process::{self, CHILD_FAILED, Invocation, InvocationKind, Target};
 use crate::sys;
 use crate::worker::{Worker, WorkerEntry};
 
@@ -35,8 +35,9 @@ pub(crate) enum FromWorker {
         /// Whether a task panicked, which selects the results' shape.
         panics: bool,
     },
-    /// The chunk could not run (undecodable arguments, unknown worker, unencodable results).
-    Failed(String),
+    /// The chunk could not run (undecodable arguments, unknown worker, unencodable results):
+    /// the error every task of the chunk gets, as it happened in the worker.
+    Failed(Error),
 }
 
 /// A task that panicked: its message and location.
@@ -57,15 +58,17 @@ pub(crate) fn serve(channel: &Channel, init: Frame) -> i32 {
             let _ = channel.send(&FromWorker::InitFailed(format!(
                 "cannot decode the initializer message: {e}"
             )));
-            return 70;
+            return CHILD_FAILED;
         }
     };
     if let Some(target) = initializer {
         let entry = match target.lookup() {
             Ok(entry) => entry,
             Err(detail) => {
-                let _ = channel.send(&FromWorker::InitFailed(not_found(&target, detail)));
-                return 70;
+                let _ = channel.send(&FromWorker::InitFailed(
+                    not_found(&target, detail).to_string(),
+                ));
+                return CHILD_FAILED;
             }
         };
         let code = (entry.invoke)(Invocation {
@@ -87,16 +90,13 @@ pub(crate) fn serve(channel: &Channel, init: Frame) -> i32 {
             Err(Error::Disconnected) => return 0,
             Err(e) => {
                 eprintln!("mp: pool worker cannot read its next task: {e}");
-                return 70;
+                return CHILD_FAILED;
             }
         };
         let (ToWorker::Task(target), body) = match frame.split_prefix::<ToWorker>() {
             Ok(split) => split,
             Err(e) => {
-                if channel
-                    .send(&FromWorker::Failed(format!("cannot decode the task: {e}")))
-                    .is_err()
-                {
+                if channel.send(&FromWorker::Failed(e)).is_err() {
                     return 0;
                 }
                 continue;
@@ -128,26 +128,27 @@ pub(crate) fn serve(channel: &Channel, init: Frame) -> i32 {
     }
 }
 
-/// The message of a worker the child's registry does not have (the same as `Process` gives).
-fn not_found(target: &Target, detail: String) -> String {
+/// The error of a worker the child's registry does not have (the same as `Process` gives).
+fn not_found(target: &Target, detail: String) -> Error {
     Error::WorkerNotFound {
         name: target.worker.clone(),
         detail,
     }
-    .to_string()
 }
 
 /// Runs `W` as a pool initializer; 0 when it returned, otherwise `InitFailed` was sent.
 pub(crate) fn run_init<W: Worker>(inv: Invocation<'_>) -> i32 {
     let failed = match inv.args.decode::<W::Args>() {
         Err(e) => format!("cannot decode the initializer's arguments: {e}"),
-        Ok(args) => match process::catch_panic(|| W::INSTANCE.call(args)) {
-            Ok(_) => return 0,
-            Err((message, location)) => match location {
-                Some(l) => format!("`{}` panicked at {l}: {message}", W::NAME),
-                None => format!("`{}` panicked: {message}", W::NAME),
-            },
-        },
+        Ok(args) => {
+            match process::catch_panic(process::PanicReport::Quiet, || W::INSTANCE.call(args)) {
+                Ok(_) => return 0,
+                Err((message, location)) => match location {
+                    Some(l) => format!("`{}` panicked at {l}: {message}", W::NAME),
+                    None => format!("`{}` panicked: {message}", W::NAME),
+                },
+            }
+        }
     };
     let _ = inv.reply.send(&FromWorker::InitFailed(failed));
     1
@@ -158,16 +159,14 @@ pub(crate) fn run_batch<W: Worker>(inv: Invocation<'_>) -> i32 {
     let args: Vec<W::Args> = match inv.args.decode_seq() {
         Ok(args) => args,
         Err(e) => {
-            let failed =
-                FromWorker::Failed(format!("cannot decode the arguments of `{}`: {e}", W::NAME));
-            return reply_code(inv.reply.send(&failed));
+            return reply_code(inv.reply.send(&FromWorker::Failed(e)));
         }
     };
     // Values are collected plainly; only a chunk with a panic pays for per-task results.
     let mut values: Vec<W::Output> = Vec::with_capacity(args.len());
     let mut panicked: Vec<(usize, Panicked)> = Vec::new();
     for (i, a) in args.into_iter().enumerate() {
-        match process::catch_panic(|| W::INSTANCE.call(a)) {
+        match process::catch_panic(process::PanicReport::Quiet, || W::INSTANCE.call(a)) {
             Ok(v) => values.push(v),
             Err((message, location)) => panicked.push((i, Panicked { message, location })),
         }
@@ -189,9 +188,10 @@ pub(crate) fn run_batch<W: Worker>(inv: Invocation<'_>) -> i32 {
             .send(&(FromWorker::Done { panics: true }, &results))
     };
     match sent {
+        // The results could not be encoded (or are over the limit): every task of the chunk
+        // gets that error as it is, `Error::Encode` or `Error::TooLarge`.
         Err(e @ (Error::Encode(_) | Error::TooLarge { .. })) => {
-            let failed = FromWorker::Failed(format!("cannot send the results: {e}"));
-            reply_code(inv.reply.send(&failed))
+            reply_code(inv.reply.send(&FromWorker::Failed(e)))
         }
         other => reply_code(other),
     }
@@ -203,7 +203,7 @@ fn reply_code(sent: crate::Result<()>) -> i32 {
         Err(Error::Disconnected) => 1,
         Err(e) => {
             eprintln!("mp: pool worker cannot send its results: {e}");
-            70
+            CHILD_FAILED
         }
     }
 }

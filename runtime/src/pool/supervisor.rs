@@ -463,8 +463,9 @@ fn read_replies(st: &mut State, i: usize) {
                     },
                 );
             }
-            FromWorker::Failed(message) => {
-                finish_front(st, i, ChunkResult::Failed(ChunkFailure::Child(message)));
+            FromWorker::Failed(error) => {
+                let failure = ChunkFailure::Child(Arc::new(error));
+                finish_front(st, i, ChunkResult::Failed(failure));
             }
         }
     }

@@ -34,14 +34,28 @@ pub(crate) fn grow_send_buffer(sock: BorrowedFd<'_>, bytes: usize) -> io::Result
     Ok(rustix::net::sockopt::socket_send_buffer_size(sock)?)
 }
 
-/// A connected pair of `AF_UNIX` stream sockets, close-on-exec.
+/// A connected pair of `AF_UNIX` stream sockets, close-on-exec, both above the standard
+/// descriptors (see [`above_stdio`]).
 pub(crate) fn socketpair_stream() -> io::Result<(OwnedFd, OwnedFd)> {
-    Ok(rustix::net::socketpair(
+    let (a, b) = rustix::net::socketpair(
         AddressFamily::UNIX,
         SocketType::STREAM,
         SocketFlags::CLOEXEC,
         None,
-    )?)
+    )?;
+    Ok((above_stdio(a)?, above_stdio(b)?))
+}
+
+/// `fd` itself, or, if it took the number of a closed standard stream (0, 1 or 2), a
+/// close-on-exec duplicate numbered 3 or above.
+///
+/// A process whose stdout or stderr is closed gets those numbers back for its next
+/// descriptors; one handed to a child there would be taken for the child's own stdout.
+pub(crate) fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    Ok(rustix::io::fcntl_dupfd_cloexec(&fd, 3)?)
 }
 
 /// A connected pair of `AF_UNIX` packet sockets (message boundaries kept), close-on-exec.
@@ -54,9 +68,10 @@ pub(crate) fn socketpair_packet() -> io::Result<(OwnedFd, OwnedFd)> {
     )?)
 }
 
-/// A close-on-exec pipe `(read, write)`.
+/// A close-on-exec pipe `(read, write)`, both ends above the standard descriptors.
 pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
+    let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    Ok((above_stdio(read)?, above_stdio(write)?))
 }
 
 /// Sends `bufs` with `fds` attached (at most [`MAX_FDS_PER_MSG`]); returns the bytes sent.
@@ -305,8 +320,9 @@ pub(crate) fn exit_now(code: i32) -> ! {
 }
 
 /// Starts the current executable again with `env` added and the descriptors `inherit` kept
-/// open (under their numbers) across `exec`; stdin is `/dev/null`, and stdout and stderr are
-/// pipes with `piped_output` (else inherited).
+/// open (under their numbers, which must be above 2) across `exec`; every other descriptor
+/// is closed in the child, whether or not it was close-on-exec (Python's `close_fds`). stdin
+/// is `/dev/null`, and stdout and stderr are pipes with `piped_output` (else inherited).
 pub(crate) fn spawn_self(
     argv0: &str,
     args: &[OsString],
@@ -323,20 +339,108 @@ pub(crate) fn spawn_self(
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let raw: Vec<RawFd> = inherit.iter().map(|fd| fd.as_raw_fd()).collect();
-    // SAFETY: the closure runs between fork and exec; it only calls `fcntl`, which is
-    // async-signal-safe, on descriptors the parent keeps open until `spawn` returns.
+    let mut keep: Vec<RawFd> = inherit.iter().map(|fd| fd.as_raw_fd()).collect();
+    if keep.iter().any(|&fd| fd < 3) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a descriptor handed to a child must be numbered above 2",
+        ));
+    }
+    keep.sort_unstable();
+    keep.dedup();
+    // Where `close_range` cannot mark descriptors (Linux before 5.11), the open ones are listed
+    // now, in the parent, since listing allocates and the closure runs after `fork`.
+    let listed: Vec<RawFd> = if close_range_cloexec_works() {
+        Vec::new()
+    } else {
+        open_fds()?
+    };
+    // SAFETY: the closure runs between fork and exec; it only calls `fcntl` and `close_range`,
+    // which are async-signal-safe, and reads vectors allocated before the fork.
     unsafe {
         cmd.pre_exec(move || {
-            for &fd in &raw {
+            for &fd in &keep {
                 if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
                     return Err(io::Error::last_os_error());
+                }
+            }
+            // Everything else closes at `exec` (std's own error pipe is close-on-exec already).
+            if listed.is_empty() {
+                let mut first = 3;
+                for &fd in keep.iter().chain(std::iter::once(&RawFd::MAX)) {
+                    if fd > first {
+                        mark_cloexec_range(first as u32, (fd - 1) as u32)?;
+                    }
+                    first = fd.saturating_add(1);
+                }
+            } else {
+                for &fd in listed.iter().filter(|&&fd| fd > 2 && !keep.contains(&fd)) {
+                    libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
                 }
             }
             Ok(())
         });
     }
     cmd.spawn()
+}
+
+/// `close_range(first, last, CLOSE_RANGE_CLOEXEC)`: marks a range of descriptors close-on-exec
+/// (async-signal-safe: it runs between `fork` and `exec`).
+fn mark_cloexec_range(first: u32, last: u32) -> io::Result<()> {
+    // SAFETY: the raw system call takes three integers and touches no memory of ours.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            last,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if r == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Whether this kernel has `close_range` with `CLOSE_RANGE_CLOEXEC` (Linux 5.11), probed once.
+fn close_range_cloexec_works() -> bool {
+    static WORKS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *WORKS.get_or_init(|| {
+        // An empty range above every possible descriptor: a no-op where supported.
+        mark_cloexec_range(u32::MAX, u32::MAX).is_ok()
+    })
+}
+
+/// The descriptors open in this process (from `/proc/self/fd`).
+fn open_fds() -> io::Result<Vec<RawFd>> {
+    let mut fds = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd")? {
+        if let Some(fd) = entry?.file_name().to_str().and_then(|n| n.parse().ok()) {
+            fds.push(fd);
+        }
+    }
+    Ok(fds)
+}
+
+/// Names this thread (`PR_SET_NAME`: what `ps`, `top` and `pgrep` show for a process's main
+/// thread), cut to the kernel's 15 bytes at a character boundary.
+pub(crate) fn set_thread_name(name: &str) {
+    let mut end = name.len().min(15);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    if let Ok(name) = std::ffi::CString::new(&name[..end]) {
+        let _ = rustix::thread::set_name(&name);
+    }
+}
+
+/// The file name of the running executable (`/proc/self/exe`'s target), as `ps` should show
+/// this program's children.
+pub(crate) fn program_name() -> Option<String> {
+    let exe = std::fs::read_link("/proc/self/exe").ok()?;
+    let name = exe.file_name()?.to_string_lossy().into_owned();
+    // A binary replaced on disk reads as "name (deleted)".
+    Some(name.trim_end_matches(" (deleted)").to_owned())
 }
 
 /// Takes ownership of an inherited descriptor named by number (from the environment).
