@@ -220,10 +220,16 @@ impl PoolBuilder {
             name: self.name,
         })?;
         let run = Arc::clone(&shared);
-        let supervisor = std::thread::Builder::new()
+        let supervisor = match std::thread::Builder::new()
             .name("mp-pool".into())
             .spawn(move || supervisor::run(run))
-            .map_err(Error::io("cannot start the pool's supervisor thread"))?;
+        {
+            Ok(supervisor) => supervisor,
+            Err(e) => {
+                shared.abandon();
+                return Err(Error::io("cannot start the pool's supervisor thread")(e));
+            }
+        };
         Ok(Pool {
             shared,
             supervisor: Some(supervisor),

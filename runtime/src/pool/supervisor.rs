@@ -143,11 +143,23 @@ impl Shared {
         });
         for _ in 0..shared.config.processes {
             let n = shared.next_number();
-            let slot = shared.spawn(n)?;
-            shared.lock().workers.push(slot);
+            match shared.spawn(n) {
+                Ok(slot) => shared.lock().workers.push(slot),
+                Err(e) => {
+                    // The workers started so far are stopped and reaped: no zombie is left
+                    // behind a pool that never existed for its caller.
+                    shut_down(&mut shared.lock());
+                    return Err(e);
+                }
+            }
         }
         register_for_interrupts(&shared);
         Ok(shared)
+    }
+
+    /// Stops and reaps the workers of a pool whose supervisor could not start.
+    pub(crate) fn abandon(&self) {
+        shut_down(&mut self.lock());
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
@@ -165,8 +177,17 @@ impl Shared {
         let init = &self.config.init;
         let (child, channel) =
             process::start_child_frame(Role::PoolWorker, init.bytes(), &init.fds(), &name, false)?;
-        let send_buffer = sys::grow_send_buffer(channel.fd(), SEND_BUFFER)
-            .map_err(Error::io("cannot read a pool worker's socket buffer size"))?;
+        let send_buffer = match sys::grow_send_buffer(channel.fd(), SEND_BUFFER) {
+            Ok(size) => size,
+            Err(e) => {
+                let mut child = child;
+                drop(channel);
+                reap(&mut child);
+                return Err(Error::io("cannot read a pool worker's socket buffer size")(
+                    e,
+                ));
+            }
+        };
         Ok(Slot {
             pid: child.id(),
             child,
