@@ -50,7 +50,7 @@ fn pools_under_descriptor_limits() -> Result<(u32, u32), String> {
         };
         rustix::process::setrlimit(rustix::process::Resource::Nofile, lowered).unwrap();
         let pool = mp::Pool::new(6);
-        rustix::process::setrlimit(rustix::process::Resource::Nofile, limit.clone()).unwrap();
+        rustix::process::setrlimit(rustix::process::Resource::Nofile, limit).unwrap();
         match pool {
             Ok(mut pool) => {
                 succeeded += 1;
