@@ -203,6 +203,12 @@ pub mod __private {
     pub use crate::sys::Plain;
     pub use crate::worker::{GUARDS, WORKERS, WorkerEntry};
 
+    /// The pid of the resource tracker this process is connected to (it connects on its
+    /// first named `SharedMemory::create`); for `mp`'s own tests.
+    pub fn resource_tracker_pid() -> Option<u32> {
+        crate::shared::tracker_pid()
+    }
+
     /// Compile-time check, emitted by `#[derive(mp::Plain)]`, that a field type is `Plain`.
     pub const fn assert_plain<T: Plain>() {}
     pub use linkme;

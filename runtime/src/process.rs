@@ -134,6 +134,8 @@ struct Bootstrap {
     daemon: bool,
     log_level: Option<u8>,
     parent: u32,
+    /// The process tree's resource tracker (see `shared/tracker.rs`).
+    tracker: String,
 }
 
 /// What the child sends back: the worker's return value, or why there is none.
@@ -597,6 +599,7 @@ pub(crate) fn start_child_frame(
         daemon,
         log_level: crate::logging::level_code(),
         parent: sys::getpid(),
+        tracker: crate::shared::tracker_tree_name().to_owned(),
     };
     let (ours, theirs) =
         sys::socketpair_stream().map_err(Error::io("cannot create a socket pair"))?;
@@ -613,8 +616,19 @@ pub(crate) fn start_child_frame(
     let rest = argv.get(1..).unwrap_or(&[]);
     let piped = crate::supervision::prefix_output();
     let inherit = [theirs.as_fd(), liveness.as_fd()];
-    let mut child = sys::spawn_self(&argv0, rest, &env, &inherit, piped)
-        .map_err(Error::io("cannot start the child process"))?;
+    let output = match piped {
+        true => sys::SpawnOutput::Piped,
+        false => sys::SpawnOutput::Inherit,
+    };
+    let mut child = sys::spawn_self(
+        &argv0,
+        rest,
+        &env,
+        &inherit,
+        output,
+        sys::Interrupts::Default,
+    )
+    .map_err(Error::io("cannot start the child process"))?;
     if piped {
         crate::supervision::forward_output(&mut child, name);
     }
@@ -730,6 +744,7 @@ fn run_child(spec: &str) -> i32 {
         daemon: bootstrap.daemon,
         parent: Some(bootstrap.parent),
     });
+    crate::shared::adopt_tracker_tree_name(bootstrap.tracker);
     crate::logging::install_from_code(bootstrap.log_level);
     let args = match channel.recv_frame(None) {
         Ok(frame) => frame,

@@ -9,5 +9,8 @@ mod value;
 
 pub use array::{Array, ArrayGuard, ArrayReadGuard, RawArray};
 pub use memory::{SharedMemory, SharedView};
-pub(crate) use tracker::{TRACKER_ENV, run as run_tracker};
+pub(crate) use tracker::{
+    TRACKER_ENV, adopt_tree_name as adopt_tracker_tree_name, run as run_tracker, tracker_pid,
+    tree_name as tracker_tree_name,
+};
 pub use value::{RawValue, Value, ValueGuard};

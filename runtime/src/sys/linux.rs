@@ -319,21 +319,42 @@ pub(crate) fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// Where a started child's stdout and stderr go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SpawnOutput {
+    /// The parent's own.
+    Inherit,
+    /// Pipes the parent reads (`cargo mp run`'s prefixed output).
+    Piped,
+}
+
+/// How a started child treats `SIGINT`, `SIGTERM` and `SIGHUP` from its first instruction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Interrupts {
+    /// As the parent does (a worker).
+    Default,
+    /// Ignored, set between `fork` and `exec` (ignored dispositions survive `exec`), so no
+    /// signal can arrive in a window before the child ignores it itself: a helper that must
+    /// outlive a Ctrl-C to clean up.
+    Ignore,
+}
+
 /// Starts the current executable again with `env` added and the descriptors `inherit` kept
 /// open (under their numbers, which must be above 2) across `exec`; every other descriptor
 /// is closed in the child, whether or not it was close-on-exec (Python's `close_fds`). stdin
-/// is `/dev/null`, and stdout and stderr are pipes with `piped_output` (else inherited).
+/// is `/dev/null`.
 pub(crate) fn spawn_self(
     argv0: &str,
     args: &[OsString],
     env: &[(&str, String)],
     inherit: &[BorrowedFd<'_>],
-    piped_output: bool,
+    output: SpawnOutput,
+    interrupts: Interrupts,
 ) -> io::Result<Child> {
     let exe = Path::new("/proc/self/exe");
     let mut cmd = Command::new(exe);
     cmd.arg0(argv0).args(args).stdin(Stdio::null());
-    if piped_output {
+    if output == SpawnOutput::Piped {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     }
     for (k, v) in env {
@@ -355,10 +376,15 @@ pub(crate) fn spawn_self(
     } else {
         open_fds()?
     };
-    // SAFETY: the closure runs between fork and exec; it only calls `fcntl` and `close_range`,
-    // which are async-signal-safe, and reads vectors allocated before the fork.
+    // SAFETY: the closure runs between fork and exec; it only calls `fcntl`, `close_range` and
+    // `signal`, which are async-signal-safe, and reads vectors allocated before the fork.
     unsafe {
         cmd.pre_exec(move || {
+            if interrupts == Interrupts::Ignore {
+                for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+                    libc::signal(signal, libc::SIG_IGN);
+                }
+            }
             for &fd in &keep {
                 if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
                     return Err(io::Error::last_os_error());
@@ -420,6 +446,12 @@ fn open_fds() -> io::Result<Vec<RawFd>> {
         }
     }
     Ok(fds)
+}
+
+/// The pid of the process at the other end of a connected `AF_UNIX` socket.
+pub(crate) fn peer_pid(sock: BorrowedFd<'_>) -> io::Result<u32> {
+    let cred = rustix::net::sockopt::socket_peercred(sock)?;
+    Ok(cred.pid.as_raw_nonzero().get() as u32)
 }
 
 /// Names this thread (`PR_SET_NAME`: what `ps`, `top` and `pgrep` show for a process's main
