@@ -470,6 +470,33 @@ impl ManagerServer {
         }
     }
 
+    /// Sets how long a client has to complete the handshake (see
+    /// [`Listener::with_handshake_timeout`]).
+    ///
+    /// ```
+    /// let server = mp::ManagerServer::bind("127.0.0.1:0", b"secret")?
+    ///     .with_handshake_timeout(std::time::Duration::from_secs(3));
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn with_handshake_timeout(self, timeout: std::time::Duration) -> ManagerServer {
+        ManagerServer {
+            listener: self.listener.with_handshake_timeout(timeout),
+        }
+    }
+
+    /// Sets how many clients may be in the middle of the handshake at once (see
+    /// [`Listener::with_max_handshakes`]).
+    ///
+    /// ```
+    /// let server = mp::ManagerServer::bind("127.0.0.1:0", b"secret")?.with_max_handshakes(16);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn with_max_handshakes(self, count: usize) -> ManagerServer {
+        ManagerServer {
+            listener: self.listener.with_max_handshakes(count),
+        }
+    }
+
     /// The address it listens on.
     pub fn address(&self) -> &Address {
         self.listener.address()
