@@ -845,6 +845,50 @@ mod tests {
     }
 
     #[test]
+    fn a_large_frame_grows_the_buffer_as_its_bytes_arrive() {
+        // Socket mode (a network peer): a header may announce up to the limit, inline.
+        let (a, b) = sys::socketpair_stream().unwrap();
+        let (a, b) = (
+            Channel::socket(a, MAX_MESSAGE),
+            Channel::socket(b, MAX_MESSAGE),
+        );
+        let len = 256 << 20;
+        let mut h = [0u8; HEADER];
+        h[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+        h[8..12].copy_from_slice(&(len as u32).to_le_bytes());
+        sys::send_with_fds(
+            a.fd(),
+            &[IoSlice::new(&h), IoSlice::new(&[0; 1000])],
+            &[],
+            false,
+        )
+        .unwrap();
+        assert!(matches!(
+            b.recv_frame(Some(Duration::from_millis(50))),
+            Err(Error::Timeout)
+        ));
+        let held = b.rx.lock().unwrap().buf.len();
+        assert!(
+            held <= 2 * (INLINE_MAX + HEADER),
+            "{held} bytes held for 1000"
+        );
+
+        // A real large frame: grown in steps while it arrives, received whole.
+        let (a, b) = sys::socketpair_stream().unwrap();
+        let (a, b) = (
+            Channel::socket(a, MAX_MESSAGE),
+            Channel::socket(b, MAX_MESSAGE),
+        );
+        let big = serde_bytes::ByteBuf::from((0..3_000_000).map(|i| i as u8).collect::<Vec<_>>());
+        let sent = big.clone();
+        let writer = std::thread::spawn(move || a.send(&sent).unwrap());
+        let got: serde_bytes::ByteBuf = b.recv_frame(None).unwrap().decode().unwrap();
+        writer.join().unwrap();
+        assert!(got == big);
+        assert!(b.rx.lock().unwrap().buf.len() <= KEEP_BUFFER);
+    }
+
+    #[test]
     fn oversized_header_rejected_before_allocation() {
         let (a, b) = pair();
         let mut h = [0u8; HEADER];

@@ -441,6 +441,40 @@ mod tests {
     }
 
     #[test]
+    fn encoding_stops_at_the_limit() {
+        use serde::ser::SerializeSeq;
+        use std::cell::Cell;
+        // `n` zeros as `u64`, produced one by one, counting how many the encoder took.
+        struct Zeros<'a>(u64, &'a Cell<u64>);
+        impl Serialize for Zeros<'_> {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                s: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
+                let mut seq = s.serialize_seq(Some(self.0 as usize))?;
+                for _ in 0..self.0 {
+                    self.1.set(self.1.get() + 1);
+                    seq.serialize_element(&0u64)?;
+                }
+                seq.end()
+            }
+        }
+        let pulled = Cell::new(0);
+        let mut buf = vec![1, 2, 3];
+        // 2^40 elements (8 TiB) against 1 MiB: would not end without the early stop.
+        let e = encode_within(&Zeros(1 << 40, &pulled), &mut buf, &mut Vec::new(), 1 << 20);
+        assert!(
+            matches!(e, Err(Error::TooLarge { len, limit: 0x10_0000 }) if len > 0x10_0000),
+            "{e:?}"
+        );
+        assert!(pulled.get() <= (1 << 17) + 1, "{}", pulled.get());
+        assert_eq!(buf, [1, 2, 3], "what was there before is kept");
+        // Exactly at the limit: accepted.
+        encode_within(&Zeros(10, &pulled), &mut buf, &mut Vec::new(), 8 + 80).unwrap();
+        assert_eq!(buf.len(), 3 + 88);
+    }
+
+    #[test]
     fn handles_need_an_mp_send() {
         assert!(push_fd(0).is_err());
         assert!(take_fd(0).is_err());

@@ -62,6 +62,11 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(2);
 /// Values are copied in and out: **mutating a value you read does not write it back** (Python's
 /// classic surprise). Use `set`, or the atomic `update` / `update_with`.
 ///
+/// Each connection to the server is authenticated once, by a handshake in which both ends
+/// prove they know the key; the requests and answers after it carry no MAC and are not
+/// encrypted (as in Python). Across untrusted networks, use an SSH tunnel or TLS. The server
+/// bounds unauthenticated peers (see [`Listener`]: 64 handshakes at once, 10 s each).
+///
 /// ```
 /// # mp::guard!();
 /// #[mp::worker]
