@@ -200,7 +200,10 @@ impl Handshake {
                 "{} does not read its handshake",
                 self.peer
             ))),
-            Err(e) => Err(Error::io("cannot send the handshake")(e)),
+            Err(e) => Err(Error::AuthenticationFailed(format!(
+                "cannot send the handshake to {}: {e}",
+                self.peer
+            ))),
         }
     }
 
@@ -240,7 +243,11 @@ impl Handshake {
                 }
                 Ok(n) => self.got += n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
-                Err(e) => return Err(Error::io("handshake: receive failed")(e)),
+                Err(e) => {
+                    return Err(Error::AuthenticationFailed(format!(
+                        "{peer} broke the connection during the handshake: {e}"
+                    )));
+                }
             }
         }
         let answer: Answer =
