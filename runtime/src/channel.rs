@@ -465,8 +465,11 @@ impl Channel {
     }
 
     /// Encodes and sends `value` as one frame. Blocks while the socket is full.
+    /// A value larger than the peer accepts is refused while it is being encoded, as soon as
+    /// its bytes pass the limit, not after it was encoded whole.
     pub(crate) fn send<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<()> {
-        self.send_body(|out, fds| codec::encode(value, out, fds).map(|()| &[][..]))
+        let limit = self.peer_limit.load(Ordering::Relaxed);
+        self.send_body(|out, fds| codec::encode_within(value, out, fds, limit).map(|()| &[][..]))
     }
 
     /// Sends the tuple `(header, items)` as one frame, numeric items copied in one piece (a
@@ -557,12 +560,20 @@ impl Channel {
         let fd_count = header.nfds + usize::from(header.out_of_line);
         // Descriptors arrive with the frame's bytes, which are all here now.
         let mut fds = codec::take_fds(&mut rx.fds, fd_count)?;
+        let mut start = 0;
         let payload = if header.out_of_line {
             let memfd = fds.pop().expect("counted above");
             Payload::Sealed(
                 sys::SealedBuffer::open(memfd, header.len)
                     .map_err(|e| Error::Malformed(format!("out-of-line payload: {e}")))?,
             )
+        } else if inline_len > KEEP_BUFFER && rx.end == body + inline_len {
+            // A large frame (socket mode) that is all the buffer holds: the buffer becomes
+            // the payload instead of being copied.
+            let mut buf = std::mem::take(&mut rx.buf);
+            buf.truncate(body + inline_len);
+            start = body;
+            Payload::Inline(buf)
         } else {
             Payload::Inline(rx.buf[body..body + inline_len].to_vec())
         };
@@ -577,7 +588,7 @@ impl Channel {
         }
         Ok(Frame {
             payload,
-            start: 0,
+            start,
             fds,
         })
     }
@@ -594,16 +605,23 @@ impl Channel {
                 if rx.end - rx.start >= MIN_READ && rx.buf.len() < KEEP_BUFFER {
                     rx.buf.resize(KEEP_BUFFER, 0);
                 }
-                if rx.start + need > rx.buf.len() || rx.buf.len() - rx.end < MIN_READ {
+                if rx.start > 0
+                    && (rx.start + need > rx.buf.len() || rx.buf.len() - rx.end < MIN_READ)
+                {
                     let (start, end) = (rx.start, rx.end);
                     rx.buf.copy_within(start..end, 0);
                     rx.end -= start;
                     rx.start = 0;
                 }
             }
-            let want = need.max(INLINE_MAX + HEADER);
-            if rx.buf.len() < want {
-                rx.buf.resize(want, 0);
+            if rx.buf.len() < INLINE_MAX + HEADER {
+                rx.buf.resize(INLINE_MAX + HEADER, 0);
+            } else if rx.start + need > rx.buf.len() && rx.buf.len() - rx.end < MIN_READ {
+                // A frame larger than the buffer (socket mode) whose bytes have filled it:
+                // grow as they arrive, doubling up to what the frame needs, so a header
+                // announcing a large frame commits no memory before its bytes come.
+                let grown = (rx.buf.len() * 2).min(rx.start + need);
+                rx.buf.resize(grown, 0);
             }
             let Rx { buf, fds, end, .. } = &mut *rx;
             // Spin briefly on non-blocking reads before paying for a sleep and a wake-up;
@@ -824,6 +842,50 @@ mod tests {
         sys::send_with_fds(a.fd(), &[IoSlice::new(&[0xAB; 32])], &[], false).unwrap();
         assert!(matches!(b.recv_frame(None), Err(Error::Malformed(_))));
         assert!(matches!(b.recv_frame(None), Err(Error::Malformed(_))));
+    }
+
+    #[test]
+    fn a_large_frame_grows_the_buffer_as_its_bytes_arrive() {
+        // Socket mode (a network peer): a header may announce up to the limit, inline.
+        let (a, b) = sys::socketpair_stream().unwrap();
+        let (a, b) = (
+            Channel::socket(a, MAX_MESSAGE),
+            Channel::socket(b, MAX_MESSAGE),
+        );
+        let len = 256 << 20;
+        let mut h = [0u8; HEADER];
+        h[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+        h[8..12].copy_from_slice(&(len as u32).to_le_bytes());
+        sys::send_with_fds(
+            a.fd(),
+            &[IoSlice::new(&h), IoSlice::new(&[0; 1000])],
+            &[],
+            false,
+        )
+        .unwrap();
+        assert!(matches!(
+            b.recv_frame(Some(Duration::from_millis(50))),
+            Err(Error::Timeout)
+        ));
+        let held = b.rx.lock().unwrap().buf.len();
+        assert!(
+            held <= 2 * (INLINE_MAX + HEADER),
+            "{held} bytes held for 1000"
+        );
+
+        // A real large frame: grown in steps while it arrives, received whole.
+        let (a, b) = sys::socketpair_stream().unwrap();
+        let (a, b) = (
+            Channel::socket(a, MAX_MESSAGE),
+            Channel::socket(b, MAX_MESSAGE),
+        );
+        let big = serde_bytes::ByteBuf::from((0..3_000_000).map(|i| i as u8).collect::<Vec<_>>());
+        let sent = big.clone();
+        let writer = std::thread::spawn(move || a.send(&sent).unwrap());
+        let got: serde_bytes::ByteBuf = b.recv_frame(None).unwrap().decode().unwrap();
+        writer.join().unwrap();
+        assert!(got == big);
+        assert!(b.rx.lock().unwrap().buf.len() <= KEEP_BUFFER);
     }
 
     #[test]

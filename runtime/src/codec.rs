@@ -32,26 +32,59 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
     buf: &mut Vec<u8>,
     fds: &mut Vec<RawFd>,
 ) -> Result<()> {
-    struct Sink<'a>(&'a mut Vec<u8>);
+    encode_within(value, buf, fds, MAX_MESSAGE)
+}
+
+/// [`encode`], appending at most `limit` bytes: the encoder stops with [`Error::TooLarge`] at
+/// the first write that would go past it, so a value far above the limit (or one that never
+/// ends) costs no more than `limit` bytes and the time to write them.
+pub(crate) fn encode_within<T: Serialize + ?Sized>(
+    value: &T,
+    buf: &mut Vec<u8>,
+    fds: &mut Vec<RawFd>,
+    limit: u64,
+) -> Result<()> {
+    struct Sink<'a> {
+        buf: &'a mut Vec<u8>,
+        /// `buf`'s length at which the limit is reached.
+        end: usize,
+        /// How far past the limit the refused write would have gone.
+        over: Option<u64>,
+    }
     impl bincode::enc::write::Writer for Sink<'_> {
         #[inline(always)]
         fn write(&mut self, bytes: &[u8]) -> std::result::Result<(), bincode::error::EncodeError> {
-            // Inlined, a fixed-size integer's write is a single store.
-            self.0.extend_from_slice(bytes);
+            if bytes.len() > self.end - self.buf.len() {
+                self.over = Some((self.buf.len() + bytes.len() - self.end) as u64);
+                return Err(bincode::error::EncodeError::Other(
+                    "the message is too large",
+                ));
+            }
+            // Inlined, a fixed-size integer's write is a compare and a single store.
+            self.buf.extend_from_slice(bytes);
             Ok(())
         }
     }
+    let start = buf.len();
+    let limit = limit.min(MAX_MESSAGE);
+    let mut sink = Sink {
+        end: start.saturating_add(usize::try_from(limit).unwrap_or(usize::MAX)),
+        buf,
+        over: None,
+    };
     let previous = FD_SINK.with(|s| s.replace(Some(std::mem::take(fds))));
-    let result = bincode::serde::encode_into_writer(value, Sink(buf), base());
+    let result = bincode::serde::encode_into_writer(value, &mut sink, base());
     *fds = FD_SINK.with(|s| s.replace(previous)).unwrap_or_default();
-    result.map_err(encode_error)?;
-    if buf.len() as u64 > MAX_MESSAGE {
+    if let Some(over) = sink.over {
+        // What was written is of no use: give it back.
+        buf.truncate(start);
+        buf.shrink_to(start.max(64 * 1024));
         return Err(Error::TooLarge {
-            len: buf.len() as u64,
-            limit: MAX_MESSAGE,
+            len: limit + over,
+            limit,
         });
     }
-    Ok(())
+    result.map_err(encode_error)
 }
 
 /// `Error::Encode` with the serializer's own message (a type's `custom` error as it wrote it).
@@ -423,6 +456,40 @@ mod tests {
         assert!(decode_seq::<u32>(&buf[..4], Vec::new()).is_err());
         assert!(decode_seq_into(&buf, &mut [0u64; 2]).unwrap().is_err());
         assert!(decode_seq_into(&buf, &mut [false; 3]).is_none());
+    }
+
+    #[test]
+    fn encoding_stops_at_the_limit() {
+        use serde::ser::SerializeSeq;
+        use std::cell::Cell;
+        // `n` zeros as `u64`, produced one by one, counting how many the encoder took.
+        struct Zeros<'a>(u64, &'a Cell<u64>);
+        impl Serialize for Zeros<'_> {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                s: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
+                let mut seq = s.serialize_seq(Some(self.0 as usize))?;
+                for _ in 0..self.0 {
+                    self.1.set(self.1.get() + 1);
+                    seq.serialize_element(&0u64)?;
+                }
+                seq.end()
+            }
+        }
+        let pulled = Cell::new(0);
+        let mut buf = vec![1, 2, 3];
+        // 2^40 elements (8 TiB) against 1 MiB: would not end without the early stop.
+        let e = encode_within(&Zeros(1 << 40, &pulled), &mut buf, &mut Vec::new(), 1 << 20);
+        assert!(
+            matches!(e, Err(Error::TooLarge { len, limit: 0x10_0000 }) if len > 0x10_0000),
+            "{e:?}"
+        );
+        assert!(pulled.get() <= (1 << 17) + 1, "{}", pulled.get());
+        assert_eq!(buf, [1, 2, 3], "what was there before is kept");
+        // Exactly at the limit: accepted.
+        encode_within(&Zeros(10, &pulled), &mut buf, &mut Vec::new(), 8 + 80).unwrap();
+        assert_eq!(buf.len(), 3 + 88);
     }
 
     #[test]

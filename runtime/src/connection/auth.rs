@@ -11,17 +11,28 @@
 //!
 //! The labels keep one side's proof from being replayed as the other's; fresh 32-byte nonces
 //! from the kernel keep a recorded exchange from being replayed at all. MACs are compared in
-//! constant time. The traffic after the handshake is authenticated but not encrypted (as in
-//! Python): across untrusted networks, tunnel it.
+//! constant time.
+//!
+//! The handshake authenticates both ends once. The frames after it carry no MAC and are not
+//! encrypted (as in Python): whoever can read or alter the traffic on the way can read or
+//! alter it. Across untrusted networks, run it through an SSH tunnel or TLS.
+//!
+//! The server side is a [`Handshake`]: a small state machine over a socket that is read
+//! only when it is readable, so one thread can drive many handshakes at once (the listener's
+//! gate, `gate.rs`) and nothing but its fixed 272-byte buffer is committed to a peer that has
+//! not proved itself.
 
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::io::IoSlice;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use crate::channel::Channel;
-use crate::codec::MAX_MESSAGE;
+use crate::channel::{self, Channel, HEADER, Header};
+use crate::codec::{self, MAX_MESSAGE};
 use crate::error::{Error, Result};
 use crate::sys;
 
@@ -112,39 +123,183 @@ fn receive<T: serde::de::DeserializeOwned>(channel: &Channel, peer: &str) -> Res
     }
 }
 
-/// The server side: challenges the client on a fresh socket-mode channel (limit
-/// [`HANDSHAKE_LIMIT`]); on success raises the channel's limit to `max_message` and returns
-/// the process id the client reports (for logs: it is the client's word).
-pub(crate) fn serve(channel: &Channel, key: &[u8], max_message: u64, peer: &str) -> Result<u32> {
-    let nonce_s = nonce()?;
-    channel.send(&Challenge {
-        magic: MAGIC,
-        version: VERSION,
-        max_message,
-        nonce: nonce_s,
-    })?;
-    let answer: Answer = receive(channel, peer)?;
-    if answer.magic != MAGIC {
-        return Err(Error::AuthenticationFailed(format!(
-            "{peer} does not speak the mp protocol (bad magic)"
-        )));
+/// The server side of one handshake, driven by its owner whenever the socket is readable:
+/// [`start`](Handshake::start) sends the challenge, [`advance`](Handshake::advance) reads the
+/// answer as its bytes arrive (exactly its bytes: what the client sends after it stays in the
+/// socket for the session) and, once it is whole, checks it and sends the verdict. Every send
+/// is a few dozen bytes on a fresh socket and never waits; no read blocks.
+pub(crate) struct Handshake {
+    sock: OwnedFd,
+    peer: String,
+    nonce: [u8; 32],
+    deadline: Instant,
+    timeout: Duration,
+    /// The answer frame, as much of it as has arrived.
+    buf: [u8; HEADER + HANDSHAKE_LIMIT as usize],
+    got: usize,
+}
+
+impl Handshake {
+    /// Challenges the peer on a freshly accepted socket; the handshake must be over within
+    /// `timeout`.
+    pub(crate) fn start(
+        sock: OwnedFd,
+        peer: String,
+        max_message: u64,
+        timeout: Duration,
+    ) -> Result<Handshake> {
+        let nonce = nonce()?;
+        let handshake = Handshake {
+            sock,
+            peer,
+            nonce,
+            deadline: Instant::now() + timeout,
+            timeout,
+            buf: [0; HEADER + HANDSHAKE_LIMIT as usize],
+            got: 0,
+        };
+        handshake.send(&Challenge {
+            magic: MAGIC,
+            version: VERSION,
+            max_message,
+            nonce,
+        })?;
+        Ok(handshake)
     }
-    if !verify(key, &[CLIENT_LABEL, &nonce_s], &answer.mac) {
-        let _ = channel.send(&Verdict {
-            accepted: false,
-            mac: [0; 32],
-        });
-        return Err(Error::AuthenticationFailed(format!(
-            "{peer} (pid {}) presented a wrong auth key",
-            answer.pid
-        )));
+
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
     }
-    channel.send(&Verdict {
-        accepted: true,
-        mac: proof(key, &[SERVER_LABEL, &answer.nonce, &nonce_s]),
-    })?;
-    channel.set_limit(max_message);
-    Ok(answer.pid)
+
+    pub(crate) fn peer(&self) -> &str {
+        &self.peer
+    }
+
+    /// When the peer's time is up.
+    pub(crate) fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// The error of a peer whose time ran out.
+    pub(crate) fn timed_out(&self) -> Error {
+        Error::AuthenticationFailed(format!(
+            "{} did not complete the handshake within {:?}",
+            self.peer, self.timeout
+        ))
+    }
+
+    /// Sends one small frame without waiting: it fits in any fresh socket's buffer, and a
+    /// peer that does not read it is not worth waiting for.
+    fn send<T: Serialize>(&self, value: &T) -> Result<()> {
+        let mut bytes = Vec::new();
+        channel::encode_frame(value, &mut bytes, &mut Vec::new())?;
+        let sent = sys::send_with_fds(self.fd(), &[IoSlice::new(&bytes)], &[], true);
+        match sent {
+            Ok(n) if n == bytes.len() => Ok(()),
+            Ok(_) => Err(Error::AuthenticationFailed(format!(
+                "{} does not read its handshake",
+                self.peer
+            ))),
+            Err(e) => Err(Error::AuthenticationFailed(format!(
+                "cannot send the handshake to {}: {e}",
+                self.peer
+            ))),
+        }
+    }
+
+    /// Reads what has arrived of the answer. `Ok(None)` while it is incomplete; once it is
+    /// whole and right, sends the verdict and returns the process id the client reports (for
+    /// logs: it is the client's word). Any error ends the handshake.
+    pub(crate) fn advance(&mut self, key: &[u8]) -> Result<Option<u32>> {
+        let peer = self.peer.clone();
+        let not_mp = |e: Error| {
+            Error::AuthenticationFailed(format!("{peer} does not speak the mp protocol ({e})"))
+        };
+        loop {
+            let want = if self.got < HEADER {
+                HEADER
+            } else {
+                let header: &[u8; HEADER] = self.buf[..HEADER].try_into().expect("header");
+                HEADER
+                    + Header::parse(header, HANDSHAKE_LIMIT, false)
+                        .map_err(not_mp)?
+                        .len
+            };
+            if self.got >= HEADER && self.got == want {
+                break;
+            }
+            let mut fds = VecDeque::new(); // none may come: dropped (closed) if any do
+            let got = sys::recv_with_fds(
+                self.sock.as_fd(),
+                &mut self.buf[self.got..want],
+                &mut fds,
+                true,
+            );
+            match got {
+                Ok(0) => {
+                    return Err(Error::AuthenticationFailed(format!(
+                        "{peer} closed the connection during the handshake"
+                    )));
+                }
+                Ok(n) => self.got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) => {
+                    return Err(Error::AuthenticationFailed(format!(
+                        "{peer} broke the connection during the handshake: {e}"
+                    )));
+                }
+            }
+        }
+        let answer: Answer =
+            codec::decode(&self.buf[HEADER..self.got], Vec::new()).map_err(not_mp)?;
+        if answer.magic != MAGIC {
+            return Err(Error::AuthenticationFailed(format!(
+                "{peer} does not speak the mp protocol (bad magic)"
+            )));
+        }
+        if !verify(key, &[CLIENT_LABEL, &self.nonce], &answer.mac) {
+            let _ = self.send(&Verdict {
+                accepted: false,
+                mac: [0; 32],
+            });
+            return Err(Error::AuthenticationFailed(format!(
+                "{peer} (pid {}) presented a wrong auth key",
+                answer.pid
+            )));
+        }
+        self.send(&Verdict {
+            accepted: true,
+            mac: proof(key, &[SERVER_LABEL, &answer.nonce, &self.nonce]),
+        })?;
+        Ok(Some(answer.pid))
+    }
+
+    /// The authenticated connection, accepting messages of up to `max_message` bytes.
+    pub(crate) fn into_channel(self, max_message: u64) -> Channel {
+        Channel::socket(self.sock, max_message)
+    }
+}
+
+/// The server side run to its end on the calling thread (tests).
+#[cfg(test)]
+pub(crate) fn serve(
+    sock: OwnedFd,
+    key: &[u8],
+    max_message: u64,
+    peer: &str,
+) -> Result<(Channel, u32)> {
+    let mut handshake = Handshake::start(sock, peer.to_owned(), max_message, HANDSHAKE_TIMEOUT)?;
+    loop {
+        if let Some(pid) = handshake.advance(key)? {
+            return Ok((handshake.into_channel(max_message), pid));
+        }
+        let left = handshake
+            .deadline()
+            .saturating_duration_since(Instant::now());
+        if !sys::poll_readable(handshake.fd(), Some(left)).map_err(Error::io("poll failed"))? {
+            return Err(handshake.timed_out());
+        }
+    }
 }
 
 /// The client side: answers the server's challenge and checks its proof; on success the
@@ -193,20 +348,17 @@ pub(crate) fn answer(channel: &Channel, key: &[u8], server: &str) -> Result<()> 
 mod tests {
     use super::*;
 
-    fn pair() -> (Channel, Channel) {
+    fn pair() -> (OwnedFd, Channel) {
         let (a, b) = sys::socketpair_stream().unwrap();
-        (
-            Channel::socket(a, HANDSHAKE_LIMIT),
-            Channel::socket(b, HANDSHAKE_LIMIT),
-        )
+        (a, Channel::socket(b, HANDSHAKE_LIMIT))
     }
 
     #[test]
     fn matching_keys_authenticate_both_ways() {
         let (s, c) = pair();
-        let server = std::thread::spawn(move || serve(&s, b"secret", 1000, "client").map(|_| s));
+        let server = std::thread::spawn(move || serve(s, b"secret", 1000, "client"));
         answer(&c, b"secret", "server").unwrap();
-        let s = server.join().unwrap().unwrap();
+        let (s, _) = server.join().unwrap().unwrap();
         // The limits moved: the client refuses to send what the server would not accept.
         let big = serde_bytes::ByteBuf::from(vec![0u8; 2000]);
         assert!(matches!(c.send(&big), Err(Error::TooLarge { .. })));
@@ -219,7 +371,7 @@ mod tests {
     #[test]
     fn wrong_key_is_rejected_on_both_sides() {
         let (s, c) = pair();
-        let server = std::thread::spawn(move || serve(&s, b"right", 1000, "client").err());
+        let server = std::thread::spawn(move || serve(s, b"right", 1000, "client").err());
         let e = answer(&c, b"wrong", "server").unwrap_err();
         assert!(matches!(e, Error::AuthenticationFailed(ref m) if m.contains("rejected")));
         let e = server.join().unwrap().unwrap();
@@ -229,7 +381,7 @@ mod tests {
     #[test]
     fn garbage_is_not_decoded() {
         let (s, c) = pair();
-        let server = std::thread::spawn(move || serve(&s, b"key", 1000, "client").err());
+        let server = std::thread::spawn(move || serve(s, b"key", 1000, "client").err());
         // A frame far above the handshake limit: rejected from its header alone.
         c.send(&serde_bytes::ByteBuf::from(vec![1u8; 10_000]))
             .unwrap();

@@ -1,14 +1,18 @@
 //! Typed connections between processes that did not start each other (Python's
 //! `multiprocessing.connection`): a [`Listener`] on a TCP or local address, [`client`] to
 //! connect, both authenticated by an auth key (`auth.rs`), carrying framed messages in socket
-//! mode (`channel.rs`). Managers talk over the same connections.
+//! mode (`channel.rs`). Connections are accepted and authenticated by a gate (`gate.rs`) that
+//! bounds how many unauthenticated peers are waited for, and for how long. Managers talk over
+//! the same connections.
 
 mod address;
 pub(crate) mod auth;
+pub(crate) mod gate;
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::BorrowedFd;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -32,6 +36,17 @@ pub const DEFAULT_MAX_MESSAGE: u64 = 64 * 1024 * 1024;
 /// decoded; one that does not is disconnected and [`accept`](Listener::accept) reports
 /// [`Error::AuthenticationFailed`], leaving the listener ready for the next.
 ///
+/// Unauthenticated peers are bounded: `accept` runs the handshakes of all waiting peers at
+/// once on its own thread, at most [`DEFAULT_MAX_HANDSHAKES`](Listener::DEFAULT_MAX_HANDSHAKES)
+/// of them (a connection beyond that closes the oldest pending one), each given
+/// [`DEFAULT_HANDSHAKE_TIMEOUT`](Listener::DEFAULT_HANDSHAKE_TIMEOUT) to finish; a pending
+/// peer costs a descriptor and a few hundred bytes. See
+/// [`with_max_handshakes`](Listener::with_max_handshakes) and
+/// [`with_handshake_timeout`](Listener::with_handshake_timeout).
+///
+/// The handshake authenticates both ends; the messages after it carry no MAC and are not
+/// encrypted (as in Python). Across untrusted networks, use an SSH tunnel or TLS.
+///
 /// ```
 /// # mp::guard!();
 /// let listener = mp::Listener::bind("127.0.0.1:0", b"secret key")?;
@@ -53,7 +68,9 @@ pub struct Listener {
     inner: net::Listener,
     address: Address,
     authkey: Vec<u8>,
-    max_message: u64,
+    limits: gate::Limits,
+    /// The handshakes in progress.
+    gate: Mutex<gate::Gate>,
     /// A socket file this listener created, removed when it closes.
     owned_path: Option<std::path::PathBuf>,
 }
@@ -62,12 +79,21 @@ impl fmt::Debug for Listener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Listener")
             .field("address", &self.address)
-            .field("max_message", &self.max_message)
+            .field("max_message", &self.limits.max_message)
+            .field("handshake_timeout", &self.limits.handshake_timeout)
+            .field("max_handshakes", &self.limits.max_handshakes)
             .finish_non_exhaustive()
     }
 }
 
 impl Listener {
+    /// How long a peer has to complete the handshake unless told otherwise
+    /// ([`with_handshake_timeout`](Listener::with_handshake_timeout)).
+    pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+    /// How many handshakes may be in progress at once unless told otherwise
+    /// ([`with_max_handshakes`](Listener::with_max_handshakes)).
+    pub const DEFAULT_MAX_HANDSHAKES: usize = 64;
+
     /// Listens on `address` (`"127.0.0.1:0"` picks a free port; see
     /// [`address`](Listener::address)). The key must not be empty.
     pub fn bind(address: impl ToAddress, authkey: impl AsRef<[u8]>) -> Result<Listener> {
@@ -94,7 +120,12 @@ impl Listener {
             inner,
             address,
             authkey,
-            max_message: DEFAULT_MAX_MESSAGE,
+            limits: gate::Limits {
+                max_message: DEFAULT_MAX_MESSAGE,
+                handshake_timeout: Listener::DEFAULT_HANDSHAKE_TIMEOUT,
+                max_handshakes: Listener::DEFAULT_MAX_HANDSHAKES,
+            },
+            gate: Mutex::new(gate::Gate::default()),
             owned_path,
         })
     }
@@ -108,7 +139,35 @@ impl Listener {
     /// # Ok::<(), mp::Error>(())
     /// ```
     pub fn with_max_message(mut self, bytes: u64) -> Listener {
-        self.max_message = bytes;
+        self.limits.max_message = bytes;
+        self
+    }
+
+    /// Sets how long a connected peer has to complete the handshake; one that has not by
+    /// then is closed (and reported by [`accept`](Listener::accept)). Default:
+    /// [`DEFAULT_HANDSHAKE_TIMEOUT`](Listener::DEFAULT_HANDSHAKE_TIMEOUT).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let listener = mp::Listener::bind("127.0.0.1:0", b"key")?
+    ///     .with_handshake_timeout(Duration::from_secs(3));
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn with_handshake_timeout(mut self, timeout: Duration) -> Listener {
+        self.limits.handshake_timeout = timeout;
+        self
+    }
+
+    /// Sets how many connected peers may be in the middle of the handshake at once (at least
+    /// one); a connection beyond that closes the oldest of them. Default:
+    /// [`DEFAULT_MAX_HANDSHAKES`](Listener::DEFAULT_MAX_HANDSHAKES).
+    ///
+    /// ```
+    /// let listener = mp::Listener::bind("127.0.0.1:0", b"key")?.with_max_handshakes(8);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn with_max_handshakes(mut self, count: usize) -> Listener {
+        self.limits.max_handshakes = count.max(1);
         self
     }
 
@@ -117,40 +176,29 @@ impl Listener {
         &self.address
     }
 
-    /// Waits for a peer, runs the handshake and returns the connection.
+    /// Waits for a peer that completes the handshake and returns its connection.
     ///
-    /// A peer with a wrong key, or that does not speak the protocol, gives
-    /// [`Error::AuthenticationFailed`] (it has been disconnected); call `accept` again.
+    /// A peer with a wrong key, that does not speak the protocol, that does not complete the
+    /// handshake in time, or that is pushed out by newer connections gives
+    /// [`Error::AuthenticationFailed`] (it has been disconnected); call `accept` again. The
+    /// other peers' handshakes go on meanwhile.
     pub fn accept<S, R>(&self) -> Result<NetConnection<S, R>> {
-        let (channel, peer) = self.accept_channel()?;
-        Ok(NetConnection::from_channel(channel, peer))
+        loop {
+            match self.next_event(None)? {
+                gate::Event::Accepted { channel, peer, .. } => {
+                    return Ok(NetConnection::from_channel(channel, peer));
+                }
+                gate::Event::Failed(e) => return Err(e),
+                gate::Event::Woken => {}
+            }
+        }
     }
 
-    /// Accepts a connection and authenticates it; the channel then takes `max_message`.
-    fn accept_channel(&self) -> Result<(Channel, String)> {
-        let (sock, peer) = self.accept_raw()?;
-        let (channel, _) = self.authenticate(sock, &peer)?;
-        Ok((channel, peer))
-    }
-
-    /// Accepts a connection without authenticating it yet (a server does that on the
-    /// connection's own thread, so a slow peer cannot hold up the others).
-    pub(crate) fn accept_raw(&self) -> Result<(OwnedFd, String)> {
-        self.inner
-            .accept()
-            .map_err(Error::io("cannot accept a connection"))
-    }
-
-    /// Runs the server side of the handshake on an accepted socket; returns the channel and
-    /// the process id the client reports.
-    pub(crate) fn authenticate(&self, sock: OwnedFd, peer: &str) -> Result<(Channel, u32)> {
-        let channel = Channel::socket(sock, auth::HANDSHAKE_LIMIT);
-        let pid = auth::serve(&channel, &self.authkey, self.max_message, peer)?;
-        Ok((channel, pid))
-    }
-
-    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
-        self.inner.fd()
+    /// Advances the handshakes in progress and accepts new connections until one
+    /// authenticates, one fails, or `wake` is readable (a server's stop).
+    pub(crate) fn next_event(&self, wake: Option<BorrowedFd<'_>>) -> Result<gate::Event> {
+        let mut gate = self.gate.lock().unwrap_or_else(PoisonError::into_inner);
+        gate.next(&self.inner, &self.authkey, self.limits, wake)
     }
 }
 

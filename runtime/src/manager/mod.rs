@@ -62,6 +62,11 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(2);
 /// Values are copied in and out: **mutating a value you read does not write it back** (Python's
 /// classic surprise). Use `set`, or the atomic `update` / `update_with`.
 ///
+/// Each connection to the server is authenticated once, by a handshake in which both ends
+/// prove they know the key; the requests and answers after it carry no MAC and are not
+/// encrypted (as in Python). Across untrusted networks, use an SSH tunnel or TLS. The server
+/// bounds unauthenticated peers (see [`Listener`]: 64 handshakes at once, 10 s each).
+///
 /// ```
 /// # mp::guard!();
 /// #[mp::worker]
@@ -467,6 +472,33 @@ impl ManagerServer {
     pub fn with_max_message(self, bytes: u64) -> ManagerServer {
         ManagerServer {
             listener: self.listener.with_max_message(bytes),
+        }
+    }
+
+    /// Sets how long a client has to complete the handshake (see
+    /// [`Listener::with_handshake_timeout`]).
+    ///
+    /// ```
+    /// let server = mp::ManagerServer::bind("127.0.0.1:0", b"secret")?
+    ///     .with_handshake_timeout(std::time::Duration::from_secs(3));
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn with_handshake_timeout(self, timeout: std::time::Duration) -> ManagerServer {
+        ManagerServer {
+            listener: self.listener.with_handshake_timeout(timeout),
+        }
+    }
+
+    /// Sets how many clients may be in the middle of the handshake at once (see
+    /// [`Listener::with_max_handshakes`]).
+    ///
+    /// ```
+    /// let server = mp::ManagerServer::bind("127.0.0.1:0", b"secret")?.with_max_handshakes(16);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn with_max_handshakes(self, count: usize) -> ManagerServer {
+        ManagerServer {
+            listener: self.listener.with_max_handshakes(count),
         }
     }
 

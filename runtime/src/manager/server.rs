@@ -1,4 +1,6 @@
-//! The manager server: one thread per authenticated connection, a store of objects held as
+//! The manager server: handshakes run by the listener's gate on the accepting thread
+//! (`connection/gate.rs`: bounded in number and time), then one thread per authenticated
+//! connection, a store of objects held as
 //! opaque blobs, reference counts by attached connections and transfer tokens, and blocking
 //! operations that wait on the server while watching their client. Protocol: `README.md`.
 
@@ -15,6 +17,7 @@ use super::protocol::{
 };
 use crate::channel::Channel;
 use crate::connection::Listener;
+use crate::connection::gate::Event;
 use crate::error::{Error, Result};
 use crate::sys;
 
@@ -265,23 +268,21 @@ impl Server {
     }
 
     /// Accepts connections until a client asks for `Shutdown`; then closes every connection.
+    /// The handshakes run here, on this thread, under the listener's bounds; a connection
+    /// gets its own thread only once its peer has authenticated.
     pub(crate) fn serve(self: &Arc<Server>) -> Result<()> {
-        let mut ready = Vec::new();
         while !self.stopping.load(Ordering::Acquire) {
-            sys::poll_many(&[self.listener.fd(), self.wake.fd()], None, &mut ready)
-                .map_err(Error::io("manager: poll failed"))?;
-            if self.stopping.load(Ordering::Acquire) {
-                break;
-            }
-            if !ready.contains(&0) {
-                continue;
-            }
-            let (sock, peer) = match self.listener.accept_raw() {
-                Ok(accepted) => accepted,
-                Err(e) => {
+            let (channel, peer, pid) = match self.listener.next_event(Some(self.wake.fd()))? {
+                Event::Accepted { channel, peer, pid } => (channel, peer, pid),
+                Event::Woken => continue,
+                Event::Failed(e @ Error::Io { .. }) => {
                     tracing::warn!(target: "mp", "manager: {e}");
                     // Out of descriptors, for instance: do not spin.
                     std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+                Event::Failed(e) => {
+                    tracing::warn!(target: "mp", "manager: {e}");
                     continue;
                 }
             };
@@ -292,7 +293,7 @@ impl Server {
             let server = self.clone();
             let thread = std::thread::Builder::new()
                 .name("mp-manager-conn".into())
-                .spawn(move || server.connection(sock, peer));
+                .spawn(move || server.connection(channel, peer, pid));
             match thread {
                 Ok(t) => {
                     let mut threads = lock(&self.threads);
@@ -333,14 +334,8 @@ impl Server {
         }
     }
 
-    fn connection(self: Arc<Server>, sock: std::os::fd::OwnedFd, peer: String) {
-        let (channel, pid) = match self.listener.authenticate(sock, &peer) {
-            Ok((channel, pid)) => (Arc::new(channel), pid),
-            Err(e) => {
-                tracing::warn!(target: "mp", "manager: {e}");
-                return;
-            }
-        };
+    fn connection(self: Arc<Server>, channel: Channel, peer: String, pid: u32) {
+        let channel = Arc::new(channel);
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
         lock(&self.conns).insert(conn, channel.clone());
         let mut session = Session {
