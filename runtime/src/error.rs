@@ -3,6 +3,10 @@
 use std::fmt;
 use std::io;
 
+/// The exit code of a child that could not do what it was started for (a malformed bootstrap,
+/// arguments it cannot decode, a result it cannot send): `EX_SOFTWARE`.
+pub(crate) const CHILD_FAILED: i32 = 70;
+
 /// The result type of `mp` operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

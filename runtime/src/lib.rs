@@ -52,6 +52,7 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+mod bootstrap;
 mod channel;
 mod codec;
 mod connection;
@@ -199,8 +200,10 @@ macro_rules! guard {
 #[doc(hidden)]
 pub mod __private {
     //! Names used by generated code. Not public API.
-    pub use crate::process::{Invocation, enter_main, leave_main};
+    pub use crate::bootstrap::reap::leave_main;
+    pub use crate::bootstrap::route::enter_main;
     pub use crate::sys::Plain;
+    pub use crate::worker::Invocation;
     pub use crate::worker::{GUARDS, WORKERS, WorkerEntry};
 
     /// The pid of the resource tracker this process is connected to (it connects on its

@@ -1,8 +1,10 @@
 //! The worker registry: `#[mp::worker]` functions listed in a link-time table
 //! (`linkme::distributed_slice`), found by name in the child, which is the same binary.
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::channel::{Channel, Frame};
 
 /// A function that can run in another process: what `#[mp::worker]` makes of a `fn`.
 ///
@@ -62,19 +64,42 @@ pub struct WorkerEntry {
     /// `file:line` of the definition, which tells apart workers of one name in one module
     /// (fns local to different function bodies).
     pub location: &'static str,
-    /// Runs the worker on an invocation; returns the process exit code.
-    pub invoke: fn(crate::process::Invocation<'_>) -> i32,
+    /// One call (a `Process`): decodes the arguments, calls, replies with the outcome; returns
+    /// the process's exit code.
+    pub call_one: fn(Invocation<'_>) -> i32,
+    /// A pool's initializer; 0 when it returned.
+    pub pool_init: fn(Invocation<'_>) -> i32,
+    /// A chunk of pool tasks; 0 when the results were sent.
+    pub pool_chunk: fn(Invocation<'_>) -> i32,
 }
 
-impl WorkerEntry {
-    /// The entry for worker `W`, defined at `location`.
-    pub const fn new<W: Worker>(location: &'static str) -> WorkerEntry {
-        WorkerEntry {
-            name: W::NAME,
-            signature: W::SIGNATURE,
-            location,
-            invoke: crate::process::invoke::<W>,
+/// A worker call in a child: the encoded arguments and where the result goes.
+#[doc(hidden)]
+pub struct Invocation<'a> {
+    pub(crate) args: Frame,
+    pub(crate) reply: &'a Channel,
+}
+
+/// A registered worker, named the way a child's registry finds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Target {
+    pub(crate) worker: String,
+    signature: String,
+    location: String,
+}
+
+impl Target {
+    pub(crate) fn of(entry: &WorkerEntry) -> Target {
+        Target {
+            worker: entry.name.to_owned(),
+            signature: entry.signature.to_owned(),
+            location: entry.location.to_owned(),
         }
+    }
+
+    /// The child's registry entry for this target, or why there is none.
+    pub(crate) fn lookup(&self) -> std::result::Result<&'static WorkerEntry, String> {
+        lookup(&self.worker, &self.signature, &self.location)
     }
 }
 

@@ -32,11 +32,11 @@ pub use value::ValueProxy;
 use handle::{Endpoint, Handle, type_of};
 use protocol::{Blob, Init, Kind, Op, Reply, Request, unexpected};
 
+use crate::bootstrap::spawn::{Role, start_child};
 use crate::channel::{Channel, Frame};
 use crate::codec;
 use crate::connection::{Address, DEFAULT_MAX_MESSAGE, Listener, ToAddress, auth};
 use crate::error::{Error, Result, SendError};
-use crate::process::{self, Role};
 use crate::sys;
 
 /// How long a new server process may take to report that it is up.
@@ -383,8 +383,7 @@ impl ManagerBuilder {
             authkey: Bytes(authkey.clone()),
             max_message: self.max_message,
         };
-        let (mut child, channel) =
-            process::start_child(Role::ManagerServer, &spec, "mp-manager", false)?;
+        let (mut child, channel) = start_child(Role::ManagerServer, &spec, "mp-manager", false)?;
         // The server owns the listening socket now (it removes a socket file when it stops).
         drop(spec);
         let started = channel

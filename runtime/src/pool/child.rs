@@ -10,10 +10,12 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::bootstrap::panic::{PanicReport, catch_panic};
 use crate::channel::{Channel, Frame};
+use crate::error::CHILD_FAILED;
 use crate::error::Error;
-use crate::process::{self, CHILD_FAILED, Invocation, InvocationKind, Target};
 use crate::sys;
+use crate::worker::{Invocation, Target};
 use crate::worker::{Worker, WorkerEntry};
 
 /// Parent → worker header.
@@ -71,10 +73,9 @@ pub(crate) fn serve(channel: &Channel, init: Frame) -> i32 {
                 return CHILD_FAILED;
             }
         };
-        let code = (entry.invoke)(Invocation {
+        let code = (entry.pool_init)(Invocation {
             args: init,
             reply: channel,
-            kind: InvocationKind::PoolInit,
         });
         if code != 0 {
             return code;
@@ -116,10 +117,9 @@ pub(crate) fn serve(channel: &Channel, init: Frame) -> i32 {
                 continue;
             }
         };
-        let code = (entry.invoke)(Invocation {
+        let code = (entry.pool_chunk)(Invocation {
             args: body,
             reply: channel,
-            kind: InvocationKind::PoolBatch,
         });
         if code != 0 {
             return code;
@@ -140,15 +140,13 @@ fn not_found(target: &Target, detail: String) -> Error {
 pub(crate) fn run_init<W: Worker>(inv: Invocation<'_>) -> i32 {
     let failed = match inv.args.decode::<W::Args>() {
         Err(e) => format!("cannot decode the initializer's arguments: {e}"),
-        Ok(args) => {
-            match process::catch_panic(process::PanicReport::Quiet, || W::INSTANCE.call(args)) {
-                Ok(_) => return 0,
-                Err((message, location)) => match location {
-                    Some(l) => format!("`{}` panicked at {l}: {message}", W::NAME),
-                    None => format!("`{}` panicked: {message}", W::NAME),
-                },
-            }
-        }
+        Ok(args) => match catch_panic(PanicReport::Quiet, || W::INSTANCE.call(args)) {
+            Ok(_) => return 0,
+            Err((message, location)) => match location {
+                Some(l) => format!("`{}` panicked at {l}: {message}", W::NAME),
+                None => format!("`{}` panicked: {message}", W::NAME),
+            },
+        },
     };
     let _ = inv.reply.send(&FromWorker::InitFailed(failed));
     1
@@ -166,7 +164,7 @@ pub(crate) fn run_batch<W: Worker>(inv: Invocation<'_>) -> i32 {
     let mut values: Vec<W::Output> = Vec::with_capacity(args.len());
     let mut panicked: Vec<(usize, Panicked)> = Vec::new();
     for (i, a) in args.into_iter().enumerate() {
-        match process::catch_panic(process::PanicReport::Quiet, || W::INSTANCE.call(a)) {
+        match catch_panic(PanicReport::Quiet, || W::INSTANCE.call(a)) {
             Ok(v) => values.push(v),
             Err((message, location)) => panicked.push((i, Panicked { message, location })),
         }

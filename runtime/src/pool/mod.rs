@@ -5,7 +5,7 @@
 //! wire protocol and the worker side.
 
 mod call;
-mod child;
+pub(crate) mod child;
 mod executor;
 mod progress;
 mod supervisor;
@@ -27,11 +27,11 @@ use self::supervisor::{Config, Shared, Status, Task};
 use crate::channel::{self, Encoded, INLINE_MAX};
 use crate::codec;
 use crate::error::{Error, Result};
-use crate::process::Target;
 use crate::sys;
+use crate::worker::Target;
 use crate::worker::Worker;
 
-pub(crate) use child::{run_batch, run_init, serve};
+pub(crate) use child::serve;
 pub use executor::{AsCompleted, Executor, as_completed};
 
 /// The payload of a chunk chosen automatically stays within this many bytes, which leaves

@@ -23,9 +23,10 @@ use std::time::{Duration, Instant};
 
 use super::call::{Call, ChunkFailure, ChunkResult, StopReason};
 use super::child::FromWorker;
+use crate::bootstrap::reap::status_of;
+use crate::bootstrap::spawn::{Role, start_child_frame};
 use crate::channel::{Channel, Encoded, INLINE_MAX};
 use crate::error::{Error, ExitStatus, Result};
-use crate::process::{self, Role};
 use crate::sys;
 
 /// Tasks a worker may hold: the running one and one queued behind it.
@@ -176,7 +177,7 @@ impl Shared {
         let name = format!("{}-{n}", self.config.name);
         let init = &self.config.init;
         let (child, channel) =
-            process::start_child_frame(Role::PoolWorker, init.bytes(), &init.fds(), &name, false)?;
+            start_child_frame(Role::PoolWorker, init.bytes(), &init.fds(), &name, false)?;
         let send_buffer = match sys::grow_send_buffer(channel.fd(), SEND_BUFFER) {
             Ok(size) => size,
             Err(e) => {
@@ -604,7 +605,7 @@ fn reap(child: &mut Child) -> ExitStatus {
             child.wait().ok()
         }
     };
-    let status = status.map_or(ExitStatus::Exited(-1), process::status_of);
+    let status = status.map_or(ExitStatus::Exited(-1), status_of);
     crate::supervision::record_exit(child.id(), status);
     status
 }

@@ -198,7 +198,7 @@ pub(crate) fn run(spec: &str) -> i32 {
     sys::ignore_interrupts();
     let Some(fd) = spec.parse().ok().and_then(sys::adopt_inherited_fd) else {
         eprintln!("mp: malformed {TRACKER_ENV}={spec:?}");
-        return crate::process::CHILD_FAILED;
+        return crate::error::CHILD_FAILED;
     };
     serve(Listener::from_fd(fd, false));
     0

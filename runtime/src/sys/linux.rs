@@ -910,7 +910,7 @@ impl Drop for SealedBuffer {
 pub(crate) static CHILD_HOOK: extern "C" fn() = child_hook;
 
 extern "C" fn child_hook() {
-    crate::process::child_entry();
+    crate::bootstrap::route::child_entry();
 }
 
 /// Borrows a raw descriptor that the caller knows is open for `'a`.

@@ -1,0 +1,94 @@
+//! Children after their start: the running and the detached (a dropped running `Process`, waited
+//! for by a reaper thread), and what a process does as it ends through `mp` (daemons
+//! terminated, the others waited for), as Python's `util._exit_function` does.
+
+use std::process::Child;
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+
+use crate::error::{Error, ExitStatus, Result};
+use crate::sys;
+
+pub(crate) fn status_of(status: std::process::ExitStatus) -> ExitStatus {
+    use std::os::unix::process::ExitStatusExt;
+    match status.signal() {
+        Some(signal) => ExitStatus::Signaled(signal),
+        None => ExitStatus::Exited(status.code().unwrap_or(-1)),
+    }
+}
+
+pub(crate) fn wait_child(child: &mut Child) -> Result<ExitStatus> {
+    let status = child
+        .wait()
+        .map(status_of)
+        .map_err(Error::io("cannot wait for the child"))?;
+    crate::supervision::record_exit(child.id(), status);
+    Ok(status)
+}
+
+/// Children that are running, by pid, with whether they are daemons.
+static RUNNING: Mutex<Vec<(u32, bool)>> = Mutex::new(Vec::new());
+/// Reapers of children whose handles were dropped while running: `(pid, daemon, reaper)`.
+static DETACHED: Mutex<Vec<(u32, bool, JoinHandle<()>)>> = Mutex::new(Vec::new());
+
+pub(crate) fn register_running(pid: u32, daemon: bool) {
+    RUNNING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((pid, daemon));
+}
+
+pub(crate) fn unregister_running(pid: u32) {
+    RUNNING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|&(p, _)| p != pid);
+}
+
+pub(crate) fn detach(mut child: Child) {
+    let pid = child.id();
+    let daemon = RUNNING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .find(|&&(p, _)| p == pid)
+        .is_some_and(|&(_, d)| d);
+    let reaper = std::thread::Builder::new()
+        .name(format!("mp-reaper-{pid}"))
+        .spawn(move || {
+            if let Ok(status) = child.wait() {
+                crate::supervision::record_exit(pid, status_of(status));
+            }
+            unregister_running(pid);
+        });
+    if let Ok(reaper) = reaper {
+        DETACHED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((pid, daemon, reaper));
+    }
+}
+
+/// Called by `mp::main!` after the user's `main` body: like Python at exit, terminates daemon
+/// children and waits for the others.
+#[doc(hidden)]
+pub fn leave_main() {
+    finish_children();
+    crate::supervision::drain_output();
+    crate::supervision::record_peak();
+}
+
+/// What a process does as it ends through `mp` (Python's `util._exit_function`): terminates
+/// its daemon children and waits for the others, so none is left running or a zombie.
+pub(crate) fn finish_children() {
+    let running: Vec<(u32, bool)> = RUNNING.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for (pid, daemon) in running {
+        if daemon {
+            let _ = sys::kill(pid, libc::SIGTERM);
+        }
+    }
+    let detached = std::mem::take(&mut *DETACHED.lock().unwrap_or_else(|e| e.into_inner()));
+    for (_, _, reaper) in detached {
+        let _ = reaper.join();
+    }
+}

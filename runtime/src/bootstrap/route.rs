@@ -1,0 +1,200 @@
+//! The pre-`main` router: what this process is, decided before any user code runs (one
+//! `match` over roles: a worker listing, the resource tracker, a child started by `mp` for a
+//! call, as a pool worker or as a manager server; otherwise the program itself). The `sys` hook
+//! that calls [`child_entry`] is the crate's one deliberate upward arrow.
+//!
+//! At the top of the module graph: it may import every module, and nothing imports it but
+//! `lib.rs` and that hook.
+
+use std::os::fd::AsFd;
+
+use super::identity::{self, Identity};
+use super::panic::{PanicReport, catch_panic};
+use super::reap::finish_children;
+use super::spawn::{BOOTSTRAP_ENV, Bootstrap, Outcome, Role, mark_main_entered};
+use crate::channel::{Channel, Frame};
+use crate::error::{CHILD_FAILED, Error};
+use crate::sys;
+use crate::worker::{Invocation, Worker, WorkerEntry};
+
+/// Set by `cargo mp workers`: the binary prints its workers (`name\tsignature\tlocation`
+/// lines) from the pre-`main` hook and exits.
+const LIST_WORKERS_ENV: &str = "__MP_LIST_WORKERS";
+
+/// Called by `mp::main!` before the user's `main` body.
+#[doc(hidden)]
+pub fn enter_main() {
+    mark_main_entered();
+}
+
+/// What the environment says this process is, read before `main`.
+enum Start {
+    /// `cargo mp workers`: print the registry.
+    ListWorkers,
+    /// The process tree's resource tracker; the listening socket's descriptor.
+    Tracker(String),
+    /// A child started by `mp`; its bootstrap descriptors (the role follows on the socket).
+    Child(String),
+}
+
+impl Start {
+    fn from_env() -> Option<Start> {
+        if std::env::var_os(LIST_WORKERS_ENV).is_some() {
+            return Some(Start::ListWorkers);
+        }
+        if let Some(spec) = std::env::var_os(crate::shared::TRACKER_ENV) {
+            sys::unset_env(crate::shared::TRACKER_ENV);
+            return Some(Start::Tracker(spec.to_string_lossy().into_owned()));
+        }
+        let spec = std::env::var_os(BOOTSTRAP_ENV)?;
+        sys::unset_env(BOOTSTRAP_ENV);
+        Some(Start::Child(spec.to_string_lossy().into_owned()))
+    }
+}
+
+/// The pre-`main` hook's work: if this process was started by `mp` (or `cargo mp workers`), do
+/// what it was started for and exit; otherwise return at once and let `main` run.
+pub(crate) fn child_entry() {
+    let Some(start) = Start::from_env() else {
+        return;
+    };
+    let code = match start {
+        Start::ListWorkers => {
+            for entry in crate::worker::WORKERS.iter() {
+                println!("{}\t{}\t{}", entry.name, entry.signature, entry.location);
+            }
+            0
+        }
+        Start::Tracker(spec) => {
+            name_after_program();
+            crate::shared::run_tracker(&spec)
+        }
+        Start::Child(spec) => {
+            sys::ignore_sigpipe();
+            sys::raise_fd_limit();
+            name_after_program();
+            let code = match accept_role(&spec) {
+                Ok((role, channel, args)) => match role {
+                    Role::Call(target) => call(&channel, args, &target),
+                    Role::PoolWorker => crate::pool::serve(&channel, args),
+                    Role::ManagerServer => crate::manager::serve_child(&channel, args),
+                },
+                Err(code) => code,
+            };
+            finish_children();
+            crate::supervision::record_peak();
+            crate::supervision::drain_output();
+            code
+        }
+    };
+    std::process::exit(code);
+}
+
+/// Shows this child in `ps`, `top` and `pgrep` under the program's name (as Python's children
+/// show as `python`), not as `exe` (the name of `/proc/self/exe`, which it was started from).
+fn name_after_program() {
+    if let Some(name) = sys::program_name() {
+        sys::set_thread_name(&name);
+    }
+}
+
+/// Adopts the bootstrap descriptors, starts watching the parent, reads the bootstrap frame
+/// (taking on the identity it gives) and the argument frame; or the exit code if that fails.
+fn accept_role(spec: &str) -> Result<(Role, Channel, Frame), i32> {
+    let mut fds = spec
+        .split(',')
+        .map(|s| s.parse::<i32>().ok().and_then(sys::adopt_inherited_fd));
+    let (Some(Some(boot)), Some(Some(liveness))) = (fds.next(), fds.next()) else {
+        eprintln!("mp: malformed {BOOTSTRAP_ENV}={spec:?}; was this process started by mp?");
+        return Err(CHILD_FAILED);
+    };
+    // Die with the parent: the liveness pipe reports end-of-file when the parent is gone.
+    let _ = std::thread::Builder::new()
+        .name("mp-liveness".into())
+        .spawn(move || {
+            sys::wait_for_eof(liveness.as_fd());
+            sys::exit_now(1);
+        });
+    let channel = Channel::new(boot);
+    let bootstrap: Bootstrap = match channel.recv_frame(None).and_then(Frame::decode) {
+        Ok(b) => b,
+        Err(Error::Disconnected) => return Err(1),
+        Err(e) => {
+            eprintln!("mp: cannot read the bootstrap message: {e}");
+            return Err(CHILD_FAILED);
+        }
+    };
+    identity::set(Identity {
+        name: bootstrap.name,
+        daemon: bootstrap.daemon,
+        parent: Some(bootstrap.parent),
+    });
+    crate::shared::adopt_tracker_tree_name(bootstrap.tracker);
+    crate::logging::install_from_code(bootstrap.log_level);
+    match channel.recv_frame(None) {
+        Ok(args) => Ok((bootstrap.role, channel, args)),
+        Err(_) => Err(1),
+    }
+}
+
+/// A `Process`'s one call: finds the worker and runs it; the exit code.
+fn call(channel: &Channel, args: Frame, target: &crate::worker::Target) -> i32 {
+    let entry = match target.lookup() {
+        Ok(entry) => entry,
+        Err(detail) => {
+            let _ = channel.send(&Outcome::<()>::NotFound(detail));
+            return CHILD_FAILED;
+        }
+    };
+    tracing::info!(target: "mp", "child process calling `{}`", entry.name);
+    let code = (entry.call_one)(Invocation {
+        args,
+        reply: channel,
+    });
+    tracing::info!(target: "mp", "process exiting with exitcode {code}");
+    code
+}
+
+/// Decodes `W`'s arguments, calls it (catching panics), sends the outcome, returns the exit code.
+fn call_one<W: Worker>(inv: Invocation<'_>) -> i32 {
+    let args: W::Args = match inv.args.decode() {
+        Ok(args) => args,
+        Err(e) => {
+            let _ = inv.reply.send(&Outcome::<()>::Failed(e));
+            return CHILD_FAILED;
+        }
+    };
+    let outcome = match catch_panic(PanicReport::Print(W::NAME), || W::INSTANCE.call(args)) {
+        Ok(value) => Outcome::Returned(value),
+        Err((message, location)) => Outcome::Panicked { message, location },
+    };
+    let code = if matches!(outcome, Outcome::Returned(_)) {
+        0
+    } else {
+        1
+    };
+    match inv.reply.send(&outcome) {
+        Ok(()) => code,
+        Err(Error::Disconnected) => code,
+        // The value could not be encoded (or is over the limit): the parent gets that error
+        // as it is, `Error::Encode` or `Error::TooLarge`.
+        Err(e) => {
+            let _ = inv.reply.send(&Outcome::<()>::Failed(e));
+            CHILD_FAILED
+        }
+    }
+}
+
+impl WorkerEntry {
+    /// The entry for worker `W`, defined at `location` (what `#[mp::worker]` registers).
+    pub const fn new<W: Worker>(location: &'static str) -> WorkerEntry {
+        WorkerEntry {
+            name: W::NAME,
+            signature: W::SIGNATURE,
+            location,
+            call_one: call_one::<W>,
+            pool_init: crate::pool::child::run_init::<W>,
+            pool_chunk: crate::pool::child::run_batch::<W>,
+        }
+    }
+}
