@@ -1,5 +1,6 @@
 //! The one error type of `mp`, and the send error that hands the unsent value back.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::io;
 
@@ -46,16 +47,20 @@ impl fmt::Display for ExitStatus {
 ///
 /// `Debug` prints the variant's name and its message (as `io::Error` and `anyhow` do), so a
 /// `main` that returns `mp::Result<()>`, or an `unwrap`, says what to fix.
-#[derive(thiserror::Error)]
+///
+/// `Error` is `Serialize`/`Deserialize`: a worker returning `mp::Result<T>` hands its error to the
+/// parent as it is, variant and data (an OS error keeps its kind, code and message).
+#[derive(thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum Error {
     /// An OS call failed.
     #[error("{context}: {source}")]
     Io {
         /// What `mp` was doing.
-        context: &'static str,
-        /// The OS error.
+        context: Cow<'static, str>,
+        /// The OS error (from another process: its kind, OS code and message).
         #[source]
+        #[serde(with = "io_error")]
         source: io::Error,
     },
     /// A value could not be encoded for another process.
@@ -230,81 +235,6 @@ pub enum Error {
         /// What happened on the connection.
         why: String,
     },
-    /// An error that happened in another process and has no closer equivalent here (an OS
-    /// error there, for instance); its message is kept.
-    #[error("in another process: {0}")]
-    Remote(String),
-}
-
-/// How an [`Error`] travels between processes (a worker returning `mp::Result<T>`): every
-/// variant keeps its data, except OS errors, which arrive as [`Error::Remote`] with their text.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-enum WireError {
-    Remote(String),
-    Encode(String),
-    Decode(String),
-    TooLarge {
-        len: u64,
-        limit: u64,
-    },
-    Malformed(String),
-    Disconnected,
-    Timeout,
-    Empty,
-    Full,
-    Closed,
-    WorkerPanicked {
-        worker: String,
-        message: String,
-        location: Option<String>,
-    },
-    ProcessDied {
-        name: String,
-        pid: u32,
-        status: ExitStatus,
-    },
-    WorkerNotFound {
-        name: String,
-        detail: String,
-    },
-    MissingGuard,
-    DaemonWithChildren,
-    AlreadyStarted,
-    NotStarted,
-    AlreadyJoined,
-    TaskDoneTooOften,
-    ChildFailed(String),
-    OwnerDied {
-        tid: u32,
-    },
-    WouldBlock,
-    Deadlock,
-    BrokenBarrier,
-    TooManyReleases,
-    OutOfRange {
-        index: u64,
-        len: u64,
-    },
-    InvalidArgument(String),
-    WorkerDied {
-        pid: u32,
-        status: ExitStatus,
-        task_index: u64,
-        tasks: u64,
-    },
-    TaskTimeout {
-        task_index: u64,
-        limit: std::time::Duration,
-        pid: u32,
-    },
-    Interrupted,
-    PoolTerminated,
-    InitializerFailed(String),
-    AuthenticationFailed(String),
-    ManagerGone {
-        address: String,
-        why: String,
-    },
 }
 
 fn chunk_note(tasks: usize) -> String {
@@ -315,187 +245,63 @@ fn chunk_note(tasks: usize) -> String {
     }
 }
 
-fn to_usize(n: u64) -> usize {
-    usize::try_from(n).unwrap_or(usize::MAX)
-}
-
 impl Error {
-    fn to_wire(&self) -> WireError {
-        match self {
-            Error::Io { .. } => WireError::Remote(self.to_string()),
-            Error::Remote(m) => WireError::Remote(m.clone()),
-            Error::Encode(m) => WireError::Encode(m.clone()),
-            Error::Decode(m) => WireError::Decode(m.clone()),
-            Error::TooLarge { len, limit } => WireError::TooLarge {
-                len: *len,
-                limit: *limit,
-            },
-            Error::Malformed(m) => WireError::Malformed(m.clone()),
-            Error::Disconnected => WireError::Disconnected,
-            Error::Timeout => WireError::Timeout,
-            Error::Empty => WireError::Empty,
-            Error::Full => WireError::Full,
-            Error::Closed => WireError::Closed,
-            Error::WorkerPanicked {
-                worker,
-                message,
-                location,
-            } => WireError::WorkerPanicked {
-                worker: worker.clone(),
-                message: message.clone(),
-                location: location.clone(),
-            },
-            Error::ProcessDied { name, pid, status } => WireError::ProcessDied {
-                name: name.clone(),
-                pid: *pid,
-                status: *status,
-            },
-            Error::WorkerNotFound { name, detail } => WireError::WorkerNotFound {
-                name: name.clone(),
-                detail: detail.clone(),
-            },
-            Error::MissingGuard => WireError::MissingGuard,
-            Error::DaemonWithChildren => WireError::DaemonWithChildren,
-            Error::AlreadyStarted => WireError::AlreadyStarted,
-            Error::NotStarted => WireError::NotStarted,
-            Error::AlreadyJoined => WireError::AlreadyJoined,
-            Error::TaskDoneTooOften => WireError::TaskDoneTooOften,
-            Error::ChildFailed(m) => WireError::ChildFailed(m.clone()),
-            Error::OwnerDied { tid } => WireError::OwnerDied { tid: *tid },
-            Error::WouldBlock => WireError::WouldBlock,
-            Error::Deadlock => WireError::Deadlock,
-            Error::BrokenBarrier => WireError::BrokenBarrier,
-            Error::TooManyReleases => WireError::TooManyReleases,
-            Error::OutOfRange { index, len } => WireError::OutOfRange {
-                index: *index as u64,
-                len: *len as u64,
-            },
-            Error::InvalidArgument(m) => WireError::InvalidArgument(m.clone()),
-            Error::WorkerDied {
-                pid,
-                status,
-                task_index,
-                tasks,
-            } => WireError::WorkerDied {
-                pid: *pid,
-                status: *status,
-                task_index: *task_index as u64,
-                tasks: *tasks as u64,
-            },
-            Error::TaskTimeout {
-                task_index,
-                limit,
-                pid,
-            } => WireError::TaskTimeout {
-                task_index: *task_index as u64,
-                limit: *limit,
-                pid: *pid,
-            },
-            Error::Interrupted => WireError::Interrupted,
-            Error::PoolTerminated => WireError::PoolTerminated,
-            Error::InitializerFailed(m) => WireError::InitializerFailed(m.clone()),
-            Error::AuthenticationFailed(m) => WireError::AuthenticationFailed(m.clone()),
-            Error::ManagerGone { address, why } => WireError::ManagerGone {
-                address: address.clone(),
-                why: why.clone(),
-            },
-        }
-    }
-
-    fn from_wire(wire: WireError) -> Error {
-        match wire {
-            WireError::Remote(m) => Error::Remote(m),
-            WireError::Encode(m) => Error::Encode(m),
-            WireError::Decode(m) => Error::Decode(m),
-            WireError::TooLarge { len, limit } => Error::TooLarge { len, limit },
-            WireError::Malformed(m) => Error::Malformed(m),
-            WireError::Disconnected => Error::Disconnected,
-            WireError::Timeout => Error::Timeout,
-            WireError::Empty => Error::Empty,
-            WireError::Full => Error::Full,
-            WireError::Closed => Error::Closed,
-            WireError::WorkerPanicked {
-                worker,
-                message,
-                location,
-            } => Error::WorkerPanicked {
-                worker,
-                message,
-                location,
-            },
-            WireError::ProcessDied { name, pid, status } => {
-                Error::ProcessDied { name, pid, status }
-            }
-            WireError::WorkerNotFound { name, detail } => Error::WorkerNotFound { name, detail },
-            WireError::MissingGuard => Error::MissingGuard,
-            WireError::DaemonWithChildren => Error::DaemonWithChildren,
-            WireError::AlreadyStarted => Error::AlreadyStarted,
-            WireError::NotStarted => Error::NotStarted,
-            WireError::AlreadyJoined => Error::AlreadyJoined,
-            WireError::TaskDoneTooOften => Error::TaskDoneTooOften,
-            WireError::ChildFailed(m) => Error::ChildFailed(m),
-            WireError::OwnerDied { tid } => Error::OwnerDied { tid },
-            WireError::WouldBlock => Error::WouldBlock,
-            WireError::Deadlock => Error::Deadlock,
-            WireError::BrokenBarrier => Error::BrokenBarrier,
-            WireError::TooManyReleases => Error::TooManyReleases,
-            WireError::OutOfRange { index, len } => Error::OutOfRange {
-                index: to_usize(index),
-                len: to_usize(len),
-            },
-            WireError::InvalidArgument(m) => Error::InvalidArgument(m),
-            WireError::WorkerDied {
-                pid,
-                status,
-                task_index,
-                tasks,
-            } => Error::WorkerDied {
-                pid,
-                status,
-                task_index: to_usize(task_index),
-                tasks: to_usize(tasks),
-            },
-            WireError::TaskTimeout {
-                task_index,
-                limit,
-                pid,
-            } => Error::TaskTimeout {
-                task_index: to_usize(task_index),
-                limit,
-                pid,
-            },
-            WireError::Interrupted => Error::Interrupted,
-            WireError::PoolTerminated => Error::PoolTerminated,
-            WireError::InitializerFailed(m) => Error::InitializerFailed(m),
-            WireError::AuthenticationFailed(m) => Error::AuthenticationFailed(m),
-            WireError::ManagerGone { address, why } => Error::ManagerGone { address, why },
-        }
-    }
-
     /// A copy of this error, for one failure reported to several waiters (the tasks of a lost
-    /// chunk, the calls on a broken connection). An OS error is copied as its message, in
-    /// [`Error::Remote`], as when it crosses processes.
+    /// chunk, the calls on a broken connection).
     pub(crate) fn duplicate(&self) -> Error {
         match self {
             Error::Io { context, source } => Error::Io {
-                context,
-                source: match source.raw_os_error() {
-                    Some(code) => io::Error::from_raw_os_error(code),
-                    None => io::Error::new(source.kind(), source.to_string()),
-                },
+                context: context.clone(),
+                source: io_error::copy(source),
             },
-            _ => Error::from_wire(self.to_wire()),
+            // Every other variant holds plain data: a copy is its encoding read back.
+            other => {
+                let mut bytes = Vec::new();
+                crate::codec::encode(other, &mut bytes, &mut Vec::new())
+                    .and_then(|()| crate::codec::decode(&bytes, Vec::new()))
+                    .unwrap_or_else(|e| Error::ChildFailed(format!("{other} (and {e})")))
+            }
         }
     }
 
     /// The variant's name, for `Debug`.
-    fn variant_name(&self) -> String {
-        if let Error::Io { .. } = self {
-            return "Io".to_owned();
+    fn variant_name(&self) -> &'static str {
+        match self {
+            Error::Io { .. } => "Io",
+            Error::Encode(..) => "Encode",
+            Error::Decode(..) => "Decode",
+            Error::TooLarge { .. } => "TooLarge",
+            Error::Malformed(..) => "Malformed",
+            Error::Disconnected => "Disconnected",
+            Error::Timeout => "Timeout",
+            Error::Empty => "Empty",
+            Error::Full => "Full",
+            Error::Closed => "Closed",
+            Error::WorkerPanicked { .. } => "WorkerPanicked",
+            Error::ProcessDied { .. } => "ProcessDied",
+            Error::WorkerNotFound { .. } => "WorkerNotFound",
+            Error::MissingGuard => "MissingGuard",
+            Error::DaemonWithChildren => "DaemonWithChildren",
+            Error::AlreadyStarted => "AlreadyStarted",
+            Error::NotStarted => "NotStarted",
+            Error::AlreadyJoined => "AlreadyJoined",
+            Error::TaskDoneTooOften => "TaskDoneTooOften",
+            Error::ChildFailed(..) => "ChildFailed",
+            Error::OwnerDied { .. } => "OwnerDied",
+            Error::WouldBlock => "WouldBlock",
+            Error::Deadlock => "Deadlock",
+            Error::BrokenBarrier => "BrokenBarrier",
+            Error::TooManyReleases => "TooManyReleases",
+            Error::OutOfRange { .. } => "OutOfRange",
+            Error::InvalidArgument(..) => "InvalidArgument",
+            Error::WorkerDied { .. } => "WorkerDied",
+            Error::TaskTimeout { .. } => "TaskTimeout",
+            Error::Interrupted => "Interrupted",
+            Error::PoolTerminated => "PoolTerminated",
+            Error::InitializerFailed(..) => "InitializerFailed",
+            Error::AuthenticationFailed(..) => "AuthenticationFailed",
+            Error::ManagerGone { .. } => "ManagerGone",
         }
-        let debug = format!("{:?}", self.to_wire());
-        let end = debug.find([' ', '(', '{']).unwrap_or(debug.len());
-        debug[..end].to_owned()
     }
 }
 
@@ -513,20 +319,90 @@ impl fmt::Debug for Error {
     }
 }
 
-impl serde::Serialize for Error {
-    fn serialize<S: serde::Serializer>(
-        &self,
-        serializer: S,
-    ) -> std::result::Result<S::Ok, S::Error> {
-        self.to_wire().serialize(serializer)
-    }
-}
+/// How an OS error crosses processes: its kind (by name), its OS error code if it has one, and
+/// its message; read back as an `io::Error` of the same kind (and code).
+mod io_error {
+    use std::io;
 
-impl<'de> serde::Deserialize<'de> for Error {
-    fn deserialize<D: serde::Deserializer<'de>>(
-        deserializer: D,
-    ) -> std::result::Result<Self, D::Error> {
-        WireError::deserialize(deserializer).map(Error::from_wire)
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct Wire {
+        kind: String,
+        code: Option<i32>,
+        message: String,
+    }
+
+    pub(super) fn serialize<S: Serializer>(e: &io::Error, s: S) -> Result<S::Ok, S::Error> {
+        Wire {
+            kind: format!("{:?}", e.kind()),
+            code: e.raw_os_error(),
+            message: e.to_string(),
+        }
+        .serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<io::Error, D::Error> {
+        let wire = Wire::deserialize(d)?;
+        Ok(match wire.code {
+            Some(code) => io::Error::from_raw_os_error(code),
+            None => io::Error::new(kind_named(&wire.kind), wire.message),
+        })
+    }
+
+    /// A copy: the same OS error, or the same kind and message.
+    pub(super) fn copy(e: &io::Error) -> io::Error {
+        match e.raw_os_error() {
+            Some(code) => io::Error::from_raw_os_error(code),
+            None => io::Error::new(e.kind(), e.to_string()),
+        }
+    }
+
+    /// The kind whose `Debug` name is `name` (`Other` for one this build does not know).
+    fn kind_named(name: &str) -> io::ErrorKind {
+        use io::ErrorKind::*;
+        [
+            NotFound,
+            PermissionDenied,
+            ConnectionRefused,
+            ConnectionReset,
+            ConnectionAborted,
+            NotConnected,
+            AddrInUse,
+            AddrNotAvailable,
+            BrokenPipe,
+            AlreadyExists,
+            WouldBlock,
+            InvalidInput,
+            InvalidData,
+            TimedOut,
+            WriteZero,
+            Interrupted,
+            Unsupported,
+            UnexpectedEof,
+            OutOfMemory,
+            HostUnreachable,
+            NetworkUnreachable,
+            NetworkDown,
+            NotADirectory,
+            IsADirectory,
+            DirectoryNotEmpty,
+            ReadOnlyFilesystem,
+            StorageFull,
+            NotSeekable,
+            QuotaExceeded,
+            FileTooLarge,
+            ResourceBusy,
+            ExecutableFileBusy,
+            Deadlock,
+            CrossesDevices,
+            TooManyLinks,
+            ArgumentListTooLong,
+            StaleNetworkFileHandle,
+        ]
+        .into_iter()
+        .find(|k| format!("{k:?}") == name)
+        .unwrap_or(Other)
     }
 }
 
@@ -534,7 +410,10 @@ impl Error {
     pub(crate) fn io(context: &'static str) -> impl FnOnce(io::Error) -> Error {
         move |source| match source.kind() {
             io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => Error::Disconnected,
-            _ => Error::Io { context, source },
+            _ => Error::Io {
+                context: Cow::Borrowed(context),
+                source,
+            },
         }
     }
 }
@@ -582,5 +461,60 @@ impl<T: fmt::Debug> std::error::Error for SendError<T> {
 impl<T> From<SendError<T>> for Error {
     fn from(e: SendError<T>) -> Error {
         e.error
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(e: &Error) -> Error {
+        let mut bytes = Vec::new();
+        crate::codec::encode(e, &mut bytes, &mut Vec::new()).unwrap();
+        crate::codec::decode(&bytes, Vec::new()).unwrap()
+    }
+
+    #[test]
+    fn an_os_error_crosses_with_its_kind_and_code() {
+        let e = Error::io("cannot open the file")(io::Error::from_raw_os_error(libc::EMFILE));
+        match round_trip(&e) {
+            Error::Io { context, source } => {
+                assert_eq!(context, "cannot open the file");
+                assert_eq!(source.raw_os_error(), Some(libc::EMFILE));
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = Error::io("cannot parse")(io::Error::new(io::ErrorKind::InvalidData, "bad"));
+        match round_trip(&e) {
+            Error::Io { source, .. } => {
+                assert_eq!(source.kind(), io::ErrorKind::InvalidData);
+                assert_eq!(source.to_string(), "bad");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_variant_keeps_its_data_across_processes() {
+        let e = Error::WorkerDied {
+            pid: 7,
+            status: ExitStatus::Signaled(9),
+            task_index: 3,
+            tasks: 2,
+        };
+        assert_eq!(round_trip(&e).to_string(), e.to_string());
+        assert!(matches!(
+            e.duplicate(),
+            Error::WorkerDied {
+                pid: 7,
+                task_index: 3,
+                tasks: 2,
+                ..
+            }
+        ));
+        assert_eq!(
+            format!("{:?}", Error::Timeout),
+            "Timeout(\"timed out\")".to_owned()
+        );
     }
 }

@@ -85,7 +85,7 @@ fn debug_of_an_error_carries_its_message() {
     let debug = format!(
         "{:?}",
         Error::Io {
-            context: "cannot open",
+            context: "cannot open".into(),
             source: io
         }
     );

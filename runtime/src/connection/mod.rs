@@ -100,7 +100,7 @@ impl Listener {
         let address = address.to_address()?;
         auth::check_key(authkey.as_ref())?;
         let inner = net::Listener::bind(&address.endpoint()).map_err(|source| Error::Io {
-            context: "cannot listen on the address",
+            context: "cannot listen on the address".into(),
             source,
         })?;
         Listener::from_parts(inner, authkey.as_ref().to_vec())
@@ -250,7 +250,7 @@ pub fn client<S, R>(
 pub(crate) fn connect_channel(address: &Address, authkey: &[u8]) -> Result<Channel> {
     auth::check_key(authkey)?;
     let sock = net::connect(&address.endpoint(), CONNECT_TIMEOUT).map_err(|source| Error::Io {
-        context: "cannot connect",
+        context: "cannot connect".into(),
         source,
     })?;
     let channel = Channel::socket(sock, auth::HANDSHAKE_LIMIT);

@@ -370,7 +370,7 @@ impl ManagerBuilder {
         };
         let listener =
             sys::net::Listener::bind(&address.endpoint()).map_err(|source| Error::Io {
-                context: "cannot listen on the manager's address",
+                context: "cannot listen on the manager's address".into(),
                 source,
             })?;
         let bound = Address::from_endpoint(
