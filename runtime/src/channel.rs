@@ -25,7 +25,7 @@ use crate::error::{Error, Result, SendError};
 use crate::sys;
 
 /// Payloads larger than this travel in a sealed memfd rather than through the socket.
-pub const INLINE_MAX: usize = 64 * 1024;
+pub(crate) const INLINE_MAX: usize = 64 * 1024;
 /// Frame header size.
 pub(crate) const HEADER: usize = 16;
 const MAGIC: u32 = u32::from_le_bytes(*b"mp\x01\x00");

@@ -63,13 +63,12 @@ mod pipe;
 mod pool;
 mod process;
 mod queue;
+mod run_support;
 mod shared;
-mod supervision;
 mod sync;
 mod sys;
 mod worker;
 
-pub use channel::INLINE_MAX;
 pub use codec::MAX_MESSAGE;
 pub use connection::{Address, DEFAULT_MAX_MESSAGE, Listener, NetConnection, ToAddress, client};
 pub use error::{Error, ExitStatus, Result, SendError};

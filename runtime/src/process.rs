@@ -76,7 +76,7 @@ pub fn current_process() -> ProcessInfo {
 ///     format!("hello, {name}")
 /// }
 ///
-/// let mut p = mp::Process::new(greet, "world".to_string()).name("greeter");
+/// let mut p = mp::Process::new(greet, "world".to_string()).with_name("greeter");
 /// p.start()?;
 /// assert_eq!(p.join()?, "hello, world");
 /// assert_eq!(p.exitcode(), Some(0));
@@ -135,7 +135,7 @@ impl<W: Worker> Process<W> {
     /// fn nothing() {}
     ///
     /// let p = mp::Process::new(nothing, ());
-    /// assert!(p.get_name().starts_with("Process-"));
+    /// assert!(p.name().starts_with("Process-"));
     /// assert_eq!(p.pid(), None);
     /// ```
     pub fn new(worker: W, args: W::Args) -> Process<W> {
@@ -154,16 +154,30 @@ impl<W: Worker> Process<W> {
         }
     }
 
-    /// Sets the process's name (shown in logs and errors).
+    /// The process with this name (shown in logs, errors and `cargo mp run`'s output; the
+    /// child's [`current_process`](crate::current_process) reports it).
     ///
     /// ```
     /// # #[mp::worker] fn nothing() {}
-    /// let p = mp::Process::new(nothing, ()).name("loader");
-    /// assert_eq!(p.get_name(), "loader");
+    /// let p = mp::Process::new(nothing, ()).with_name("loader");
+    /// assert_eq!(p.name(), "loader");
     /// ```
-    pub fn name(mut self, name: impl Into<String>) -> Self {
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self
+    }
+
+    /// Renames the process (Python's `p.name = ...`). A running child keeps the name it was
+    /// started with; this handle's errors and logs use the new one.
+    ///
+    /// ```
+    /// # #[mp::worker] fn nothing() {}
+    /// let mut p = mp::Process::new(nothing, ());
+    /// p.set_name("loader");
+    /// assert_eq!(p.name(), "loader");
+    /// ```
+    pub fn set_name(&mut self, name: impl Into<String>) {
+        self.name = name.into();
     }
 
     /// Marks the process as a daemon: `mp::main!` terminates it, instead of waiting for it, when
@@ -172,21 +186,22 @@ impl<W: Worker> Process<W> {
     ///
     /// ```
     /// # #[mp::worker] fn nothing() {}
-    /// let p = mp::Process::new(nothing, ()).daemon(true);
+    /// let p = mp::Process::new(nothing, ()).with_daemon(true);
     /// assert!(p.is_daemon());
     /// ```
     ///
     /// # Panics
     /// If the process was already started (Python raises too); [`set_daemon`](Process::set_daemon)
     /// returns an error instead.
-    pub fn daemon(mut self, daemon: bool) -> Self {
+    #[doc(alias = "daemon")]
+    pub fn with_daemon(mut self, daemon: bool) -> Self {
         if let Err(e) = self.set_daemon(daemon) {
-            panic!("Process::daemon: {e}");
+            panic!("Process::with_daemon: {e}");
         }
         self
     }
 
-    /// Sets the daemon flag (see [`daemon`](Process::daemon)); refused with
+    /// Sets the daemon flag (see [`with_daemon`](Process::with_daemon)); refused with
     /// [`Error::AlreadyStarted`] once the process was started, since the child already runs
     /// with the flag it was given.
     ///
@@ -211,8 +226,8 @@ impl<W: Worker> Process<W> {
         Ok(())
     }
 
-    /// The process's name.
-    pub fn get_name(&self) -> &str {
+    /// The process's name (Python's `p.name`).
+    pub fn name(&self) -> &str {
         &self.name
     }
 

@@ -124,7 +124,7 @@ fn the_daemon_flag_is_refused_once_started() {
     assert!(matches!(p.set_daemon(true), Err(Error::AlreadyStarted)));
     assert!(!p.is_daemon());
     let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-        let p = p.daemon(true);
+        let p = p.with_daemon(true);
         p.is_daemon()
     }));
     assert!(started.is_err(), "daemon(true) after start was accepted");
@@ -133,7 +133,7 @@ fn the_daemon_flag_is_refused_once_started() {
 #[test]
 fn a_process_created_in_a_daemon_child_inherits_the_flag() {
     let _w = limit();
-    let mut p = mp::Process::new(new_process_is_daemon, ()).daemon(true);
+    let mut p = mp::Process::new(new_process_is_daemon, ()).with_daemon(true);
     p.start().unwrap();
     assert!(p.join().unwrap());
     let mut p = mp::spawn(new_process_is_daemon, ()).unwrap();

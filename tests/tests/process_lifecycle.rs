@@ -57,12 +57,12 @@ fn join_returns_the_value_and_exitcode_is_zero() {
 fn names_and_identity_reach_the_child() {
     let _w = limit();
     let mut p = mp::Process::new(whoami, ());
-    assert!(p.get_name().starts_with("Process-"), "{}", p.get_name());
-    let mut named = mp::Process::new(whoami, ()).name("loader");
+    assert!(p.name().starts_with("Process-"), "{}", p.name());
+    let mut named = mp::Process::new(whoami, ()).with_name("loader");
     p.start().unwrap();
     named.start().unwrap();
     let (name, pid, parent) = p.join().unwrap();
-    assert_eq!(name, p.get_name());
+    assert_eq!(name, p.name());
     assert_eq!(Some(pid), p.pid());
     assert_eq!(parent, Some(std::process::id()));
     assert_eq!(named.join().unwrap().0, "loader");
@@ -172,7 +172,7 @@ fn daemon_flag_reaches_the_child_which_cannot_spawn() {
             Err(e) => e.to_string(),
         }
     }
-    let mut p = mp::Process::new(try_spawn, ()).daemon(true);
+    let mut p = mp::Process::new(try_spawn, ()).with_daemon(true);
     assert!(p.is_daemon());
     p.start().unwrap();
     assert_eq!(

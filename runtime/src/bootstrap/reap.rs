@@ -22,7 +22,7 @@ pub(crate) fn wait_child(child: &mut Child) -> Result<ExitStatus> {
         .wait()
         .map(status_of)
         .map_err(Error::io("cannot wait for the child"))?;
-    crate::supervision::record_exit(child.id(), status);
+    crate::run_support::record_exit(child.id(), status);
     Ok(status)
 }
 
@@ -57,7 +57,7 @@ pub(crate) fn detach(mut child: Child) {
         .name(format!("mp-reaper-{pid}"))
         .spawn(move || {
             if let Ok(status) = child.wait() {
-                crate::supervision::record_exit(pid, status_of(status));
+                crate::run_support::record_exit(pid, status_of(status));
             }
             unregister_running(pid);
         });
@@ -74,8 +74,8 @@ pub(crate) fn detach(mut child: Child) {
 #[doc(hidden)]
 pub fn leave_main() {
     finish_children();
-    crate::supervision::drain_output();
-    crate::supervision::record_peak();
+    crate::run_support::drain_output();
+    crate::run_support::record_peak();
 }
 
 /// What a process does as it ends through `mp` (Python's `util._exit_function`): terminates

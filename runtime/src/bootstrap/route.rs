@@ -82,8 +82,8 @@ pub(crate) fn child_entry() {
                 Err(code) => code,
             };
             finish_children();
-            crate::supervision::record_peak();
-            crate::supervision::drain_output();
+            crate::run_support::record_peak();
+            crate::run_support::drain_output();
             code
         }
     };

@@ -148,7 +148,7 @@ pub(crate) fn start_child_frame(
         .map(|a| a.to_string_lossy().into_owned())
         .unwrap_or_else(|| "mp-child".into());
     let rest = argv.get(1..).unwrap_or(&[]);
-    let piped = crate::supervision::prefix_output();
+    let piped = crate::run_support::prefix_output();
     let inherit = [theirs.as_fd(), liveness.as_fd()];
     let output = match piped {
         true => sys::SpawnOutput::Piped,
@@ -164,9 +164,9 @@ pub(crate) fn start_child_frame(
     )
     .map_err(Error::io("cannot start the child process"))?;
     if piped {
-        crate::supervision::forward_output(&mut child, name);
+        crate::run_support::forward_output(&mut child, name);
     }
-    crate::supervision::record_start(child.id(), name);
+    crate::run_support::record_start(child.id(), name);
     drop(theirs);
     let channel = Channel::new(ours);
     let sent = channel

@@ -606,7 +606,7 @@ fn reap(child: &mut Child) -> ExitStatus {
         }
     };
     let status = status.map_or(ExitStatus::Exited(-1), status_of);
-    crate::supervision::record_exit(child.id(), status);
+    crate::run_support::record_exit(child.id(), status);
     status
 }
 

@@ -75,7 +75,7 @@ fn run() -> mp::Result<()> {
         "executor" => assert_eq!(mp::spawn(executor_inside, 41)?.join()??, 42),
         "manager" => assert_eq!(mp::spawn(manager_inside, 21)?.join()??, 42),
         "daemon" => {
-            let mut p = mp::Process::new(try_spawn, ()).daemon(true);
+            let mut p = mp::Process::new(try_spawn, ()).with_daemon(true);
             p.start()?;
             assert_eq!(p.join()?, "DaemonWithChildren");
         }
