@@ -200,6 +200,8 @@ fn generate(func: &ItemFn) -> TokenStream {
                 }
             }
 
+            impl ::mp::__private::SealedWorker for #name {}
+
             impl ::mp::Worker for #name {
                 type Args = #args_ty;
                 type Output = #output;

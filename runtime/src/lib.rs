@@ -203,7 +203,7 @@ pub mod __private {
     pub use crate::bootstrap::route::enter_main;
     pub use crate::sys::Plain;
     pub use crate::worker::Invocation;
-    pub use crate::worker::{GUARDS, WORKERS, WorkerEntry};
+    pub use crate::worker::{GUARDS, SealedWorker, WORKERS, WorkerEntry};
 
     /// The pid of the resource tracker this process is connected to (it connects on its
     /// first named `SharedMemory::create`); for `mp`'s own tests.
