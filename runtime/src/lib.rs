@@ -82,7 +82,9 @@ pub use pool::{
     AsCompleted, AsyncResult, Executor, Imap, Pool, PoolBuilder, Tasks, as_completed, cpu_count,
     host_cpu_count,
 };
-pub use process::{Process, ProcessInfo, current_process, spawn};
+pub use process::{
+    ParentProcess, Process, ProcessInfo, active_children, current_process, parent_process, spawn,
+};
 pub use queue::{DEFAULT_QUEUE_CAPACITY, JoinableQueue, Queue, SimpleQueue};
 pub use shared::{
     Array, ArrayGuard, ArrayReadGuard, RawArray, RawValue, SharedMemory, SharedView, Value,

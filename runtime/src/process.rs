@@ -7,17 +7,20 @@ use std::process::Child;
 use std::time::Duration;
 
 use crate::bootstrap::identity::{identity, next_child_number};
-use crate::bootstrap::reap::{detach, register_running, status_of, unregister_running, wait_child};
+use crate::bootstrap::reap::{
+    Running, detach, register_running, status_of, unregister_running, wait_child,
+};
 use crate::bootstrap::spawn::{Outcome, Role, start_child};
 use crate::channel::Channel;
 use crate::error::{Error, ExitStatus, Result};
 use crate::sys;
 use crate::worker::{Target, Worker};
 
-/// What `mp` knows about the current process (Python's `current_process()`).
+/// What `mp` knows about a process: the current one ([`current_process`]) or a running child
+/// ([`active_children`]).
 #[derive(Debug, Clone)]
 pub struct ProcessInfo {
-    name: &'static str,
+    name: String,
     pid: u32,
     daemon: bool,
     parent: Option<u32>,
@@ -26,7 +29,7 @@ pub struct ProcessInfo {
 impl ProcessInfo {
     /// `MainProcess` in the main process, the child's name (e.g. `Process-1`) in a child.
     pub fn name(&self) -> &str {
-        self.name
+        &self.name
     }
     /// The process id.
     pub fn pid(&self) -> u32 {
@@ -51,10 +54,78 @@ impl ProcessInfo {
 pub fn current_process() -> ProcessInfo {
     let id = identity();
     ProcessInfo {
-        name: &id.name,
+        name: id.name.clone(),
         pid: sys::getpid(),
         daemon: id.daemon,
         parent: id.parent,
+    }
+}
+
+/// The children this process started that are still running (Python's
+/// `multiprocessing.active_children()`): pool workers and manager servers are not listed, as
+/// in Python, where they are not `Process` objects of the caller's.
+///
+/// ```
+/// # mp::guard!();
+/// #[mp::worker]
+/// fn nap(ms: u64) {
+///     std::thread::sleep(std::time::Duration::from_millis(ms));
+/// }
+///
+/// let mut p = mp::spawn(nap, 200)?;
+/// let children = mp::active_children();
+/// assert!(children.iter().any(|c| c.pid() == p.pid().unwrap()));
+/// p.join()?;
+/// assert!(!mp::active_children().iter().any(|c| Some(c.pid()) == p.pid()));
+/// # Ok::<(), mp::Error>(())
+/// ```
+pub fn active_children() -> Vec<ProcessInfo> {
+    let me = sys::getpid();
+    crate::bootstrap::reap::active()
+        .into_iter()
+        .map(|(pid, name, daemon)| ProcessInfo {
+            name,
+            pid,
+            daemon,
+            parent: Some(me),
+        })
+        .collect()
+}
+
+/// The process that started this one, in a child started by `mp` (Python's
+/// `multiprocessing.parent_process()`); `None` in the main process.
+///
+/// ```
+/// assert!(mp::parent_process().is_none()); // the main process has no mp parent
+/// ```
+pub fn parent_process() -> Option<ParentProcess> {
+    let id = identity();
+    Some(ParentProcess {
+        name: id.parent_name.clone(),
+        pid: id.parent?,
+    })
+}
+
+/// The parent of a child started by `mp` (see [`parent_process`]).
+#[derive(Debug, Clone)]
+pub struct ParentProcess {
+    name: String,
+    pid: u32,
+}
+
+impl ParentProcess {
+    /// The parent's name (`MainProcess`, or its own name if it is a child itself).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The parent's process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+    /// Whether the parent is still running. A child exits by itself within milliseconds of its
+    /// parent's death, so this is `false` only in that short window.
+    pub fn is_alive(&self) -> bool {
+        sys::parent_pid() == self.pid
     }
 }
 
@@ -256,7 +327,11 @@ impl<W: Worker> Process<W> {
         let role = Role::Call(Target::of(self.worker.__entry()));
         let (child, channel) = start_child(role, args, &self.name, self.daemon)?;
         self.args = None;
-        register_running(child.id(), self.daemon);
+        register_running(Running {
+            pid: child.id(),
+            daemon: self.daemon,
+            name: self.name.clone(),
+        });
         self.state = State::Running {
             child,
             channel: Box::new(channel),
@@ -330,20 +405,24 @@ impl<W: Worker> Process<W> {
     }
 
     /// Whether the child has been started and has not yet ended.
-    pub fn is_alive(&mut self) -> bool {
-        match &mut self.state {
-            State::Running { child, .. } => matches!(child.try_wait(), Ok(None)),
+    pub fn is_alive(&self) -> bool {
+        match &self.state {
+            State::Running { child, .. } => matches!(sys::peek_exit(child.id()), Ok(None)),
             _ => false,
         }
     }
 
     /// Python's `exitcode`: `None` while running (or not started), the exit code once ended,
     /// `-N` if killed by signal `N`.
-    pub fn exitcode(&mut self) -> Option<i32> {
-        match &mut self.state {
+    pub fn exitcode(&self) -> Option<i32> {
+        match &self.state {
             State::Created => None,
             State::Running { child, .. } => {
-                child.try_wait().ok().flatten().map(|s| status_of(s).code())
+                // Read without reaping: `join` still collects the child and its result.
+                sys::peek_exit(child.id())
+                    .ok()
+                    .flatten()
+                    .map(|s| status_of(s).code())
             }
             State::Joined { status, .. } => Some(status.code()),
         }

@@ -12,6 +12,8 @@ pub(crate) struct Identity {
     pub(crate) daemon: bool,
     /// The parent's pid: `Some` exactly in a process started by `mp`.
     pub(crate) parent: Option<u32>,
+    /// The parent's name (`MainProcess`, `Process-1`, ...), in a process started by `mp`.
+    pub(crate) parent_name: String,
 }
 
 static IDENTITY: OnceLock<Identity> = OnceLock::new();
@@ -22,6 +24,7 @@ pub(crate) fn identity() -> &'static Identity {
         name: "MainProcess".to_owned(),
         daemon: false,
         parent: None,
+        parent_name: String::new(),
     })
 }
 

@@ -26,23 +26,42 @@ pub(crate) fn wait_child(child: &mut Child) -> Result<ExitStatus> {
     Ok(status)
 }
 
-/// Children that are running, by pid, with whether they are daemons.
-static RUNNING: Mutex<Vec<(u32, bool)>> = Mutex::new(Vec::new());
+/// A started child that was not yet joined.
+pub(crate) struct Running {
+    pub(crate) pid: u32,
+    pub(crate) daemon: bool,
+    pub(crate) name: String,
+}
+
+/// Children that were started and not yet joined or reaped.
+static RUNNING: Mutex<Vec<Running>> = Mutex::new(Vec::new());
 /// Reapers of children whose handles were dropped while running: `(pid, daemon, reaper)`.
 static DETACHED: Mutex<Vec<(u32, bool, JoinHandle<()>)>> = Mutex::new(Vec::new());
 
-pub(crate) fn register_running(pid: u32, daemon: bool) {
+pub(crate) fn register_running(child: Running) {
     RUNNING
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .push((pid, daemon));
+        .push(child);
+}
+
+/// The started children that have not ended (Python's `active_children`), as
+/// `(pid, name, daemon)`.
+pub(crate) fn active() -> Vec<(u32, String, bool)> {
+    RUNNING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter(|c| matches!(sys::peek_exit(c.pid), Ok(None)))
+        .map(|c| (c.pid, c.name.clone(), c.daemon))
+        .collect()
 }
 
 pub(crate) fn unregister_running(pid: u32) {
     RUNNING
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .retain(|&(p, _)| p != pid);
+        .retain(|c| c.pid != pid);
 }
 
 pub(crate) fn detach(mut child: Child) {
@@ -51,8 +70,8 @@ pub(crate) fn detach(mut child: Child) {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .iter()
-        .find(|&&(p, _)| p == pid)
-        .is_some_and(|&(_, d)| d);
+        .find(|c| c.pid == pid)
+        .is_some_and(|c| c.daemon);
     let reaper = std::thread::Builder::new()
         .name(format!("mp-reaper-{pid}"))
         .spawn(move || {
@@ -81,7 +100,12 @@ pub fn leave_main() {
 /// What a process does as it ends through `mp` (Python's `util._exit_function`): terminates
 /// its daemon children and waits for the others, so none is left running or a zombie.
 pub(crate) fn finish_children() {
-    let running: Vec<(u32, bool)> = RUNNING.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let running: Vec<(u32, bool)> = RUNNING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|c| (c.pid, c.daemon))
+        .collect();
     for (pid, daemon) in running {
         if daemon {
             let _ = sys::kill(pid, libc::SIGTERM);

@@ -128,6 +128,7 @@ fn accept_role(spec: &str) -> Result<(Role, Channel, Frame), i32> {
         name: bootstrap.name,
         daemon: bootstrap.daemon,
         parent: Some(bootstrap.parent),
+        parent_name: bootstrap.parent_name,
     });
     crate::shared::adopt_tracker_tree_name(bootstrap.tracker);
     crate::logging::install_from_code(bootstrap.log_level);

@@ -47,6 +47,7 @@ pub(crate) struct Bootstrap {
     pub(crate) daemon: bool,
     pub(crate) log_level: Option<u8>,
     pub(crate) parent: u32,
+    pub(crate) parent_name: String,
     /// The process tree's resource tracker (see `shared/tracker.rs`).
     pub(crate) tracker: String,
 }
@@ -133,6 +134,7 @@ pub(crate) fn start_child_frame(
         daemon,
         log_level: crate::logging::level_code(),
         parent: sys::getpid(),
+        parent_name: identity().name.clone(),
         tracker: crate::shared::tracker_tree_name().to_owned(),
     };
     let (ours, theirs) =

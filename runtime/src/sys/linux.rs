@@ -448,6 +448,30 @@ fn open_fds() -> io::Result<Vec<RawFd>> {
     Ok(fds)
 }
 
+/// This process's parent's pid (the reaper that adopted it, once the parent died).
+pub(crate) fn parent_pid() -> u32 {
+    rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32)
+}
+
+/// How child `pid` ended, without reaping it (`waitid` with `WNOWAIT`); `None` while it runs.
+pub(crate) fn peek_exit(pid: u32) -> io::Result<Option<std::process::ExitStatus>> {
+    use rustix::process::{Pid, WaitId, WaitIdOptions, waitid};
+    use std::os::unix::process::ExitStatusExt;
+    let Some(pid) = Pid::from_raw(pid as i32) else {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    };
+    let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+    let Some(status) = waitid(WaitId::Pid(pid), options)? else {
+        return Ok(None);
+    };
+    // A wait status as `waitpid` encodes it: the code in the second byte, or the signal.
+    Ok(match (status.exit_status(), status.terminating_signal()) {
+        (Some(code), _) => Some(std::process::ExitStatus::from_raw((code & 0xff) << 8)),
+        (None, Some(signal)) => Some(std::process::ExitStatus::from_raw(signal & 0x7f)),
+        (None, None) => None,
+    })
+}
+
 /// The pid of the process at the other end of a connected `AF_UNIX` socket.
 pub(crate) fn peer_pid(sock: BorrowedFd<'_>) -> io::Result<u32> {
     let cred = rustix::net::sockopt::socket_peercred(sock)?;
