@@ -13,9 +13,12 @@ fn nap(ms: u64) {
     std::thread::sleep(Duration::from_millis(ms));
 }
 
-/// `(name, pid, alive)` of this child's parent, and of the grandchild's parent.
+/// A parent as its child sees it: `(name, pid, alive)`.
+type Seen = (String, u32, bool);
+
+/// This child's parent, and the grandchild's parent's name and pid.
 #[mp::worker]
-fn parents() -> mp::Result<((String, u32, bool), (String, u32))> {
+fn parents() -> mp::Result<(Seen, (String, u32))> {
     let mine = mp::parent_process().expect("a child has a parent");
     let grandchilds = mp::spawn(parent_of_me, ())?.join()?;
     Ok((
