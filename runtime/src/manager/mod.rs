@@ -226,9 +226,11 @@ impl Manager {
         V: Serialize + DeserializeOwned,
     {
         let server = self.instance()?;
+        // Kept until the server has the values: their proxies keep their objects alive.
+        let pairs: Vec<(K, V)> = pairs.into_iter().collect();
         let blobs = pairs
-            .into_iter()
-            .map(|(k, v)| Ok((handle::encode_key(&k)?, handle::encode_for(server, &v)?)))
+            .iter()
+            .map(|(k, v)| Ok((handle::encode_key(k)?, handle::encode_for(server, v)?)))
             .collect::<Result<Vec<_>>>()?;
         self.create::<(K, V)>(Kind::Dict, None, Init::Dict(blobs))
             .map(DictProxy::from_handle)
