@@ -27,9 +27,14 @@ fn a_dict_in_a_dict_outlives_its_handle() {
         let got = outer.get(&"k".into()).unwrap().expect("the entry is there");
         assert_eq!(got.get(&"x".into()).unwrap(), Some(1), "read {round}");
         got.insert("x".into(), 1).unwrap();
+        drop(got);
+        // Let the server notice that handle's connection closing (before the fix, the
+        // object went with it, and the next read failed).
+        std::thread::sleep(Duration::from_millis(50));
     }
     // Reading it without using it, then reading again, works too.
     drop(outer.get(&"k".into()).unwrap());
+    std::thread::sleep(Duration::from_millis(50));
     let again = outer.get(&"k".into()).unwrap().unwrap();
     assert_eq!(again.len().unwrap(), 1);
 }
