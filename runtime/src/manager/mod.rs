@@ -62,6 +62,10 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(2);
 /// Values are copied in and out: **mutating a value you read does not write it back** (Python's
 /// classic surprise). Use `set`, or the atomic `update` / `update_with`.
 ///
+/// Proxies may be stored inside other containers (`DictProxy<String, ListProxy<u32>>`, a
+/// queue of proxies): a container keeps the objects its values refer to alive for as long as
+/// it holds them. Objects that refer to each other in a cycle live until the server stops.
+///
 /// ```
 /// # mp::guard!();
 /// #[mp::worker]

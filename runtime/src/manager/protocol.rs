@@ -262,14 +262,15 @@ pub(crate) enum Reply {
 }
 
 impl Reply {
-    /// The stored values inside the reply (whose `refs` are references handed to the client).
-    pub(crate) fn blobs_mut(&mut self) -> Vec<&mut Blob> {
+    /// Calls `f` on each stored value inside the reply (whose `refs` are references handed
+    /// to the client).
+    pub(crate) fn for_each_blob(&mut self, mut f: impl FnMut(&mut Blob)) {
         match self {
-            Reply::Blob(b) => vec![b],
-            Reply::MaybeBlob(b) | Reply::Entry { value: b, .. } => b.iter_mut().collect(),
-            Reply::Blobs(items) | Reply::Items { items, .. } => items.iter_mut().collect(),
-            Reply::MaybeBlobs(items) => items.iter_mut().flatten().collect(),
-            Reply::Pairs(pairs) => pairs.iter_mut().map(|(_, v)| v).collect(),
+            Reply::Blob(b) => f(b),
+            Reply::MaybeBlob(b) | Reply::Entry { value: b, .. } => b.iter_mut().for_each(f),
+            Reply::Blobs(items) | Reply::Items { items, .. } => items.iter_mut().for_each(f),
+            Reply::MaybeBlobs(items) => items.iter_mut().flatten().for_each(f),
+            Reply::Pairs(pairs) => pairs.iter_mut().for_each(|(_, v)| f(v)),
             Reply::Done
             | Reply::Created { .. }
             | Reply::Stats { .. }
@@ -277,7 +278,7 @@ impl Reply {
             | Reply::Len(_)
             | Reply::Bool(_)
             | Reply::Keys(_)
-            | Reply::Swapped => Vec::new(),
+            | Reply::Swapped => {}
         }
     }
 }

@@ -527,11 +527,8 @@ impl Server {
         let Ok(reply) = &mut response else {
             return;
         };
-        let tokens: Vec<u64> = reply
-            .blobs_mut()
-            .into_iter()
-            .flat_map(|b| std::mem::take(&mut b.refs))
-            .collect();
+        let mut tokens = Vec::new();
+        reply.for_each_blob(|b| tokens.append(&mut b.refs));
         if tokens.is_empty() {
             return;
         }
@@ -593,16 +590,17 @@ impl Server {
     /// A copy's references are taken with the container's state still locked, so no writer
     /// can drop the container's meanwhile.
     fn hand_out(&self, reply: &mut Reply, copy: bool) {
-        let mut blobs = reply.blobs_mut();
-        if blobs.iter().all(|b| b.refs.is_empty()) {
+        let mut any = false;
+        reply.for_each_blob(|b| any |= !b.refs.is_empty());
+        if !any {
             return;
         }
         let mut store = lock(&self.store);
-        for blob in &mut blobs {
-            for r in &mut blob.refs {
+        reply.for_each_blob(|b| {
+            for r in &mut b.refs {
                 *r = store.issue(*r, copy);
             }
-        }
+        });
     }
 
     /// Handles one request; also returns whether the reply holds queue items taken from the
@@ -1272,5 +1270,87 @@ mod tests {
             panic!()
         };
         assert_eq!(&b.bytes[..], b"a");
+    }
+
+    fn holding(bytes: &[u8], refs: &[u64]) -> Blob {
+        Blob {
+            bytes: crate::codec::Bytes(bytes.to_vec()),
+            refs: refs.to_vec(),
+        }
+    }
+
+    #[test]
+    fn holding_is_all_or_nothing() {
+        let mut store = Store::default();
+        let (a, _) = store.create(ty(Kind::List), None, Init::Empty).unwrap();
+        let e = store.hold(&[a, 99]).unwrap_err();
+        assert!(e.to_string().contains("#99 no longer exists"), "{e}");
+        assert_eq!(
+            store.objects[&a].refs, 1,
+            "the reference to `a` was given back"
+        );
+        // A container created with a proxy inside holds its object.
+        let init = Init::List(vec![holding(b"p", &[a])]);
+        let (outer, _) = store.create(ty(Kind::List), None, init).unwrap();
+        assert_eq!(store.objects[&a].refs, 2);
+        assert!(
+            store.unref(a).is_none(),
+            "the creator goes; the list still holds it"
+        );
+        let freed = store.unref(outer).expect("the outer list's last reference");
+        assert_eq!(lock(&freed.state).take_refs(), [a]);
+    }
+
+    #[test]
+    fn values_leaving_a_container_drop_or_hand_over_their_references() {
+        let t = ty(Kind::List);
+        let mut state = State::new(Kind::List, Init::List(vec![holding(b"a", &[1])])).unwrap();
+        let mut dropped = Vec::new();
+        let mut run = |state: &mut State, op| apply_now(state, &t, op, &mut dropped).unwrap().1;
+        assert_eq!(run(&mut state, Op::ListGet(0)), Out::Copied);
+        assert_eq!(
+            run(&mut state, Op::ListSet(0, holding(b"b", &[2]))),
+            Out::Copied
+        );
+        run(&mut state, Op::ListPush(holding(b"c", &[3, 4])));
+        // A lost compare-and-swap does not store its values.
+        run(
+            &mut state,
+            Op::ListReplace {
+                version: 0,
+                items: vec![holding(b"d", &[5])],
+            },
+        );
+        assert!(
+            run(
+                &mut state,
+                Op::ListRemoveItem(crate::codec::Bytes(b"b".to_vec()))
+            ) == Out::Copied
+        );
+        assert_eq!(run(&mut state, Op::ListPop), Out::Taken);
+        assert_eq!(dropped, [1, 5, 2]);
+        assert!(state.refs().is_empty());
+
+        let t = ty(Kind::Value);
+        let mut state = State::new(Kind::Value, Init::Value(holding(b"v", &[7]))).unwrap();
+        let mut dropped = Vec::new();
+        apply_now(
+            &mut state,
+            &t,
+            Op::ValueSwap {
+                version: 9,
+                value: holding(b"w", &[8]),
+            },
+            &mut dropped,
+        )
+        .unwrap();
+        apply_now(
+            &mut state,
+            &t,
+            Op::ValueSet(holding(b"x", &[])),
+            &mut dropped,
+        )
+        .unwrap();
+        assert_eq!(dropped, [8, 7]);
     }
 }
