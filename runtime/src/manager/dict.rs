@@ -56,11 +56,13 @@ where
 {
     /// Sets `key` to `value`; returns the previous value. On failure hands both back.
     pub fn insert(&self, key: K, value: V) -> Result<Option<V>, SendError<(K, V)>> {
-        let sent = handle::encode(&key)
-            .and_then(|k| Ok((k, handle::encode(&value)?)))
+        let sent = self
+            .handle
+            .encode_key(&key)
+            .and_then(|k| Ok((k, self.handle.encode(&value)?)))
             .and_then(|(k, v)| self.handle.op(Op::DictInsert(k, v)));
         match sent {
-            Ok(Reply::MaybeBlob(old)) => match old.map(|b| handle::decode(&b)).transpose() {
+            Ok(Reply::MaybeBlob(old)) => match old.map(|b| self.handle.decode(&b)).transpose() {
                 Ok(old) => Ok(old),
                 Err(error) => Err(SendError {
                     error,
@@ -80,7 +82,7 @@ where
 
     /// The value for `key`, if any.
     pub fn get(&self, key: &K) -> Result<Option<V>> {
-        maybe(self.handle.op(Op::DictGet(handle::encode(key)?))?)
+        self.maybe(Op::DictGet(self.handle.encode_key(key)?))
     }
 
     /// The values for many keys in one round trip, in the keys' order.
@@ -90,12 +92,12 @@ where
     {
         let keys = keys
             .into_iter()
-            .map(handle::encode)
+            .map(|k| self.handle.encode_key(k))
             .collect::<Result<Vec<_>>>()?;
         match self.handle.op(Op::DictGetMany(keys))? {
             Reply::MaybeBlobs(values) => values
                 .into_iter()
-                .map(|v| v.map(|b| handle::decode(&b)).transpose())
+                .map(|v| v.map(|b| self.handle.decode(&b)).transpose())
                 .collect(),
             other => Err(unexpected(other)),
         }
@@ -104,14 +106,17 @@ where
     /// Removes `key`; returns its value, if it had one.
     #[doc(alias = "pop")]
     pub fn remove(&self, key: &K) -> Result<Option<V>> {
-        maybe(self.handle.op(Op::DictRemove(handle::encode(key)?))?)
+        self.maybe(Op::DictRemove(self.handle.encode_key(key)?))
     }
 
     /// Whether `key` is present (Python's `key in d`).
     #[doc(alias = "contains")]
     #[doc(alias = "__contains__")]
     pub fn contains_key(&self, key: &K) -> Result<bool> {
-        match self.handle.op(Op::DictContains(handle::encode(key)?))? {
+        match self
+            .handle
+            .op(Op::DictContains(self.handle.encode_key(key)?))?
+        {
             Reply::Bool(b) => Ok(b),
             other => Err(unexpected(other)),
         }
@@ -119,12 +124,18 @@ where
 
     /// A snapshot of the keys, in insertion order.
     pub fn keys(&self) -> Result<Vec<K>> {
-        blobs(self.handle.op(Op::DictKeys)?)
+        match self.handle.op(Op::DictKeys)? {
+            Reply::Keys(keys) => keys.iter().map(|k| handle::decode_key(k)).collect(),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// A snapshot of the values, in insertion order of their keys.
     pub fn values(&self) -> Result<Vec<V>> {
-        blobs(self.handle.op(Op::DictValues)?)
+        match self.handle.op(Op::DictValues)? {
+            Reply::Blobs(values) => values.iter().map(|b| self.handle.decode(b)).collect(),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// A snapshot of the entries, in insertion order, in one round trip.
@@ -132,7 +143,7 @@ where
         match self.handle.op(Op::DictItems)? {
             Reply::Pairs(pairs) => pairs
                 .iter()
-                .map(|(k, v)| Ok((handle::decode(k)?, handle::decode(v)?)))
+                .map(|(k, v)| Ok((handle::decode_key(k)?, self.handle.decode(v)?)))
                 .collect(),
             other => Err(unexpected(other)),
         }
@@ -164,7 +175,7 @@ where
         super::send_with(&self.handle, pairs, |pairs| {
             let blobs = pairs
                 .iter()
-                .map(|(k, v)| Ok((handle::encode(k)?, handle::encode(v)?)))
+                .map(|(k, v)| Ok((self.handle.encode_key(k)?, self.handle.encode(v)?)))
                 .collect::<Result<Vec<_>>>()?;
             Ok(Op::DictUpdate(blobs))
         })
@@ -191,15 +202,15 @@ where
         key: &K,
         mut f: impl FnMut(Option<V>) -> Option<V>,
     ) -> Result<Option<V>> {
-        let key = handle::encode(key)?;
+        let key = self.handle.encode_key(key)?;
         let (mut current, mut version) = match self.handle.op(Op::DictEntry(key.clone()))? {
             Reply::Entry { value, version } => (value, version),
             other => return Err(unexpected(other)),
         };
         loop {
-            let old = current.map(|b| handle::decode(&b)).transpose()?;
+            let old = current.map(|b| self.handle.decode(&b)).transpose()?;
             let new = f(old);
-            let value = new.as_ref().map(handle::encode).transpose()?;
+            let value = new.as_ref().map(|v| self.handle.encode(v)).transpose()?;
             match self.handle.op(Op::DictSwap {
                 key: key.clone(),
                 version,
@@ -216,16 +227,14 @@ where
     }
 }
 
-fn maybe<T: DeserializeOwned>(reply: Reply) -> Result<Option<T>> {
-    match reply {
-        Reply::MaybeBlob(b) => b.map(|b| handle::decode(&b)).transpose(),
-        other => Err(unexpected(other)),
-    }
-}
-
-fn blobs<T: DeserializeOwned>(reply: Reply) -> Result<Vec<T>> {
-    match reply {
-        Reply::Blobs(items) => items.iter().map(|b| handle::decode(b)).collect(),
-        other => Err(unexpected(other)),
+impl<K, V> DictProxy<K, V>
+where
+    V: DeserializeOwned,
+{
+    fn maybe(&self, op: Op) -> Result<Option<V>> {
+        match self.handle.op(op)? {
+            Reply::MaybeBlob(b) => b.map(|b| self.handle.decode(&b)).transpose(),
+            other => Err(unexpected(other)),
+        }
     }
 }

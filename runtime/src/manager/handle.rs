@@ -1,8 +1,11 @@
 //! The client side of one shared object: a small pool of authenticated connections attached
 //! to it (one per thread using the proxy at a time, so a blocking `get` on one thread does not
 //! hold up another), how a proxy travels to another process (address, key, object id and a
-//! transfer token), and the encoding of values to and from blobs.
+//! transfer token), and the encoding of values to and from blobs: a proxy stored in its own
+//! manager is encoded without a token, its reference travelling beside the bytes (`Blob::refs`).
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -12,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::protocol::{
-    Answer, Blob, Call, Init, Op, Reply, Request, Type, spin_toward, unexpected,
+    Answer, Blob, Call, Init, Key, Op, Reply, Request, Type, spin_toward, unexpected,
 };
 use crate::channel::Channel;
 use crate::codec;
@@ -82,6 +85,8 @@ impl Endpoint {
 /// One process's reference to a shared object.
 pub(crate) struct Handle {
     endpoint: Endpoint,
+    /// The server instance the object lives on (see `Reply::Created`).
+    server: u64,
     id: u64,
     ty: Type,
     /// Idle attached connections. Each holds a reference to the object on the server.
@@ -117,11 +122,12 @@ impl Handle {
                 init,
             },
         )?;
-        let Reply::Created { id } = reply else {
+        let Reply::Created { id, server } = reply else {
             return Err(unexpected(reply));
         };
         Ok(Arc::new(Handle {
             endpoint: endpoint.clone(),
+            server,
             id,
             ty,
             idle: Mutex::new(vec![conn]),
@@ -148,6 +154,38 @@ impl Handle {
         reply
     }
 
+    /// Encodes a value to store in this handle's object (or in another object of its server:
+    /// see [`encode_for`]).
+    pub(crate) fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Result<Blob> {
+        encode_for(self.server, value)
+    }
+
+    /// Encodes every value of a batch.
+    pub(crate) fn encode_all<T: Serialize>(&self, values: &[T]) -> Result<Vec<Blob>> {
+        values.iter().map(|v| self.encode(v)).collect()
+    }
+
+    /// Encodes a dict key: compared by its bytes, so it may hold no proxy.
+    pub(crate) fn encode_key<T: Serialize + ?Sized>(&self, key: &T) -> Result<Key> {
+        encode_key(key)
+    }
+
+    /// Decodes a value that came from this handle's server: its proxies take the references
+    /// that came beside it, and references no proxy took are given back.
+    pub(crate) fn decode<T: DeserializeOwned>(&self, blob: &Blob) -> Result<T> {
+        if blob.refs.is_empty() {
+            return codec::decode(&blob.bytes, Vec::new());
+        }
+        let tokens: VecDeque<u64> = blob.refs.iter().copied().collect();
+        let previous = READING.with(|r| r.replace(Some(tokens)));
+        let decoded = codec::decode(&blob.bytes, Vec::new());
+        let unclaimed = READING.with(|r| r.replace(previous)).unwrap_or_default();
+        for token in unclaimed {
+            let _ = self.request(Request::Release { token });
+        }
+        decoded
+    }
+
     /// A new connection attached to this object.
     fn attach(&self) -> Result<Conn> {
         let mut conn = self.endpoint.connect()?;
@@ -161,7 +199,11 @@ impl Handle {
             },
         )?;
         match reply {
-            Reply::Created { .. } => Ok(conn),
+            Reply::Created { server, .. } if server == self.server => Ok(conn),
+            Reply::Created { .. } => Err(Error::ManagerGone {
+                address: self.endpoint.address.to_string(),
+                why: "another server now listens on that address".to_owned(),
+            }),
             other => Err(unexpected(other)),
         }
     }
@@ -193,9 +235,36 @@ impl Drop for Handle {
 struct WireHandle {
     address: Address,
     authkey: Bytes,
+    server: u64,
     id: u64,
     ty: Type,
-    token: u64,
+    keep: Keep,
+}
+
+/// What keeps the object alive while its proxy travels.
+#[derive(Serialize, Deserialize)]
+enum Keep {
+    /// A transfer token from `Share`, for the receiver's first connection to consume.
+    Token(u64),
+    /// The proxy is stored in a value on its own server, which holds the reference; the
+    /// reader gets one of its own beside the value (`Blob::refs`). The bytes carry no token,
+    /// so equal proxies encode equally.
+    Stored,
+}
+
+/// What the value being encoded on this thread is for, while [`encode_in`] runs.
+enum Storing {
+    /// A value to store on server instance `server`: the ids of that server's objects that
+    /// its proxies refer to, in order.
+    Value { server: u64, refs: Vec<u64> },
+    /// A dict key, which may hold no proxy.
+    Key,
+}
+
+thread_local! {
+    static STORING: RefCell<Option<Storing>> = const { RefCell::new(None) };
+    /// While a value from a manager is decoded: the tokens its stored proxies take, in order.
+    static READING: RefCell<Option<VecDeque<u64>>> = const { RefCell::new(None) };
 }
 
 /// Serializes a handle for another process, taking a token that keeps the object alive until
@@ -208,17 +277,33 @@ pub(crate) fn serialize<S: Serializer>(handle: &Handle, serializer: S) -> Result
              inside an mp message), since it carries the manager's auth key",
         ));
     }
-    let token = match handle.request(Request::Share) {
-        Ok(Reply::Token(t)) => t,
-        Ok(other) => return Err(S::Error::custom(unexpected(other))),
-        Err(e) => return Err(S::Error::custom(e)),
+    // Stored on its own server: that server holds the reference (the bytes carry none).
+    let stored = STORING.with(|s| match s.borrow_mut().as_mut() {
+        Some(Storing::Key) => Err(S::Error::custom(
+            "a manager proxy cannot be part of a dict key (keys are compared by their bytes)",
+        )),
+        Some(Storing::Value { server, refs }) if *server == handle.server => {
+            refs.push(handle.id);
+            Ok(true)
+        }
+        _ => Ok(false),
+    })?;
+    let keep = if stored {
+        Keep::Stored
+    } else {
+        match handle.request(Request::Share) {
+            Ok(Reply::Token(t)) => Keep::Token(t),
+            Ok(other) => return Err(S::Error::custom(unexpected(other))),
+            Err(e) => return Err(S::Error::custom(e)),
+        }
     };
     WireHandle {
         address: handle.endpoint.address.clone(),
         authkey: Bytes(handle.endpoint.authkey.to_vec()),
+        server: handle.server,
         id: handle.id,
         ty: handle.ty.clone(),
-        token,
+        keep,
     }
     .serialize(serializer)
 }
@@ -236,23 +321,60 @@ pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
             wire.ty
         )));
     }
+    let token = match wire.keep {
+        Keep::Token(t) => t,
+        Keep::Stored => READING
+            .with(|r| r.borrow_mut().as_mut().and_then(VecDeque::pop_front))
+            .ok_or_else(|| {
+                D::Error::custom(format!(
+                    "a proxy to shared object #{} came from its manager without a reference",
+                    wire.id
+                ))
+            })?,
+    };
     Ok(Arc::new(Handle {
         endpoint: Endpoint {
             address: wire.address,
             authkey: Arc::from(wire.authkey.0),
         },
+        server: wire.server,
         id: wire.id,
         ty,
         idle: Mutex::new(Vec::new()),
-        token: Mutex::new(Some(wire.token)),
+        token: Mutex::new(Some(token)),
     }))
 }
 
-/// Encodes a value for the server. Values holding OS handles cannot live there.
-pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Blob> {
+/// Encodes a value to store on server instance `server`: proxies to that server's objects
+/// go in without a token, their ids beside the bytes. Values holding OS handles cannot live
+/// there.
+pub(crate) fn encode_for<T: Serialize + ?Sized>(server: u64, value: &T) -> Result<Blob> {
+    encode_in(
+        Storing::Value {
+            server,
+            refs: Vec::new(),
+        },
+        value,
+    )
+}
+
+/// Encodes a dict key: compared by its bytes, so it may hold no proxy.
+pub(crate) fn encode_key<T: Serialize + ?Sized>(key: &T) -> Result<Key> {
+    encode_in(Storing::Key, key).map(|blob| blob.bytes)
+}
+
+/// Decodes a dict key (which holds no proxy).
+pub(crate) fn decode_key<T: DeserializeOwned>(key: &Key) -> Result<T> {
+    codec::decode(key, Vec::new())
+}
+
+fn encode_in<T: Serialize + ?Sized>(storing: Storing, value: &T) -> Result<Blob> {
     let mut bytes = Vec::new();
     let mut fds = Vec::new();
-    codec::encode(value, &mut bytes, &mut fds)?;
+    let previous = STORING.with(|s| s.replace(Some(storing)));
+    let encoded = codec::encode(value, &mut bytes, &mut fds);
+    let storing = STORING.with(|s| s.replace(previous));
+    encoded?;
     if !fds.is_empty() {
         return Err(Error::Encode(
             "a value holding an OS handle (queue, pipe end, shared memory, lock) cannot be \
@@ -260,17 +382,14 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Blob> {
                 .to_owned(),
         ));
     }
-    Ok(Bytes(bytes))
-}
-
-/// Encodes every value of a batch.
-pub(crate) fn encode_all<T: Serialize>(values: &[T]) -> Result<Vec<Blob>> {
-    values.iter().map(encode).collect()
-}
-
-/// Decodes a value that came from the server.
-pub(crate) fn decode<T: DeserializeOwned>(blob: &[u8]) -> Result<T> {
-    codec::decode(blob, Vec::new())
+    let refs = match storing {
+        Some(Storing::Value { refs, .. }) => refs,
+        _ => Vec::new(),
+    };
+    Ok(Blob {
+        bytes: Bytes(bytes),
+        refs,
+    })
 }
 
 /// The type description of an object of `kind` over element types `E`.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::handle::{self, Handle};
+use super::handle::Handle;
 use super::protocol::{Blob, Kind, Op, Reply, unexpected};
 use crate::error::{Result, SendError};
 
@@ -54,14 +54,14 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     pub fn extend(&self, items: impl IntoIterator<Item = T>) -> Result<(), SendError<Vec<T>>> {
         let items: Vec<T> = items.into_iter().collect();
         super::send_with(&self.handle, items, |items| {
-            Ok(Op::ListExtend(handle::encode_all(items)?))
+            Ok(Op::ListExtend(self.handle.encode_all(items)?))
         })
     }
 
     /// The item at `index`, or `None` past the end.
     pub fn get(&self, index: usize) -> Result<Option<T>> {
         match self.handle.op(Op::ListGet(index as u64))? {
-            Reply::MaybeBlob(b) => b.map(|b| handle::decode(&b)).transpose(),
+            Reply::MaybeBlob(b) => b.map(|b| self.handle.decode(&b)).transpose(),
             other => Err(unexpected(other)),
         }
     }
@@ -79,7 +79,7 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// Removes and returns the item at `index` ([`Error::OutOfRange`](crate::Error::OutOfRange) past the end).
     pub fn remove(&self, index: usize) -> Result<T> {
         match self.handle.op(Op::ListRemoveAt(index as u64))? {
-            Reply::Blob(b) => handle::decode(&b),
+            Reply::Blob(b) => self.handle.decode(&b),
             other => Err(unexpected(other)),
         }
     }
@@ -87,7 +87,10 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// Removes the first item equal to `item` (compared by encoding); whether there was one
     /// (Python's `list.remove(x)`, without the `ValueError`).
     pub fn remove_item(&self, item: &T) -> Result<bool> {
-        match self.handle.op(Op::ListRemoveItem(handle::encode(item)?))? {
+        match self
+            .handle
+            .op(Op::ListRemoveItem(self.handle.encode(item)?.bytes))?
+        {
             Reply::Bool(found) => Ok(found),
             other => Err(unexpected(other)),
         }
@@ -96,7 +99,7 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// Removes and returns the last item, or `None` if the list is empty.
     pub fn pop(&self) -> Result<Option<T>> {
         match self.handle.op(Op::ListPop)? {
-            Reply::MaybeBlob(b) => b.map(|b| handle::decode(&b)).transpose(),
+            Reply::MaybeBlob(b) => b.map(|b| self.handle.decode(&b)).transpose(),
             other => Err(unexpected(other)),
         }
     }
@@ -147,10 +150,7 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
         let (mut items, mut version) = self.snapshot()?;
         loop {
             let result = f(&mut items);
-            let blobs = items
-                .iter()
-                .map(handle::encode)
-                .collect::<Result<Vec<_>>>()?;
+            let blobs = self.handle.encode_all(&items)?;
             match self.handle.op(Op::ListReplace {
                 version,
                 items: blobs,
@@ -160,7 +160,7 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
                     items: current,
                     version: v,
                 } => {
-                    items = decode_all(&current)?;
+                    items = self.decode_all(&current)?;
                     version = v;
                 }
                 other => return Err(unexpected(other)),
@@ -179,16 +179,16 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
 
     fn snapshot(&self) -> Result<(Vec<T>, u64)> {
         match self.handle.op(Op::ListSnapshot)? {
-            Reply::Items { items, version } => Ok((decode_all(&items)?, version)),
+            Reply::Items { items, version } => Ok((self.decode_all(&items)?, version)),
             other => Err(unexpected(other)),
         }
+    }
+
+    fn decode_all(&self, blobs: &[Blob]) -> Result<Vec<T>> {
+        blobs.iter().map(|b| self.handle.decode(b)).collect()
     }
 
     fn send(&self, item: T, op: impl FnOnce(Blob) -> Op) -> Result<(), SendError<T>> {
         super::send_value(&self.handle, item, op)
     }
-}
-
-fn decode_all<T: DeserializeOwned>(blobs: &[Blob]) -> Result<Vec<T>> {
-    blobs.iter().map(|b| handle::decode(b)).collect()
 }

@@ -15,8 +15,8 @@ mod value;
 use std::fmt;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::Child;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::codec::Bytes;
@@ -67,6 +67,10 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(2);
 /// encrypted (as in Python). Across untrusted networks, use an SSH tunnel or TLS. The server
 /// bounds unauthenticated peers (see [`Listener`]: 64 handshakes at once, 10 s each).
 ///
+/// Proxies may be stored inside other containers (`DictProxy<String, ListProxy<u32>>`, a
+/// queue of proxies): a container keeps the objects its values refer to alive for as long as
+/// it holds them. Objects that refer to each other in a cycle live until the server stops.
+///
 /// ```
 /// # mp::guard!();
 /// #[mp::worker]
@@ -85,6 +89,8 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(2);
 #[doc(alias = "BaseManager")]
 pub struct Manager {
     endpoint: Endpoint,
+    /// The server instance's id (see `Reply::Created`), asked for when first needed.
+    instance: OnceLock<u64>,
     /// The server process, when this `Manager` started it.
     server: Option<ServerProcess>,
 }
@@ -164,11 +170,13 @@ impl Manager {
             address: address.to_address()?,
             authkey: Arc::from(authkey.as_ref()),
         };
-        drop(endpoint.connect()?);
-        Ok(Manager {
+        let manager = Manager {
             endpoint,
+            instance: OnceLock::new(),
             server: None,
-        })
+        };
+        manager.stats()?;
+        Ok(manager)
     }
 
     /// The server's address (for a TCP port of 0: the port it got).
@@ -198,7 +206,11 @@ impl Manager {
         items: impl IntoIterator<Item = T>,
     ) -> Result<ListProxy<T>> {
         let items: Vec<T> = items.into_iter().collect();
-        let blobs = handle::encode_all(&items)?;
+        let server = self.instance()?;
+        let blobs = items
+            .iter()
+            .map(|item| handle::encode_for(server, item))
+            .collect::<Result<Vec<_>>>()?;
         self.create::<T>(Kind::List, None, Init::List(blobs))
             .map(ListProxy::from_handle)
     }
@@ -222,9 +234,12 @@ impl Manager {
         K: Serialize + DeserializeOwned,
         V: Serialize + DeserializeOwned,
     {
+        let server = self.instance()?;
+        // Kept until the server has the values: their proxies keep their objects alive.
+        let pairs: Vec<(K, V)> = pairs.into_iter().collect();
         let blobs = pairs
-            .into_iter()
-            .map(|(k, v)| Ok((handle::encode(&k)?, handle::encode(&v)?)))
+            .iter()
+            .map(|(k, v)| Ok((handle::encode_key(k)?, handle::encode_for(server, v)?)))
             .collect::<Result<Vec<_>>>()?;
         self.create::<(K, V)>(Kind::Dict, None, Init::Dict(blobs))
             .map(DictProxy::from_handle)
@@ -234,7 +249,7 @@ impl Manager {
     #[doc(alias = "Namespace")]
     #[doc(alias = "Value")]
     pub fn value<T: Serialize + DeserializeOwned>(&self, value: T) -> Result<ValueProxy<T>> {
-        let blob = handle::encode(&value)?;
+        let blob = handle::encode_for(self.instance()?, &value)?;
         self.create::<T>(Kind::Value, None, Init::Value(blob))
             .map(ValueProxy::from_handle)
     }
@@ -292,6 +307,52 @@ impl Manager {
     /// ```
     pub fn named<P: Proxy>(&self, name: &str) -> Result<P> {
         P::__named(self, name)
+    }
+
+    /// How many shared objects the server holds now: every object some proxy, transfer token
+    /// or stored value still refers to, and every named object. For diagnostics and tests of
+    /// object lifetime (issue 17); objects that refer to each other in a cycle stay until
+    /// the server stops. A proxy's last handle going away is noticed by the server a moment
+    /// later, so the count may lag behind a `drop`.
+    ///
+    /// ```
+    /// # mp::guard!();
+    /// let manager = mp::Manager::new()?;
+    /// let outer = manager.list::<mp::ListProxy<u32>>()?;
+    /// let inner = manager.list_from([1, 2, 3])?;
+    /// assert_eq!(manager.object_count()?, 2);
+    /// outer.append(inner)?; // the outer list now holds a reference to the inner one
+    /// assert_eq!(outer.get(0)?.unwrap().to_vec()?, [1, 2, 3]);
+    /// outer.clear()?; // ... which it gives up when the item leaves it
+    /// let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    /// while manager.object_count()? != 1 {
+    ///     assert!(std::time::Instant::now() < deadline, "the inner list was not freed");
+    ///     std::thread::sleep(std::time::Duration::from_millis(10));
+    /// }
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn object_count(&self) -> Result<usize> {
+        Ok(self.stats()?.1)
+    }
+
+    /// The server's instance id and object count, in one round trip.
+    fn stats(&self) -> Result<(u64, usize)> {
+        let mut conn = self.endpoint.connect()?;
+        match self.endpoint.call(&mut conn, Request::Stats)? {
+            Reply::Stats { server, objects } => {
+                let _ = self.instance.set(server);
+                Ok((server, usize::try_from(objects).unwrap_or(usize::MAX)))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The server instance's id, which values to store are encoded for.
+    fn instance(&self) -> Result<u64> {
+        match self.instance.get() {
+            Some(&id) => Ok(id),
+            None => Ok(self.stats()?.0),
+        }
     }
 
     /// Stops the server: every proxy's next call fails with [`Error::ManagerGone`]. For a
@@ -407,6 +468,7 @@ impl ManagerBuilder {
                 address: bound,
                 authkey: Arc::from(authkey),
             },
+            instance: OnceLock::new(),
             server: Some(ServerProcess {
                 child,
                 _channel: channel,
@@ -622,7 +684,7 @@ fn send_value<T: Serialize>(
     value: T,
     op: impl FnOnce(Blob) -> Op,
 ) -> Result<(), SendError<T>> {
-    send_with(handle, value, |v| Ok(op(handle::encode(v)?)))
+    send_with(handle, value, |v| Ok(op(handle.encode(v)?)))
 }
 
 /// Builds an operation from `value` (encoding it), runs it, and hands the value back unless
@@ -679,7 +741,7 @@ where
 
 impl<T: Serialize + DeserializeOwned + Default> Proxy for ValueProxy<T> {
     fn __named(manager: &Manager, name: &str) -> Result<Self> {
-        let init = Init::Value(handle::encode(&T::default())?);
+        let init = Init::Value(handle::encode_for(manager.instance()?, &T::default())?);
         manager
             .create::<T>(Kind::Value, Some(name.to_owned()), init)
             .map(ValueProxy::from_handle)

@@ -7,8 +7,35 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
-/// One encoded value.
-pub(crate) type Blob = crate::codec::Bytes;
+/// An encoded dict key. Keys are compared by their bytes and never hold a proxy.
+pub(crate) type Key = crate::codec::Bytes;
+
+/// One encoded value, with the shared objects its proxies refer to (see `README.md`, "Proxies
+/// inside stored values"). The bytes of a proxy stored in its own manager name the object
+/// but carry no reference; the reference travels beside the bytes, in `refs`, one per proxy
+/// in the order the proxies appear in the encoding:
+///
+/// - from a client, in a value to store: the objects' ids; the server takes a reference to
+///   each for as long as it holds the value;
+/// - in the server's store: the same ids, one reference each;
+/// - from the server, in a value it returns: one transfer token per proxy, a reference of
+///   its own that the proxy decoded from the bytes consumes when it attaches (or gives back).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Blob {
+    pub(crate) bytes: crate::codec::Bytes,
+    pub(crate) refs: Vec<u64>,
+}
+
+impl Blob {
+    /// A value that holds no proxy.
+    #[cfg(test)]
+    pub(crate) fn plain(bytes: &[u8]) -> Blob {
+        Blob {
+            bytes: crate::codec::Bytes(bytes.to_vec()),
+            refs: Vec::new(),
+        }
+    }
+}
 
 /// What kind of object a proxy refers to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,7 +84,7 @@ pub(crate) enum Init {
     /// An empty list or dict, an unlocked lock, a clear event, an unbounded queue.
     Empty,
     List(Vec<Blob>),
-    Dict(Vec<(Blob, Blob)>),
+    Dict(Vec<(Key, Blob)>),
     Value(Blob),
     Queue {
         maxsize: Option<u64>,
@@ -112,6 +139,8 @@ pub(crate) enum Request {
     Share,
     /// Gives up a token unused.
     Release { token: u64 },
+    /// The server's instance id and how many objects it holds (diagnostics).
+    Stats,
     /// An operation on this connection's object.
     Op(Op),
     /// Stops the server: every connection is closed, the server process exits.
@@ -134,7 +163,7 @@ pub(crate) enum Op {
     ListRemoveAt(u64),
     ListPop,
     /// Removes the first item whose encoding equals this one.
-    ListRemoveItem(Blob),
+    ListRemoveItem(crate::codec::Bytes),
     /// The items and the list's version.
     ListSnapshot,
     /// Replaces the items if the list is still at `version` (compare-and-swap).
@@ -143,20 +172,20 @@ pub(crate) enum Op {
         items: Vec<Blob>,
     },
 
-    DictGet(Blob),
-    DictGetMany(Vec<Blob>),
-    DictInsert(Blob, Blob),
-    DictRemove(Blob),
-    DictContains(Blob),
+    DictGet(Key),
+    DictGetMany(Vec<Key>),
+    DictInsert(Key, Blob),
+    DictRemove(Key),
+    DictContains(Key),
     DictKeys,
     DictValues,
     DictItems,
-    DictUpdate(Vec<(Blob, Blob)>),
+    DictUpdate(Vec<(Key, Blob)>),
     /// One entry (or its absence) with its version.
-    DictEntry(Blob),
+    DictEntry(Key),
     /// Sets (`Some`) or removes (`None`) an entry if it is still at `version` (0: absent).
     DictSwap {
-        key: Blob,
+        key: Key,
         version: u64,
         value: Option<Blob>,
     },
@@ -199,8 +228,15 @@ pub(crate) enum Op {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Reply {
     Done,
+    /// Attached to object `id` of the server instance `server` (a random id the server
+    /// draws when it starts: how a client tells whether a proxy belongs to a given server).
     Created {
         id: u64,
+        server: u64,
+    },
+    Stats {
+        server: u64,
+        objects: u64,
     },
     Token(u64),
     Len(u64),
@@ -209,7 +245,8 @@ pub(crate) enum Reply {
     MaybeBlob(Option<Blob>),
     Blobs(Vec<Blob>),
     MaybeBlobs(Vec<Option<Blob>>),
-    Pairs(Vec<(Blob, Blob)>),
+    Keys(Vec<Key>),
+    Pairs(Vec<(Key, Blob)>),
     /// A list's items with its version (also the answer to a `ListReplace` that lost a race).
     Items {
         items: Vec<Blob>,
@@ -222,6 +259,51 @@ pub(crate) enum Reply {
     },
     /// A compare-and-swap went through.
     Swapped,
+}
+
+impl Reply {
+    /// Calls `f` on each stored value inside the reply (whose `refs` are references handed
+    /// to the client).
+    pub(crate) fn for_each_blob(&mut self, mut f: impl FnMut(&mut Blob)) {
+        match self {
+            Reply::Blob(b) => f(b),
+            Reply::MaybeBlob(b) | Reply::Entry { value: b, .. } => b.iter_mut().for_each(f),
+            Reply::Blobs(items) | Reply::Items { items, .. } => items.iter_mut().for_each(f),
+            Reply::MaybeBlobs(items) => items.iter_mut().flatten().for_each(f),
+            Reply::Pairs(pairs) => pairs.iter_mut().for_each(|(_, v)| f(v)),
+            Reply::Done
+            | Reply::Created { .. }
+            | Reply::Stats { .. }
+            | Reply::Token(_)
+            | Reply::Len(_)
+            | Reply::Bool(_)
+            | Reply::Keys(_)
+            | Reply::Swapped => {}
+        }
+    }
+}
+
+impl Op {
+    /// The objects the values this operation would store refer to (one reference each).
+    pub(crate) fn stored_refs(&self) -> Vec<u64> {
+        let refs = |blobs: &mut dyn Iterator<Item = &Blob>| -> Vec<u64> {
+            blobs.flat_map(|b| b.refs.iter().copied()).collect()
+        };
+        match self {
+            Op::ListPush(b)
+            | Op::ListSet(_, b)
+            | Op::ListInsert(_, b)
+            | Op::DictInsert(_, b)
+            | Op::ValueSet(b)
+            | Op::ValueSwap { value: b, .. } => b.refs.clone(),
+            Op::DictSwap { value, .. } => refs(&mut value.iter()),
+            Op::ListExtend(items) | Op::ListReplace { items, .. } | Op::QueuePut { items, .. } => {
+                refs(&mut items.iter())
+            }
+            Op::DictUpdate(pairs) => refs(&mut pairs.iter().map(|(_, v)| v)),
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// A reply or the error the operation failed with.

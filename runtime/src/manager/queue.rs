@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::handle::{self, Handle};
+use super::handle::Handle;
 use super::protocol::{Kind, Op, Reply, Wait, unexpected};
 use crate::error::{Error, Result, SendError};
 
@@ -71,7 +71,7 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
         let items: Vec<T> = items.into_iter().collect();
         super::send_with(&self.handle, items, |items| {
             Ok(Op::QueuePut {
-                items: handle::encode_all(items)?,
+                items: self.handle.encode_all(items)?,
                 wait: Wait::Forever,
             })
         })
@@ -127,7 +127,7 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
             max: max as u64,
             wait,
         })? {
-            Reply::Blobs(items) => items.iter().map(|b| handle::decode(b)).collect(),
+            Reply::Blobs(items) => items.iter().map(|b| self.handle.decode(b)).collect(),
             other => Err(unexpected(other)),
         }
     }

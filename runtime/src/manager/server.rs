@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use indexmap::IndexMap;
 
 use super::protocol::{
-    Answer, Blob, Call, Holder, Init, Kind, Op, Reply, Request, Type, Wait, spin_toward,
+    Answer, Blob, Call, Holder, Init, Key, Kind, Op, Reply, Request, Type, Wait, spin_toward,
 };
 use crate::channel::Channel;
 use crate::connection::Listener;
@@ -57,7 +57,7 @@ enum State {
     Dict {
         /// Entries keep insertion order, as Python's dicts do; each with the clock at its
         /// last write (its version; 0 means absent).
-        map: IndexMap<Blob, (Blob, u64)>,
+        map: IndexMap<Key, (Blob, u64)>,
         clock: u64,
     },
     Value {
@@ -79,6 +79,32 @@ enum State {
 }
 
 impl State {
+    /// Takes the references the stored values hold (the object is being freed).
+    fn take_refs(&mut self) -> Vec<u64> {
+        let mut refs = Vec::new();
+        let mut take = |b: &mut Blob| refs.append(&mut b.refs);
+        match self {
+            State::List { items, .. } => items.iter_mut().for_each(&mut take),
+            State::Queue { items, .. } => items.iter_mut().for_each(&mut take),
+            State::Dict { map, .. } => map.values_mut().for_each(|(v, _)| take(v)),
+            State::Value { value, .. } => take(value),
+            State::Lock { .. } | State::Event { .. } => {}
+        }
+        refs
+    }
+
+    /// The references the stored values hold.
+    fn refs(&self) -> Vec<u64> {
+        let blobs: Box<dyn Iterator<Item = &Blob>> = match self {
+            State::List { items, .. } => Box::new(items.iter()),
+            State::Queue { items, .. } => Box::new(items.iter()),
+            State::Dict { map, .. } => Box::new(map.values().map(|(v, _)| v)),
+            State::Value { value, .. } => Box::new(std::iter::once(value)),
+            State::Lock { .. } | State::Event { .. } => Box::new(std::iter::empty()),
+        };
+        blobs.flat_map(|b| b.refs.iter().copied()).collect()
+    }
+
     fn new(kind: Kind, init: Init) -> Result<State> {
         Ok(match (kind, init) {
             (Kind::List, Init::Empty) => State::List {
@@ -120,7 +146,8 @@ impl State {
 
 struct Entry {
     object: Arc<Object>,
-    /// Attached connections plus outstanding tokens.
+    /// Attached connections, outstanding tokens, and values stored in other objects (proxies
+    /// inside them) or on their way in or out of one.
     refs: usize,
     /// Named objects live until the server stops.
     named: bool,
@@ -155,6 +182,8 @@ impl Store {
             return Ok((id, entry.object.clone()));
         }
         let state = State::new(ty.kind, init)?;
+        // The initial values' proxies: the new object holds a reference to each.
+        self.hold(&state.refs())?;
         self.next_id += 1;
         let id = self.next_id;
         let object = Arc::new(Object {
@@ -179,11 +208,7 @@ impl Store {
     }
 
     fn attach(&mut self, id: u64, ty: &Type, token: Option<u64>) -> Result<Arc<Object>> {
-        let entry = self.objects.get_mut(&id).ok_or_else(|| {
-            Error::InvalidArgument(format!(
-                "shared object #{id} no longer exists (every proxy to it was dropped)"
-            ))
-        })?;
+        let entry = self.objects.get_mut(&id).ok_or_else(|| gone(id))?;
         if entry.object.ty != *ty {
             return Err(Error::InvalidArgument(format!(
                 "shared object #{id} is a {}, not a {ty}",
@@ -213,26 +238,74 @@ impl Store {
         Ok(self.next_token)
     }
 
-    fn unref(&mut self, id: u64) {
-        if let Some(entry) = self.objects.get_mut(&id) {
-            entry.refs = entry.refs.saturating_sub(1);
-            if entry.refs == 0 && !entry.named {
-                self.objects.remove(&id);
+    /// Takes one reference to each of `ids` (a value holding proxies to them is being stored),
+    /// all or none: an object that no longer exists fails the whole operation.
+    fn hold(&mut self, ids: &[u64]) -> Result<()> {
+        for (n, &id) in ids.iter().enumerate() {
+            match self.objects.get_mut(&id) {
+                Some(entry) => entry.refs += 1,
+                None => {
+                    for held in &ids[..n] {
+                        if let Some(entry) = self.objects.get_mut(held) {
+                            entry.refs -= 1;
+                        }
+                    }
+                    return Err(gone(id));
+                }
             }
         }
+        Ok(())
     }
 
-    fn release(&mut self, token: u64) {
-        if let Some(id) = self.tokens.remove(&token) {
-            self.unref(id);
+    /// A token for a reference to `id` that the caller hands over: a new one (`copy`: a value
+    /// read from a container, which keeps its own), or the caller's (a value taken out).
+    fn issue(&mut self, id: u64, copy: bool) -> u64 {
+        if copy && let Some(entry) = self.objects.get_mut(&id) {
+            entry.refs += 1;
         }
+        self.next_token += 1;
+        self.tokens.insert(self.next_token, id);
+        self.next_token
     }
+
+    /// Turns a token back into the reference it stands for (a value taken out of a queue that
+    /// could not be delivered goes back in); the object's id, or `None` for an unknown token.
+    fn redeem(&mut self, token: u64) -> Option<u64> {
+        self.tokens.remove(&token)
+    }
+
+    /// Drops one reference to `id`; returns the object if that was the last one (its own
+    /// references are then the caller's to drop: [`Server::drop_refs`]).
+    #[must_use = "a freed object's contents hold references to drop"]
+    fn unref(&mut self, id: u64) -> Option<Arc<Object>> {
+        let entry = self.objects.get_mut(&id)?;
+        entry.refs = entry.refs.saturating_sub(1);
+        if entry.refs == 0 && !entry.named {
+            return self.objects.remove(&id).map(|e| e.object);
+        }
+        None
+    }
+
+    #[must_use = "a freed object's contents hold references to drop"]
+    fn release(&mut self, token: u64) -> Option<Arc<Object>> {
+        let id = self.tokens.remove(&token)?;
+        self.unref(id)
+    }
+}
+
+fn gone(id: u64) -> Error {
+    Error::InvalidArgument(format!(
+        "shared object #{id} no longer exists (every proxy to it was dropped)"
+    ))
 }
 
 /// A manager server. Runs in its own process (a [`Manager`](crate::Manager)'s child) or in
 /// the caller's ([`ManagerServer`](crate::ManagerServer)).
 pub(crate) struct Server {
     listener: Listener,
+    /// A random id of this server instance, which clients compare to tell whether a proxy
+    /// belongs to this server (then a container holds it by reference) or to another.
+    instance: u64,
     store: Mutex<Store>,
     stopping: AtomicBool,
     wake: sys::Wakeup,
@@ -252,8 +325,11 @@ struct Session {
 
 impl Server {
     pub(crate) fn new(listener: Listener) -> Result<Arc<Server>> {
+        let mut instance = [0u8; 8];
+        sys::net::random_bytes(&mut instance).map_err(Error::io("cannot read random bytes"))?;
         Ok(Arc::new(Server {
             listener,
+            instance: u64::from_le_bytes(instance),
             store: Mutex::new(Store::default()),
             stopping: AtomicBool::new(false),
             wake: sys::Wakeup::new().map_err(Error::io("cannot create a wake-up descriptor"))?,
@@ -311,9 +387,16 @@ impl Server {
     pub(crate) fn stop(&self) {
         self.stopping.store(true, Ordering::Release);
         self.wake.notify();
-        for entry in lock(&self.store).objects.values() {
-            let _guard = lock(&entry.object.state);
-            entry.object.changed.notify_all();
+        // Collected first: an object's state is never locked under the store's lock (a read
+        // that hands out references locks the store under an object's state).
+        let objects: Vec<Arc<Object>> = lock(&self.store)
+            .objects
+            .values()
+            .map(|e| e.object.clone())
+            .collect();
+        for object in objects {
+            let _guard = lock(&object.state);
+            object.changed.notify_all();
         }
     }
 
@@ -394,12 +477,8 @@ impl Server {
                     .map(|()| false),
                 Err(e) => Err(e),
             };
-            if took && !matches!(delivered, Ok(true)) {
-                // Queue items that did not reach the client go back to the front, in order.
-                if let (Ok(Reply::Blobs(items)), Some((_, object))) = (answer.response, &s.attached)
-                {
-                    requeue(object, items);
-                }
+            if !matches!(delivered, Ok(true)) {
+                self.undelivered(s, answer.response, took);
             }
             if delivered.is_err() {
                 return;
@@ -428,8 +507,95 @@ impl Server {
             }
         }
         if let Some((id, _)) = s.attached {
-            lock(&self.store).unref(id);
+            let freed = lock(&self.store).unref(id);
+            self.free(freed);
         }
+    }
+
+    /// A reply that did not reach its client: queue items taken for it go back to the front,
+    /// in order, with their references; the references any other reply handed out are dropped.
+    fn undelivered(&self, s: &Session, mut response: Result<Reply>, took: bool) {
+        if took && let (Ok(Reply::Blobs(items)), Some((_, object))) = (&response, &s.attached) {
+            self.requeue(object, items.clone());
+            return;
+        }
+        let Ok(reply) = &mut response else {
+            return;
+        };
+        let mut tokens = Vec::new();
+        reply.for_each_blob(|b| tokens.append(&mut b.refs));
+        if tokens.is_empty() {
+            return;
+        }
+        let freed: Vec<_> = {
+            let mut store = lock(&self.store);
+            tokens
+                .into_iter()
+                .filter_map(|t| store.release(t))
+                .collect()
+        };
+        for object in freed {
+            self.free(Some(object));
+        }
+    }
+
+    /// Puts items taken from a queue back at its front, their tokens turned back into the
+    /// references the queue holds.
+    fn requeue(&self, object: &Object, mut items: Vec<Blob>) {
+        {
+            let mut store = lock(&self.store);
+            for item in &mut items {
+                item.refs = item.refs.iter().filter_map(|&t| store.redeem(t)).collect();
+            }
+        }
+        if let State::Queue { items: queue, .. } = &mut *lock(&object.state) {
+            for item in items.into_iter().rev() {
+                queue.push_front(item);
+            }
+            object.notify();
+        }
+    }
+
+    /// Drops one reference to each of `ids`, freeing what that leaves unreferenced, and what
+    /// the freed objects' values referred to, and so on. Never called with an object's
+    /// state locked (freeing locks the freed objects' states, outside the store's lock).
+    fn drop_refs(&self, ids: Vec<u64>) {
+        let mut work = ids;
+        while !work.is_empty() {
+            let freed: Vec<Arc<Object>> = {
+                let mut store = lock(&self.store);
+                work.drain(..).filter_map(|id| store.unref(id)).collect()
+            };
+            for object in freed {
+                work.append(&mut lock(&object.state).take_refs());
+            }
+        }
+    }
+
+    /// Frees an object that lost its last reference: drops what its values referred to.
+    fn free(&self, freed: Option<Arc<Object>>) {
+        if let Some(object) = freed {
+            let refs = lock(&object.state).take_refs();
+            self.drop_refs(refs);
+        }
+    }
+
+    /// Turns the ids in a reply's values into tokens for the client: new references for a
+    /// copy (the container keeps its own), the container's own for values taken out of it.
+    /// A copy's references are taken with the container's state still locked, so no writer
+    /// can drop the container's meanwhile.
+    fn hand_out(&self, reply: &mut Reply, copy: bool) {
+        let mut any = false;
+        reply.for_each_blob(|b| any |= !b.refs.is_empty());
+        if !any {
+            return;
+        }
+        let mut store = lock(&self.store);
+        reply.for_each_blob(|b| {
+            for r in &mut b.refs {
+                *r = store.issue(*r, copy);
+            }
+        });
     }
 
     /// Handles one request; also returns whether the reply holds queue items taken from the
@@ -445,22 +611,33 @@ impl Server {
                 check_detached(s)?;
                 let (id, object) = lock(&self.store).create(ty, name, init)?;
                 s.attached = Some((id, object));
-                Reply::Created { id }
+                Reply::Created {
+                    id,
+                    server: self.instance,
+                }
             }
             Request::Attach { id, ty, token } => {
                 check_detached(s)?;
                 let object = lock(&self.store).attach(id, &ty, token)?;
                 s.attached = Some((id, object));
-                Reply::Created { id }
+                Reply::Created {
+                    id,
+                    server: self.instance,
+                }
             }
             Request::Share => {
                 let (id, _) = attached(s)?;
                 Reply::Token(lock(&self.store).share(*id)?)
             }
             Request::Release { token } => {
-                lock(&self.store).release(token);
+                let freed = lock(&self.store).release(token);
+                self.free(freed);
                 Reply::Done
             }
+            Request::Stats => Reply::Stats {
+                server: self.instance,
+                objects: lock(&self.store).objects.len() as u64,
+            },
             Request::Shutdown => Reply::Done,
             Request::Op(op) => {
                 let object = attached(s)?.1.clone();
@@ -482,10 +659,25 @@ impl Server {
             object,
             channel,
         };
+        // The references the stored values will hold, taken before they are stored (and
+        // dropped again if they are not).
+        let incoming = op.stored_refs();
+        if !incoming.is_empty() {
+            lock(&self.store).hold(&incoming)?;
+        }
         let reply = match op {
-            Op::QueuePut { items, wait } => queue_put(&waiter, items, wait)?,
+            Op::QueuePut { items, wait } => match queue_put(&waiter, items, wait) {
+                Ok(reply) => reply,
+                Err(e) => {
+                    self.drop_refs(incoming);
+                    return Err(e);
+                }
+            },
             Op::QueueTake { max, wait } => {
-                return Ok((Reply::Blobs(queue_take(&waiter, max, wait)?), true));
+                // The items' references go to the client with them.
+                let mut reply = Reply::Blobs(queue_take(&waiter, max, wait)?);
+                self.hand_out(&mut reply, false);
+                return Ok((reply, true));
             }
             Op::LockAcquire { holder, wait } => {
                 let reply = lock_acquire(&waiter, holder, s.conn, wait)?;
@@ -507,10 +699,24 @@ impl Server {
                 }
             }
             op => {
-                let mut state = lock(&object.state);
-                let reply = apply_now(&mut state, &object.ty, op)?;
-                object.notify();
-                reply
+                let mut dropped = Vec::new();
+                let applied = {
+                    let mut state = lock(&object.state);
+                    match apply_now(&mut state, &object.ty, op, &mut dropped) {
+                        Ok((mut reply, out)) => {
+                            self.hand_out(&mut reply, out == Out::Copied);
+                            object.notify();
+                            Ok(reply)
+                        }
+                        Err(e) => {
+                            // Nothing was stored.
+                            dropped = incoming;
+                            Err(e)
+                        }
+                    }
+                };
+                self.drop_refs(dropped);
+                applied?
             }
         };
         Ok((reply, false))
@@ -534,15 +740,6 @@ fn attached(s: &Session) -> Result<&(u64, Arc<Object>)> {
 
 fn wrong_kind(ty: &Type) -> Error {
     Error::InvalidArgument(format!("that operation does not apply to a {ty}"))
-}
-
-fn requeue(object: &Object, items: Vec<Blob>) {
-    if let State::Queue { items: queue, .. } = &mut *lock(&object.state) {
-        for item in items.into_iter().rev() {
-            queue.push_front(item);
-        }
-        object.notify();
-    }
 }
 
 /// Waits on an object's condition for an operation, watching the client and the server.
@@ -672,72 +869,100 @@ fn index(i: u64, len: usize) -> Result<usize> {
     }
 }
 
-/// Applies a non-blocking operation.
-fn apply_now(state: &mut State, ty: &Type, op: Op) -> Result<Reply> {
+/// Whether the values in a reply are copies of stored ones (the client gets new references)
+/// or were taken out of the object (the client gets the object's references).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Out {
+    Copied,
+    Taken,
+}
+
+/// Appends the references `blob` held to `dropped` (it was overwritten, removed or not stored).
+fn discard(blob: Blob, dropped: &mut Vec<u64>) {
+    dropped.extend(blob.refs);
+}
+
+/// Applies a non-blocking operation. The references held by values it overwrites, removes
+/// without returning, or does not store after all (a lost compare-and-swap) are appended to
+/// `dropped`; on an error nothing was stored or removed.
+fn apply_now(state: &mut State, ty: &Type, op: Op, dropped: &mut Vec<u64>) -> Result<(Reply, Out)> {
+    use Out::{Copied, Taken};
     Ok(match (state, op) {
-        (State::List { items, .. }, Op::Len) => Reply::Len(items.len() as u64),
-        (State::Dict { map, .. }, Op::Len) => Reply::Len(map.len() as u64),
-        (State::Queue { items, .. }, Op::Len) => Reply::Len(items.len() as u64),
+        (State::List { items, .. }, Op::Len) => (Reply::Len(items.len() as u64), Copied),
+        (State::Dict { map, .. }, Op::Len) => (Reply::Len(map.len() as u64), Copied),
+        (State::Queue { items, .. }, Op::Len) => (Reply::Len(items.len() as u64), Copied),
 
         (State::List { items, version }, op) => {
             let reply = match op {
                 Op::ListGet(i) => {
-                    return Ok(Reply::MaybeBlob(
-                        usize::try_from(i).ok().and_then(|i| items.get(i)).cloned(),
+                    return Ok((
+                        Reply::MaybeBlob(
+                            usize::try_from(i).ok().and_then(|i| items.get(i)).cloned(),
+                        ),
+                        Copied,
                     ));
                 }
                 Op::ListSnapshot => {
-                    return Ok(Reply::Items {
-                        items: items.clone(),
-                        version: *version,
-                    });
+                    return Ok((
+                        Reply::Items {
+                            items: items.clone(),
+                            version: *version,
+                        },
+                        Copied,
+                    ));
                 }
                 Op::ListPush(item) => {
                     items.push(item);
-                    Reply::Done
+                    (Reply::Done, Copied)
                 }
                 Op::ListExtend(more) => {
                     items.extend(more);
-                    Reply::Done
+                    (Reply::Done, Copied)
                 }
                 Op::ListSet(i, item) => {
                     let i = index(i, items.len())?;
-                    items[i] = item;
-                    Reply::Done
+                    discard(std::mem::replace(&mut items[i], item), dropped);
+                    (Reply::Done, Copied)
                 }
                 Op::ListInsert(i, item) => {
                     let at = index(i, items.len() + 1)?;
                     items.insert(at, item);
-                    Reply::Done
+                    (Reply::Done, Copied)
                 }
                 Op::ListRemoveAt(i) => {
                     let i = index(i, items.len())?;
-                    Reply::Blob(items.remove(i))
+                    (Reply::Blob(items.remove(i)), Taken)
                 }
-                Op::ListPop => Reply::MaybeBlob(items.pop()),
-                Op::ListRemoveItem(item) => match items.iter().position(|x| *x == item) {
+                Op::ListPop => (Reply::MaybeBlob(items.pop()), Taken),
+                Op::ListRemoveItem(item) => match items.iter().position(|x| x.bytes == item) {
                     Some(i) => {
-                        items.remove(i);
-                        Reply::Bool(true)
+                        discard(items.remove(i), dropped);
+                        (Reply::Bool(true), Copied)
                     }
-                    None => return Ok(Reply::Bool(false)),
+                    None => return Ok((Reply::Bool(false), Copied)),
                 },
                 Op::Clear => {
-                    items.clear();
-                    Reply::Done
+                    items.drain(..).for_each(|b| discard(b, dropped));
+                    (Reply::Done, Copied)
                 }
                 Op::ListReplace {
                     version: expected,
                     items: new,
                 } => {
                     if expected != *version {
-                        return Ok(Reply::Items {
-                            items: items.clone(),
-                            version: *version,
-                        });
+                        new.into_iter().for_each(|b| discard(b, dropped));
+                        return Ok((
+                            Reply::Items {
+                                items: items.clone(),
+                                version: *version,
+                            },
+                            Copied,
+                        ));
                     }
-                    *items = new;
-                    Reply::Swapped
+                    std::mem::replace(items, new)
+                        .into_iter()
+                        .for_each(|b| discard(b, dropped));
+                    (Reply::Swapped, Copied)
                 }
                 _ => return Err(wrong_kind(ty)),
             };
@@ -747,45 +972,68 @@ fn apply_now(state: &mut State, ty: &Type, op: Op) -> Result<Reply> {
 
         (State::Dict { map, clock }, op) => {
             let version_of =
-                |map: &IndexMap<Blob, (Blob, u64)>, key: &Blob| map.get(key).map_or(0, |(_, v)| *v);
+                |map: &IndexMap<Key, (Blob, u64)>, key: &Key| map.get(key).map_or(0, |(_, v)| *v);
             match op {
-                Op::DictGet(key) => Reply::MaybeBlob(map.get(&key).map(|(v, _)| v.clone())),
-                Op::DictGetMany(keys) => Reply::MaybeBlobs(
-                    keys.iter()
-                        .map(|k| map.get(k).map(|(v, _)| v.clone()))
-                        .collect(),
+                Op::DictGet(key) => (
+                    Reply::MaybeBlob(map.get(&key).map(|(v, _)| v.clone())),
+                    Copied,
                 ),
-                Op::DictContains(key) => Reply::Bool(map.contains_key(&key)),
-                Op::DictKeys => Reply::Blobs(map.keys().cloned().collect()),
-                Op::DictValues => Reply::Blobs(map.values().map(|(v, _)| v.clone()).collect()),
-                Op::DictItems => Reply::Pairs(
-                    map.iter()
-                        .map(|(k, (v, _))| (k.clone(), v.clone()))
-                        .collect(),
+                Op::DictGetMany(keys) => (
+                    Reply::MaybeBlobs(
+                        keys.iter()
+                            .map(|k| map.get(k).map(|(v, _)| v.clone()))
+                            .collect(),
+                    ),
+                    Copied,
                 ),
-                Op::DictEntry(key) => Reply::Entry {
-                    value: map.get(&key).map(|(v, _)| v.clone()),
-                    version: version_of(map, &key),
-                },
+                Op::DictContains(key) => (Reply::Bool(map.contains_key(&key)), Copied),
+                Op::DictKeys => (Reply::Keys(map.keys().cloned().collect()), Copied),
+                Op::DictValues => (
+                    Reply::Blobs(map.values().map(|(v, _)| v.clone()).collect()),
+                    Copied,
+                ),
+                Op::DictItems => (
+                    Reply::Pairs(
+                        map.iter()
+                            .map(|(k, (v, _))| (k.clone(), v.clone()))
+                            .collect(),
+                    ),
+                    Copied,
+                ),
+                Op::DictEntry(key) => (
+                    Reply::Entry {
+                        value: map.get(&key).map(|(v, _)| v.clone()),
+                        version: version_of(map, &key),
+                    },
+                    Copied,
+                ),
                 Op::DictInsert(key, value) => {
                     *clock += 1;
-                    Reply::MaybeBlob(map.insert(key, (value, *clock)).map(|(v, _)| v))
+                    (
+                        Reply::MaybeBlob(map.insert(key, (value, *clock)).map(|(v, _)| v)),
+                        Taken,
+                    )
                 }
                 Op::DictRemove(key) => {
                     *clock += 1;
-                    Reply::MaybeBlob(map.shift_remove(&key).map(|(v, _)| v))
+                    (
+                        Reply::MaybeBlob(map.shift_remove(&key).map(|(v, _)| v)),
+                        Taken,
+                    )
                 }
                 Op::DictUpdate(pairs) => {
                     *clock += 1;
                     for (k, v) in pairs {
-                        map.insert(k, (v, *clock));
+                        if let Some((old, _)) = map.insert(k, (v, *clock)) {
+                            discard(old, dropped);
+                        }
                     }
-                    Reply::Done
+                    (Reply::Done, Copied)
                 }
                 Op::Clear => {
                     *clock += 1;
-                    map.clear();
-                    Reply::Done
+                    map.drain(..).for_each(|(_, (v, _))| discard(v, dropped));
+                    (Reply::Done, Copied)
                 }
                 Op::DictSwap {
                     key,
@@ -794,58 +1042,70 @@ fn apply_now(state: &mut State, ty: &Type, op: Op) -> Result<Reply> {
                 } => {
                     let current = version_of(map, &key);
                     if current != version {
-                        return Ok(Reply::Entry {
-                            value: map.get(&key).map(|(v, _)| v.clone()),
-                            version: current,
-                        });
+                        if let Some(new) = value {
+                            discard(new, dropped);
+                        }
+                        return Ok((
+                            Reply::Entry {
+                                value: map.get(&key).map(|(v, _)| v.clone()),
+                                version: current,
+                            },
+                            Copied,
+                        ));
                     }
                     *clock += 1;
-                    match value {
-                        Some(v) => {
-                            map.insert(key, (v, *clock));
-                        }
-                        None => {
-                            map.shift_remove(&key);
-                        }
+                    let old = match value {
+                        Some(v) => map.insert(key, (v, *clock)),
+                        None => map.shift_remove(&key),
+                    };
+                    if let Some((old, _)) = old {
+                        discard(old, dropped);
                     }
-                    Reply::Swapped
+                    (Reply::Swapped, Copied)
                 }
                 _ => return Err(wrong_kind(ty)),
             }
         }
 
         (State::Value { value, version }, op) => match op {
-            Op::ValueGet => Reply::Entry {
-                value: Some(value.clone()),
-                version: *version,
-            },
+            Op::ValueGet => (
+                Reply::Entry {
+                    value: Some(value.clone()),
+                    version: *version,
+                },
+                Copied,
+            ),
             Op::ValueSet(new) => {
-                *value = new;
+                discard(std::mem::replace(value, new), dropped);
                 *version += 1;
-                Reply::Done
+                (Reply::Done, Copied)
             }
             Op::ValueSwap {
                 version: expected,
                 value: new,
             } => {
                 if expected != *version {
-                    return Ok(Reply::Entry {
-                        value: Some(value.clone()),
-                        version: *version,
-                    });
+                    discard(new, dropped);
+                    return Ok((
+                        Reply::Entry {
+                            value: Some(value.clone()),
+                            version: *version,
+                        },
+                        Copied,
+                    ));
                 }
-                *value = new;
+                discard(std::mem::replace(value, new), dropped);
                 *version += 1;
-                Reply::Swapped
+                (Reply::Swapped, Copied)
             }
             _ => return Err(wrong_kind(ty)),
         },
 
-        (State::Lock { holder, .. }, Op::LockIsLocked) => Reply::Bool(holder.is_some()),
+        (State::Lock { holder, .. }, Op::LockIsLocked) => (Reply::Bool(holder.is_some()), Copied),
         (State::Lock { holder, .. }, Op::LockRelease { holder: me }) => match holder {
             Some((h, _)) if *h == me => {
                 *holder = None;
-                Reply::Done
+                (Reply::Done, Copied)
             }
             _ => {
                 return Err(Error::InvalidArgument(
@@ -856,13 +1116,13 @@ fn apply_now(state: &mut State, ty: &Type, op: Op) -> Result<Reply> {
 
         (State::Event { set }, Op::EventSet) => {
             *set = true;
-            Reply::Done
+            (Reply::Done, Copied)
         }
         (State::Event { set }, Op::EventClear) => {
             *set = false;
-            Reply::Done
+            (Reply::Done, Copied)
         }
-        (State::Event { set }, Op::EventIsSet) => Reply::Bool(*set),
+        (State::Event { set }, Op::EventIsSet) => (Reply::Bool(*set), Copied),
 
         _ => return Err(wrong_kind(ty)),
     })
@@ -881,7 +1141,19 @@ mod tests {
     }
 
     fn blob(b: &[u8]) -> Blob {
+        Blob::plain(b)
+    }
+
+    fn key(b: &[u8]) -> Key {
         crate::codec::Bytes(b.to_vec())
+    }
+
+    /// Applies `op`, expecting it to drop no reference.
+    fn apply(state: &mut State, t: &Type, op: Op) -> Result<Reply> {
+        let mut dropped = Vec::new();
+        let reply = apply_now(state, t, op, &mut dropped).map(|(r, _)| r);
+        assert!(dropped.is_empty());
+        reply
     }
 
     #[test]
@@ -889,12 +1161,12 @@ mod tests {
         let mut store = Store::default();
         let (id, _) = store.create(ty(Kind::List), None, Init::Empty).unwrap();
         let token = store.share(id).unwrap();
-        store.unref(id); // the creating connection closes
+        assert!(store.unref(id).is_none()); // the creating connection closes
         assert!(store.objects.contains_key(&id), "the token keeps it");
         store.attach(id, &ty(Kind::List), Some(token)).unwrap();
         assert!(store.tokens.is_empty());
-        store.unref(id);
-        assert!(!store.objects.contains_key(&id), "last reference gone");
+        assert!(store.unref(id).is_some(), "last reference gone");
+        assert!(!store.objects.contains_key(&id));
         assert!(store.attach(id, &ty(Kind::List), None).is_err());
     }
 
@@ -908,9 +1180,9 @@ mod tests {
         store.attach(a, &ty(Kind::List), Some(token_b)).unwrap();
         assert_eq!(store.objects[&a].refs, 2);
         assert_eq!(store.tokens.get(&token_b), Some(&b));
-        store.unref(b); // b's creator goes; its token still keeps it
+        assert!(store.unref(b).is_none()); // b's creator goes; its token still keeps it
         assert!(store.objects.contains_key(&b));
-        store.release(token_b);
+        assert!(store.release(token_b).is_some());
         assert!(!store.objects.contains_key(&b));
     }
 
@@ -932,9 +1204,9 @@ mod tests {
             e.to_string().contains("is a dict<u8>, not a list<u8>"),
             "{e}"
         );
-        store.unref(a);
-        store.unref(a);
-        assert!(store.objects.contains_key(&a), "named objects stay");
+        assert!(store.unref(a).is_none());
+        assert!(store.unref(a).is_none(), "named objects stay");
+        assert!(store.objects.contains_key(&a));
     }
 
     #[test]
@@ -944,30 +1216,30 @@ mod tests {
         let Reply::Entry {
             value: None,
             version: 0,
-        } = apply_now(&mut state, &t, Op::DictEntry(blob(b"k"))).unwrap()
+        } = apply(&mut state, &t, Op::DictEntry(key(b"k"))).unwrap()
         else {
             panic!()
         };
         let swap = |version, v: &[u8]| Op::DictSwap {
-            key: blob(b"k"),
+            key: key(b"k"),
             version,
             value: Some(blob(v)),
         };
         assert!(matches!(
-            apply_now(&mut state, &t, swap(0, b"1")).unwrap(),
+            apply(&mut state, &t, swap(0, b"1")).unwrap(),
             Reply::Swapped
         ));
         // A second writer that read "absent" loses and is told the current entry.
         let Reply::Entry {
             value: Some(v),
             version,
-        } = apply_now(&mut state, &t, swap(0, b"2")).unwrap()
+        } = apply(&mut state, &t, swap(0, b"2")).unwrap()
         else {
             panic!()
         };
-        assert_eq!(&v[..], b"1");
+        assert_eq!(&v.bytes[..], b"1");
         assert!(matches!(
-            apply_now(&mut state, &t, swap(version, b"2")).unwrap(),
+            apply(&mut state, &t, swap(version, b"2")).unwrap(),
             Reply::Swapped
         ));
     }
@@ -976,22 +1248,104 @@ mod tests {
     fn list_operations_and_range_errors() {
         let t = ty(Kind::List);
         let mut state = State::new(Kind::List, Init::List(vec![blob(b"a")])).unwrap();
-        apply_now(&mut state, &t, Op::ListInsert(1, blob(b"b"))).unwrap();
+        apply(&mut state, &t, Op::ListInsert(1, blob(b"b"))).unwrap();
         assert!(matches!(
-            apply_now(&mut state, &t, Op::ListInsert(5, blob(b"x"))),
+            apply(&mut state, &t, Op::ListInsert(5, blob(b"x"))),
             Err(Error::OutOfRange { index: 5, len: 3 })
         ));
         assert!(matches!(
-            apply_now(&mut state, &t, Op::ListSet(2, blob(b"x"))),
+            apply(&mut state, &t, Op::ListSet(2, blob(b"x"))),
             Err(Error::OutOfRange { index: 2, len: 2 })
         ));
         assert!(matches!(
-            apply_now(&mut state, &t, Op::EventSet),
+            apply(&mut state, &t, Op::EventSet),
             Err(Error::InvalidArgument(_))
         ));
-        let Reply::Blob(b) = apply_now(&mut state, &t, Op::ListRemoveAt(0)).unwrap() else {
+        let Reply::Blob(b) = apply(&mut state, &t, Op::ListRemoveAt(0)).unwrap() else {
             panic!()
         };
-        assert_eq!(&b[..], b"a");
+        assert_eq!(&b.bytes[..], b"a");
+    }
+
+    fn holding(bytes: &[u8], refs: &[u64]) -> Blob {
+        Blob {
+            bytes: crate::codec::Bytes(bytes.to_vec()),
+            refs: refs.to_vec(),
+        }
+    }
+
+    #[test]
+    fn holding_is_all_or_nothing() {
+        let mut store = Store::default();
+        let (a, _) = store.create(ty(Kind::List), None, Init::Empty).unwrap();
+        let e = store.hold(&[a, 99]).unwrap_err();
+        assert!(e.to_string().contains("#99 no longer exists"), "{e}");
+        assert_eq!(
+            store.objects[&a].refs, 1,
+            "the reference to `a` was given back"
+        );
+        // A container created with a proxy inside holds its object.
+        let init = Init::List(vec![holding(b"p", &[a])]);
+        let (outer, _) = store.create(ty(Kind::List), None, init).unwrap();
+        assert_eq!(store.objects[&a].refs, 2);
+        assert!(
+            store.unref(a).is_none(),
+            "the creator goes; the list still holds it"
+        );
+        let freed = store.unref(outer).expect("the outer list's last reference");
+        assert_eq!(lock(&freed.state).take_refs(), [a]);
+    }
+
+    #[test]
+    fn values_leaving_a_container_drop_or_hand_over_their_references() {
+        let t = ty(Kind::List);
+        let mut state = State::new(Kind::List, Init::List(vec![holding(b"a", &[1])])).unwrap();
+        let mut dropped = Vec::new();
+        let mut run = |state: &mut State, op| apply_now(state, &t, op, &mut dropped).unwrap().1;
+        assert_eq!(run(&mut state, Op::ListGet(0)), Out::Copied);
+        assert_eq!(
+            run(&mut state, Op::ListSet(0, holding(b"b", &[2]))),
+            Out::Copied
+        );
+        run(&mut state, Op::ListPush(holding(b"c", &[3, 4])));
+        // A lost compare-and-swap does not store its values.
+        run(
+            &mut state,
+            Op::ListReplace {
+                version: 0,
+                items: vec![holding(b"d", &[5])],
+            },
+        );
+        assert!(
+            run(
+                &mut state,
+                Op::ListRemoveItem(crate::codec::Bytes(b"b".to_vec()))
+            ) == Out::Copied
+        );
+        assert_eq!(run(&mut state, Op::ListPop), Out::Taken);
+        assert_eq!(dropped, [1, 5, 2]);
+        assert!(state.refs().is_empty());
+
+        let t = ty(Kind::Value);
+        let mut state = State::new(Kind::Value, Init::Value(holding(b"v", &[7]))).unwrap();
+        let mut dropped = Vec::new();
+        apply_now(
+            &mut state,
+            &t,
+            Op::ValueSwap {
+                version: 9,
+                value: holding(b"w", &[8]),
+            },
+            &mut dropped,
+        )
+        .unwrap();
+        apply_now(
+            &mut state,
+            &t,
+            Op::ValueSet(holding(b"x", &[])),
+            &mut dropped,
+        )
+        .unwrap();
+        assert_eq!(dropped, [8, 7]);
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::handle::{self, Handle};
+use super::handle::Handle;
 use super::protocol::{Kind, Op, Reply, unexpected};
 use crate::error::{Result, SendError};
 
@@ -77,14 +77,14 @@ impl<T: Serialize + DeserializeOwned> ValueProxy<T> {
             let result = f(&mut value);
             match self.handle.op(Op::ValueSwap {
                 version,
-                value: handle::encode(&value)?,
+                value: self.handle.encode(&value)?,
             })? {
                 Reply::Swapped => return Ok(result),
                 Reply::Entry {
                     value: Some(current),
                     version: v,
                 } => {
-                    value = handle::decode(&current)?;
+                    value = self.handle.decode(&current)?;
                     version = v;
                 }
                 other => return Err(unexpected(other)),
@@ -97,7 +97,7 @@ impl<T: Serialize + DeserializeOwned> ValueProxy<T> {
             Reply::Entry {
                 value: Some(b),
                 version,
-            } => Ok((handle::decode(&b)?, version)),
+            } => Ok((self.handle.decode(&b)?, version)),
             other => Err(unexpected(other)),
         }
     }
