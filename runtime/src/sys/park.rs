@@ -18,13 +18,13 @@
 //!   semaphore keeps the count), or it precedes it, and the waiter's check sees the new value.
 //! * **A death wedges nothing.** No step of a wake waits for a waiter: `sem_post` never
 //!   blocks, and the mutex is held for a scan of the slots, never across a sleep. A process
-//!   killed holding the mutex: the next locker gets `EOWNERDEAD` and makes it consistent (each
-//!   store leaves the slots valid). A process killed while parked leaves its slot claimed:
-//!   wakes post it in vain (a count nobody takes), and a waiter that finds no free slot
-//!   reclaims the slots of dead owners (`kill(pid, 0)` fails with `ESRCH`). (Condition
-//!   variables served before; glibc's `pthread_cond_broadcast` waits, holding the mutex, for
-//!   the waiters of the previous broadcast to leave, which a killed one never does: every later
-//!   wait and wake hung.)
+//!   killed holding the mutex: the next locker gets `EOWNERDEAD`, makes it consistent and
+//!   recounts the claimed slots (each store leaves a slot valid). A process killed while
+//!   parked leaves its slot claimed: wakes post it in vain (a count nobody takes), and a
+//!   waiter that finds no free slot reclaims the slots of dead owners (`kill(pid, 0)` fails
+//!   with `ESRCH`). (Condition variables served before; glibc's `pthread_cond_broadcast`
+//!   waits, holding the mutex, for the waiters of the previous broadcast to leave, which a
+//!   killed one never does: every later wait and wake hung.)
 //! * **Degraded, never stuck.** With no slot to claim, a broken mutex, or a platform without
 //!   process-shared unnamed semaphores (macOS has no `sem_init`: the table then records that
 //!   its waiters poll), a wait polls the word with exponential back-off up to [`POLL_MAX`].
@@ -219,12 +219,18 @@ unsafe fn slot_word<'a>(slot: *mut Slot) -> &'a AtomicU64 {
 unsafe fn lock(table: *mut Table) -> bool {
     // SAFETY: the caller's obligation; the mutex is process-shared and robust, and on
     // `EOWNERDEAD` we hold it, so we may make it consistent (each store to a slot leaves it
-    // valid, so a holder's death leaves nothing to repair).
+    // valid; only the count of claimed slots may need repair).
     unsafe {
         let mutex = &raw mut (*table).header.mutex;
         let code = libc::pthread_mutex_lock(mutex);
         if code == libc::EOWNERDEAD {
             libc::pthread_mutex_consistent(mutex);
+            // The holder may have died between counting a slot and owning it (or freeing it
+            // and uncounting it): count again.
+            let claimed = (0..SLOTS)
+                .filter(|&i| slot_owner(slot(table, i)).load(Ordering::Relaxed) != FREE)
+                .count();
+            header_claimed(table).store(claimed as u32, Ordering::SeqCst);
         }
         code == 0 || code == libc::EOWNERDEAD
     }
@@ -270,9 +276,11 @@ unsafe fn claim(table: *mut Table, offset: u64) -> Option<*mut Slot> {
                 dead
             }
         };
+        // Counted before it is owned (and, in `free`, freed before it is uncounted): a death
+        // in between leaves the count high, which costs a wake a scan, never a slot missed.
+        header_claimed(table).fetch_add(1, Ordering::SeqCst);
         slot_word(s).store(offset, Ordering::Relaxed);
         slot_owner(s).store(me, Ordering::Relaxed);
-        header_claimed(table).fetch_add(1, Ordering::SeqCst);
         Some(s)
     }
 }
@@ -618,14 +626,21 @@ mod tests {
     fn a_table_lock_whose_holder_died_is_recovered() {
         let mapping = Mapping::new();
         let table = mapping.table() as usize;
-        // SAFETY: the live table; the thread ends holding the robust mutex.
-        let locked = std::thread::spawn(move || unsafe { lock(table as *mut Table) });
+        // SAFETY: the live table; the thread ends holding the robust mutex, having counted a
+        // slot it never owned (as if killed in `claim`).
+        let locked = std::thread::spawn(move || unsafe {
+            let locked = lock(table as *mut Table);
+            header_claimed(table as *mut Table).fetch_add(1, Ordering::SeqCst);
+            locked
+        });
         assert!(locked.join().unwrap());
+        assert_eq!(mapping.claimed(), 1);
         // A waiter and a waker both lock it: EOWNERDEAD, made consistent, not a deadlock.
         mapping.word(5).store(7, Ordering::SeqCst);
         nap(mapping.word(5), 0, LONG); // the word differs: returns at once
         wake(mapping.word(5), 1);
         ping_pong(&mapping, 100);
+        assert_eq!(mapping.claimed(), 0, "recounted by the next locker");
     }
 
     #[test]
