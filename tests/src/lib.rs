@@ -1,5 +1,6 @@
 //! Support for `mp`'s integration tests: a watchdog so no test can hang.
 
+use std::io::Write;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -18,7 +19,12 @@ pub fn watchdog(limit: Duration) -> Watchdog {
     let name = std::thread::current().name().unwrap_or("test").to_owned();
     std::thread::spawn(move || {
         if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
-            eprintln!("watchdog: `{name}` did not finish within {limit:?}; aborting");
+            // Straight to the process's stderr: `eprintln!` would go to the test harness's
+            // capture of this thread, which the abort throws away.
+            let _ = writeln!(
+                std::io::stderr(),
+                "watchdog: `{name}` did not finish within {limit:?}; aborting"
+            );
             std::process::abort();
         }
     });

@@ -10,8 +10,9 @@
 //! * typed access to shared memory for [`Plain`] data (copies, atomics, and a mutable slice
 //!   for a caller that holds a lock), and named POSIX segments;
 //! * a 32-bit wait/wake primitive on a word in shared memory ([`futex_wait`], [`futex_wake`]):
-//!   futexes on Linux; `park.rs` is the portable version on POSIX mutexes and condition
-//!   variables (built on Linux with the `portable-sync` feature, which the tests run too);
+//!   futexes on Linux; `park.rs` is the portable version on a robust POSIX mutex and
+//!   per-waiter POSIX semaphores (built on Linux with the `portable-sync` feature, which the
+//!   tests run too);
 //! * waking a thread that waits on several descriptors ([`Wakeup`], [`poll_many`]), and
 //!   routing `SIGINT` to a listener while a pool call blocks ([`arm_interrupts`]);
 //! * the number of usable CPUs (affinity mask and cgroup quota);

@@ -1,51 +1,95 @@
 //! The portable wait/wake primitive on words in shared memory, for platforms without a
-//! futex: process-shared, robust POSIX mutexes and condition variables, in a *parking table*
-//! at the end of every shared mapping that may hold wait words. On Linux it is built in place
-//! of futexes with the `portable-sync` feature, so the cross-process tests run on it too.
+//! futex: a *parking table* at the end of every shared mapping that may hold wait words, made
+//! of one robust, process-shared POSIX mutex and [`SLOTS`] waiter slots, each with its own
+//! process-shared POSIX semaphore. On Linux it is built in place of futexes with the
+//! `portable-sync` feature, so the cross-process tests run on it too.
 //!
 //! The contract is the futex's (see [`super::futex_wait`]): `wait(word, expected)` returns
 //! once the word no longer holds `expected`, a wake arrives or the timeout passes, and may
 //! return spuriously; callers re-check. A word belongs to the mapping whose address range
-//! holds it, found in a per-process registry, and to the bucket picked by its offset in that
-//! mapping, so every process (whatever address it mapped the memory at) uses the same
-//! bucket.
+//! holds it, found in a per-process registry, and is named in the table by its offset in that
+//! mapping, so every process (whatever address it mapped the memory at) agrees on it.
 //!
-//! * **No lost wake-up.** A waiter checks the word with the bucket's mutex held and releases
-//!   it only inside `pthread_cond_timedwait`; a waker changes the word first, then takes the
-//!   mutex to broadcast, so it either finds the waiter asleep or the waiter finds the new
-//!   value.
-//! * **Dead processes.** The mutexes are robust: one whose holder died is made consistent by
-//!   the next locker (it guards no state; the words carry it). A waiter killed inside a wait
-//!   may leave a condition variable's counters off, which could swallow a wake-up, so every
-//!   wait ends after at most [`MAX_NAP`] and wakes are broadcasts: the worst case is latency,
-//!   never a hang.
+//! * **No lost wake-up.** A waiter takes the mutex, claims a free slot (its pid and the
+//!   word's offset), checks the word, releases the mutex and sleeps on its slot's semaphore.
+//!   A waker changes the word first, then (if any slot is claimed) takes the mutex and posts
+//!   the semaphore of every slot parked on that word. Either the waker's scan follows the
+//!   claim, and the post ends the sleep (even a post that comes before the sleep starts: a
+//!   semaphore keeps the count), or it precedes it, and the waiter's check sees the new value.
+//! * **A death wedges nothing.** No step of a wake waits for a waiter: `sem_post` never
+//!   blocks, and the mutex is held for a scan of the slots, never across a sleep. A process
+//!   killed holding the mutex: the next locker gets `EOWNERDEAD`, makes it consistent and
+//!   recounts the claimed slots (each store leaves a slot valid). A process killed while
+//!   parked leaves its slot claimed: wakes post it in vain (a count nobody takes), and a
+//!   waiter that finds no free slot reclaims the slots of dead owners (`kill(pid, 0)` fails
+//!   with `ESRCH`). (Condition variables served before; glibc's `pthread_cond_broadcast`
+//!   waits, holding the mutex, for the waiters of the previous broadcast to leave, which a
+//!   killed one never does: every later wait and wake hung.)
+//! * **Degraded, never stuck.** With no slot to claim, a broken mutex, or a platform without
+//!   process-shared unnamed semaphores (macOS has no `sem_init`: the table then records that
+//!   its waiters poll), a wait polls the word with exponential back-off up to [`POLL_MAX`].
+//!   Every wait ends after at most [`MAX_NAP`] anyway (callers re-check and wait again), so even
+//!   an unforeseen lost post costs latency, not a hang.
 //! * **Lifetime.** A registry entry is removed before its mapping is unmapped; a waiter
-//!   borrows a word of the mapping, so the mapping, table included, outlives the wait.
+//!   borrows a word of the mapping, so the mapping, table included, outlives the wait. The
+//!   semaphores are never destroyed (glibc's `sem_destroy` does nothing; the memory goes with
+//!   the last mapping).
 #![allow(unsafe_code)]
 
 use std::collections::BTreeMap;
 use std::io;
 use std::sync::RwLock;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+use std::time::{Duration, Instant};
 
-/// Buckets per table; adjacent words (a primitive's) fall into different buckets.
-const BUCKETS: usize = 64;
-/// The longest single wait: bounds the cost of a wake-up lost to a killed waiter.
+/// Waiter slots per table: threads of any process parked at once on the mapping's words
+/// before further waiters poll.
+const SLOTS: usize = 64;
+/// The longest single wait: a safety net (callers re-check); a wake-up is a semaphore post.
 pub(crate) const MAX_NAP: Duration = Duration::from_millis(50);
+/// The first and the longest pause of a polling wait.
+const POLL_MIN: Duration = Duration::from_micros(20);
+const POLL_MAX: Duration = Duration::from_millis(1);
+
+/// A slot's owner when no one holds it.
+const FREE: u32 = 0;
+/// How a table's waiters sleep, fixed when it is initialised: on their slot's semaphore, or
+/// (no process-shared `sem_init` on this platform) by polling.
+const SEMAPHORES: u32 = 1;
+const POLLING: u32 = 2;
 
 #[repr(C, align(64))]
-struct Bucket {
+struct Header {
+    /// Robust and process-shared: guards the slots' owners and words.
     mutex: libc::pthread_mutex_t,
-    cond: libc::pthread_cond_t,
+    /// Slots claimed (a dead waiter's included, until reclaimed); a wake skips the table at 0.
+    claimed: AtomicU32,
+    /// [`SEMAPHORES`] or [`POLLING`].
+    mode: AtomicU32,
+}
+
+#[repr(C, align(64))]
+struct Slot {
+    /// Process-shared, posted by wakes of the word, drained when the slot is freed.
+    sem: libc::sem_t,
+    /// The parked process's id, or [`FREE`].
+    owner: AtomicU32,
+    /// The offset in the mapping of the word waited on.
+    word: AtomicU64,
+}
+
+#[repr(C)]
+struct Table {
+    header: Header,
+    slots: [Slot; SLOTS],
 }
 
 /// The bytes a parking table takes at the end of a mapping.
-pub(crate) const TABLE_BYTES: usize = BUCKETS * size_of::<Bucket>();
+pub(crate) const TABLE_BYTES: usize = size_of::<Table>();
 
 /// Where the table of a mapping whose usable part is `len` bytes starts.
 pub(crate) fn table_offset(len: usize) -> usize {
-    len.next_multiple_of(align_of::<Bucket>())
+    len.next_multiple_of(align_of::<Table>())
 }
 
 /// A registered mapping: its end and its table's address.
@@ -64,40 +108,40 @@ static REGISTRY: RwLock<BTreeMap<usize, Region>> = RwLock::new(BTreeMap::new());
 /// `table` points to [`TABLE_BYTES`] writable bytes, aligned for the table, that no process
 /// uses yet.
 pub(crate) unsafe fn init_table(table: *mut u8) -> io::Result<()> {
-    let buckets = table.cast::<Bucket>();
-    // SAFETY: attribute objects are initialised before use and destroyed after; every bucket
-    // is inside the table (the caller's obligation) and not yet shared.
+    let table = table.cast::<Table>();
+    // SAFETY: the attribute object is initialised before use and destroyed after; the mutex
+    // and semaphores are inside the table (the caller's obligation) and not yet shared; the
+    // zeroed memory is a valid `claimed`, `mode` and free slots.
     unsafe {
-        let mut mattr = std::mem::MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
-        let mut cattr = std::mem::MaybeUninit::<libc::pthread_condattr_t>::uninit();
-        check(libc::pthread_mutexattr_init(mattr.as_mut_ptr()))?;
-        check(libc::pthread_mutexattr_setpshared(
-            mattr.as_mut_ptr(),
+        let mut attr = std::mem::MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
+        check(libc::pthread_mutexattr_init(attr.as_mut_ptr()))?;
+        let code = match libc::pthread_mutexattr_setpshared(
+            attr.as_mut_ptr(),
             libc::PTHREAD_PROCESS_SHARED,
-        ))?;
-        check(libc::pthread_mutexattr_setrobust(
-            mattr.as_mut_ptr(),
-            libc::PTHREAD_MUTEX_ROBUST,
-        ))?;
-        check(libc::pthread_condattr_init(cattr.as_mut_ptr()))?;
-        check(libc::pthread_condattr_setpshared(
-            cattr.as_mut_ptr(),
-            libc::PTHREAD_PROCESS_SHARED,
-        ))?;
-        check(libc::pthread_condattr_setclock(
-            cattr.as_mut_ptr(),
-            libc::CLOCK_MONOTONIC,
-        ))?;
-        for i in 0..BUCKETS {
-            let b = buckets.add(i);
-            check(libc::pthread_mutex_init(
-                &raw mut (*b).mutex,
-                mattr.as_ptr(),
-            ))?;
-            check(libc::pthread_cond_init(&raw mut (*b).cond, cattr.as_ptr()))?;
+        ) {
+            0 => match libc::pthread_mutexattr_setrobust(
+                attr.as_mut_ptr(),
+                libc::PTHREAD_MUTEX_ROBUST,
+            ) {
+                0 => libc::pthread_mutex_init(&raw mut (*table).header.mutex, attr.as_ptr()),
+                e => e,
+            },
+            e => e,
+        };
+        libc::pthread_mutexattr_destroy(attr.as_mut_ptr());
+        check(code)?;
+        let mut mode = SEMAPHORES;
+        for i in 0..SLOTS {
+            if libc::sem_init(&raw mut (*slot(table, i)).sem, 1, 0) != 0 {
+                let e = io::Error::last_os_error();
+                if i == 0 && e.raw_os_error() == Some(libc::ENOSYS) {
+                    mode = POLLING;
+                    break;
+                }
+                return Err(e);
+            }
         }
-        libc::pthread_mutexattr_destroy(mattr.as_mut_ptr());
-        libc::pthread_condattr_destroy(cattr.as_mut_ptr());
+        header_mode(table).store(mode, Ordering::SeqCst);
     }
     Ok(())
 }
@@ -121,45 +165,150 @@ pub(crate) fn unregister(start: usize) {
     registry.remove(&start);
 }
 
-/// The bucket of `word`, if it lies in a registered mapping.
-fn bucket_of(word: &AtomicU32) -> Option<*mut Bucket> {
+/// The table of `word` and the word's offset in its mapping, if it lies in a registered
+/// mapping.
+fn locate(word: &AtomicU32) -> Option<(*mut Table, u64)> {
     let addr = std::ptr::from_ref(word) as usize;
     let registry = REGISTRY.read().unwrap_or_else(|e| e.into_inner());
     let (&start, region) = registry.range(..=addr).next_back()?;
     if addr >= region.end {
         return None;
     }
-    let index = ((addr - start) / size_of::<AtomicU32>()) % BUCKETS;
-    Some((region.table as *mut Bucket).wrapping_add(index))
+    Some((region.table as *mut Table, (addr - start) as u64))
 }
 
-/// Locks a bucket's robust mutex, recovering it from a holder that died; whether it is now
+// Field access. Only atomics are borrowed; the mutex and the semaphores, which other
+// processes change behind our back, are only ever reached through raw pointers.
+//
+// Safety of each: `table` is a live, initialised table (a word of its mapping is borrowed).
+
+/// Slot `i` of `table`.
+unsafe fn slot(table: *mut Table, i: usize) -> *mut Slot {
+    // SAFETY: the caller's obligation; `i < SLOTS` is checked by the indexing.
+    unsafe { &raw mut (*table).slots[i] }
+}
+
+unsafe fn header_claimed<'a>(table: *mut Table) -> &'a AtomicU32 {
+    // SAFETY: the caller's obligation; an atomic may be shared.
+    unsafe { &(*table).header.claimed }
+}
+
+unsafe fn header_mode<'a>(table: *mut Table) -> &'a AtomicU32 {
+    // SAFETY: as above.
+    unsafe { &(*table).header.mode }
+}
+
+unsafe fn slot_owner<'a>(slot: *mut Slot) -> &'a AtomicU32 {
+    // SAFETY: `slot` is a slot of a live table (the caller's obligation).
+    unsafe { &(*slot).owner }
+}
+
+unsafe fn slot_word<'a>(slot: *mut Slot) -> &'a AtomicU64 {
+    // SAFETY: as above.
+    unsafe { &(*slot).word }
+}
+
+/// Locks the table's robust mutex, recovering it from a holder that died; whether it is now
 /// held (it is not only if the mutex is broken, e.g. `ENOTRECOVERABLE`: the caller then
 /// polls instead).
 ///
 /// # Safety
 ///
-/// `bucket` is a bucket of a live, initialised table.
+/// `table` is a live, initialised table.
 #[must_use]
-unsafe fn lock(bucket: *mut Bucket) -> bool {
-    // SAFETY: the caller's obligation; the mutex is process-shared and robust.
+unsafe fn lock(table: *mut Table) -> bool {
+    // SAFETY: the caller's obligation; the mutex is process-shared and robust, and on
+    // `EOWNERDEAD` we hold it, so we may make it consistent (each store to a slot leaves it
+    // valid; only the count of claimed slots may need repair).
     unsafe {
-        let code = libc::pthread_mutex_lock(&raw mut (*bucket).mutex);
-        recover(code, bucket);
+        let mutex = &raw mut (*table).header.mutex;
+        let code = libc::pthread_mutex_lock(mutex);
+        if code == libc::EOWNERDEAD {
+            libc::pthread_mutex_consistent(mutex);
+            // The holder may have died between counting a slot and owning it (or freeing it
+            // and uncounting it): count again.
+            let claimed = (0..SLOTS)
+                .filter(|&i| slot_owner(slot(table, i)).load(Ordering::Relaxed) != FREE)
+                .count();
+            header_claimed(table).store(claimed as u32, Ordering::SeqCst);
+        }
         code == 0 || code == libc::EOWNERDEAD
     }
 }
 
-/// After a lock or a wait: makes the mutex consistent again if its last holder died.
+/// # Safety
+///
+/// As for [`lock`], and the caller holds the mutex.
+unsafe fn unlock(table: *mut Table) {
+    // SAFETY: the caller's obligation.
+    unsafe { libc::pthread_mutex_unlock(&raw mut (*table).header.mutex) };
+}
+
+/// Claims a slot for this process parked on the word at `offset`: a free one, or else one
+/// whose owner died (reclaimed); `None` if every slot has a live owner.
 ///
 /// # Safety
 ///
-/// As for [`lock`], and the caller now holds the mutex.
-unsafe fn recover(code: libc::c_int, bucket: *mut Bucket) {
-    if code == libc::EOWNERDEAD {
-        // SAFETY: we hold the mutex (EOWNERDEAD hands it over); the bucket guards no state.
-        unsafe { libc::pthread_mutex_consistent(&raw mut (*bucket).mutex) };
+/// As for [`unlock`].
+unsafe fn claim(table: *mut Table, offset: u64) -> Option<*mut Slot> {
+    let me = std::process::id();
+    // SAFETY: the caller's obligation; we hold the mutex, so the owners and words are ours to
+    // change, and no wake posts a semaphore while we re-initialise it.
+    unsafe {
+        let free = (0..SLOTS)
+            .map(|i| slot(table, i))
+            .find(|&s| slot_owner(s).load(Ordering::Relaxed) == FREE);
+        let s = match free {
+            Some(s) => s,
+            None => {
+                let dead = (0..SLOTS).map(|i| slot(table, i)).find(|&s| {
+                    let owner = slot_owner(s).load(Ordering::Relaxed);
+                    owner != me && is_dead(owner)
+                })?;
+                // Posts nobody took are left in it, and the dead waiter may still be counted
+                // as sleeping on it: start it afresh.
+                libc::sem_destroy(&raw mut (*dead).sem);
+                if libc::sem_init(&raw mut (*dead).sem, 1, 0) != 0 {
+                    return None;
+                }
+                slot_owner(dead).store(FREE, Ordering::Relaxed);
+                header_claimed(table).fetch_sub(1, Ordering::SeqCst);
+                dead
+            }
+        };
+        // Counted before it is owned (and, in `free`, freed before it is uncounted): a death
+        // in between leaves the count high, which costs a wake a scan, never a slot missed.
+        header_claimed(table).fetch_add(1, Ordering::SeqCst);
+        slot_word(s).store(offset, Ordering::Relaxed);
+        slot_owner(s).store(me, Ordering::Relaxed);
+        Some(s)
     }
+}
+
+/// Frees a slot this process claimed, dropping any post it did not take.
+///
+/// # Safety
+///
+/// As for [`unlock`], and `s` is a slot of `table` this process claimed.
+unsafe fn free(table: *mut Table, s: *mut Slot) {
+    // SAFETY: the caller's obligation; wakes post only with the mutex held, so once drained
+    // under it the semaphore stays at zero until the slot is claimed again.
+    unsafe {
+        while libc::sem_trywait(&raw mut (*s).sem) == 0 {}
+        slot_owner(s).store(FREE, Ordering::Relaxed);
+        header_claimed(table).fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Whether no process `pid` exists (a zombie still does; a reused id looks alive).
+fn is_dead(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks that the process exists.
+    pid > 0
+        && unsafe { libc::kill(pid, 0) } != 0
+        && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
 }
 
 /// Blocks until `word` no longer holds `expected`, a wake arrives, or `timeout` passes (at most
@@ -171,51 +320,108 @@ pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
 
 /// One wait of at most `nap`.
 fn nap(word: &AtomicU32, expected: u32, nap: Duration) {
-    let Some(bucket) = bucket_of(word) else {
-        if word.load(Ordering::SeqCst) == expected {
-            std::thread::sleep(nap.min(Duration::from_millis(1)));
-        }
-        return;
+    let Some((table, offset)) = locate(word) else {
+        return poll(word, expected, nap);
     };
-    let deadline = deadline_after(nap);
     // SAFETY: `word` is borrowed from a live mapping (registered above), so its table is live;
-    // the mutex is held from `lock` until the unlock, and the wait releases and retakes it.
+    // the slot is ours from `claim` to `free`, both with the mutex held.
     unsafe {
-        if !lock(bucket) {
-            std::thread::sleep(nap.min(Duration::from_millis(1)));
+        if header_mode(table).load(Ordering::Relaxed) != SEMAPHORES || !lock(table) {
+            return poll(word, expected, nap);
+        }
+        let Some(s) = claim(table, offset) else {
+            unlock(table);
+            return poll(word, expected, nap);
+        };
+        // Pairs with the fence in `wake`: it sees our claim, or we see its change.
+        fence(Ordering::SeqCst);
+        if word.load(Ordering::SeqCst) != expected {
+            free(table, s);
+            unlock(table);
             return;
         }
-        if word.load(Ordering::SeqCst) == expected {
-            let code = libc::pthread_cond_timedwait(
-                &raw mut (*bucket).cond,
-                &raw mut (*bucket).mutex,
-                &deadline,
-            );
-            recover(code, bucket);
+        unlock(table);
+        sleep(s, nap);
+        if lock(table) {
+            free(table, s);
+            unlock(table);
         }
-        libc::pthread_mutex_unlock(&raw mut (*bucket).mutex);
+        // A broken mutex: the slot stays claimed until this process dies and it is reclaimed.
     }
 }
 
-/// Wakes the waiters on `word` (all of them, whatever `n`: waiters re-check, and a broadcast
-/// cannot be swallowed by a dead waiter's slot).
+/// Sleeps on a claimed slot's semaphore until a post or `nap` passes.
+///
+/// # Safety
+///
+/// `s` is a slot of a live table, claimed by this process.
+unsafe fn sleep(s: *mut Slot, nap: Duration) {
+    // `sem_timedwait` measures `CLOCK_REALTIME` (POSIX has no monotonic variant): a clock step
+    // during one nap makes that nap longer or shorter; naps are short and callers re-check.
+    let deadline = deadline_after(nap);
+    loop {
+        // SAFETY: the caller's obligation.
+        if unsafe { libc::sem_timedwait(&raw mut (*s).sem, &deadline) } == 0 {
+            return;
+        }
+        if io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return; // ETIMEDOUT, or a broken semaphore: the caller re-checks
+        }
+    }
+}
+
+/// Waits for `word` to change by polling, with exponential back-off, for at most `nap`.
+fn poll(word: &AtomicU32, expected: u32, nap: Duration) {
+    let end = Instant::now() + nap;
+    let mut pause = POLL_MIN;
+    while word.load(Ordering::SeqCst) == expected {
+        let Some(left) = end.checked_duration_since(Instant::now()) else {
+            return;
+        };
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(pause.min(left));
+        pause = (pause * 2).min(POLL_MAX);
+    }
+}
+
+/// Wakes the waiters on `word` (all of them, whatever `n`: waiters re-check, and a dead
+/// waiter's slot cannot take the wake of a live one).
 pub(crate) fn wake(word: &AtomicU32, _n: u32) {
-    let Some(bucket) = bucket_of(word) else {
+    let Some((table, offset)) = locate(word) else {
         return;
     };
-    // SAFETY: as in `wait`; a waiter on a broken mutex polls, so it needs no broadcast.
+    // SAFETY: as in `nap`; slots are read and posted with the mutex held. A waiter on a broken
+    // mutex polls, so it needs no post.
     unsafe {
-        if !lock(bucket) {
+        // Pairs with the fence in `nap`: the caller changed the word before this call.
+        fence(Ordering::SeqCst);
+        if header_claimed(table).load(Ordering::SeqCst) == 0 || !lock(table) {
             return;
         }
-        libc::pthread_cond_broadcast(&raw mut (*bucket).cond);
-        libc::pthread_mutex_unlock(&raw mut (*bucket).mutex);
+        // Claimed slots are usually the first ones: stop once all of them were seen.
+        let mut left = header_claimed(table).load(Ordering::Relaxed);
+        for i in 0..SLOTS {
+            if left == 0 {
+                break;
+            }
+            let s = slot(table, i);
+            if slot_owner(s).load(Ordering::Relaxed) == FREE {
+                continue;
+            }
+            left -= 1;
+            if slot_word(s).load(Ordering::Relaxed) == offset {
+                libc::sem_post(&raw mut (*s).sem);
+            }
+        }
+        unlock(table);
     }
 }
 
-/// `CLOCK_MONOTONIC` now plus `d`, as condition variables here measure it.
+/// `CLOCK_REALTIME` now plus `d`, as `sem_timedwait` measures it.
 fn deadline_after(d: Duration) -> libc::timespec {
-    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
     let nanos = now.tv_nsec as u64 + u64::from(d.subsec_nanos());
     libc::timespec {
         tv_sec: (now.tv_sec as u64 + d.as_secs() + nanos / 1_000_000_000) as libc::time_t,
@@ -232,18 +438,26 @@ mod tests {
 
     /// Words and a parking table in ordinary memory, registered like a mapping.
     #[repr(C, align(64))]
-    struct Mapping([u8; 64 + TABLE_BYTES]);
+    struct Memory([u8; 64 + TABLE_BYTES]);
 
-    struct Table(Box<Mapping>);
+    struct Mapping(Box<Memory>);
 
-    impl Table {
-        fn new() -> Arc<Table> {
-            let mem = Box::new(Mapping([0; 64 + TABLE_BYTES]));
+    impl Mapping {
+        fn new() -> Arc<Mapping> {
+            let mem = Box::new(Memory([0; 64 + TABLE_BYTES]));
             let start = mem.0.as_ptr() as usize;
             // SAFETY: the table bytes are inside the box, 64-aligned, zeroed and unshared.
             unsafe { init_table((start + 64) as *mut u8).unwrap() };
             register(start, start + 64, start + 64);
-            Arc::new(Table(mem))
+            Arc::new(Mapping(mem))
+        }
+
+        /// Its waiters poll, as on a platform without `sem_init`.
+        fn polling() -> Arc<Mapping> {
+            let mapping = Mapping::new();
+            // SAFETY: the live table of the mapping.
+            unsafe { header_mode(mapping.table()).store(POLLING, Ordering::SeqCst) };
+            mapping
         }
 
         fn word(&self, i: usize) -> &AtomicU32 {
@@ -251,9 +465,36 @@ mod tests {
             // SAFETY: in the box's first 64 bytes, 4-aligned; only ever accessed atomically.
             unsafe { &*self.0.0.as_ptr().add(4 * i).cast::<AtomicU32>() }
         }
+
+        fn table(&self) -> *mut Table {
+            locate(self.word(0)).unwrap().0
+        }
+
+        fn claimed(&self) -> u32 {
+            // SAFETY: the live table of the mapping.
+            unsafe { header_claimed(self.table()).load(Ordering::SeqCst) }
+        }
+
+        /// Claims every slot for `owner`, parked on word `i`, as waiters of another process
+        /// would.
+        fn fill_slots(&self, owner: u32, i: usize) {
+            let table = self.table();
+            // SAFETY: the live table; the mutex is held around the changes.
+            unsafe {
+                assert!(lock(table));
+                for k in 0..SLOTS {
+                    let s = slot(table, k);
+                    assert_eq!(slot_owner(s).load(Ordering::Relaxed), FREE);
+                    slot_word(s).store(4 * i as u64, Ordering::Relaxed);
+                    slot_owner(s).store(owner, Ordering::Relaxed);
+                    header_claimed(table).fetch_add(1, Ordering::SeqCst);
+                }
+                unlock(table);
+            }
+        }
     }
 
-    impl Drop for Table {
+    impl Drop for Mapping {
         fn drop(&mut self) {
             unregister(self.0.0.as_ptr() as usize);
         }
@@ -269,60 +510,137 @@ mod tests {
         assert!(started.elapsed() < STALLED, "a wake-up was lost");
     }
 
-    #[test]
-    fn a_wake_reaches_every_waiter() {
-        let table = Table::new();
+    fn every_waiter_is_woken(mapping: &Arc<Mapping>) {
         let started = Instant::now();
         let waiters: Vec<_> = (0..4)
             .map(|_| {
-                let table = Arc::clone(&table);
+                let mapping = Arc::clone(mapping);
                 std::thread::spawn(move || {
-                    while table.word(3).load(Ordering::SeqCst) == 0 {
-                        nap_checked(table.word(3), 0, started);
+                    while mapping.word(3).load(Ordering::SeqCst) == 0 {
+                        nap_checked(mapping.word(3), 0, started);
                     }
                 })
             })
             .collect();
         std::thread::sleep(Duration::from_millis(20));
-        table.word(3).store(1, Ordering::SeqCst);
-        wake(table.word(3), 1);
+        mapping.word(3).store(1, Ordering::SeqCst);
+        wake(mapping.word(3), 1);
         for w in waiters {
             w.join().unwrap();
         }
     }
 
     #[test]
-    fn no_wake_up_is_lost_in_a_ping_pong() {
-        let table = Table::new();
+    fn a_wake_reaches_every_waiter() {
+        let mapping = Mapping::new();
+        every_waiter_is_woken(&mapping);
+        assert_eq!(mapping.claimed(), 0, "every slot is freed");
+    }
+
+    fn ping_pong(mapping: &Arc<Mapping>, rounds: u32) {
         let started = Instant::now();
-        fn turn(table: &Table, mine: u32, next: u32, started: Instant) {
-            for _ in 0..10_000 {
-                while table.word(0).load(Ordering::SeqCst) != mine {
-                    nap_checked(table.word(0), next, started);
+        fn turn(mapping: &Mapping, mine: u32, next: u32, rounds: u32, started: Instant) {
+            for _ in 0..rounds {
+                while mapping.word(0).load(Ordering::SeqCst) != mine {
+                    nap_checked(mapping.word(0), next, started);
                 }
-                table.word(0).store(next, Ordering::SeqCst);
-                wake(table.word(0), 1);
+                mapping.word(0).store(next, Ordering::SeqCst);
+                wake(mapping.word(0), 1);
             }
         }
         let other = {
-            let table = Arc::clone(&table);
-            std::thread::spawn(move || turn(&table, 1, 0, started))
+            let mapping = Arc::clone(mapping);
+            std::thread::spawn(move || turn(&mapping, 1, 0, rounds, started))
         };
-        turn(&table, 0, 1, started);
+        turn(mapping, 0, 1, rounds, started);
         other.join().unwrap();
     }
 
     #[test]
-    fn a_bucket_lock_whose_holder_died_is_recovered() {
-        let table = Table::new();
-        let bucket = bucket_of(table.word(5)).unwrap() as usize;
-        // SAFETY: a bucket of the live table; the thread ends holding the robust mutex.
-        let locked = std::thread::spawn(move || unsafe { lock(bucket as *mut Bucket) });
+    fn no_wake_up_is_lost_in_a_ping_pong() {
+        let mapping = Mapping::new();
+        ping_pong(&mapping, 10_000);
+        assert_eq!(mapping.claimed(), 0, "every slot is freed");
+    }
+
+    #[test]
+    fn without_semaphores_waiters_poll_and_miss_nothing() {
+        let mapping = Mapping::polling();
+        every_waiter_is_woken(&mapping);
+        ping_pong(&mapping, 1_000);
+        assert_eq!(mapping.claimed(), 0, "a polling waiter claims no slot");
+    }
+
+    #[test]
+    fn with_every_slot_taken_by_live_waiters_a_wait_polls() {
+        let mapping = Mapping::new();
+        mapping.fill_slots(std::process::id(), 9); // alive: never reclaimed
+        ping_pong(&mapping, 1_000);
+        assert_eq!(mapping.claimed(), SLOTS as u32);
+    }
+
+    /// The id of a process that existed and is gone (reaped).
+    fn dead_pid() -> u32 {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    }
+
+    #[test]
+    fn slots_of_dead_waiters_wedge_no_wake_and_are_reclaimed() {
+        let mapping = Mapping::new();
+        // Every slot held by a waiter killed while parked on word 2, each with a post it never
+        // took after the first wake.
+        mapping.fill_slots(dead_pid(), 2);
+        for _ in 0..3 {
+            mapping.word(2).fetch_add(1, Ordering::SeqCst);
+            wake(mapping.word(2), 1); // returns: nothing waits for the dead
+        }
+        // A live waiter reclaims a slot, and is woken by a post, not by its nap's end.
+        let started = Instant::now();
+        let waiter = {
+            let mapping = Arc::clone(&mapping);
+            std::thread::spawn(move || {
+                while mapping.word(2).load(Ordering::SeqCst) == 3 {
+                    nap_checked(mapping.word(2), 3, started);
+                }
+            })
+        };
+        // Until it parks on the first slot, reclaimed.
+        // SAFETY: the live table; an owner is an atomic.
+        while unsafe { slot_owner(slot(mapping.table(), 0)) }.load(Ordering::SeqCst)
+            != std::process::id()
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        mapping.word(2).store(4, Ordering::SeqCst);
+        wake(mapping.word(2), 1);
+        waiter.join().unwrap();
+        // One dead slot was reclaimed, used and freed.
+        assert_eq!(mapping.claimed(), SLOTS as u32 - 1);
+    }
+
+    #[test]
+    fn a_table_lock_whose_holder_died_is_recovered() {
+        let mapping = Mapping::new();
+        let table = mapping.table() as usize;
+        // SAFETY: the live table; the thread ends holding the robust mutex, having counted a
+        // slot it never owned (as if killed in `claim`).
+        let locked = std::thread::spawn(move || unsafe {
+            let locked = lock(table as *mut Table);
+            header_claimed(table as *mut Table).fetch_add(1, Ordering::SeqCst);
+            locked
+        });
         assert!(locked.join().unwrap());
-        wake(table.word(5), 1); // EOWNERDEAD: made consistent, not a deadlock
-        table.word(5).store(7, Ordering::SeqCst);
-        nap(table.word(5), 0, LONG); // the word differs: returns at once
-        wake(table.word(5), 1);
+        assert_eq!(mapping.claimed(), 1);
+        // A waiter and a waker both lock it: EOWNERDEAD, made consistent, not a deadlock.
+        mapping.word(5).store(7, Ordering::SeqCst);
+        nap(mapping.word(5), 0, LONG); // the word differs: returns at once
+        wake(mapping.word(5), 1);
+        ping_pong(&mapping, 100);
+        assert_eq!(mapping.claimed(), 0, "recounted by the next locker");
     }
 
     #[test]
@@ -331,6 +649,6 @@ mod tests {
         wait(&word, 0, None);
         wait(&word, 1, Some(Duration::from_millis(1)));
         wake(&word, 1);
-        assert!(bucket_of(&word).is_none());
+        assert!(locate(&word).is_none());
     }
 }
