@@ -451,6 +451,11 @@ impl Channel {
     }
 
     /// Records the largest payload the peer accepts.
+    /// The largest frame the peer accepts (learned in the handshake; `MAX_MESSAGE` before).
+    pub(crate) fn peer_limit(&self) -> u64 {
+        self.peer_limit.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn set_peer_limit(&self, limit: u64) {
         self.peer_limit
             .store(limit.min(MAX_MESSAGE), Ordering::Relaxed);

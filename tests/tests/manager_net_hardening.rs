@@ -321,3 +321,46 @@ fn a_value_above_the_limit_is_refused_while_encoding() {
     conn.send(Endless(10)).unwrap();
     assert_eq!(server.join().unwrap(), vec![0u64; 10]);
 }
+
+static STORED_PULLED: AtomicUsize = AtomicUsize::new(0);
+
+/// Like [`Endless`], counted apart, and storable in a manager (reading one back is not tried).
+#[derive(Debug)]
+struct EndlessStored(usize);
+
+impl serde::Serialize for EndlessStored {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0))?;
+        for _ in 0..self.0 {
+            STORED_PULLED.fetch_add(1, Ordering::Relaxed);
+            seq.serialize_element(&0u64)?;
+        }
+        seq.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for EndlessStored {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::<u64>::deserialize(d).map(|v| EndlessStored(v.len()))
+    }
+}
+
+#[test]
+fn a_value_to_store_is_refused_at_the_servers_limit_while_encoding() {
+    let _w = watchdog(LIMIT);
+    const MAX: u64 = 1 << 20;
+    let manager = mp::Manager::builder().max_message(MAX).start().unwrap();
+    let list = manager.list::<EndlessStored>().unwrap();
+    // 64 MiB worth of elements against the server's 1 MiB: encoding stops at the limit, in
+    // this process, before anything is sent.
+    let e = list.append(EndlessStored(8 << 20)).unwrap_err();
+    assert!(matches!(e.error, mp::Error::TooLarge { .. }), "{}", e.error);
+    let pulled = STORED_PULLED.swap(0, Ordering::Relaxed);
+    assert!(
+        pulled <= (MAX / 8) as usize + 2,
+        "{pulled} elements were encoded for a limit of {} elements",
+        MAX / 8
+    );
+    list.append(EndlessStored(10)).unwrap();
+    assert_eq!(list.len().unwrap(), 1);
+}

@@ -7,6 +7,7 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -30,6 +31,9 @@ const RELEASE_TIMEOUT: Duration = Duration::from_secs(1);
 pub(crate) struct Endpoint {
     pub(crate) address: Address,
     pub(crate) authkey: Arc<[u8]>,
+    /// The largest message the server accepts, learned from its handshake: a value to store
+    /// is refused while it is encoded, as soon as it grows past it.
+    pub(crate) limit: Arc<AtomicU64>,
 }
 
 /// An authenticated connection to a manager, with the CPU its server thread last ran on.
@@ -39,10 +43,25 @@ pub(crate) struct Conn {
 }
 
 impl Endpoint {
+    /// An endpoint not yet connected to.
+    pub(crate) fn new(address: Address, authkey: Arc<[u8]>) -> Endpoint {
+        Endpoint {
+            address,
+            authkey,
+            limit: Arc::new(AtomicU64::new(codec::MAX_MESSAGE)),
+        }
+    }
+
+    /// The largest value the server accepts (see [`Endpoint::limit`]).
+    pub(crate) fn limit(&self) -> u64 {
+        self.limit.load(Ordering::Relaxed)
+    }
+
     /// Connects and authenticates. A manager that cannot be reached is gone.
     pub(crate) fn connect(&self) -> Result<Conn> {
         let channel =
             connection::connect_channel(&self.address, &self.authkey).map_err(|e| self.gone(e))?;
+        self.limit.store(channel.peer_limit(), Ordering::Relaxed);
         Ok(Conn {
             channel,
             peer_cpu: u32::MAX,
@@ -157,7 +176,7 @@ impl Handle {
     /// Encodes a value to store in this handle's object (or in another object of its server:
     /// see [`encode_for`]).
     pub(crate) fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Result<Blob> {
-        encode_for(self.server, value)
+        encode_for(self.server, self.endpoint.limit(), value)
     }
 
     /// Encodes every value of a batch.
@@ -333,10 +352,7 @@ pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
             })?,
     };
     Ok(Arc::new(Handle {
-        endpoint: Endpoint {
-            address: wire.address,
-            authkey: Arc::from(wire.authkey.0),
-        },
+        endpoint: Endpoint::new(wire.address, Arc::from(wire.authkey.0)),
         server: wire.server,
         id: wire.id,
         ty,
@@ -348,19 +364,24 @@ pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
 /// Encodes a value to store on server instance `server`: proxies to that server's objects
 /// go in without a token, their ids beside the bytes. Values holding OS handles cannot live
 /// there.
-pub(crate) fn encode_for<T: Serialize + ?Sized>(server: u64, value: &T) -> Result<Blob> {
+pub(crate) fn encode_for<T: Serialize + ?Sized>(
+    server: u64,
+    limit: u64,
+    value: &T,
+) -> Result<Blob> {
     encode_in(
         Storing::Value {
             server,
             refs: Vec::new(),
         },
+        limit,
         value,
     )
 }
 
 /// Encodes a dict key: compared by its bytes, so it may hold no proxy.
 pub(crate) fn encode_key<T: Serialize + ?Sized>(key: &T) -> Result<Key> {
-    encode_in(Storing::Key, key).map(|blob| blob.bytes)
+    encode_in(Storing::Key, codec::MAX_MESSAGE, key).map(|blob| blob.bytes)
 }
 
 /// Decodes a dict key (which holds no proxy).
@@ -368,11 +389,11 @@ pub(crate) fn decode_key<T: DeserializeOwned>(key: &Key) -> Result<T> {
     codec::decode(key, Vec::new())
 }
 
-fn encode_in<T: Serialize + ?Sized>(storing: Storing, value: &T) -> Result<Blob> {
+fn encode_in<T: Serialize + ?Sized>(storing: Storing, limit: u64, value: &T) -> Result<Blob> {
     let mut bytes = Vec::new();
     let mut fds = Vec::new();
     let previous = STORING.with(|s| s.replace(Some(storing)));
-    let encoded = codec::encode(value, &mut bytes, &mut fds);
+    let encoded = codec::encode_within(value, &mut bytes, &mut fds, limit);
     let storing = STORING.with(|s| s.replace(previous));
     encoded?;
     if !fds.is_empty() {

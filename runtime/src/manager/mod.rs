@@ -166,10 +166,7 @@ impl Manager {
     ///
     /// Dropping the returned `Manager` leaves the server running.
     pub fn connect(address: impl ToAddress, authkey: impl AsRef<[u8]>) -> Result<Manager> {
-        let endpoint = Endpoint {
-            address: address.to_address()?,
-            authkey: Arc::from(authkey.as_ref()),
-        };
+        let endpoint = Endpoint::new(address.to_address()?, Arc::from(authkey.as_ref()));
         let manager = Manager {
             endpoint,
             instance: OnceLock::new(),
@@ -209,7 +206,7 @@ impl Manager {
         let server = self.instance()?;
         let blobs = items
             .iter()
-            .map(|item| handle::encode_for(server, item))
+            .map(|item| handle::encode_for(server, self.endpoint.limit(), item))
             .collect::<Result<Vec<_>>>()?;
         self.create::<T>(Kind::List, None, Init::List(blobs))
             .map(ListProxy::from_handle)
@@ -239,7 +236,10 @@ impl Manager {
         let pairs: Vec<(K, V)> = pairs.into_iter().collect();
         let blobs = pairs
             .iter()
-            .map(|(k, v)| Ok((handle::encode_key(k)?, handle::encode_for(server, v)?)))
+            .map(|(k, v)| {
+                let value = handle::encode_for(server, self.endpoint.limit(), v)?;
+                Ok((handle::encode_key(k)?, value))
+            })
             .collect::<Result<Vec<_>>>()?;
         self.create::<(K, V)>(Kind::Dict, None, Init::Dict(blobs))
             .map(DictProxy::from_handle)
@@ -249,7 +249,7 @@ impl Manager {
     #[doc(alias = "Namespace")]
     #[doc(alias = "Value")]
     pub fn value<T: Serialize + DeserializeOwned>(&self, value: T) -> Result<ValueProxy<T>> {
-        let blob = handle::encode_for(self.instance()?, &value)?;
+        let blob = handle::encode_for(self.instance()?, self.endpoint.limit(), &value)?;
         self.create::<T>(Kind::Value, None, Init::Value(blob))
             .map(ValueProxy::from_handle)
     }
@@ -464,10 +464,7 @@ impl ManagerBuilder {
             return Err(e);
         }
         Ok(Manager {
-            endpoint: Endpoint {
-                address: bound,
-                authkey: Arc::from(authkey),
-            },
+            endpoint: Endpoint::new(bound, Arc::from(authkey)),
             instance: OnceLock::new(),
             server: Some(ServerProcess {
                 child,
@@ -741,7 +738,9 @@ where
 
 impl<T: Serialize + DeserializeOwned + Default> Proxy for ValueProxy<T> {
     fn __named(manager: &Manager, name: &str) -> Result<Self> {
-        let init = Init::Value(handle::encode_for(manager.instance()?, &T::default())?);
+        let server = manager.instance()?;
+        let blob = handle::encode_for(server, manager.endpoint.limit(), &T::default())?;
+        let init = Init::Value(blob);
         manager
             .create::<T>(Kind::Value, Some(name.to_owned()), init)
             .map(ValueProxy::from_handle)
