@@ -430,15 +430,15 @@ impl<W: Worker> Process<W> {
 
     /// Asks the child to stop (`SIGTERM`). Then [`join`](Process::join) it.
     pub fn terminate(&mut self) -> Result<()> {
-        self.signal(libc::SIGTERM)
+        self.signal(sys::Signal::Terminate)
     }
 
     /// Stops the child at once (`SIGKILL`). Then [`join`](Process::join) it.
     pub fn kill(&mut self) -> Result<()> {
-        self.signal(libc::SIGKILL)
+        self.signal(sys::Signal::Kill)
     }
 
-    fn signal(&mut self, signal: i32) -> Result<()> {
+    fn signal(&mut self, signal: sys::Signal) -> Result<()> {
         match &mut self.state {
             State::Created => Err(Error::NotStarted),
             State::Joined { .. } => Ok(()),

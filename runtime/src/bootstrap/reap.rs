@@ -108,7 +108,7 @@ pub(crate) fn finish_children() {
         .collect();
     for (pid, daemon) in running {
         if daemon {
-            let _ = sys::kill(pid, libc::SIGTERM);
+            let _ = sys::kill(pid, sys::Signal::Terminate);
         }
     }
     let detached = std::mem::take(&mut *DETACHED.lock().unwrap_or_else(|e| e.into_inner()));

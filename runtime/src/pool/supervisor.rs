@@ -327,7 +327,7 @@ fn dispatch(st: &mut State, config: &Config) {
             if task.msg.send(&slot.channel).is_err() {
                 // The worker is dying, or its connection is unusable: make sure it dies; the
                 // supervisor sees its end-of-file and replaces it.
-                let _ = sys::kill(slot.pid, libc::SIGKILL);
+                let _ = sys::kill(slot.pid, sys::Signal::Kill);
                 slot.broken = true;
                 pending.push_front(task);
                 break;
@@ -510,7 +510,7 @@ fn finish_front(st: &mut State, i: usize, result: ChunkResult) {
 
 fn protocol_violation(slot: &mut Slot, what: &str) {
     tracing::error!(target: "mp", "pool worker (pid {}) broke the protocol ({what}); killing it", slot.pid);
-    let _ = sys::kill(slot.pid, libc::SIGKILL);
+    let _ = sys::kill(slot.pid, sys::Signal::Kill);
     slot.dead = true;
 }
 
@@ -523,7 +523,7 @@ fn check_timeouts(st: &mut State, limit: Option<Duration>) {
         if let Some((deadline, limit)) = slot.deadline(limit) {
             if deadline <= now {
                 tracing::warn!(target: "mp", "pool worker (pid {}) ran past the task limit of {limit:?}; killing it", slot.pid);
-                let _ = sys::kill(slot.pid, libc::SIGKILL);
+                let _ = sys::kill(slot.pid, sys::Signal::Kill);
                 slot.timed_out = Some(limit);
             }
         }
@@ -653,7 +653,7 @@ fn shut_down(st: &mut State) {
 /// `SIGTERM`, a short grace, then `SIGKILL` for what is left; reaps everything.
 fn terminate_all(mut children: Vec<Child>) {
     for child in &children {
-        let _ = sys::kill(child.id(), libc::SIGTERM);
+        let _ = sys::kill(child.id(), sys::Signal::Terminate);
     }
     let deadline = Instant::now() + TERMINATE_GRACE;
     for child in &mut children {

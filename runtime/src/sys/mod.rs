@@ -19,31 +19,65 @@
 //! * TCP and local stream listeners and connections, a non-blocking "peer gone" check and
 //!   cryptographic random bytes ([`net`]), for managers and `Listener`/`NetConnection`;
 //! * starting the current executable again with chosen descriptors inherited ([`spawn_self`]),
-//!   and a pre-`main` hook that routes such a child to its worker ([`linux::CHILD_HOOK`]).
+//!   and a pre-`main` hook that routes such a child to its worker ([`CHILD_HOOK`]).
 //!
-//! Linux is implemented; macOS needs `shm_open` in place of `memfd` and `__mod_init_func` in
+//! One file per mechanism (`socket`, `poll`, `futex` with `park` as its portable twin, `shm`,
+//! `spawn`, `signal`, `proc`, `cpu`, `net`, `interrupt`, `plain`), each re-exported by name
+//! below. Linux is implemented; macOS needs `shm_open` in place of `memfd` and `__mod_init_func` in
 //! place of `.init_array`, and can wait with `park.rs` (or natively with `__ulock_wait`).
 
 #[cfg(target_os = "linux")]
 mod cpu;
-mod interrupt;
 #[cfg(target_os = "linux")]
-mod linux;
+mod futex;
+mod interrupt;
 #[cfg(target_os = "linux")]
 pub(crate) mod net;
 #[cfg_attr(not(feature = "portable-sync"), allow(dead_code))]
 mod park;
 mod plain;
 #[cfg(target_os = "linux")]
+mod poll;
+#[cfg(target_os = "linux")]
+mod proc;
+#[cfg(target_os = "linux")]
+mod shm;
+#[cfg(target_os = "linux")]
+mod signal;
+#[cfg(target_os = "linux")]
+mod socket;
+#[cfg(target_os = "linux")]
+mod spawn;
+
 #[cfg(target_os = "linux")]
 pub(crate) use cpu::{host_cpu_count, usable_cpu_count};
-pub(crate) use interrupt::{arm as arm_interrupts, wait_for_interrupt};
 #[cfg(target_os = "linux")]
-pub(crate) use linux::*;
+pub(crate) use futex::{futex_wait, futex_wake};
+pub(crate) use interrupt::{arm as arm_interrupts, wait_for_interrupt};
 pub use plain::{AtomicCell, HasAtomic, Numeric, Plain};
 pub(crate) use plain::{
     is_wire_numeric, numeric_bytes, numeric_bytes_mut, numeric_vec, numeric_zeroed,
 };
+#[cfg(target_os = "linux")]
+pub(crate) use poll::{Wakeup, poll_many, poll_readable, poll_writable};
+#[cfg(target_os = "linux")]
+pub(crate) use proc::{
+    current_cpu, exit_now, getpid, gettid, parent_pid, peak_rss_kib, peek_exit, program_name,
+    raise_fd_limit, set_thread_name, thread_alive, unset_env, wait_child_timeout,
+};
+#[cfg(target_os = "linux")]
+pub(crate) use shm::{SealedBuffer, SharedMapping, shm_unlink};
+#[cfg(target_os = "linux")]
+pub(crate) use signal::{
+    Signal, ignore_interrupts, ignore_sigint, ignore_sigpipe, kill, signal_name,
+};
+#[cfg(target_os = "linux")]
+pub(crate) use socket::{
+    MAX_FDS_PER_MSG, adopt_inherited_fd, borrow_raw_fd, dup_fd, grow_send_buffer, peer_pid, pipe,
+    recv_with_fds, send_with_fds, socketpair_packet, socketpair_stream, wait_for_eof,
+};
+#[cfg(target_os = "linux")]
+pub(crate) use spawn::{CHILD_HOOK, Interrupts, SpawnOutput, spawn_self};
 
 #[cfg(not(target_os = "linux"))]
 compile_error!("mp supports Linux for now; macOS and Windows are planned behind `sys/`");
