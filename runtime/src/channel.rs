@@ -530,11 +530,11 @@ impl Channel {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut rx = self.rx.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(error) = &rx.broken {
-            return Err(error.duplicate());
+            return Err(error.clone());
         }
         let result = self.recv_locked(&mut rx, deadline);
         if let Err(e @ (Error::Malformed(_) | Error::TooLarge { .. })) = &result {
-            rx.broken = Some(e.duplicate());
+            rx.broken = Some(e.clone());
         }
         result
     }

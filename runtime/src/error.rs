@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::io;
+use std::sync::Arc;
 
 /// The exit code of a child that could not do what it was started for (a malformed bootstrap,
 /// arguments it cannot decode, a result it cannot send): `EX_SOFTWARE`.
@@ -50,7 +51,7 @@ impl fmt::Display for ExitStatus {
 ///
 /// `Error` is `Serialize`/`Deserialize`: a worker returning `mp::Result<T>` hands its error to the
 /// parent as it is, variant and data (an OS error keeps its kind, code and message).
-#[derive(thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum Error {
     /// An OS call failed.
@@ -58,10 +59,11 @@ pub enum Error {
     Io {
         /// What `mp` was doing.
         context: Cow<'static, str>,
-        /// The OS error (from another process: its kind, OS code and message).
+        /// The OS error (from another process: its kind, OS code and message). Shared, so an
+        /// error reported to several waiters is one error.
         #[source]
         #[serde(with = "io_error")]
-        source: io::Error,
+        source: Arc<io::Error>,
     },
     /// A value could not be encoded for another process.
     #[error("cannot encode message: {0}")]
@@ -246,24 +248,6 @@ fn chunk_note(tasks: usize) -> String {
 }
 
 impl Error {
-    /// A copy of this error, for one failure reported to several waiters (the tasks of a lost
-    /// chunk, the calls on a broken connection).
-    pub(crate) fn duplicate(&self) -> Error {
-        match self {
-            Error::Io { context, source } => Error::Io {
-                context: context.clone(),
-                source: io_error::copy(source),
-            },
-            // Every other variant holds plain data: a copy is its encoding read back.
-            other => {
-                let mut bytes = Vec::new();
-                crate::codec::encode(other, &mut bytes, &mut Vec::new())
-                    .and_then(|()| crate::codec::decode(&bytes, Vec::new()))
-                    .unwrap_or_else(|e| Error::ChildFailed(format!("{other} (and {e})")))
-            }
-        }
-    }
-
     /// The variant's name, for `Debug`.
     fn variant_name(&self) -> &'static str {
         match self {
@@ -323,6 +307,7 @@ impl fmt::Debug for Error {
 /// its message; read back as an `io::Error` of the same kind (and code).
 mod io_error {
     use std::io;
+    use std::sync::Arc;
 
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -333,7 +318,7 @@ mod io_error {
         message: String,
     }
 
-    pub(super) fn serialize<S: Serializer>(e: &io::Error, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(e: &Arc<io::Error>, s: S) -> Result<S::Ok, S::Error> {
         Wire {
             kind: format!("{:?}", e.kind()),
             code: e.raw_os_error(),
@@ -342,20 +327,12 @@ mod io_error {
         .serialize(s)
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<io::Error, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<io::Error>, D::Error> {
         let wire = Wire::deserialize(d)?;
-        Ok(match wire.code {
+        Ok(Arc::new(match wire.code {
             Some(code) => io::Error::from_raw_os_error(code),
             None => io::Error::new(kind_named(&wire.kind), wire.message),
-        })
-    }
-
-    /// A copy: the same OS error, or the same kind and message.
-    pub(super) fn copy(e: &io::Error) -> io::Error {
-        match e.raw_os_error() {
-            Some(code) => io::Error::from_raw_os_error(code),
-            None => io::Error::new(e.kind(), e.to_string()),
-        }
+        }))
     }
 
     /// The kind whose `Debug` name is `name` (`Other` for one this build does not know).
@@ -410,10 +387,15 @@ impl Error {
     pub(crate) fn io(context: &'static str) -> impl FnOnce(io::Error) -> Error {
         move |source| match source.kind() {
             io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => Error::Disconnected,
-            _ => Error::Io {
-                context: Cow::Borrowed(context),
-                source,
-            },
+            _ => Error::os(context, source),
+        }
+    }
+
+    /// An OS error as it is (`Error::io` reads a broken pipe as `Disconnected`).
+    pub(crate) fn os(context: &'static str, source: io::Error) -> Error {
+        Error::Io {
+            context: Cow::Borrowed(context),
+            source: Arc::new(source),
         }
     }
 }
@@ -504,7 +486,7 @@ mod tests {
         };
         assert_eq!(round_trip(&e).to_string(), e.to_string());
         assert!(matches!(
-            e.duplicate(),
+            e.clone(),
             Error::WorkerDied {
                 pid: 7,
                 task_index: 3,

@@ -86,7 +86,7 @@ fn debug_of_an_error_carries_its_message() {
         "{:?}",
         Error::Io {
             context: "cannot open".into(),
-            source: io
+            source: std::sync::Arc::new(io)
         }
     );
     assert!(debug.contains("cannot open: "), "{debug}");

@@ -99,10 +99,8 @@ impl Listener {
     pub fn bind(address: impl ToAddress, authkey: impl AsRef<[u8]>) -> Result<Listener> {
         let address = address.to_address()?;
         auth::check_key(authkey.as_ref())?;
-        let inner = net::Listener::bind(&address.endpoint()).map_err(|source| Error::Io {
-            context: "cannot listen on the address".into(),
-            source,
-        })?;
+        let inner = net::Listener::bind(&address.endpoint())
+            .map_err(|source| Error::os("cannot listen on the address", source))?;
         Listener::from_parts(inner, authkey.as_ref().to_vec())
     }
 
@@ -249,10 +247,8 @@ pub fn client<S, R>(
 /// Connects and authenticates a socket-mode channel to `address`.
 pub(crate) fn connect_channel(address: &Address, authkey: &[u8]) -> Result<Channel> {
     auth::check_key(authkey)?;
-    let sock = net::connect(&address.endpoint(), CONNECT_TIMEOUT).map_err(|source| Error::Io {
-        context: "cannot connect".into(),
-        source,
-    })?;
+    let sock = net::connect(&address.endpoint(), CONNECT_TIMEOUT)
+        .map_err(|source| Error::os("cannot connect", source))?;
     let channel = Channel::socket(sock, auth::HANDSHAKE_LIMIT);
     auth::answer(&channel, authkey, &address.to_string())?;
     Ok(channel)

@@ -429,11 +429,8 @@ impl ManagerBuilder {
             Some(address) => address?,
             None => private_address()?,
         };
-        let listener =
-            sys::net::Listener::bind(&address.endpoint()).map_err(|source| Error::Io {
-                context: "cannot listen on the manager's address".into(),
-                source,
-            })?;
+        let listener = sys::net::Listener::bind(&address.endpoint())
+            .map_err(|source| Error::os("cannot listen on the manager's address", source))?;
         let bound = Address::from_endpoint(
             listener
                 .local()

@@ -60,7 +60,7 @@ impl ChunkFailure {
                 limit: *limit,
                 pid: *pid,
             },
-            ChunkFailure::Child(e) => e.duplicate(),
+            ChunkFailure::Child(e) => Error::clone(e),
             ChunkFailure::Stopped(reason) => reason.error(),
         }
     }
