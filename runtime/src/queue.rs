@@ -1158,6 +1158,50 @@ mod tests {
         assert!(matches!(q.get(), Err(Error::Closed)));
     }
 
+    /// A thread id that has certainly exited: a finished thread's.
+    fn dead_tid() -> u32 {
+        std::thread::spawn(sys::gettid).join().unwrap()
+    }
+
+    #[test]
+    fn a_producer_killed_before_storing_tail_has_its_put_finished() {
+        let q = JoinableQueue::new().unwrap();
+        let s = &q.inner.raw.shared;
+        q.put(1u32).unwrap();
+        // The state a producer killed just before its last store leaves: record written and
+        // counted, `tail` not advanced, producer lock held by the dead thread.
+        let tail = s.u64(OFF_TAIL).load(Ordering::SeqCst);
+        q.put(2).unwrap();
+        s.u64(OFF_TAIL).store(tail, Ordering::SeqCst);
+        s.u32(OFF_PLOCK).store(dead_tid(), Ordering::SeqCst);
+        q.put(3).unwrap();
+        assert_eq!(q.qsize(), 3);
+        for expected in 1..=3 {
+            assert_eq!(q.get_timeout(Duration::from_secs(1)).unwrap(), expected);
+            q.task_done().unwrap();
+        }
+        assert!(q.empty());
+        q.join_timeout(Duration::from_secs(1)).unwrap();
+        assert!(q.task_done().is_err());
+    }
+
+    #[test]
+    fn a_consumer_killed_after_its_commit_leaves_a_true_count() {
+        let q = Queue::new().unwrap();
+        let s = &q.raw.shared;
+        for i in 0..3u8 {
+            q.put(i).unwrap();
+        }
+        assert_eq!(q.get().unwrap(), 0);
+        // A consumer killed between storing `head` and decrementing `len`, lock held.
+        s.u64(OFF_LEN).fetch_add(1, Ordering::SeqCst);
+        s.u32(OFF_CLOCK).store(dead_tid(), Ordering::SeqCst);
+        assert_eq!(q.get().unwrap(), 1);
+        assert_eq!(q.qsize(), 1);
+        assert_eq!(q.get().unwrap(), 2);
+        assert!(q.empty());
+    }
+
     #[test]
     fn joinable_counts() {
         let q = JoinableQueue::new().unwrap();

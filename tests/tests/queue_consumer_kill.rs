@@ -236,10 +236,12 @@ fn consumers_killed_inside_get_lose_and_duplicate_nothing() {
         }
     }
     eprintln!(
-        "{n} items, {KILLS} kills in {:?}; {read_again} decoded by a consumer killed inside \
-         `get` and read again by another; {in_dead_hands} delivered to a consumer killed before \
-         it could count them",
-        began.elapsed()
+        "{n} items, {KILLS} kills in {:?}; {read_again} held by a consumer when it was killed \
+         and counted once (read again, or counted just before the kill); {in_dead_hands} delivered to a consumer killed before \
+         it could count them; {} lost, {} delivered twice",
+        began.elapsed(),
+        lost.len(),
+        twice.len()
     );
     assert_eq!(
         errors.get(0).unwrap(),
