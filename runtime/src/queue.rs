@@ -518,7 +518,7 @@ impl Raw {
                 Ok(Some((message, buffer))) => {
                     drop(buffer);
                     bump_and_wake(s.u32(OFF_SPACE_SEQ), s.u32(OFF_SPACE_SEQ + 4));
-                    return message;
+                    return message.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
                 }
                 Ok(None) => continue,
                 Err(e) => return Err(e),
@@ -540,7 +540,7 @@ impl Raw {
     fn pop_locked<T>(
         &self,
         decode: &mut impl FnMut(&[u8], Vec<OwnedFd>) -> Result<T>,
-    ) -> Result<Option<(Result<T>, Option<sys::SealedBuffer>)>> {
+    ) -> Result<Option<(std::thread::Result<Result<T>>, Option<sys::SealedBuffer>)>> {
         let s = &self.shared;
         let mut head = s.u64(OFF_HEAD).load(Ordering::Relaxed);
         let tail = s.u64(OFF_TAIL).load(Ordering::Acquire);
@@ -575,23 +575,28 @@ impl Raw {
             self.recv_fds(fd_seq, number, nfds, &mut fds)
         };
         let mut buffer = None;
-        let message = received.and_then(|()| {
-            if inline {
-                return decode(&bytes, fds);
-            }
-            let Some(memfd) = fds.pop() else {
-                return Err(Error::Malformed(format!(
-                    "queue message #{number}: large message without its buffer"
-                )));
-            };
-            let sealed = sys::SealedBuffer::open(memfd, len).map_err(|e| {
-                Error::Malformed(format!(
-                    "queue message #{number}: large message buffer: {e}"
-                ))
-            })?;
-            let buffer = buffer.insert(sealed);
-            decode(buffer.as_slice(), fds)
-        });
+        // A panicking `Deserialize` must not leave the lock held (by a live thread, so never
+        // taken over) nor the message in place to panic every consumer: the message is
+        // consumed and the panic resumed once the lock is released.
+        let message = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            received.and_then(|()| {
+                if inline {
+                    return decode(&bytes, fds);
+                }
+                let Some(memfd) = fds.pop() else {
+                    return Err(Error::Malformed(format!(
+                        "queue message #{number}: large message without its buffer"
+                    )));
+                };
+                let sealed = sys::SealedBuffer::open(memfd, len).map_err(|e| {
+                    Error::Malformed(format!(
+                        "queue message #{number}: large message buffer: {e}"
+                    ))
+                })?;
+                let buffer = buffer.insert(sealed);
+                decode(buffer.as_slice(), fds)
+            })
+        }));
         // The commit: from here on the message is this consumer's.
         s.u64(OFF_HEAD).store(head + record, Ordering::Release);
         s.u64(OFF_LEN).fetch_sub(1, Ordering::SeqCst);
@@ -1199,6 +1204,29 @@ mod tests {
         assert_eq!(q.get().unwrap(), 1);
         assert_eq!(q.qsize(), 1);
         assert_eq!(q.get().unwrap(), 2);
+        assert!(q.empty());
+    }
+
+    #[test]
+    fn a_panicking_decode_consumes_the_message_and_frees_the_lock() {
+        #[derive(Debug, Serialize)]
+        struct Bomb;
+        impl<'de> Deserialize<'de> for Bomb {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                <()>::deserialize(d)?;
+                panic!("boom")
+            }
+        }
+        let q = Queue::<Bomb>::new().unwrap();
+        q.put(Bomb).unwrap();
+        q.put(Bomb).unwrap();
+        let caught = std::panic::catch_unwind(|| q.get().map(|_| ()));
+        assert!(caught.is_err());
+        assert_eq!(q.qsize(), 1);
+        // The lock is free (a held one would time out here) and the next message is next.
+        assert!(
+            std::panic::catch_unwind(|| q.get_timeout(Duration::from_secs(1)).map(|_| ())).is_err()
+        );
         assert!(q.empty());
     }
 
