@@ -8,8 +8,9 @@
 //! killed mid-write leaves nothing half-visible (one killed after arming its publish intent
 //! has its publish finished by the next producer). A consumer decodes the message, taking its
 //! descriptors by peeking the side channel, before it commits by advancing `head`, so one
-//! killed inside `get` leaves the message for the next. Sleepers wait on sequence words (`data_seq`,
-//! `space_seq`, `done_seq`) and are woken only when a waiter count says someone sleeps.
+//! killed inside `get` leaves the message for the next. Sleepers wait on sequence words
+//! (`data_seq`, `space_seq`, `done_seq`) and are woken only when a waiter count says someone
+//! sleeps.
 //!
 //! Because a `put` has copied the message into shared memory when it returns, a process may
 //! exit right after writing — nothing is left in a private buffer to flush (Python's classic
@@ -392,7 +393,11 @@ impl Raw {
                 puts.fetch_add(ONE_PUT + u64::from(self.joinable), Ordering::SeqCst);
             }
             s.u64(OFF_TAIL).store(intent, Ordering::Release);
-            tracing::warn!(target: "mp", "a producer died publishing queue message #{}; published it", number.wrapping_sub(1));
+            let message = number.wrapping_sub(1);
+            tracing::warn!(
+                target: "mp",
+                "a producer died publishing queue message #{message}; published it"
+            );
             bump_and_wake(s.u32(OFF_DATA_SEQ), s.u32(OFF_DATA_SEQ + 4));
         }
         self.recount_locked_producer();
@@ -738,7 +743,8 @@ impl Raw {
 /// are numbered from 0 in the order they were put, modulo 2^32).
 fn lost(number: u32) -> Error {
     Error::Malformed(format!(
-        "queue message #{number} was lost: its handles are gone (a reader died while receiving them)"
+        "queue message #{number} was lost: its handles are gone \
+         (a reader died while receiving them)"
     ))
 }
 

@@ -236,9 +236,10 @@ fn consumers_killed_inside_get_lose_and_duplicate_nothing() {
         }
     }
     eprintln!(
-        "{n} items, {KILLS} kills in {:?}; {read_again} held by a consumer when it was killed \
-         and counted once (read again, or counted just before the kill); {in_dead_hands} delivered to a consumer killed before \
-         it could count them; {} lost, {} delivered twice",
+        "{n} items, {KILLS} kills in {:?}; {read_again} held by a consumer when it was \
+         killed and counted once (read again, or counted just before the kill); \
+         {in_dead_hands} delivered to a consumer killed before it could count them; \
+         {} lost, {} delivered twice",
         began.elapsed(),
         lost.len(),
         twice.len()
