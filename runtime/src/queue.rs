@@ -5,8 +5,12 @@
 //! memfd every handle maps). Producers serialise on one lock and consumers on another (the
 //! two-lock queue); the locks are futex words with the owner's pid, stolen from an owner that
 //! died. A record is published by advancing `tail` after it is fully written, so a producer
-//! killed mid-write leaves nothing half-visible. Sleepers wait on sequence words (`data_seq`,
-//! `space_seq`, `done_seq`) and are woken only when a waiter count says someone sleeps.
+//! killed mid-write leaves nothing half-visible (one killed after arming its publish intent
+//! has its publish finished by the next producer). A consumer decodes the message, taking its
+//! descriptors by peeking the side channel, before it commits by advancing `head`, so one
+//! killed inside `get` leaves the message for the next. Sleepers wait on sequence words
+//! (`data_seq`, `space_seq`, `done_seq`) and are woken only when a waiter count says someone
+//! sleeps.
 //!
 //! Because a `put` has copied the message into shared memory when it returns, a process may
 //! exit right after writing — nothing is left in a private buffer to flush (Python's classic
@@ -46,18 +50,35 @@ const OFF_CLOCK: usize = 128;
 const OFF_TAIL: usize = 192;
 const OFF_HEAD: usize = 256;
 const OFF_LEN: usize = 320;
-const OFF_UNFINISHED: usize = 328;
+/// Puts so far (high 32 bits, wrapping) and unfinished tasks (low 32 bits) in one word, so a
+/// producer counts both with one atomic add and a recovering producer can tell whether a dead
+/// one did.
+const OFF_PUTS: usize = 328;
 const OFF_DATA_SEQ: usize = 384;
 const OFF_SPACE_SEQ: usize = 448;
 const OFF_DONE_SEQ: usize = 512;
 const OFF_FD_SEQ: usize = 576;
+// A producer's publish intent (written under the producer lock once its record is complete):
+// the tail it is about to publish and the put count it is about to reach.
+const OFF_INTENT_TAIL: usize = 640;
+const OFF_INTENT_PUTS: usize = 648;
+/// Set when `len` must be recounted by the next producer (a consumer died holding its lock).
+const OFF_RECOUNT: usize = 656;
+/// How long a consumer repairing after a dead consumer waits for the producer lock before
+/// leaving the recount to the next producer.
+const RECOUNT_WAIT: Duration = Duration::from_millis(20);
 const DATA: usize = 4096;
 
-// Record: len u32 | flags u32 | nfds u32 | pad u32 | fd_seq u64 | payload, padded to 8.
+// Record: len u32 | flags u32 | nfds u32 | number u32 | fd_seq u64 | payload, padded to 8.
+// `number` is the message's put number (counting from 0, wrapping), used to name it in errors.
 const RECORD_HEADER: usize = 24;
 const WRAP: u32 = u32::MAX;
 const FLAG_FDS: u32 = 1;
 const FLAG_OUT_OF_LINE: u32 = 2;
+/// One put in [`OFF_PUTS`]'s high half.
+const ONE_PUT: u64 = 1 << 32;
+/// The unfinished-task count in [`OFF_PUTS`]'s low half.
+const UNFINISHED: u64 = u32::MAX as u64;
 
 /// How long a consumer or producer polls before sleeping on the futex.
 const SPIN: Duration = Duration::from_micros(30);
@@ -139,11 +160,14 @@ impl Shared {
 struct ShmLock<'a>(RawMutex<'a>);
 
 impl ShmLock<'_> {
-    fn lock(&self, deadline: Option<Instant>) -> Result<()> {
+    /// Takes the lock; `true` when it was taken over from a holder that died (the caller then
+    /// repairs what the holder may have left half done).
+    fn lock(&self, deadline: Option<Instant>) -> Result<bool> {
         if let Acquired::OwnerDied(tid) = self.0.lock(deadline)? {
             tracing::warn!(target: "mp", "queue lock holder (thread {tid}) died; lock recovered");
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
     }
 
     fn unlock(&self) {
@@ -205,9 +229,6 @@ struct Raw {
     closed: AtomicBool,
     joinable: bool,
 }
-
-/// A message taken off the ring: inline bytes, its descriptors, or its out-of-line buffer.
-type Received = (Vec<u8>, Vec<OwnedFd>, Option<sys::SealedBuffer>);
 
 struct Encoded {
     bytes: Vec<u8>,
@@ -283,7 +304,11 @@ impl Raw {
             ) {
                 return Err(Error::Full);
             }
-            self.plock().lock(deadline).map_err(|_| Error::Full)?;
+            if self.plock().lock(deadline).map_err(|_| Error::Full)? {
+                self.recover_producer();
+            } else if s.u64(OFF_RECOUNT).load(Ordering::Relaxed) != 0 {
+                self.recount_locked_producer();
+            }
             if fits() {
                 break s.u64(OFF_TAIL).load(Ordering::Relaxed);
             }
@@ -330,19 +355,100 @@ impl Raw {
             s.write_ring(tail, &WRAP.to_le_bytes());
             tail += to_end;
         }
+        // Only producers change the put count, under the producer lock: this is our number.
+        let number = (s.u64(OFF_PUTS).load(Ordering::Acquire) >> 32) as u32;
         let mut header = [0u8; RECORD_HEADER];
         header[0..4].copy_from_slice(&(len as u32).to_le_bytes());
         header[4..8].copy_from_slice(&flags.to_le_bytes());
         header[8..12].copy_from_slice(&(fds.len() as u32).to_le_bytes());
+        header[12..16].copy_from_slice(&number.to_le_bytes());
         header[16..24].copy_from_slice(&fd_seq.to_le_bytes());
         s.write_ring(tail, &header);
         s.write_ring(tail + RECORD_HEADER as u64, &msg.bytes);
+        // The record is complete: arm the intent, so that if we die from here on, the next
+        // producer finishes this publish (see `recover_producer`).
+        s.u64(OFF_INTENT_PUTS)
+            .store(u64::from(number.wrapping_add(1)), Ordering::SeqCst);
+        s.u64(OFF_INTENT_TAIL)
+            .store(tail + record, Ordering::SeqCst);
+        s.u64(OFF_PUTS)
+            .fetch_add(ONE_PUT + u64::from(self.joinable), Ordering::SeqCst);
         s.u64(OFF_LEN).fetch_add(1, Ordering::SeqCst);
-        if self.joinable {
-            s.u64(OFF_UNFINISHED).fetch_add(1, Ordering::SeqCst);
-        }
         s.u64(OFF_TAIL).store(tail + record, Ordering::Release);
         Ok(())
+    }
+
+    /// With the producer lock just taken over from a dead producer: finishes its publish if
+    /// its record was complete (the intent is armed past `tail`), then recounts `len`.
+    /// Whatever the dead producer did before arming was never visible: its descriptors, if
+    /// sent, are leftovers the next reader discards.
+    fn recover_producer(&self) {
+        let s = &self.shared;
+        let tail = s.u64(OFF_TAIL).load(Ordering::Acquire);
+        let intent = s.u64(OFF_INTENT_TAIL).load(Ordering::SeqCst);
+        if intent > tail {
+            let number = s.u64(OFF_INTENT_PUTS).load(Ordering::SeqCst) as u32;
+            let puts = s.u64(OFF_PUTS);
+            if (puts.load(Ordering::SeqCst) >> 32) as u32 != number {
+                puts.fetch_add(ONE_PUT + u64::from(self.joinable), Ordering::SeqCst);
+            }
+            s.u64(OFF_TAIL).store(intent, Ordering::Release);
+            let message = number.wrapping_sub(1);
+            tracing::warn!(
+                target: "mp",
+                "a producer died publishing queue message #{message}; published it"
+            );
+            bump_and_wake(s.u32(OFF_DATA_SEQ), s.u32(OFF_DATA_SEQ + 4));
+        }
+        self.recount_locked_producer();
+    }
+
+    /// With the producer lock held: takes the consumer lock and sets `len` to the number of
+    /// records between head and tail (a dead holder of either lock may have left it off by
+    /// one). Lock order: producer lock, then consumer lock.
+    fn recount_locked_producer(&self) {
+        let s = &self.shared;
+        // A consumer never waits while holding its lock, and a dead holder is taken over.
+        if self.clock().lock(None).is_err() {
+            return;
+        }
+        let tail = s.u64(OFF_TAIL).load(Ordering::Acquire);
+        let mut pos = s.u64(OFF_HEAD).load(Ordering::Acquire);
+        let mut n = 0u64;
+        while pos < tail {
+            let mut header = [0u8; RECORD_HEADER];
+            s.read_ring(pos, &mut header[..4]);
+            if u32::from_le_bytes(header[0..4].try_into().expect("4")) == WRAP {
+                pos += s.capacity - pos % s.capacity;
+                continue;
+            }
+            s.read_ring(pos, &mut header);
+            let len = u32::from_le_bytes(header[0..4].try_into().expect("4")) as usize;
+            let flags = u32::from_le_bytes(header[4..8].try_into().expect("4"));
+            pos += padded(if flags & FLAG_OUT_OF_LINE == 0 {
+                len
+            } else {
+                0
+            });
+            n += 1;
+        }
+        s.u64(OFF_LEN).store(n, Ordering::SeqCst);
+        s.u64(OFF_RECOUNT).store(0, Ordering::SeqCst);
+        self.clock().unlock();
+    }
+
+    /// After a consumer took its lock over from a dead consumer (and released it): recounts
+    /// `len`, taking the locks in order. A producer may hold its lock a long time (waiting for
+    /// room on the side channel, which readers make): then the next producer recounts.
+    fn recount(&self) {
+        let s = &self.shared;
+        s.u64(OFF_RECOUNT).store(1, Ordering::SeqCst);
+        match self.plock().lock(Some(Instant::now() + RECOUNT_WAIT)) {
+            Ok(true) => self.recover_producer(),
+            Ok(false) => self.recount_locked_producer(),
+            Err(_) => return,
+        }
+        self.plock().unlock();
     }
 
     fn send_fds(&self, seq: u64, fds: &[BorrowedFd<'_>], deadline: Option<Instant>) -> Result<()> {
@@ -380,7 +486,14 @@ impl Raw {
         Ok(())
     }
 
-    fn get(&self, timeout: Option<Duration>) -> Result<Received> {
+    /// Takes the oldest message and decodes it with `decode`, all under the consumer lock,
+    /// and only then commits (advances `head`): a consumer that dies at any point before the
+    /// commit leaves the message for the next one (see `QUEUE.md`).
+    fn get<T>(
+        &self,
+        timeout: Option<Duration>,
+        mut decode: impl FnMut(&[u8], Vec<OwnedFd>) -> Result<T>,
+    ) -> Result<T> {
         self.check_open()?;
         let s = &self.shared;
         let deadline = deadline_of(timeout);
@@ -400,13 +513,17 @@ impl Raw {
                     Error::Timeout
                 });
             }
-            self.clock().lock(deadline)?;
-            let popped = self.pop_locked();
+            let recovered = self.clock().lock(deadline)?;
+            let popped = self.pop_locked(&mut decode);
             self.clock().unlock();
+            if recovered {
+                self.recount();
+            }
             match popped {
-                Ok(Some(message)) => {
+                Ok(Some((message, buffer))) => {
+                    drop(buffer);
                     bump_and_wake(s.u32(OFF_SPACE_SEQ), s.u32(OFF_SPACE_SEQ + 4));
-                    return message;
+                    return message.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
                 }
                 Ok(None) => continue,
                 Err(e) => return Err(e),
@@ -415,9 +532,20 @@ impl Raw {
     }
 
     /// With the consumer lock held: takes the record at `head`, if any. The inner result is
-    /// the message's own outcome (a record whose descriptors were lost is consumed, with an
-    /// error); the outer one a corrupted ring.
-    fn pop_locked(&self) -> Result<Option<Result<Received>>> {
+    /// the message's own outcome (a record whose descriptors were lost, or that does not
+    /// decode, is consumed, with an error); the outer one a corrupted ring. The message's
+    /// out-of-line buffer comes back too, to be unmapped after the lock is released.
+    ///
+    /// Order, for crash safety: read the record, take our own copies of its descriptors by
+    /// *peeking* the side channel (the descriptors stay queued there), decode, and only then
+    /// commit by storing `head`; after the commit, drop the side channel's copy. A death
+    /// before the commit leaves everything as it was; a death after it leaves a leftover the
+    /// next reader discards by its older tag.
+    #[allow(clippy::type_complexity)]
+    fn pop_locked<T>(
+        &self,
+        decode: &mut impl FnMut(&[u8], Vec<OwnedFd>) -> Result<T>,
+    ) -> Result<Option<(std::thread::Result<Result<T>>, Option<sys::SealedBuffer>)>> {
         let s = &self.shared;
         let mut head = s.u64(OFF_HEAD).load(Ordering::Relaxed);
         let tail = s.u64(OFF_TAIL).load(Ordering::Acquire);
@@ -431,7 +559,7 @@ impl Raw {
         }
         s.read_ring(head, &mut header);
         let word = |i: usize| u32::from_le_bytes(header[i..i + 4].try_into().expect("4"));
-        let (len, flags, nfds) = (word(0) as usize, word(4), word(8) as usize);
+        let (len, flags, nfds, number) = (word(0) as usize, word(4), word(8) as usize, word(12));
         let fd_seq = u64::from_le_bytes(header[16..24].try_into().expect("8"));
         let inline = flags & FLAG_OUT_OF_LINE == 0;
         let record = padded(if inline { len } else { 0 });
@@ -441,61 +569,132 @@ impl Raw {
         let mut bytes = vec![0u8; if inline { len } else { 0 }];
         s.read_ring(head + RECORD_HEADER as u64, &mut bytes);
         let mut fds = Vec::new();
-        let received = if flags & FLAG_FDS != 0 {
-            self.recv_fds(fd_seq, nfds, &mut fds)
-        } else {
+        // Whether the side channel's copy of our descriptors is still queued (peeked).
+        let mut peeked = false;
+        let received = if flags & FLAG_FDS == 0 {
             Ok(())
+        } else if nfds <= sys::MAX_FDS_PER_MSG {
+            self.peek_fds(fd_seq, number, nfds, &mut fds)
+                .inspect(|()| peeked = true)
+        } else {
+            self.recv_fds(fd_seq, number, nfds, &mut fds)
         };
+        let mut buffer = None;
+        // A panicking `Deserialize` must not leave the lock held (by a live thread, so never
+        // taken over) nor the message in place to panic every consumer: the message is
+        // consumed and the panic resumed once the lock is released.
+        let message = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            received.and_then(|()| {
+                if inline {
+                    return decode(&bytes, fds);
+                }
+                let Some(memfd) = fds.pop() else {
+                    return Err(Error::Malformed(format!(
+                        "queue message #{number}: large message without its buffer"
+                    )));
+                };
+                let sealed = sys::SealedBuffer::open(memfd, len).map_err(|e| {
+                    Error::Malformed(format!(
+                        "queue message #{number}: large message buffer: {e}"
+                    ))
+                })?;
+                let buffer = buffer.insert(sealed);
+                decode(buffer.as_slice(), fds)
+            })
+        }));
+        // The commit: from here on the message is this consumer's.
         s.u64(OFF_HEAD).store(head + record, Ordering::Release);
         s.u64(OFF_LEN).fetch_sub(1, Ordering::SeqCst);
-        if let Err(e) = received {
-            return Ok(Some(Err(e)));
+        if peeked {
+            let mut tag = [0u8; 12];
+            let mut copies = VecDeque::new();
+            // Failing here leaves a leftover that the next reader discards.
+            let _ = sys::recv_with_fds(self.shared.side_rx.as_fd(), &mut tag, &mut copies, true);
         }
-        let sealed = if inline {
-            None
-        } else {
-            let Some(memfd) = fds.pop() else {
-                return Ok(Some(Err(Error::Malformed(
-                    "large message without its buffer".into(),
-                ))));
-            };
-            match sys::SealedBuffer::open(memfd, len) {
-                Ok(b) => Some(b),
-                Err(e) => {
-                    return Ok(Some(Err(Error::Malformed(format!(
-                        "large message buffer: {e}"
-                    )))));
-                }
-            }
-        };
-        Ok(Some(Ok((bytes, fds, sealed))))
+        Ok(Some((message, buffer)))
     }
 
-    /// Receives the descriptors tagged `seq` from the side channel, discarding older leftovers
-    /// (of a producer that died before publishing).
-    fn recv_fds(&self, seq: u64, n: usize, out: &mut Vec<OwnedFd>) -> Result<()> {
-        let rx = self.shared.side_rx.as_fd();
-        let mut got: VecDeque<OwnedFd> = VecDeque::new();
-        while got.len() < n {
-            let mut tag = [0u8; 12];
-            match rustix::net::recv(
-                rx,
-                &mut tag,
-                rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT,
-            ) {
-                Ok(_) => {}
-                Err(_) => return Err(lost(seq)),
-            }
-            let their_seq = u64::from_le_bytes(tag[0..8].try_into().expect("8"));
-            if their_seq > seq {
-                return Err(lost(seq));
+    /// Peeks the tag of the first packet on the side channel, if any.
+    fn peek_tag(&self) -> Option<u64> {
+        let mut tag = [0u8; 12];
+        match rustix::net::recv(
+            self.shared.side_rx.as_fd(),
+            &mut tag,
+            rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT,
+        ) {
+            Ok(_) => Some(u64::from_le_bytes(tag[0..8].try_into().expect("8"))),
+            Err(_) => None,
+        }
+    }
+
+    /// Discards side-channel packets tagged before `seq`: descriptors of a producer that died
+    /// before publishing, or of a reader that died after committing. Returns the first tag
+    /// left, if any.
+    fn discard_before(&self, seq: u64) -> Option<u64> {
+        loop {
+            let their_seq = self.peek_tag()?;
+            if their_seq >= seq {
+                return Some(their_seq);
             }
             let mut buf = [0u8; 12];
             let mut batch = VecDeque::new();
-            sys::recv_with_fds(rx, &mut buf, &mut batch, true).map_err(|_| lost(seq))?;
-            if their_seq == seq {
-                got.extend(batch);
+            if sys::recv_with_fds(self.shared.side_rx.as_fd(), &mut buf, &mut batch, true).is_err()
+            {
+                return None;
             }
+        }
+    }
+
+    /// Takes copies of the descriptors tagged `seq` (one packet) without removing them from
+    /// the side channel: `MSG_PEEK` on a Unix socket installs duplicates in the peeker.
+    fn peek_fds(&self, seq: u64, number: u32, n: usize, out: &mut Vec<OwnedFd>) -> Result<()> {
+        if self.discard_before(seq) != Some(seq) {
+            return Err(lost(number));
+        }
+        let mut space = [std::mem::MaybeUninit::<u8>::uninit();
+            rustix::cmsg_space!(ScmRights(sys::MAX_FDS_PER_MSG))];
+        let mut control = rustix::net::RecvAncillaryBuffer::new(&mut space);
+        let mut tag = [0u8; 12];
+        let flags = rustix::net::RecvFlags::PEEK
+            | rustix::net::RecvFlags::DONTWAIT
+            | rustix::net::RecvFlags::CMSG_CLOEXEC;
+        let msg = loop {
+            match rustix::net::recvmsg(
+                self.shared.side_rx.as_fd(),
+                &mut [std::io::IoSliceMut::new(&mut tag)],
+                &mut control,
+                flags,
+            ) {
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(_) => return Err(lost(number)),
+                Ok(msg) => break msg,
+            }
+        };
+        for message in control.drain() {
+            if let rustix::net::RecvAncillaryMessage::ScmRights(received) = message {
+                out.extend(received);
+            }
+        }
+        if msg.flags.contains(rustix::net::ReturnFlags::CTRUNC) || out.len() != n {
+            out.clear();
+            return Err(lost(number));
+        }
+        Ok(())
+    }
+
+    /// Receives the descriptors tagged `seq` spread over several packets (more than
+    /// [`sys::MAX_FDS_PER_MSG`]), discarding older leftovers. These cannot be peeked past the
+    /// first packet, so they are taken off the side channel before the commit: a reader that
+    /// dies in between loses them, and the next reader reports that message as lost.
+    fn recv_fds(&self, seq: u64, number: u32, n: usize, out: &mut Vec<OwnedFd>) -> Result<()> {
+        let rx = self.shared.side_rx.as_fd();
+        let mut got: VecDeque<OwnedFd> = VecDeque::new();
+        while got.len() < n {
+            if self.discard_before(seq) != Some(seq) {
+                return Err(lost(number));
+            }
+            let mut buf = [0u8; 12];
+            sys::recv_with_fds(rx, &mut buf, &mut got, true).map_err(|_| lost(number))?;
         }
         out.extend(got);
         Ok(())
@@ -507,23 +706,18 @@ impl Raw {
 
     fn task_done(&self) -> Result<()> {
         let s = &self.shared;
-        let unfinished = s.u64(OFF_UNFINISHED);
-        let mut current = unfinished.load(Ordering::SeqCst);
+        let puts = s.u64(OFF_PUTS);
+        let mut current = puts.load(Ordering::SeqCst);
         loop {
-            if current == 0 {
+            if current & UNFINISHED == 0 {
                 return Err(Error::TaskDoneTooOften);
             }
-            match unfinished.compare_exchange(
-                current,
-                current - 1,
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            ) {
+            match puts.compare_exchange(current, current - 1, Ordering::SeqCst, Ordering::SeqCst) {
                 Ok(_) => break,
                 Err(now) => current = now,
             }
         }
-        if current == 1 {
+        if current & UNFINISHED == 1 {
             bump_and_wake(s.u32(OFF_DONE_SEQ), s.u32(OFF_DONE_SEQ + 4));
         }
         Ok(())
@@ -531,7 +725,7 @@ impl Raw {
 
     fn join(&self, timeout: Option<Duration>) -> Result<()> {
         let s = &self.shared;
-        let done = || s.u64(OFF_UNFINISHED).load(Ordering::SeqCst) == 0;
+        let done = || s.u64(OFF_PUTS).load(Ordering::SeqCst) & UNFINISHED == 0;
         if wait_until(
             s.u32(OFF_DONE_SEQ),
             s.u32(OFF_DONE_SEQ + 4),
@@ -545,9 +739,12 @@ impl Raw {
     }
 }
 
-fn lost(seq: u64) -> Error {
+/// The error for a message whose descriptors are gone; `number` is its put number (messages
+/// are numbered from 0 in the order they were put, modulo 2^32).
+fn lost(number: u32) -> Error {
     Error::Malformed(format!(
-        "the handles of queue message #{seq} were lost (a reader died while receiving them)"
+        "queue message #{number} was lost: its handles are gone \
+         (a reader died while receiving them)"
     ))
 }
 
@@ -666,11 +863,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     fn get_inner(&self, timeout: Option<Duration>) -> Result<T> {
-        let (bytes, fds, sealed) = self.raw.get(timeout)?;
-        match &sealed {
-            Some(buffer) => codec::decode(buffer.as_slice(), fds),
-            None => codec::decode(&bytes, fds),
-        }
+        self.raw
+            .get(timeout, |bytes, fds| codec::decode(bytes, fds))
     }
 
     /// Takes the oldest message, waiting as long as it takes.
@@ -973,6 +1167,73 @@ mod tests {
         q.close();
         assert!(matches!(q.put(1).unwrap_err().error, Error::Closed));
         assert!(matches!(q.get(), Err(Error::Closed)));
+    }
+
+    /// A thread id that has certainly exited: a finished thread's.
+    fn dead_tid() -> u32 {
+        std::thread::spawn(sys::gettid).join().unwrap()
+    }
+
+    #[test]
+    fn a_producer_killed_before_storing_tail_has_its_put_finished() {
+        let q = JoinableQueue::new().unwrap();
+        let s = &q.inner.raw.shared;
+        q.put(1u32).unwrap();
+        // The state a producer killed just before its last store leaves: record written and
+        // counted, `tail` not advanced, producer lock held by the dead thread.
+        let tail = s.u64(OFF_TAIL).load(Ordering::SeqCst);
+        q.put(2).unwrap();
+        s.u64(OFF_TAIL).store(tail, Ordering::SeqCst);
+        s.u32(OFF_PLOCK).store(dead_tid(), Ordering::SeqCst);
+        q.put(3).unwrap();
+        assert_eq!(q.qsize(), 3);
+        for expected in 1..=3 {
+            assert_eq!(q.get_timeout(Duration::from_secs(1)).unwrap(), expected);
+            q.task_done().unwrap();
+        }
+        assert!(q.empty());
+        q.join_timeout(Duration::from_secs(1)).unwrap();
+        assert!(q.task_done().is_err());
+    }
+
+    #[test]
+    fn a_consumer_killed_after_its_commit_leaves_a_true_count() {
+        let q = Queue::new().unwrap();
+        let s = &q.raw.shared;
+        for i in 0..3u8 {
+            q.put(i).unwrap();
+        }
+        assert_eq!(q.get().unwrap(), 0);
+        // A consumer killed between storing `head` and decrementing `len`, lock held.
+        s.u64(OFF_LEN).fetch_add(1, Ordering::SeqCst);
+        s.u32(OFF_CLOCK).store(dead_tid(), Ordering::SeqCst);
+        assert_eq!(q.get().unwrap(), 1);
+        assert_eq!(q.qsize(), 1);
+        assert_eq!(q.get().unwrap(), 2);
+        assert!(q.empty());
+    }
+
+    #[test]
+    fn a_panicking_decode_consumes_the_message_and_frees_the_lock() {
+        #[derive(Debug, Serialize)]
+        struct Bomb;
+        impl<'de> Deserialize<'de> for Bomb {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                <()>::deserialize(d)?;
+                panic!("boom")
+            }
+        }
+        let q = Queue::<Bomb>::new().unwrap();
+        q.put(Bomb).unwrap();
+        q.put(Bomb).unwrap();
+        let caught = std::panic::catch_unwind(|| q.get().map(|_| ()));
+        assert!(caught.is_err());
+        assert_eq!(q.qsize(), 1);
+        // The lock is free (a held one would time out here) and the next message is next.
+        assert!(
+            std::panic::catch_unwind(|| q.get_timeout(Duration::from_secs(1)).map(|_| ())).is_err()
+        );
+        assert!(q.empty());
     }
 
     #[test]
