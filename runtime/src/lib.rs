@@ -79,10 +79,7 @@ pub use manager::{
     ManagerServer, Proxy, QueueProxy, ValueProxy,
 };
 pub use pipe::{Connection, PipeReader, PipeWriter, pipe, pipe_one_way};
-pub use pool::{
-    AsCompleted, AsyncResult, Executor, Imap, Pool, PoolBuilder, Tasks, as_completed, cpu_count,
-    host_cpu_count,
-};
+pub use pool::{AsCompleted, AsyncResult, Executor, Imap, Pool, PoolBuilder, Tasks, as_completed};
 pub use process::{Process, ProcessInfo, current_process, spawn};
 pub use queue::{DEFAULT_QUEUE_CAPACITY, JoinableQueue, Queue, SimpleQueue};
 pub use shared::{
@@ -93,7 +90,7 @@ pub use sync::{
     Barrier, BoundedSemaphore, Condition, ConditionGuard, Event, Lock, LockGuard, RLock,
     RLockGuard, Semaphore, SemaphoreGuard,
 };
-pub use sys::{AtomicCell, HasAtomic, Numeric, Plain};
+pub use sys::{AtomicCell, HasAtomic, Numeric, Plain, cpu_count, host_cpu_count};
 
 /// Derives [`Plain`] for a `#[repr(C)]` struct whose fields are all `Plain`, checking at
 /// compile time that it has no padding.

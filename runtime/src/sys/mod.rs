@@ -35,7 +35,7 @@ mod park;
 mod plain;
 #[cfg(target_os = "linux")]
 #[cfg(target_os = "linux")]
-pub(crate) use cpu::{host_cpu_count, usable_cpu_count};
+pub use cpu::{cpu_count, host_cpu_count};
 pub(crate) use interrupt::{arm as arm_interrupts, wait_for_interrupt};
 #[cfg(target_os = "linux")]
 pub(crate) use linux::*;
