@@ -79,7 +79,8 @@ pub use manager::{
     ManagerServer, Proxy, QueueProxy, ValueProxy,
 };
 pub use pipe::{Connection, PipeReader, PipeWriter, pipe, pipe_one_way};
-pub use pool::{AsCompleted, AsyncResult, Executor, Imap, Pool, PoolBuilder, Tasks, as_completed};
+pub use pool::executor::{AsCompleted, Executor, as_completed};
+pub use pool::{AsyncResult, Imap, Pool, PoolBuilder, Tasks};
 pub use process::{Process, ProcessInfo, current_process, spawn};
 pub use queue::{DEFAULT_QUEUE_CAPACITY, JoinableQueue, Queue, SimpleQueue};
 pub use shared::{

@@ -1,14 +1,17 @@
 //! One pool call (an `apply`, a `map`, an `imap` stream): the results of its chunks as they
 //! arrive, shared between the supervisor, which fills it, and the caller's handle, which waits
 //! and decodes. Decoding happens in the caller's thread, so the supervisor only moves frames.
+//!
+//! A call knows nothing of its pool. A caller that waits lends its thread to the pool through
+//! the [`Pump`] it passes to the wait (the pool reads the replies that have arrived and feeds
+//! its workers); this file must not import the pool's state or its supervisor.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
-use super::core::Shared;
 use super::outcome::ChunkResult;
 use crate::sys;
 
@@ -42,12 +45,22 @@ impl Completions {
     }
 }
 
+/// Work a waiting caller does for the pool meanwhile: read the replies that have arrived and
+/// hand the workers their next chunks (the pool's side is `Shared::read_arrived`). Must never
+/// block; `()` is the pump of a pool that is gone.
+pub(crate) trait Pump {
+    /// Does what there is to do now, if anything; returns at once.
+    fn pump(&self);
+}
+
+impl Pump for () {
+    fn pump(&self) {}
+}
+
 /// The shared state of one call.
 pub(crate) struct Call {
     /// The worker's name, for panic errors.
     pub(crate) worker: &'static str,
-    /// The pool, whose replies a spinning waiter reads itself.
-    pool: Weak<Shared>,
     state: Mutex<CallState>,
     changed: Condvar,
     /// Chunks completed so far, readable without the lock: a waiter spins on it briefly
@@ -84,15 +97,9 @@ impl CallState {
 impl Call {
     /// A call of `worker` with `total` chunks (`None`: a stream, still growing), whose
     /// consumer takes chunks as they arrive (`by_arrival`) or by index.
-    pub(crate) fn new(
-        pool: &Arc<Shared>,
-        worker: &'static str,
-        total: Option<usize>,
-        by_arrival: bool,
-    ) -> Arc<Call> {
+    pub(crate) fn new(worker: &'static str, total: Option<usize>, by_arrival: bool) -> Arc<Call> {
         Arc::new(Call {
             worker,
-            pool: Arc::downgrade(pool),
             state: Mutex::new(CallState {
                 arrived: BTreeMap::new(),
                 order: VecDeque::new(),
@@ -170,31 +177,22 @@ impl Call {
     }
 
     /// Waits until every chunk has arrived or `deadline` passes; whether they all did.
-    pub(crate) fn wait_finished(&self, deadline: Option<Instant>) -> bool {
-        self.wait_for(deadline, CallState::finished).is_some()
+    pub(crate) fn wait_finished(&self, deadline: Option<Instant>, pump: &dyn Pump) -> bool {
+        self.wait_for(deadline, CallState::finished, pump).is_some()
     }
 
     /// Waits for chunk `chunk` and takes it.
-    pub(crate) fn take(&self, chunk: usize) -> ChunkResult {
+    pub(crate) fn take(&self, chunk: usize, pump: &dyn Pump) -> ChunkResult {
         let mut st = self
-            .wait_for(None, |st| st.arrived.contains_key(&chunk))
+            .wait_for(None, |st| st.arrived.contains_key(&chunk), pump)
             .expect("no deadline");
         st.arrived.remove(&chunk).expect("arrived")
     }
 
-    /// Reads the replies that have arrived at the pool and hands its workers their next
-    /// tasks, from this thread (see [`Shared::read_arrived`]): a caller awake anyway shares
-    /// the supervisor's work.
-    pub(crate) fn help(&self) {
-        if let Some(pool) = self.pool.upgrade() {
-            pool.read_arrived();
-        }
-    }
-
     /// Waits for any chunk not yet taken and takes it (a `by_arrival` call's consumer).
-    pub(crate) fn take_any(&self) -> (usize, ChunkResult) {
+    pub(crate) fn take_any(&self, pump: &dyn Pump) -> (usize, ChunkResult) {
         let mut st = self
-            .wait_for(None, |st| !st.arrived.is_empty())
+            .wait_for(None, |st| !st.arrived.is_empty(), pump)
             .expect("no deadline");
         let CallState { order, arrived, .. } = &mut *st;
         loop {
@@ -207,11 +205,13 @@ impl Call {
         }
     }
 
-    /// Blocks (with Ctrl-C routed to the pools) until `ready` holds or `deadline` passes.
+    /// Blocks (with Ctrl-C routed to the pools) until `ready` holds or `deadline` passes;
+    /// while it spins for a call's last chunk, it works `pump`.
     fn wait_for(
         &self,
         deadline: Option<Instant>,
         ready: impl Fn(&CallState) -> bool,
+        pump: &dyn Pump,
     ) -> Option<MutexGuard<'_, CallState>> {
         let mut st = self.lock();
         if ready(&st) {
@@ -226,16 +226,12 @@ impl Call {
             // replies meanwhile, then check again.
             let seen = self.arrivals.load(Ordering::Acquire);
             drop(st);
-            let pool = self.pool.upgrade();
             let spin_until = Instant::now() + SPIN;
             let until = deadline.map_or(spin_until, |d| d.min(spin_until));
             while self.arrivals.load(Ordering::Acquire) == seen && Instant::now() < until {
-                if let Some(pool) = &pool {
-                    pool.read_arrived();
-                }
+                pump.pump();
                 std::hint::spin_loop();
             }
-            drop(pool);
             st = self.lock();
         }
         loop {

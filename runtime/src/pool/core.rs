@@ -19,7 +19,7 @@ use std::process::Child;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::call::Call;
+use super::call::{Call, Pump};
 use super::child::FromWorker;
 use super::outcome::{ChunkFailure, ChunkResult, StopReason};
 use crate::channel::{Channel, Encoded};
@@ -207,6 +207,12 @@ impl Shared {
         if supervisor_needed {
             self.wakeup.notify();
         }
+    }
+}
+
+impl Pump for Shared {
+    fn pump(&self) {
+        self.read_arrived();
     }
 }
 

@@ -4,8 +4,9 @@
 
 use std::sync::Arc;
 
+use super::Pool;
 use super::call::Completions;
-use super::{AsyncResult, Imap, Pool};
+use super::result::{AsyncResult, Imap};
 use crate::error::Result;
 use crate::worker::Worker;
 

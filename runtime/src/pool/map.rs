@@ -12,8 +12,7 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
-use super::Tasks;
-use super::call::Call;
+use super::call::{Call, Pump};
 use super::child::ToWorker;
 use super::core::{Shared, Task};
 use super::outcome::Chunk;
@@ -117,7 +116,8 @@ impl Feed for Cut {
 /// flight. The call's chunk count is fixed when the input ends, so an iterator that misstates
 /// its length loses or invents nothing.
 pub(super) struct Feeder<'p, W: Worker, I> {
-    shared: &'p Shared,
+    /// The pool, which is also the pump of the call's waits.
+    pub(super) shared: &'p Shared,
     worker: W,
     pub(super) call: Arc<Call>,
     input: std::iter::Fuse<I>,
@@ -128,20 +128,21 @@ pub(super) struct Feeder<'p, W: Worker, I> {
 }
 
 impl<'p, W: Worker, I: Iterator<Item = W::Args>> Feeder<'p, W, I> {
-    /// A feeder of a new call of `worker` over `input`, which announces `n` items (`None`:
-    /// a stream, cut in chunks of one unless `options` set a size). Fails on a chunk size of 0.
+    /// A feeder of a new call of `worker` on `shared` over `input`, which announces `n` items
+    /// (`None`: a stream, cut in chunks of one unless `chunksize` is set), taken as they
+    /// arrive (`by_arrival`) or in order. Fails on a chunk size of 0.
     pub(super) fn new(
-        options: &Tasks<'p>,
+        shared: &'p Shared,
+        chunksize: Option<usize>,
         worker: W,
         input: I,
         n: Option<usize>,
         window: usize,
         by_arrival: bool,
     ) -> Result<Self> {
-        let shared = &*options.pool.shared;
         let mut input = input.fuse();
         let mut first = None;
-        let chunksize = match (options.chunksize, n) {
+        let chunksize = match (chunksize, n) {
             (Some(0), _) => {
                 return Err(Error::InvalidArgument(
                     "chunksize must be at least 1".into(),
@@ -157,7 +158,7 @@ impl<'p, W: Worker, I: Iterator<Item = W::Args>> Feeder<'p, W, I> {
         Ok(Feeder {
             shared,
             worker,
-            call: Call::new(&options.pool.shared, W::NAME, None, by_arrival),
+            call: Call::new(W::NAME, None, by_arrival),
             input,
             first,
             window,
@@ -240,12 +241,14 @@ fn encode_chunk<T: serde::Serialize + 'static>(
 /// Takes every chunk of a call as it arrives, decoding each, and keeps `feed` submitting;
 /// the results in input order, or the first error in input order. `n` is the number of tasks
 /// the input announced. Numbers are decoded straight into their place in the output; other
-/// values chunk by chunk, joined at the end.
+/// values chunk by chunk, joined at the end. Awake after each chunk, the caller also works
+/// `pump` (reads what else has arrived and feeds the workers, sharing the supervisor's work).
 pub(super) fn collect<O: DeserializeOwned + 'static>(
     call: &Call,
     n: usize,
     progress: &Progress,
     feed: &mut dyn Feed,
+    pump: &dyn Pump,
 ) -> Result<Vec<O>> {
     let mut placed: Option<Vec<O>> = sys::numeric_zeroed(n);
     let mut parts: BTreeMap<usize, Vec<O>> = BTreeMap::new();
@@ -255,7 +258,7 @@ pub(super) fn collect<O: DeserializeOwned + 'static>(
         feed.cut().totals().is_none_or(|(chunks, _)| taken < chunks)
     };
     while more(feed, taken) {
-        let (k, result) = call.take_any();
+        let (k, result) = call.take_any(pump);
         taken += 1;
         let cut = feed.cut();
         let (first, len) = (k * cut.chunksize, cut.len_of(k));
@@ -284,7 +287,7 @@ pub(super) fn collect<O: DeserializeOwned + 'static>(
         progress.inc(len);
         if more(feed, taken) {
             // Awake anyway: read what else has arrived and feed the workers meanwhile.
-            call.help();
+            pump.pump();
         }
         if let Err(e) = feed.refill(taken) {
             first_error.get_or_insert((usize::MAX, e));

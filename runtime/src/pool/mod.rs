@@ -13,7 +13,7 @@
 mod call;
 pub(crate) mod child;
 mod core;
-mod executor;
+pub(crate) mod executor;
 mod map;
 mod outcome;
 mod progress;
@@ -35,7 +35,6 @@ use crate::worker::Target;
 use crate::worker::Worker;
 
 pub(crate) use child::serve;
-pub use executor::{AsCompleted, Executor, as_completed};
 pub use result::{AsyncResult, Imap};
 
 /// A pool of worker processes that run registered workers on many inputs (Python's
@@ -346,12 +345,18 @@ impl Pool {
         worker: W,
         args: W::Args,
     ) -> Result<AsyncResult<W::Output>> {
-        let call = Call::new(&self.shared, W::NAME, Some(1), true);
+        let call = Call::new(W::NAME, Some(1), true);
         submit_chunk(&self.shared, worker, &call, 0, vec![args])?;
-        Ok(AsyncResult::new(call, Cut::whole(1, 1), |call, mut cut| {
-            let mut v = collect::<W::Output>(call, 1, &Progress::off(), &mut cut)?;
-            Ok(v.pop().expect("one result for one task"))
-        }))
+        let whole = Cut::whole(1, 1);
+        Ok(AsyncResult::new(
+            call,
+            &self.shared,
+            whole,
+            |call, mut cut, pump| {
+                let mut v = collect::<W::Output>(call, 1, &Progress::off(), &mut cut, pump)?;
+                Ok(v.pop().expect("one result for one task"))
+            },
+        ))
     }
 
     /// Starts a [`map`](Pool::map) and returns a handle to its results at once (Python's
@@ -491,10 +496,19 @@ impl<'p> Tasks<'p> {
         // while the caller sleeps; the rest is cut from the input as results come in, so the
         // chunks alive at once (and their memory) do not grow with the input.
         let window = 8 * self.pool.processes();
-        let mut feed = Feeder::new(&self, worker, input, Some(n), window, true)?;
+        let mut feed = Feeder::new(
+            &self.pool.shared,
+            self.chunksize,
+            worker,
+            input,
+            Some(n),
+            window,
+            true,
+        )?;
         feed.refill(0)?;
         let call = Arc::clone(&feed.call);
-        collect(&call, n, &Progress::new(self.progress, Some(n)), &mut feed)
+        let progress = Progress::new(self.progress, Some(n));
+        collect(&call, n, &progress, &mut feed, &*self.pool.shared)
     }
 
     /// [`Pool::starmap`] with these options.
@@ -530,12 +544,24 @@ impl<'p> Tasks<'p> {
         input: impl Iterator<Item = W::Args>,
         n: usize,
     ) -> Result<AsyncResult<Vec<W::Output>>> {
-        let mut feed = Feeder::new(&self, worker, input, Some(n), usize::MAX, true)?;
+        let mut feed = Feeder::new(
+            &self.pool.shared,
+            self.chunksize,
+            worker,
+            input,
+            Some(n),
+            usize::MAX,
+            true,
+        )?;
         feed.refill(0)?;
+        let call = Arc::clone(&feed.call);
         Ok(AsyncResult::new(
-            Arc::clone(&feed.call),
+            call,
+            &self.pool.shared,
             feed.cut,
-            |call, mut cut| collect::<W::Output>(call, cut.items, &Progress::off(), &mut cut),
+            |call, mut cut, pump| {
+                collect::<W::Output>(call, cut.items, &Progress::off(), &mut cut, pump)
+            },
         ))
     }
 
@@ -545,7 +571,13 @@ impl<'p> Tasks<'p> {
         worker: W,
         items: I,
     ) -> Imap<'p, W, I::IntoIter> {
-        Imap::new(self, worker, items.into_iter(), true)
+        Imap::new(
+            &self.pool.shared,
+            self.chunksize,
+            self.progress,
+            (worker, items.into_iter()),
+            true,
+        )
     }
 
     /// [`Pool::imap_unordered`] with these options (default chunk size 1).
@@ -554,6 +586,12 @@ impl<'p> Tasks<'p> {
         worker: W,
         items: I,
     ) -> Imap<'p, W, I::IntoIter> {
-        Imap::new(self, worker, items.into_iter(), false)
+        Imap::new(
+            &self.pool.shared,
+            self.chunksize,
+            self.progress,
+            (worker, items.into_iter()),
+            false,
+        )
     }
 }

@@ -5,13 +5,13 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use super::Tasks;
-use super::call::{Call, Completions};
-use super::map::{Cut, Feed, Feeder};
+use super::call::{Call, Completions, Pump};
+use super::core::Shared;
+use super::map::{Cut, Feed, Feeder, exact_len};
 use super::outcome::Chunk;
 use super::progress::Progress;
 use crate::error::{Error, Result};
@@ -41,9 +41,11 @@ use crate::worker::Worker;
 #[must_use = "the result is lost unless you get or await it"]
 pub struct AsyncResult<T> {
     call: Arc<Call>,
+    /// The pool, which a waiter helps through its pump while it lasts.
+    pool: Weak<Shared>,
     /// The call's chunks, all submitted.
     cut: Cut,
-    finish: fn(&Call, Cut) -> Result<T>,
+    finish: fn(&Call, Cut, &dyn Pump) -> Result<T>,
     taken: bool,
 }
 
@@ -58,15 +60,17 @@ impl<T> std::fmt::Debug for AsyncResult<T> {
 }
 
 impl<T> AsyncResult<T> {
-    /// The handle of `call`, cut as `cut` (every chunk submitted), whose chunks `finish`
-    /// decodes.
+    /// The handle of `call` on `pool`, cut as `cut` (every chunk submitted), whose chunks
+    /// `finish` decodes.
     pub(super) fn new(
         call: Arc<Call>,
+        pool: &Arc<Shared>,
         cut: Cut,
-        finish: fn(&Call, Cut) -> Result<T>,
+        finish: fn(&Call, Cut, &dyn Pump) -> Result<T>,
     ) -> AsyncResult<T> {
         AsyncResult {
             call,
+            pool: Arc::downgrade(pool),
             cut,
             finish,
             taken: false,
@@ -80,12 +84,21 @@ impl<T> AsyncResult<T> {
 
     /// Blocks until the result is there.
     pub fn wait(&self) {
-        self.call.wait_finished(None);
+        self.with_pump(|pump| self.call.wait_finished(None, pump));
     }
 
     /// Blocks until the result is there or `timeout` passes; whether it is there.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.cut.items == 0 || self.call.wait_finished(Some(Instant::now() + timeout))
+        let deadline = Instant::now() + timeout;
+        self.cut.items == 0 || self.with_pump(|pump| self.call.wait_finished(Some(deadline), pump))
+    }
+
+    /// Runs `f` with the pool's pump, or with none if the pool is gone.
+    fn with_pump<R>(&self, f: impl FnOnce(&dyn Pump) -> R) -> R {
+        match self.pool.upgrade() {
+            Some(pool) => f(&*pool),
+            None => f(&()),
+        }
     }
 
     /// Waits for the result and returns it.
@@ -109,7 +122,7 @@ impl<T> AsyncResult<T> {
             ));
         }
         self.taken = true;
-        (self.finish)(&self.call, self.cut)
+        self.with_pump(|pump| (self.finish)(&self.call, self.cut, pump))
     }
 
     /// Tells `listener` (with `index`) when the result is there (at once if it is).
@@ -179,12 +192,21 @@ impl<W: Worker, I> std::fmt::Debug for Imap<'_, W, I> {
 }
 
 impl<'p, W: Worker, I: Iterator<Item = W::Args>> Imap<'p, W, I> {
-    pub(super) fn new(options: Tasks<'p>, worker: W, input: I, ordered: bool) -> Self {
+    /// The iterator of a new call of `worker` on `shared` over `input`, in chunks of
+    /// `chunksize` (default 1), with a progress bar if asked.
+    pub(super) fn new(
+        shared: &'p Shared,
+        chunksize: Option<usize>,
+        progress: bool,
+        (worker, input): (W, I),
+        ordered: bool,
+    ) -> Self {
         // The bar has a total when the input knows its exact length.
-        let progress = Progress::new(options.progress, super::map::exact_len(&input));
-        let window = 4 * options.pool.processes();
+        let progress = Progress::new(progress, exact_len(&input));
+        let window = 4 * shared.processes();
+        let feed = Feeder::new(shared, chunksize, worker, input, None, window, !ordered);
         Imap {
-            feed: Feeder::new(&options, worker, input, None, window, !ordered).map_err(Some),
+            feed: feed.map_err(Some),
             ordered,
             taken: 0,
             stopped: false,
@@ -220,9 +242,9 @@ impl<W: Worker, I: Iterator<Item = W::Args>> Iterator for Imap<'_, W, I> {
                 return None;
             }
             let (k, result) = if self.ordered {
-                (self.taken, feed.call.take(self.taken))
+                (self.taken, feed.call.take(self.taken, feed.shared))
             } else {
-                feed.call.take_any()
+                feed.call.take_any(feed.shared)
             };
             self.taken += 1;
             let len = feed.cut.len_of(k);
