@@ -36,7 +36,7 @@
 //! | `shared_memory.SharedMemory` | [`SharedMemory`] |
 //! | `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore` | [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`] |
 //! | `Event`, `Condition`, `Barrier`, `BrokenBarrierError` | [`Event`], [`Condition`], [`Barrier`], [`Error::BrokenBarrier`] |
-//! | `Pool`, `map`, `starmap`, `imap`, `imap_unordered`, `apply`, `apply_async`, `map_async` | [`Pool`], [`PoolBuilder`], [`Tasks`] (`chunksize`, progress bar) |
+//! | `Pool`, `map`, `starmap`, `imap`, `imap_unordered`, `apply`, `apply_async`, `map_async` | [`Pool`], [`PoolBuilder`], [`CallOptions`] (`chunksize`, progress bar) |
 //! | `AsyncResult`, `ProcessPoolExecutor`, `as_completed` | [`AsyncResult`] (also a `Future`), [`Executor`], [`as_completed`] |
 //! | `os.cpu_count()`, `os.process_cpu_count()` | [`host_cpu_count`], [`cpu_count`] |
 //! | `current_process()` | [`current_process`] |
@@ -80,7 +80,7 @@ pub use manager::{
 };
 pub use pipe::{Connection, PipeReader, PipeWriter, pipe, pipe_one_way};
 pub use pool::executor::{AsCompleted, Executor, as_completed};
-pub use pool::{AsyncResult, Imap, Pool, PoolBuilder, Tasks};
+pub use pool::{AsyncResult, CallOptions, Imap, Pool, PoolBuilder};
 pub use process::{Process, ProcessInfo, current_process, spawn};
 pub use queue::{DEFAULT_QUEUE_CAPACITY, JoinableQueue, Queue, SimpleQueue};
 pub use shared::{

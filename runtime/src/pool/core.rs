@@ -1,5 +1,5 @@
 //! The state a pool's handle, its calls' waiters and its supervisor thread share
-//! ([`Shared`]), and the moves any of them may make under its lock: queue a chunk, hand queued
+//! ([`PoolCore`]), and the moves any of them may make under its lock: queue a chunk, hand queued
 //! chunks to workers with room ([`dispatch`]), read the replies that have arrived
 //! ([`read_replies`]). Whoever holds the lock does the work, so an `apply` whose caller reads
 //! its own reply makes no thread hop.
@@ -19,23 +19,23 @@ use std::process::Child;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::call::{Call, Pump};
 use super::child::FromWorker;
+use super::job::{Job, Pump};
 use super::outcome::{ChunkFailure, ChunkResult, StopReason};
 use crate::channel::{Channel, Encoded};
 use crate::error::{Error, Result};
 use crate::sys;
 
-/// Tasks a worker may hold: the running one and one queued behind it.
+/// Chunks a worker may hold: the running one and one queued behind it.
 const PREFETCH: usize = 2;
-/// Tasks a worker whose last task took less than [`FAST_TASK`] may hold.
+/// Chunks a worker whose last task took less than [`FAST_TASK`] may hold.
 const PREFETCH_FAST: usize = 4;
 /// A task this short is over before the supervisor, woken by the previous reply, could send
 /// the next one: its worker gets [`PREFETCH_FAST`] tasks.
 const FAST_TASK: Duration = Duration::from_millis(1);
 
 /// What the builder decided; fixed for the pool's life.
-pub(crate) struct Config {
+pub(crate) struct PoolConfig {
     pub(crate) processes: usize,
     /// The first message to every worker: the initializer (if any) and its arguments.
     pub(crate) init: Encoded,
@@ -46,28 +46,28 @@ pub(crate) struct Config {
 }
 
 /// A chunk of tasks of one call, encoded once (it may be sent again after a death).
-pub(crate) struct Task {
-    pub(crate) call: Arc<Call>,
-    pub(crate) chunk: usize,
+pub(crate) struct Chunk {
+    pub(crate) job: Arc<Job>,
+    pub(crate) index: usize,
     pub(crate) len: usize,
     pub(crate) msg: Encoded,
     pub(crate) attempts: u8,
 }
 
 pub(super) struct InFlight {
-    pub(super) task: Task,
+    pub(super) chunk: Chunk,
     /// When the worker started it (`None` while it waits behind another task).
     pub(super) started: Option<Instant>,
 }
 
-pub(super) struct Slot {
+pub(super) struct WorkerSlot {
     pub(super) child: Child,
     pub(super) pid: u32,
     pub(super) channel: Channel,
     pub(super) in_flight: VecDeque<InFlight>,
     /// The worker reported `Ready` (its initializer ran).
     pub(super) ready: bool,
-    /// Tasks sent, for `max_tasks_per_child`.
+    /// Chunks sent (a chunk counts as one task), for `max_tasks_per_child`.
     pub(super) sent: usize,
     /// A task is queued behind others only while the frames the worker holds, on the socket
     /// or read, add up to at most this many bytes: half the socket's send buffer, so a send
@@ -87,36 +87,36 @@ pub(super) struct Slot {
 }
 
 #[derive(Debug, Clone)]
-pub(crate) enum Status {
+pub(crate) enum PoolStatus {
     Open,
     Closed,
     Stopping(StopReason),
     Finished(Option<StopReason>),
 }
 
-pub(crate) struct State {
-    pub(crate) status: Status,
-    pub(super) pending: VecDeque<Task>,
-    pub(super) workers: Vec<Slot>,
+pub(crate) struct PoolState {
+    pub(crate) status: PoolStatus,
+    pub(super) pending: VecDeque<Chunk>,
+    pub(super) workers: Vec<WorkerSlot>,
     /// Workers closed after `max_tasks_per_child`, exiting on their own.
     pub(super) retired: Vec<Child>,
-    /// Tasks submitted and not yet completed (pending or in flight).
+    /// Chunks submitted and not yet completed (pending or in flight).
     pub(super) outstanding: usize,
     pub(super) started: u64,
     pub(super) startup_failures: u32,
 }
 
 /// The part of a pool that its handle, its calls and its supervisor thread share.
-pub(crate) struct Shared {
-    pub(super) state: Mutex<State>,
+pub(crate) struct PoolCore {
+    pub(super) state: Mutex<PoolState>,
     /// Signalled when the supervisor has finished (for `join`).
     pub(super) finished: Condvar,
     pub(super) wakeup: sys::Wakeup,
-    pub(crate) config: Config,
+    pub(crate) config: PoolConfig,
 }
 
-impl Shared {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+impl PoolCore {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, PoolState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -127,17 +127,17 @@ impl Shared {
     }
 
     /// Queues `task` and hands it to an idle worker at once if there is one.
-    pub(crate) fn submit(&self, task: Task) -> Result<()> {
+    pub(crate) fn submit(&self, chunk: Chunk) -> Result<()> {
         let mut st = self.lock();
         match &st.status {
-            Status::Open => {}
-            Status::Closed => return Err(Error::Closed),
-            Status::Stopping(reason) | Status::Finished(Some(reason)) => {
+            PoolStatus::Open => {}
+            PoolStatus::Closed => return Err(Error::Closed),
+            PoolStatus::Stopping(reason) | PoolStatus::Finished(Some(reason)) => {
                 return Err(reason.error());
             }
-            Status::Finished(None) => return Err(Error::Closed),
+            PoolStatus::Finished(None) => return Err(Error::Closed),
         }
-        st.pending.push_back(task);
+        st.pending.push_back(chunk);
         st.outstanding += 1;
         dispatch(&mut st, &self.config);
         drop(st);
@@ -149,7 +149,7 @@ impl Shared {
     }
 
     /// Changes the status (close, terminate) and wakes the supervisor to act on it.
-    pub(crate) fn set_status(&self, f: impl FnOnce(&Status) -> Option<Status>) {
+    pub(crate) fn set_status(&self, f: impl FnOnce(&PoolStatus) -> Option<PoolStatus>) {
         let mut st = self.lock();
         if let Some(next) = f(&st.status) {
             st.status = next;
@@ -162,7 +162,7 @@ impl Shared {
     pub(crate) fn wait_finished(&self) {
         let mut st = self.lock();
         let _armed = sys::arm_interrupts().ok();
-        while !matches!(st.status, Status::Finished(_)) {
+        while !matches!(st.status, PoolStatus::Finished(_)) {
             st = self.finished.wait(st).unwrap_or_else(|e| e.into_inner());
         }
     }
@@ -184,7 +184,7 @@ impl Shared {
             Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
             Err(std::sync::TryLockError::WouldBlock) => return,
         };
-        if !matches!(st.status, Status::Open | Status::Closed) {
+        if !matches!(st.status, PoolStatus::Open | PoolStatus::Closed) {
             return;
         }
         let outstanding = st.outstanding;
@@ -198,7 +198,7 @@ impl Shared {
         }
         dispatch(&mut st, &self.config);
         let supervisor_needed = self.config.task_timeout.is_some()
-            || !matches!(st.status, Status::Open)
+            || !matches!(st.status, PoolStatus::Open)
             || st
                 .workers
                 .iter()
@@ -210,14 +210,14 @@ impl Shared {
     }
 }
 
-impl Pump for Shared {
+impl Pump for PoolCore {
     fn pump(&self) {
         self.read_arrived();
     }
 }
 
 /// Whether `slot` may take `task` now.
-fn has_room(slot: &Slot, task: &Task, backlog: bool) -> bool {
+fn has_room(slot: &WorkerSlot, chunk: &Chunk, backlog: bool) -> bool {
     if slot.retiring || slot.broken || slot.dead || slot.timed_out.is_some() {
         return false;
     }
@@ -225,15 +225,19 @@ fn has_room(slot: &Slot, task: &Task, backlog: bool) -> bool {
         0 => true,
         n => {
             let depth = if slot.fast { PREFETCH_FAST } else { PREFETCH };
-            let held: usize = slot.in_flight.iter().map(|f| f.task.msg.socket_len()).sum();
-            n < depth && backlog && slot.ready && held + task.msg.socket_len() <= slot.send_budget
+            let held: usize = slot
+                .in_flight
+                .iter()
+                .map(|f| f.chunk.msg.socket_len())
+                .sum();
+            n < depth && backlog && slot.ready && held + chunk.msg.socket_len() <= slot.send_budget
         }
     }
 }
 
 /// Hands pending tasks to workers with room.
-pub(super) fn dispatch(st: &mut State, config: &Config) {
-    let State {
+pub(super) fn dispatch(st: &mut PoolState, config: &PoolConfig) {
+    let PoolState {
         pending,
         workers,
         outstanding,
@@ -241,22 +245,22 @@ pub(super) fn dispatch(st: &mut State, config: &Config) {
     } = st;
     let n_workers = workers.len();
     for slot in workers.iter_mut() {
-        while let Some(task) = pending.front() {
-            if task.call.is_cancelled() {
+        while let Some(chunk) = pending.front() {
+            if chunk.job.is_cancelled() {
                 pending.pop_front();
                 *outstanding -= 1;
                 continue;
             }
-            if !has_room(slot, task, pending.len() >= n_workers) {
+            if !has_room(slot, chunk, pending.len() >= n_workers) {
                 break;
             }
-            let task = pending.pop_front().expect("front exists");
-            if task.msg.send(&slot.channel).is_err() {
+            let chunk = pending.pop_front().expect("front exists");
+            if chunk.msg.send(&slot.channel).is_err() {
                 // The worker is dying, or its connection is unusable: make sure it dies; the
                 // supervisor sees its end-of-file and replaces it.
                 let _ = sys::kill(slot.pid, libc::SIGKILL);
                 slot.broken = true;
-                pending.push_front(task);
+                pending.push_front(chunk);
                 break;
             }
             slot.sent += 1;
@@ -267,22 +271,22 @@ pub(super) fn dispatch(st: &mut State, config: &Config) {
                 slot.retiring = true;
             }
             let started = (slot.ready && slot.in_flight.is_empty()).then(Instant::now);
-            slot.in_flight.push_back(InFlight { task, started });
+            slot.in_flight.push_back(InFlight { chunk, started });
         }
     }
 }
 
-impl Slot {
+impl WorkerSlot {
     /// The running task's deadline, if the pool has a per-task limit.
     pub(super) fn deadline(&self, limit: Option<Duration>) -> Option<(Instant, Duration)> {
         let front = self.in_flight.front()?;
-        let limit = limit?.saturating_mul(front.task.len.max(1) as u32);
+        let limit = limit?.saturating_mul(front.chunk.len.max(1) as u32);
         Some((front.started? + limit, limit))
     }
 }
 
 /// Reads every complete reply worker `i` has sent.
-pub(super) fn read_replies(st: &mut State, i: usize) {
+pub(super) fn read_replies(st: &mut PoolState, i: usize) {
     loop {
         let slot = &mut st.workers[i];
         if slot.dead {
@@ -316,7 +320,7 @@ pub(super) fn read_replies(st: &mut State, i: usize) {
                 }
             }
             FromWorker::InitFailed(message) => {
-                st.status = Status::Stopping(StopReason::Initializer(message));
+                st.status = PoolStatus::Stopping(StopReason::Initializer(message));
                 return;
             }
             FromWorker::Done { panics } => {
@@ -338,27 +342,27 @@ pub(super) fn read_replies(st: &mut State, i: usize) {
 }
 
 /// The running task of worker `i` finished with `result`.
-fn finish_front(st: &mut State, i: usize, result: ChunkResult) {
+fn finish_front(st: &mut PoolState, i: usize, result: ChunkResult) {
     let slot = &mut st.workers[i];
     let Some(done) = slot.in_flight.pop_front() else {
-        protocol_violation(slot, "a reply for a task it was not given");
+        protocol_violation(slot, "a reply for a chunk it was not given");
         return;
     };
     slot.fast = done.started.is_some_and(|t| t.elapsed() < FAST_TASK);
     if let Some(next) = slot.in_flight.front_mut() {
         next.started = Some(Instant::now());
     }
-    done.task.call.complete(done.task.chunk, result);
+    done.chunk.job.complete(done.chunk.index, result);
     st.outstanding -= 1;
 }
 
-fn protocol_violation(slot: &mut Slot, what: &str) {
+fn protocol_violation(slot: &mut WorkerSlot, what: &str) {
     tracing::error!(target: "mp", "pool worker (pid {}) broke the protocol ({what}); killing it", slot.pid);
     let _ = sys::kill(slot.pid, libc::SIGKILL);
     slot.dead = true;
 }
 
-impl std::fmt::Debug for Shared {
+impl std::fmt::Debug for PoolCore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let st = self.lock();
         f.debug_struct("Pool")

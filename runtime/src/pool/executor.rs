@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::Pool;
-use super::call::Completions;
+use super::job::Completions;
 use super::result::{AsyncResult, Imap};
 use crate::error::Result;
 use crate::worker::Worker;

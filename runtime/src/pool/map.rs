@@ -5,17 +5,17 @@
 //!
 //! A window bounds the chunks in flight: `map` keeps 8 per worker, `imap` 4, `map_async` all
 //! (nobody is there to feed it later). It must not wait for results itself (the call does,
-//! `call.rs`) nor decode them (`outcome.rs`).
+//! `job.rs`) nor decode them (`outcome.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
-use super::call::{Call, Pump};
 use super::child::ToWorker;
-use super::core::{Shared, Task};
-use super::outcome::Chunk;
+use super::core::{Chunk, PoolCore};
+use super::job::{Job, Pump};
+use super::outcome::Decoded;
 use super::progress::Progress;
 use crate::channel::{self, Encoded, INLINE_MAX};
 use crate::codec;
@@ -117,9 +117,9 @@ impl Feed for Cut {
 /// its length loses or invents nothing.
 pub(super) struct Feeder<'p, W: Worker, I> {
     /// The pool, which is also the pump of the call's waits.
-    pub(super) shared: &'p Shared,
+    pub(super) shared: &'p PoolCore,
     worker: W,
-    pub(super) call: Arc<Call>,
+    pub(super) job: Arc<Job>,
     input: std::iter::Fuse<I>,
     /// An item read ahead of the first chunk (to size it).
     first: Option<W::Args>,
@@ -132,7 +132,7 @@ impl<'p, W: Worker, I: Iterator<Item = W::Args>> Feeder<'p, W, I> {
     /// (`None`: a stream, cut in chunks of one unless `chunksize` is set), taken as they
     /// arrive (`by_arrival`) or in order. Fails on a chunk size of 0.
     pub(super) fn new(
-        shared: &'p Shared,
+        shared: &'p PoolCore,
         chunksize: Option<usize>,
         worker: W,
         input: I,
@@ -158,7 +158,7 @@ impl<'p, W: Worker, I: Iterator<Item = W::Args>> Feeder<'p, W, I> {
         Ok(Feeder {
             shared,
             worker,
-            call: Call::new(W::NAME, None, by_arrival),
+            job: Job::new(W::NAME, None, by_arrival),
             input,
             first,
             window,
@@ -180,10 +180,9 @@ impl<W: Worker, I: Iterator<Item = W::Args>> Feed for Feeder<'_, W, I> {
             chunk.extend(self.input.by_ref().take(cut.chunksize - chunk.len()));
             let len = chunk.len();
             if len > 0 {
-                if let Err(e) =
-                    submit_chunk(self.shared, self.worker, &self.call, cut.chunks, chunk)
+                if let Err(e) = submit_chunk(self.shared, self.worker, &self.job, cut.chunks, chunk)
                 {
-                    self.call.cancel();
+                    self.job.cancel();
                     return Err(e);
                 }
                 cut.chunks += 1;
@@ -192,7 +191,7 @@ impl<W: Worker, I: Iterator<Item = W::Args>> Feed for Feeder<'_, W, I> {
             if len < cut.chunksize {
                 // A short chunk: the (fused) input has ended.
                 cut.ended = true;
-                self.call.set_total(cut.chunks);
+                self.job.set_total(cut.chunks);
             }
         }
         Ok(())
@@ -205,21 +204,21 @@ impl<W: Worker, I: Iterator<Item = W::Args>> Feed for Feeder<'_, W, I> {
 
 /// Submits chunk `chunk` of `call`: `items`, encoded by [`encode_chunk`].
 pub(super) fn submit_chunk<W: Worker>(
-    shared: &Shared,
+    shared: &PoolCore,
     worker: W,
-    call: &Arc<Call>,
-    chunk: usize,
+    job: &Arc<Job>,
+    index: usize,
     items: Vec<W::Args>,
 ) -> Result<()> {
     let header = ToWorker::Task(Target::of(worker.__entry()));
-    let task = Task {
-        call: Arc::clone(call),
-        chunk,
+    let chunk = Chunk {
+        job: Arc::clone(job),
+        index,
         len: items.len(),
         msg: encode_chunk(&header, items)?,
         attempts: 0,
     };
-    shared.submit(task)
+    shared.submit(chunk)
 }
 
 /// The frame of a chunk of tasks. Numbers are not copied: the frame ends with a view of the
@@ -244,7 +243,7 @@ fn encode_chunk<T: serde::Serialize + 'static>(
 /// values chunk by chunk, joined at the end. Awake after each chunk, the caller also works
 /// `pump` (reads what else has arrived and feeds the workers, sharing the supervisor's work).
 pub(super) fn collect<O: DeserializeOwned + 'static>(
-    call: &Call,
+    job: &Job,
     n: usize,
     progress: &Progress,
     feed: &mut dyn Feed,
@@ -258,7 +257,7 @@ pub(super) fn collect<O: DeserializeOwned + 'static>(
         feed.cut().totals().is_none_or(|(chunks, _)| taken < chunks)
     };
     while more(feed, taken) {
-        let (k, result) = call.take_any(pump);
+        let (k, result) = job.take_any(pump);
         taken += 1;
         let cut = feed.cut();
         let (first, len) = (k * cut.chunksize, cut.len_of(k));
@@ -267,12 +266,12 @@ pub(super) fn collect<O: DeserializeOwned + 'static>(
             out.extend(sys::numeric_zeroed::<O>(first + len - out.len()).expect("numbers"));
         }
         let dest = placed.as_mut().map(|out| &mut out[first..first + len]);
-        match Chunk::decode(result, first, len, call.worker, dest) {
-            Chunk::Placed => {}
-            Chunk::Values(values) => {
+        match Decoded::decode(result, first, len, job.worker, dest) {
+            Decoded::Placed => {}
+            Decoded::Values(values) => {
                 parts.insert(k, values);
             }
-            Chunk::Mixed(results) => {
+            Decoded::Mixed(results) => {
                 let failed = results
                     .into_iter()
                     .enumerate()

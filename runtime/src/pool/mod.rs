@@ -1,19 +1,19 @@
 //! `Pool`: a supervised pool of worker processes (Python's `multiprocessing.Pool`), and an
 //! `Executor` in the style of `concurrent.futures.ProcessPoolExecutor`. This file is the
-//! public API ([`Pool`], [`PoolBuilder`], [`Tasks`]); it holds no machinery.
+//! public API ([`Pool`], [`PoolBuilder`], [`CallOptions`]); it holds no machinery.
 //!
 //! The rest, from the caller down: `map.rs` cuts inputs into chunks and feeds them,
-//! `result.rs` holds the handles a call returns, `call.rs` one call's arriving chunks and its
+//! `result.rs` holds the handles a call returns, `job.rs` one call's arriving chunks and its
 //! waits, `outcome.rs` a chunk's reply and its decoding, `core.rs` the state shared with the
 //! supervisor and the moves anyone may make on it, `supervisor.rs` the thread and the workers'
 //! lives, `child.rs` the wire protocol and the worker side, `executor.rs` `Executor` and
 //! `as_completed`. See `core.rs` and `supervisor.rs` for how tasks move and how deaths are
 //! handled.
 
-mod call;
 pub(crate) mod child;
 mod core;
 pub(crate) mod executor;
+mod job;
 mod map;
 mod outcome;
 mod progress;
@@ -24,8 +24,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use self::call::Call;
-use self::core::{Config, Shared, Status};
+use self::core::{PoolConfig, PoolCore, PoolStatus};
+use self::job::Job;
 use self::map::{Cut, Feed, Feeder, collect, exact_len, submit_chunk};
 use self::outcome::StopReason;
 use self::progress::Progress;
@@ -65,7 +65,7 @@ pub use result::{AsyncResult, Imap};
 /// # Ok::<(), mp::Error>(())
 /// ```
 pub struct Pool {
-    shared: Arc<Shared>,
+    shared: Arc<PoolCore>,
     supervisor: Option<JoinHandle<()>>,
 }
 
@@ -188,7 +188,7 @@ impl PoolBuilder {
             Some(init) => init?,
             None => Encoded::new(&(None::<Target>, ()))?,
         };
-        let (shared, supervisor) = supervisor::start(Config {
+        let (shared, supervisor) = supervisor::start(PoolConfig {
             processes,
             init,
             max_tasks_per_child: self.max_tasks_per_child,
@@ -227,8 +227,8 @@ impl Pool {
         self.shared.processes()
     }
 
-    fn tasks(&self) -> Tasks<'_> {
-        Tasks {
+    fn tasks(&self) -> CallOptions<'_> {
+        CallOptions {
             pool: self,
             chunksize: None,
             progress: false,
@@ -241,13 +241,13 @@ impl Pool {
     /// where a chunk of that size would not fit in one 64 KiB message (many small tasks:
     /// about 8 000 `u64` arguments a chunk), which moves them faster; `imap` sends tasks one
     /// at a time.
-    pub fn chunksize(&self, n: usize) -> Tasks<'_> {
+    pub fn chunksize(&self, n: usize) -> CallOptions<'_> {
         self.tasks().chunksize(n)
     }
 
     /// Shows a progress bar on stderr during the next `map`-like call (only when stderr is a
     /// terminal): `pool.progress().map(f, items)`.
-    pub fn progress(&self) -> Tasks<'_> {
+    pub fn progress(&self) -> CallOptions<'_> {
         self.tasks().progress()
     }
 
@@ -345,15 +345,15 @@ impl Pool {
         worker: W,
         args: W::Args,
     ) -> Result<AsyncResult<W::Output>> {
-        let call = Call::new(W::NAME, Some(1), true);
-        submit_chunk(&self.shared, worker, &call, 0, vec![args])?;
+        let job = Job::new(W::NAME, Some(1), true);
+        submit_chunk(&self.shared, worker, &job, 0, vec![args])?;
         let whole = Cut::whole(1, 1);
         Ok(AsyncResult::new(
-            call,
+            job,
             &self.shared,
             whole,
-            |call, mut cut, pump| {
-                let mut v = collect::<W::Output>(call, 1, &Progress::off(), &mut cut, pump)?;
+            |job, mut cut, pump| {
+                let mut v = collect::<W::Output>(job, 1, &Progress::off(), &mut cut, pump)?;
                 Ok(v.pop().expect("one result for one task"))
             },
         ))
@@ -373,7 +373,7 @@ impl Pool {
     /// `close`). Then [`join`](Pool::join).
     pub fn close(&self) {
         self.shared
-            .set_status(|s| matches!(s, Status::Open).then_some(Status::Closed));
+            .set_status(|s| matches!(s, PoolStatus::Open).then_some(PoolStatus::Closed));
     }
 
     /// Stops the workers at once (`SIGTERM`, then `SIGKILL` after 200 ms); tasks not yet done
@@ -381,8 +381,8 @@ impl Pool {
     /// this too.
     pub fn terminate(&mut self) {
         self.shared.set_status(|s| {
-            matches!(s, Status::Open | Status::Closed)
-                .then_some(Status::Stopping(StopReason::Terminated))
+            matches!(s, PoolStatus::Open | PoolStatus::Closed)
+                .then_some(PoolStatus::Stopping(StopReason::Terminated))
         });
         self.wait_supervisor();
     }
@@ -406,7 +406,7 @@ impl Pool {
     /// # Ok::<(), mp::Error>(())
     /// ```
     pub fn join(&mut self) -> Result<()> {
-        if matches!(self.shared.lock().status, Status::Open) {
+        if matches!(self.shared.lock().status, PoolStatus::Open) {
             return Err(Error::InvalidArgument(
                 "join() needs close() or terminate() first".into(),
             ));
@@ -414,7 +414,7 @@ impl Pool {
         self.shared.wait_finished();
         self.wait_supervisor();
         match &self.shared.lock().status {
-            Status::Finished(Some(StopReason::Interrupted)) => Err(Error::Interrupted),
+            PoolStatus::Finished(Some(StopReason::Interrupted)) => Err(Error::Interrupted),
             _ => Ok(()),
         }
     }
@@ -450,13 +450,13 @@ impl Drop for Pool {
 /// ```
 #[derive(Debug, Clone, Copy)]
 #[must_use = "call `map`, `imap`, ... on it"]
-pub struct Tasks<'p> {
+pub struct CallOptions<'p> {
     pool: &'p Pool,
     chunksize: Option<usize>,
     progress: bool,
 }
 
-impl<'p> Tasks<'p> {
+impl<'p> CallOptions<'p> {
     /// Sets the chunk size: tasks travel to workers `n` at a time.
     pub fn chunksize(mut self, n: usize) -> Self {
         self.chunksize = Some(n);
@@ -506,9 +506,9 @@ impl<'p> Tasks<'p> {
             true,
         )?;
         feed.refill(0)?;
-        let call = Arc::clone(&feed.call);
+        let job = Arc::clone(&feed.job);
         let progress = Progress::new(self.progress, Some(n));
-        collect(&call, n, &progress, &mut feed, &*self.pool.shared)
+        collect(&job, n, &progress, &mut feed, &*self.pool.shared)
     }
 
     /// [`Pool::starmap`] with these options.
@@ -554,13 +554,13 @@ impl<'p> Tasks<'p> {
             true,
         )?;
         feed.refill(0)?;
-        let call = Arc::clone(&feed.call);
+        let job = Arc::clone(&feed.job);
         Ok(AsyncResult::new(
-            call,
+            job,
             &self.pool.shared,
             feed.cut,
-            |call, mut cut, pump| {
-                collect::<W::Output>(call, cut.items, &Progress::off(), &mut cut, pump)
+            |job, mut cut, pump| {
+                collect::<W::Output>(job, cut.items, &Progress::off(), &mut cut, pump)
             },
         ))
     }

@@ -1,5 +1,5 @@
 //! What comes back for one chunk of a pool call: the worker's reply frame or the reason it
-//! has none ([`ChunkResult`]), and its decoding into results ([`Chunk::decode`]), which runs in
+//! has none ([`ChunkResult`]), and its decoding into results ([`Decoded::decode`]), which runs in
 //! the caller's thread. Holds no state and must not wait or touch the pool: the supervisor
 //! only moves frames, the caller decodes them.
 
@@ -73,7 +73,7 @@ pub(crate) enum ChunkResult {
 }
 
 /// Decoded results of one chunk.
-pub(crate) enum Chunk<O> {
+pub(crate) enum Decoded<O> {
     /// Every task returned; the values are in the destination the decoder was given.
     Placed,
     /// Every task returned.
@@ -82,7 +82,7 @@ pub(crate) enum Chunk<O> {
     Mixed(Vec<Result<O>>),
 }
 
-impl<O: DeserializeOwned + 'static> Chunk<O> {
+impl<O: DeserializeOwned + 'static> Decoded<O> {
     /// Decodes a chunk of tasks `first..first + len` of worker `worker`; numeric values of a
     /// chunk without failures go straight into `dest` (its `len` slots) when one is given.
     pub(crate) fn decode(
@@ -91,18 +91,18 @@ impl<O: DeserializeOwned + 'static> Chunk<O> {
         len: usize,
         worker: &str,
         dest: Option<&mut [O]>,
-    ) -> Chunk<O> {
-        let each = |f: &dyn Fn() -> Error| Chunk::Mixed((0..len).map(|_| Err(f())).collect());
+    ) -> Decoded<O> {
+        let each = |f: &dyn Fn() -> Error| Decoded::Mixed((0..len).map(|_| Err(f())).collect());
         match result {
             ChunkResult::Failed(why) => each(&|| why.error(first, len)),
             ChunkResult::Done {
                 frame,
                 panics: false,
             } => match dest.and_then(|dest| frame.decode_seq_into(dest)) {
-                Some(Ok(())) => Chunk::Placed,
+                Some(Ok(())) => Decoded::Placed,
                 Some(Err(e)) => each(&|| Error::Decode(e.to_string())),
                 None => match frame.decode_seq::<O>() {
-                    Ok(values) if values.len() == len => Chunk::Values(values),
+                    Ok(values) if values.len() == len => Decoded::Values(values),
                     Ok(values) => each(&|| wrong_count(values.len(), len)),
                     Err(e) => each(&|| Error::Decode(e.to_string())),
                 },
@@ -111,7 +111,7 @@ impl<O: DeserializeOwned + 'static> Chunk<O> {
                 frame,
                 panics: true,
             } => match frame.decode::<Vec<std::result::Result<O, Panicked>>>() {
-                Ok(values) if values.len() == len => Chunk::Mixed(
+                Ok(values) if values.len() == len => Decoded::Mixed(
                     values
                         .into_iter()
                         .map(|r| {
@@ -132,9 +132,9 @@ impl<O: DeserializeOwned + 'static> Chunk<O> {
     /// One result per task (for a chunk decoded without a destination).
     pub(crate) fn into_results(self) -> Vec<Result<O>> {
         match self {
-            Chunk::Placed => unreachable!("decoded without a destination"),
-            Chunk::Values(v) => v.into_iter().map(Ok).collect(),
-            Chunk::Mixed(v) => v,
+            Decoded::Placed => unreachable!("decoded without a destination"),
+            Decoded::Values(v) => v.into_iter().map(Ok).collect(),
+            Decoded::Mixed(v) => v,
         }
     }
 }

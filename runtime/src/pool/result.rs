@@ -9,10 +9,10 @@ use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use super::call::{Call, Completions, Pump};
-use super::core::Shared;
+use super::core::PoolCore;
+use super::job::{Completions, Job, Pump};
 use super::map::{Cut, Feed, Feeder, exact_len};
-use super::outcome::Chunk;
+use super::outcome::Decoded;
 use super::progress::Progress;
 use crate::error::{Error, Result};
 use crate::worker::Worker;
@@ -40,19 +40,19 @@ use crate::worker::Worker;
 /// ```
 #[must_use = "the result is lost unless you get or await it"]
 pub struct AsyncResult<T> {
-    call: Arc<Call>,
+    job: Arc<Job>,
     /// The pool, which a waiter helps through its pump while it lasts.
-    pool: Weak<Shared>,
+    pool: Weak<PoolCore>,
     /// The call's chunks, all submitted.
     cut: Cut,
-    finish: fn(&Call, Cut, &dyn Pump) -> Result<T>,
+    finish: fn(&Job, Cut, &dyn Pump) -> Result<T>,
     taken: bool,
 }
 
 impl<T> std::fmt::Debug for AsyncResult<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AsyncResult")
-            .field("worker", &self.call.worker)
+            .field("worker", &self.job.worker)
             .field("tasks", &self.cut.items)
             .field("ready", &self.ready())
             .finish()
@@ -63,13 +63,13 @@ impl<T> AsyncResult<T> {
     /// The handle of `call` on `pool`, cut as `cut` (every chunk submitted), whose chunks
     /// `finish` decodes.
     pub(super) fn new(
-        call: Arc<Call>,
-        pool: &Arc<Shared>,
+        job: Arc<Job>,
+        pool: &Arc<PoolCore>,
         cut: Cut,
-        finish: fn(&Call, Cut, &dyn Pump) -> Result<T>,
+        finish: fn(&Job, Cut, &dyn Pump) -> Result<T>,
     ) -> AsyncResult<T> {
         AsyncResult {
-            call,
+            job,
             pool: Arc::downgrade(pool),
             cut,
             finish,
@@ -79,18 +79,18 @@ impl<T> AsyncResult<T> {
 
     /// Whether the result is there (success or failure); never blocks.
     pub fn ready(&self) -> bool {
-        self.cut.items == 0 || self.call.finished()
+        self.cut.items == 0 || self.job.finished()
     }
 
     /// Blocks until the result is there.
     pub fn wait(&self) {
-        self.with_pump(|pump| self.call.wait_finished(None, pump));
+        self.with_pump(|pump| self.job.wait_finished(None, pump));
     }
 
     /// Blocks until the result is there or `timeout` passes; whether it is there.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        self.cut.items == 0 || self.with_pump(|pump| self.call.wait_finished(Some(deadline), pump))
+        self.cut.items == 0 || self.with_pump(|pump| self.job.wait_finished(Some(deadline), pump))
     }
 
     /// Runs `f` with the pool's pump, or with none if the pool is gone.
@@ -122,7 +122,7 @@ impl<T> AsyncResult<T> {
             ));
         }
         self.taken = true;
-        self.with_pump(|pump| (self.finish)(&self.call, self.cut, pump))
+        self.with_pump(|pump| (self.finish)(&self.job, self.cut, pump))
     }
 
     /// Tells `listener` (with `index`) when the result is there (at once if it is).
@@ -130,7 +130,7 @@ impl<T> AsyncResult<T> {
         if self.cut.items == 0 {
             listener.push(index);
         } else {
-            self.call.notify_when_finished(listener, index);
+            self.job.notify_when_finished(listener, index);
         }
     }
 }
@@ -140,7 +140,7 @@ impl<T> Future for AsyncResult<T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
         let this = self.get_mut();
-        if this.taken || this.cut.items == 0 || this.call.register_waker(cx.waker()) {
+        if this.taken || this.cut.items == 0 || this.job.register_waker(cx.waker()) {
             Poll::Ready(this.take())
         } else {
             Poll::Pending
@@ -195,7 +195,7 @@ impl<'p, W: Worker, I: Iterator<Item = W::Args>> Imap<'p, W, I> {
     /// The iterator of a new call of `worker` on `shared` over `input`, in chunks of
     /// `chunksize` (default 1), with a progress bar if asked.
     pub(super) fn new(
-        shared: &'p Shared,
+        shared: &'p PoolCore,
         chunksize: Option<usize>,
         progress: bool,
         (worker, input): (W, I),
@@ -242,15 +242,15 @@ impl<W: Worker, I: Iterator<Item = W::Args>> Iterator for Imap<'_, W, I> {
                 return None;
             }
             let (k, result) = if self.ordered {
-                (self.taken, feed.call.take(self.taken, feed.shared))
+                (self.taken, feed.job.take(self.taken, feed.shared))
             } else {
-                feed.call.take_any(feed.shared)
+                feed.job.take_any(feed.shared)
             };
             self.taken += 1;
             let len = feed.cut.len_of(k);
             self.progress.inc(len);
             let first = k * feed.cut.chunksize;
-            self.buffer = Chunk::decode(result, first, len, W::NAME, None)
+            self.buffer = Decoded::decode(result, first, len, W::NAME, None)
                 .into_results()
                 .into_iter();
         }
@@ -260,7 +260,7 @@ impl<W: Worker, I: Iterator<Item = W::Args>> Iterator for Imap<'_, W, I> {
 impl<W: Worker, I> Drop for Imap<'_, W, I> {
     fn drop(&mut self) {
         if let Ok(feed) = &self.feed {
-            feed.call.cancel();
+            feed.job.cancel();
         }
     }
 }

@@ -15,7 +15,10 @@ use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::core::{Config, InFlight, Shared, Slot, State, Status, Task, dispatch, read_replies};
+use super::core::{
+    Chunk, InFlight, PoolConfig, PoolCore, PoolState, PoolStatus, WorkerSlot, dispatch,
+    read_replies,
+};
 use super::outcome::{ChunkFailure, ChunkResult, StopReason};
 use crate::bootstrap::reap::status_of;
 use crate::bootstrap::spawn::{Role, start_child_frame};
@@ -24,7 +27,7 @@ use crate::error::{Error, ExitStatus, Result};
 use crate::sys;
 
 /// The send buffer asked for on each worker's socket: room for a few inline frames (the
-/// kernel may grant less; see [`Slot::send_budget`]).
+/// kernel may grant less; see [`WorkerSlot::send_budget`]).
 const SEND_BUFFER: usize = 4 * (INLINE_MAX + 64);
 /// Workers that die before they are ready this many times in a row stop the pool.
 const MAX_STARTUP_FAILURES: u32 = 3;
@@ -34,10 +37,10 @@ const TERMINATE_GRACE: Duration = Duration::from_millis(200);
 /// Starts `config.processes` workers and the supervisor thread. A worker or the thread that
 /// cannot start stops and reaps the workers started so far: no zombie is left behind a pool
 /// that never existed for its caller.
-pub(crate) fn start(config: Config) -> Result<(Arc<Shared>, JoinHandle<()>)> {
-    let shared = Arc::new(Shared {
-        state: Mutex::new(State {
-            status: Status::Open,
+pub(crate) fn start(config: PoolConfig) -> Result<(Arc<PoolCore>, JoinHandle<()>)> {
+    let shared = Arc::new(PoolCore {
+        state: Mutex::new(PoolState {
+            status: PoolStatus::Open,
             pending: VecDeque::new(),
             workers: Vec::new(),
             retired: Vec::new(),
@@ -73,7 +76,7 @@ pub(crate) fn start(config: Config) -> Result<(Arc<Shared>, JoinHandle<()>)> {
 }
 
 /// Starts the pool's next worker.
-fn start_worker(shared: &Shared) -> Result<Slot> {
+fn start_worker(shared: &PoolCore) -> Result<WorkerSlot> {
     let n = shared.next_number();
     let name = format!("{}-{n}", shared.config.name);
     let init = &shared.config.init;
@@ -90,7 +93,7 @@ fn start_worker(shared: &Shared) -> Result<Slot> {
             ));
         }
     };
-    Ok(Slot {
+    Ok(WorkerSlot {
         pid: child.id(),
         child,
         channel,
@@ -107,24 +110,24 @@ fn start_worker(shared: &Shared) -> Result<Slot> {
 }
 
 /// The supervisor thread's body.
-fn run(shared: Arc<Shared>) {
+fn run(shared: Arc<PoolCore>) {
     let mut ready = Vec::new();
     let mut fds: Vec<RawFd> = Vec::new();
     loop {
         let (timeout, missing) = {
             let mut st = shared.lock();
-            if let Status::Stopping(reason) = &st.status {
+            if let PoolStatus::Stopping(reason) = &st.status {
                 let reason = reason.clone();
                 stop(&mut st, &reason);
-                st.status = Status::Finished(Some(reason));
+                st.status = PoolStatus::Finished(Some(reason));
                 shared.finished.notify_all();
                 return;
             }
             reap_retired(&mut st);
             dispatch(&mut st, &shared.config);
-            if matches!(st.status, Status::Closed) && st.outstanding == 0 {
+            if matches!(st.status, PoolStatus::Closed) && st.outstanding == 0 {
                 shut_down(&mut st);
-                st.status = Status::Finished(None);
+                st.status = PoolStatus::Finished(None);
                 shared.finished.notify_all();
                 return;
             }
@@ -167,14 +170,14 @@ fn run(shared: Arc<Shared>) {
 }
 
 /// Starts up to `missing` workers outside the lock; stops the pool if none can start.
-fn replace_workers(shared: &Shared, missing: usize) {
+fn replace_workers(shared: &PoolCore, missing: usize) {
     for _ in 0..missing {
         match start_worker(shared) {
             Ok(slot) => shared.lock().workers.push(slot),
             Err(e) => {
                 let mut st = shared.lock();
                 if st.workers.is_empty() {
-                    st.status = Status::Stopping(StopReason::Broken(format!(
+                    st.status = PoolStatus::Stopping(StopReason::Broken(format!(
                         "cannot start pool workers: {e}"
                     )));
                 } else {
@@ -188,7 +191,7 @@ fn replace_workers(shared: &Shared, missing: usize) {
     }
 }
 
-fn check_timeouts(st: &mut State, limit: Option<Duration>) {
+fn check_timeouts(st: &mut PoolState, limit: Option<Duration>) {
     let now = Instant::now();
     for slot in &mut st.workers {
         if slot.timed_out.is_some() || slot.dead {
@@ -196,7 +199,7 @@ fn check_timeouts(st: &mut State, limit: Option<Duration>) {
         }
         if let Some((deadline, limit)) = slot.deadline(limit) {
             if deadline <= now {
-                tracing::warn!(target: "mp", "pool worker (pid {}) ran past the task limit of {limit:?}; killing it", slot.pid);
+                tracing::warn!(target: "mp", "pool worker (pid {}) ran past the chunk limit of {limit:?}; killing it", slot.pid);
                 let _ = sys::kill(slot.pid, libc::SIGKILL);
                 slot.timed_out = Some(limit);
             }
@@ -205,7 +208,7 @@ fn check_timeouts(st: &mut State, limit: Option<Duration>) {
 }
 
 /// Reaps dead workers and settles the tasks they held; retires idle retiring ones.
-fn bury_dead(st: &mut State, config: &Config) {
+fn bury_dead(st: &mut PoolState, config: &PoolConfig) {
     let mut i = 0;
     while i < st.workers.len() {
         let slot = &st.workers[i];
@@ -217,7 +220,7 @@ fn bury_dead(st: &mut State, config: &Config) {
         let slot = st.workers.swap_remove(i);
         if retire {
             // Closing its connection makes it exit; it is reaped later.
-            let Slot { child, .. } = slot;
+            let WorkerSlot { child, .. } = slot;
             st.retired.push(child);
         } else {
             settle_death(st, slot, config);
@@ -225,7 +228,7 @@ fn bury_dead(st: &mut State, config: &Config) {
     }
 }
 
-fn settle_death(st: &mut State, mut slot: Slot, config: &Config) {
+fn settle_death(st: &mut PoolState, mut slot: WorkerSlot, config: &PoolConfig) {
     let status = reap(&mut slot.child);
     let pid = slot.pid;
     let mut lost = std::mem::take(&mut slot.in_flight);
@@ -234,7 +237,7 @@ fn settle_death(st: &mut State, mut slot: Slot, config: &Config) {
         // a broken environment or initializer, which would otherwise loop forever.
         st.startup_failures += 1;
         if st.startup_failures >= MAX_STARTUP_FAILURES {
-            st.status = Status::Stopping(StopReason::Initializer(format!(
+            st.status = PoolStatus::Stopping(StopReason::Initializer(format!(
                 "pool workers keep dying while starting (the last one {status})"
             )));
         }
@@ -242,31 +245,31 @@ fn settle_death(st: &mut State, mut slot: Slot, config: &Config) {
         return;
     }
     if let Some(running) = lost.pop_front() {
-        let task = running.task;
+        let chunk = running.chunk;
         if let Some(limit) = slot.timed_out {
-            fail(st, task, ChunkFailure::Timeout { pid, limit });
-        } else if config.retry && task.attempts == 0 {
-            tracing::warn!(target: "mp", "pool worker (pid {pid}) {status}; retrying its task");
-            let mut task = task;
-            task.attempts += 1;
-            st.pending.push_front(task);
+            fail(st, chunk, ChunkFailure::Timeout { pid, limit });
+        } else if config.retry && chunk.attempts == 0 {
+            tracing::warn!(target: "mp", "pool worker (pid {pid}) {status}; retrying its chunk");
+            let mut chunk = chunk;
+            chunk.attempts += 1;
+            st.pending.push_front(chunk);
         } else {
-            tracing::warn!(target: "mp", "pool worker (pid {pid}) {status}; failing its task");
-            fail(st, task, ChunkFailure::Died { pid, status });
+            tracing::warn!(target: "mp", "pool worker (pid {pid}) {status}; failing its chunk");
+            fail(st, chunk, ChunkFailure::Died { pid, status });
         }
     }
     requeue(st, lost);
 }
 
 /// Puts never-started tasks back at the head of the queue, in their order.
-fn requeue(st: &mut State, lost: VecDeque<InFlight>) {
+fn requeue(st: &mut PoolState, lost: VecDeque<InFlight>) {
     for f in lost.into_iter().rev() {
-        st.pending.push_front(f.task);
+        st.pending.push_front(f.chunk);
     }
 }
 
-fn fail(st: &mut State, task: Task, why: ChunkFailure) {
-    task.call.complete(task.chunk, ChunkResult::Failed(why));
+fn fail(st: &mut PoolState, chunk: Chunk, why: ChunkFailure) {
+    chunk.job.complete(chunk.index, ChunkResult::Failed(why));
     st.outstanding -= 1;
 }
 
@@ -284,21 +287,21 @@ fn reap(child: &mut Child) -> ExitStatus {
     status
 }
 
-fn reap_retired(st: &mut State) {
+fn reap_retired(st: &mut PoolState) {
     st.retired
         .retain_mut(|child| !matches!(child.try_wait(), Ok(Some(_)) | Err(_)));
 }
 
 /// Fails everything the pool holds with `reason` and stops every worker.
-fn stop(st: &mut State, reason: &StopReason) {
+fn stop(st: &mut PoolState, reason: &StopReason) {
     let why = ChunkFailure::Stopped(reason.clone());
-    while let Some(task) = st.pending.pop_front() {
-        fail(st, task, why.clone());
+    while let Some(chunk) = st.pending.pop_front() {
+        fail(st, chunk, why.clone());
     }
     let mut workers = std::mem::take(&mut st.workers);
     for slot in &mut workers {
         for f in std::mem::take(&mut slot.in_flight) {
-            fail(st, f.task, why.clone());
+            fail(st, f.chunk, why.clone());
         }
     }
     let mut children: Vec<Child> = workers.into_iter().map(|s| s.child).collect();
@@ -307,7 +310,7 @@ fn stop(st: &mut State, reason: &StopReason) {
 }
 
 /// Closes every worker's connection (they exit when idle) and waits for them.
-fn shut_down(st: &mut State) {
+fn shut_down(st: &mut PoolState) {
     let mut children: Vec<Child> = std::mem::take(&mut st.workers)
         .into_iter()
         .map(|s| s.child)
@@ -340,9 +343,9 @@ fn terminate_all(mut children: Vec<Child>) {
 }
 
 /// Pools that a Ctrl-C during a blocking call stops.
-static POOLS: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
+static POOLS: Mutex<Vec<Weak<PoolCore>>> = Mutex::new(Vec::new());
 
-fn register_for_interrupts(shared: &Arc<Shared>) {
+fn register_for_interrupts(shared: &Arc<PoolCore>) {
     static LISTENER: std::sync::Once = std::sync::Once::new();
     LISTENER.call_once(|| {
         let spawned = std::thread::Builder::new()
@@ -362,7 +365,7 @@ fn register_for_interrupts(shared: &Arc<Shared>) {
 }
 
 fn interrupt_all() {
-    let pools: Vec<Arc<Shared>> = POOLS
+    let pools: Vec<Arc<PoolCore>> = POOLS
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .iter()
@@ -370,8 +373,8 @@ fn interrupt_all() {
         .collect();
     for shared in pools {
         shared.set_status(|s| {
-            matches!(s, Status::Open | Status::Closed)
-                .then_some(Status::Stopping(StopReason::Interrupted))
+            matches!(s, PoolStatus::Open | PoolStatus::Closed)
+                .then_some(PoolStatus::Stopping(StopReason::Interrupted))
         });
     }
 }

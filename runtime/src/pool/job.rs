@@ -1,8 +1,9 @@
-//! One pool call (an `apply`, a `map`, an `imap` stream): the results of its chunks as they
-//! arrive, shared between the supervisor, which fills it, and the caller's handle, which waits
-//! and decodes. Decoding happens in the caller's thread, so the supervisor only moves frames.
+//! A job: one pool call (an `apply`, a `map`, an `imap` stream; Python's pool calls it a
+//! job too) as its chunks' results arrive, shared between the supervisor, which fills it, and
+//! the caller's handle, which waits and decodes. Decoding happens in the caller's thread, so
+//! the supervisor only moves frames.
 //!
-//! A call knows nothing of its pool. A caller that waits lends its thread to the pool through
+//! A job knows nothing of its pool. A caller that waits lends its thread to the pool through
 //! the [`Pump`] it passes to the wait (the pool reads the replies that have arrived and feeds
 //! its workers); this file must not import the pool's state or its supervisor.
 
@@ -46,7 +47,7 @@ impl Completions {
 }
 
 /// Work a waiting caller does for the pool meanwhile: read the replies that have arrived and
-/// hand the workers their next chunks (the pool's side is `Shared::read_arrived`). Must never
+/// hand the workers their next chunks (the pool's side is `PoolCore::read_arrived`). Must never
 /// block; `()` is the pump of a pool that is gone.
 pub(crate) trait Pump {
     /// Does what there is to do now, if anything; returns at once.
@@ -57,11 +58,11 @@ impl Pump for () {
     fn pump(&self) {}
 }
 
-/// The shared state of one call.
-pub(crate) struct Call {
+/// One job: the results of its chunks as they arrive, and who waits for them.
+pub(crate) struct Job {
     /// The worker's name, for panic errors.
     pub(crate) worker: &'static str,
-    state: Mutex<CallState>,
+    state: Mutex<JobState>,
     changed: Condvar,
     /// Chunks completed so far, readable without the lock: a waiter spins on it briefly
     /// before it sleeps.
@@ -74,7 +75,7 @@ pub(crate) struct Call {
 /// the caller sleeps between arrivals and leaves the CPUs to the workers.
 const SPIN: Duration = Duration::from_micros(50);
 
-struct CallState {
+struct JobState {
     arrived: BTreeMap<usize, ChunkResult>,
     /// Chunks in the order they arrived, kept only for a consumer that takes them so
     /// (`by_arrival`); an in-order consumer would let it grow without bound.
@@ -88,19 +89,19 @@ struct CallState {
     listeners: Vec<(Arc<Completions>, usize)>,
 }
 
-impl CallState {
+impl JobState {
     fn finished(&self) -> bool {
         self.total == Some(self.completed)
     }
 }
 
-impl Call {
+impl Job {
     /// A call of `worker` with `total` chunks (`None`: a stream, still growing), whose
     /// consumer takes chunks as they arrive (`by_arrival`) or by index.
-    pub(crate) fn new(worker: &'static str, total: Option<usize>, by_arrival: bool) -> Arc<Call> {
-        Arc::new(Call {
+    pub(crate) fn new(worker: &'static str, total: Option<usize>, by_arrival: bool) -> Arc<Job> {
+        Arc::new(Job {
             worker,
-            state: Mutex::new(CallState {
+            state: Mutex::new(JobState {
                 arrived: BTreeMap::new(),
                 order: VecDeque::new(),
                 by_arrival,
@@ -115,7 +116,7 @@ impl Call {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, CallState> {
+    fn lock(&self) -> MutexGuard<'_, JobState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -178,7 +179,7 @@ impl Call {
 
     /// Waits until every chunk has arrived or `deadline` passes; whether they all did.
     pub(crate) fn wait_finished(&self, deadline: Option<Instant>, pump: &dyn Pump) -> bool {
-        self.wait_for(deadline, CallState::finished, pump).is_some()
+        self.wait_for(deadline, JobState::finished, pump).is_some()
     }
 
     /// Waits for chunk `chunk` and takes it.
@@ -194,7 +195,7 @@ impl Call {
         let mut st = self
             .wait_for(None, |st| !st.arrived.is_empty(), pump)
             .expect("no deadline");
-        let CallState { order, arrived, .. } = &mut *st;
+        let JobState { order, arrived, .. } = &mut *st;
         loop {
             let chunk = order
                 .pop_front()
@@ -210,9 +211,9 @@ impl Call {
     fn wait_for(
         &self,
         deadline: Option<Instant>,
-        ready: impl Fn(&CallState) -> bool,
+        ready: impl Fn(&JobState) -> bool,
         pump: &dyn Pump,
-    ) -> Option<MutexGuard<'_, CallState>> {
+    ) -> Option<MutexGuard<'_, JobState>> {
         let mut st = self.lock();
         if ready(&st) {
             return Some(st);
