@@ -36,7 +36,7 @@
 //! | `shared_memory.SharedMemory` | [`SharedMemory`] |
 //! | `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore` | [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`] |
 //! | `Event`, `Condition`, `Barrier`, `BrokenBarrierError` | [`Event`], [`Condition`], [`Barrier`], [`Error::BrokenBarrier`] |
-//! | `Pool`, `map`, `starmap`, `imap`, `imap_unordered`, `apply`, `apply_async`, `map_async` | [`Pool`], [`PoolBuilder`], [`Tasks`] (`chunksize`, progress bar) |
+//! | `Pool`, `map`, `starmap`, `imap`, `imap_unordered`, `apply`, `apply_async`, `map_async` | [`Pool`], [`PoolBuilder`], [`CallOptions`] (`chunksize`, progress bar) |
 //! | `AsyncResult`, `ProcessPoolExecutor`, `as_completed` | [`AsyncResult`] (also a `Future`), [`Executor`], [`as_completed`] |
 //! | `os.cpu_count()`, `os.process_cpu_count()` | [`host_cpu_count`], [`cpu_count`] |
 //! | `current_process()` | [`current_process`] |
@@ -78,10 +78,8 @@ pub use manager::{
     ManagerServer, Proxy, QueueProxy, ValueProxy,
 };
 pub use pipe::{Connection, PipeReader, PipeWriter, pipe, pipe_one_way};
-pub use pool::{
-    AsCompleted, AsyncResult, Executor, Imap, Pool, PoolBuilder, Tasks, as_completed, cpu_count,
-    host_cpu_count,
-};
+pub use pool::executor::{AsCompleted, Executor, as_completed};
+pub use pool::{AsyncResult, CallOptions, Imap, Pool, PoolBuilder};
 pub use process::{
     ParentProcess, Process, ProcessInfo, active_children, current_process, parent_process, spawn,
 };
@@ -94,7 +92,7 @@ pub use sync::{
     Barrier, BoundedSemaphore, Condition, ConditionGuard, Event, Lock, LockGuard, RLock,
     RLockGuard, Semaphore, SemaphoreGuard,
 };
-pub use sys::{AtomicCell, HasAtomic, Numeric, Plain};
+pub use sys::{AtomicCell, HasAtomic, Numeric, Plain, cpu_count, host_cpu_count};
 
 /// Derives [`Plain`] for a `#[repr(C)]` struct whose fields are all `Plain`, checking at
 /// compile time that it has no padding.

@@ -1,10 +1,12 @@
 //! `Executor`: `concurrent.futures.ProcessPoolExecutor` on top of [`Pool`], and
-//! [`as_completed`].
+//! [`as_completed`]. A thin layer: it must not reach past the `Pool` API and the result
+//! handles.
 
 use std::sync::Arc;
 
-use super::call::Completions;
-use super::{AsyncResult, Imap, Pool};
+use super::Pool;
+use super::job::Completions;
+use super::result::{AsyncResult, Imap};
 use crate::error::Result;
 use crate::worker::Worker;
 
@@ -101,12 +103,9 @@ pub fn as_completed<T>(results: impl IntoIterator<Item = AsyncResult<T>>) -> AsC
     let completions = Arc::new(Completions::default());
     let results: Vec<Option<AsyncResult<T>>> = results.into_iter().map(Some).collect();
     for (i, r) in results.iter().enumerate() {
-        let r = r.as_ref().expect("just wrapped");
-        if r.n == 0 {
-            completions.push(i);
-        } else {
-            r.call().notify_when_finished(&completions, i);
-        }
+        r.as_ref()
+            .expect("just wrapped")
+            .notify_when_ready(&completions, i);
     }
     AsCompleted {
         left: results.len(),

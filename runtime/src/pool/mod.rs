@@ -1,64 +1,41 @@
 //! `Pool`: a supervised pool of worker processes (Python's `multiprocessing.Pool`), and an
-//! `Executor` in the style of `concurrent.futures.ProcessPoolExecutor`.
+//! `Executor` in the style of `concurrent.futures.ProcessPoolExecutor`. This file is the
+//! public API ([`Pool`], [`PoolBuilder`], [`CallOptions`]); it holds no machinery.
 //!
-//! See `supervisor.rs` for how tasks move and how deaths are handled, and `child.rs` for the
-//! wire protocol and the worker side.
+//! The rest, from the caller down: `map.rs` cuts inputs into chunks and feeds them,
+//! `result.rs` holds the handles a call returns, `job.rs` one call's arriving chunks and its
+//! waits, `outcome.rs` a chunk's reply and its decoding, `core.rs` the state shared with the
+//! supervisor and the moves anyone may make on it, `supervisor.rs` the thread and the workers'
+//! lives, `child.rs` the wire protocol and the worker side, `executor.rs` `Executor` and
+//! `as_completed`. See `core.rs` and `supervisor.rs` for how tasks move and how deaths are
+//! handled.
 
-mod call;
 pub(crate) mod child;
-mod executor;
+mod core;
+pub(crate) mod executor;
+mod job;
+mod map;
+mod outcome;
 mod progress;
+mod result;
 mod supervisor;
 
-use std::collections::BTreeMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde::de::DeserializeOwned;
-
-use self::call::{Call, Chunk};
-use self::child::ToWorker;
+use self::core::{PoolConfig, PoolCore, PoolStatus};
+use self::job::Job;
+use self::map::{Cut, Feed, Feeder, collect, exact_len, submit_chunk};
+use self::outcome::StopReason;
 use self::progress::Progress;
-use self::supervisor::{Config, Shared, Status, Task};
-use crate::channel::{self, Encoded, INLINE_MAX};
-use crate::codec;
+use crate::channel::Encoded;
 use crate::error::{Error, Result};
-use crate::sys;
 use crate::worker::Target;
 use crate::worker::Worker;
 
 pub(crate) use child::serve;
-pub use executor::{AsCompleted, Executor, as_completed};
-
-/// The payload of a chunk chosen automatically stays within this many bytes, which leaves
-/// room in an inline frame for the headers (see [`Tasks::chunksize_for`]).
-const INLINE_BUDGET: usize = INLINE_MAX - 256;
-
-/// The number of CPUs this process may use: the host's CPUs narrowed by the CPU affinity mask
-/// and by a cgroup CPU quota (a container started with `--cpus=1.5` counts 2). The default
-/// size of a [`Pool`]. Python's `os.process_cpu_count()`, quota included.
-///
-/// ```
-/// let n = mp::cpu_count();
-/// assert!(n >= 1 && n <= mp::host_cpu_count().max(n));
-/// ```
-pub fn cpu_count() -> usize {
-    sys::usable_cpu_count()
-}
-
-/// The number of online CPUs of the host, whatever this process may use (Python's
-/// `multiprocessing.cpu_count()`).
-///
-/// ```
-/// assert!(mp::host_cpu_count() >= 1);
-/// ```
-pub fn host_cpu_count() -> usize {
-    sys::host_cpu_count()
-}
+pub use result::{AsyncResult, Imap};
 
 /// A pool of worker processes that run registered workers on many inputs (Python's
 /// `multiprocessing.Pool`).
@@ -88,7 +65,7 @@ pub fn host_cpu_count() -> usize {
 /// # Ok::<(), mp::Error>(())
 /// ```
 pub struct Pool {
-    shared: Arc<Shared>,
+    shared: Arc<PoolCore>,
     supervisor: Option<JoinHandle<()>>,
 }
 
@@ -122,7 +99,7 @@ impl std::fmt::Debug for PoolBuilder {
 }
 
 impl PoolBuilder {
-    /// The number of worker processes (default: [`cpu_count`]).
+    /// The number of worker processes (default: [`cpu_count`](crate::cpu_count)).
     pub fn processes(mut self, n: usize) -> Self {
         self.processes = Some(n);
         self
@@ -191,7 +168,7 @@ impl PoolBuilder {
     /// point, see [`mp::main!`](crate::main)), if `processes` is 0, or if the initializer's
     /// arguments cannot be encoded.
     pub fn build(self) -> Result<Pool> {
-        let processes = self.processes.unwrap_or_else(cpu_count);
+        let processes = self.processes.unwrap_or_else(crate::cpu_count);
         if processes == 0 {
             return Err(Error::InvalidArgument(
                 "a pool needs at least one process".into(),
@@ -211,7 +188,7 @@ impl PoolBuilder {
             Some(init) => init?,
             None => Encoded::new(&(None::<Target>, ()))?,
         };
-        let shared = Shared::start(Config {
+        let (shared, supervisor) = supervisor::start(PoolConfig {
             processes,
             init,
             max_tasks_per_child: self.max_tasks_per_child,
@@ -219,17 +196,6 @@ impl PoolBuilder {
             task_timeout: self.task_timeout,
             name: self.name,
         })?;
-        let run = Arc::clone(&shared);
-        let supervisor = match std::thread::Builder::new()
-            .name("mp-pool".into())
-            .spawn(move || supervisor::run(run))
-        {
-            Ok(supervisor) => supervisor,
-            Err(e) => {
-                shared.abandon();
-                return Err(Error::io("cannot start the pool's supervisor thread")(e));
-            }
-        };
         Ok(Pool {
             shared,
             supervisor: Some(supervisor),
@@ -261,8 +227,8 @@ impl Pool {
         self.shared.processes()
     }
 
-    fn tasks(&self) -> Tasks<'_> {
-        Tasks {
+    fn tasks(&self) -> CallOptions<'_> {
+        CallOptions {
             pool: self,
             chunksize: None,
             progress: false,
@@ -275,13 +241,13 @@ impl Pool {
     /// where a chunk of that size would not fit in one 64 KiB message (many small tasks:
     /// about 8 000 `u64` arguments a chunk), which moves them faster; `imap` sends tasks one
     /// at a time.
-    pub fn chunksize(&self, n: usize) -> Tasks<'_> {
+    pub fn chunksize(&self, n: usize) -> CallOptions<'_> {
         self.tasks().chunksize(n)
     }
 
     /// Shows a progress bar on stderr during the next `map`-like call (only when stderr is a
     /// terminal): `pool.progress().map(f, items)`.
-    pub fn progress(&self) -> Tasks<'_> {
+    pub fn progress(&self) -> CallOptions<'_> {
         self.tasks().progress()
     }
 
@@ -379,16 +345,18 @@ impl Pool {
         worker: W,
         args: W::Args,
     ) -> Result<AsyncResult<W::Output>> {
-        let call = Call::new(&self.shared, W::NAME, Some(1), true);
-        self.submit_chunk(worker, &call, 0, vec![args])?;
-        Ok(AsyncResult::new(call, 1, 1, |call, n, chunksize| {
-            let mut one = Submitted {
-                chunksize,
-                items: n,
-            };
-            let mut v = collect::<W::Output>(call, n, &Progress::off(), &mut one)?;
-            Ok(v.pop().expect("one result for one task"))
-        }))
+        let job = Job::new(W::NAME, Some(1), true);
+        submit_chunk(&self.shared, worker, &job, 0, vec![args])?;
+        let whole = Cut::whole(1, 1);
+        Ok(AsyncResult::new(
+            job,
+            &self.shared,
+            whole,
+            |job, mut cut, pump| {
+                let mut v = collect::<W::Output>(job, 1, &Progress::off(), &mut cut, pump)?;
+                Ok(v.pop().expect("one result for one task"))
+            },
+        ))
     }
 
     /// Starts a [`map`](Pool::map) and returns a handle to its results at once (Python's
@@ -405,7 +373,7 @@ impl Pool {
     /// `close`). Then [`join`](Pool::join).
     pub fn close(&self) {
         self.shared
-            .set_status(|s| matches!(s, Status::Open).then_some(Status::Closed));
+            .set_status(|s| matches!(s, PoolStatus::Open).then_some(PoolStatus::Closed));
     }
 
     /// Stops the workers at once (`SIGTERM`, then `SIGKILL` after 200 ms); tasks not yet done
@@ -413,8 +381,8 @@ impl Pool {
     /// this too.
     pub fn terminate(&mut self) {
         self.shared.set_status(|s| {
-            matches!(s, Status::Open | Status::Closed)
-                .then_some(Status::Stopping(call::StopReason::Terminated))
+            matches!(s, PoolStatus::Open | PoolStatus::Closed)
+                .then_some(PoolStatus::Stopping(StopReason::Terminated))
         });
         self.wait_supervisor();
     }
@@ -438,7 +406,7 @@ impl Pool {
     /// # Ok::<(), mp::Error>(())
     /// ```
     pub fn join(&mut self) -> Result<()> {
-        if matches!(self.shared.lock().status, Status::Open) {
+        if matches!(self.shared.lock().status, PoolStatus::Open) {
             return Err(Error::InvalidArgument(
                 "join() needs close() or terminate() first".into(),
             ));
@@ -446,7 +414,7 @@ impl Pool {
         self.shared.wait_finished();
         self.wait_supervisor();
         match &self.shared.lock().status {
-            Status::Finished(Some(call::StopReason::Interrupted)) => Err(Error::Interrupted),
+            PoolStatus::Finished(Some(StopReason::Interrupted)) => Err(Error::Interrupted),
             _ => Ok(()),
         }
     }
@@ -455,41 +423,6 @@ impl Pool {
         if let Some(handle) = self.supervisor.take() {
             let _ = handle.join();
         }
-    }
-
-    /// Submits chunk `chunk` of `call`: `items`, encoded by [`encode_chunk`].
-    fn submit_chunk<W: Worker>(
-        &self,
-        worker: W,
-        call: &Arc<Call>,
-        chunk: usize,
-        items: Vec<W::Args>,
-    ) -> Result<()> {
-        let header = ToWorker::Task(Target::of(worker.__entry()));
-        let task = Task {
-            call: Arc::clone(call),
-            chunk,
-            len: items.len(),
-            msg: encode_chunk(&header, items)?,
-            attempts: 0,
-        };
-        self.shared.submit(task)
-    }
-}
-
-/// The frame of a chunk of tasks. Numbers are not copied: the frame ends with a view of the
-/// chunk's own vector, which it keeps, and is written to the worker's socket from there.
-fn encode_chunk<T: serde::Serialize + 'static>(
-    header: &ToWorker,
-    items: Vec<T>,
-) -> Result<Encoded> {
-    let count = items.len();
-    match channel::numbers(items) {
-        Ok(source) => {
-            let len = source.bytes().len();
-            Encoded::header_and_shared(header, &source, 0..len, count)
-        }
-        Err(items) => Encoded::header_and_seq(header, &items),
     }
 }
 
@@ -517,13 +450,13 @@ impl Drop for Pool {
 /// ```
 #[derive(Debug, Clone, Copy)]
 #[must_use = "call `map`, `imap`, ... on it"]
-pub struct Tasks<'p> {
+pub struct CallOptions<'p> {
     pool: &'p Pool,
     chunksize: Option<usize>,
     progress: bool,
 }
 
-impl<'p> Tasks<'p> {
+impl<'p> CallOptions<'p> {
     /// Sets the chunk size: tasks travel to workers `n` at a time.
     pub fn chunksize(mut self, n: usize) -> Self {
         self.chunksize = Some(n);
@@ -534,32 +467,6 @@ impl<'p> Tasks<'p> {
     pub fn progress(mut self) -> Self {
         self.progress = true;
         self
-    }
-
-    /// The chunk size for `n` items, the first of which is `sample`: the one set, or an
-    /// automatic one. Automatic is Python's choice (about four chunks per worker), made
-    /// smaller where needed so that a chunk's tasks, and its results when their size is
-    /// known, fit in one inline frame: a small frame goes through the socket in one copy each
-    /// way, while a larger one needs a shared buffer of its own, whose set-up and page-cache
-    /// work cost more than they save (a million `u64` squares: about 8 ms in inline chunks
-    /// against 13 ms in eight large ones).
-    fn chunksize_for<W: Worker>(&self, n: usize, sample: Option<&W::Args>) -> Result<usize> {
-        match self.chunksize {
-            Some(0) => Err(Error::InvalidArgument(
-                "chunksize must be at least 1".into(),
-            )),
-            Some(c) => Ok(c),
-            None => {
-                let python = n.div_ceil(self.pool.processes() * 4).max(1);
-                let sample = sample.map_or(&[][..], std::slice::from_ref);
-                let per_task = codec::size_hint(sample).max(codec::size_hint::<W::Output>(&[]));
-                let inline = match per_task {
-                    Some(bytes) => (INLINE_BUDGET / bytes.max(1)).max(1),
-                    None => usize::MAX,
-                };
-                Ok(python.min(inline))
-            }
-        }
     }
 
     /// [`Pool::map`] with these options.
@@ -588,34 +495,20 @@ impl<'p> Tasks<'p> {
         // Enough chunks ahead that every worker holds its fill and a few more wait queued
         // while the caller sleeps; the rest is cut from the input as results come in, so the
         // chunks alive at once (and their memory) do not grow with the input.
-        let mut feed = self.feed(worker, input, n, 8 * self.pool.processes())?;
-        feed.refill(0)?;
-        let call = Arc::clone(&feed.call);
-        collect(&call, n, &Progress::new(self.progress, Some(n)), &mut feed)
-    }
-
-    /// A feed for a `map`-like call over `input`, which announces `n` items, keeping at most
-    /// `window` chunks in flight.
-    fn feed<W: Worker, I: Iterator<Item = W::Args>>(
-        &self,
-        worker: W,
-        input: I,
-        n: usize,
-        window: usize,
-    ) -> Result<InputFeed<'p, W, I>> {
-        let mut input = input.fuse().peekable();
-        let chunksize = self.chunksize_for::<W>(n, input.peek())?;
-        Ok(InputFeed {
-            pool: self.pool,
+        let window = 8 * self.pool.processes();
+        let mut feed = Feeder::new(
+            &self.pool.shared,
+            self.chunksize,
             worker,
-            call: Call::new(&self.pool.shared, W::NAME, None, true),
             input,
-            chunksize,
+            Some(n),
             window,
-            lens: Vec::new(),
-            items: 0,
-            ended: false,
-        })
+            true,
+        )?;
+        feed.refill(0)?;
+        let job = Arc::clone(&feed.job);
+        let progress = Progress::new(self.progress, Some(n));
+        collect(&job, n, &progress, &mut feed, &*self.pool.shared)
     }
 
     /// [`Pool::starmap`] with these options.
@@ -651,15 +544,23 @@ impl<'p> Tasks<'p> {
         input: impl Iterator<Item = W::Args>,
         n: usize,
     ) -> Result<AsyncResult<Vec<W::Output>>> {
-        let mut feed = self.feed(worker, input, n, usize::MAX)?;
+        let mut feed = Feeder::new(
+            &self.pool.shared,
+            self.chunksize,
+            worker,
+            input,
+            Some(n),
+            usize::MAX,
+            true,
+        )?;
         feed.refill(0)?;
+        let job = Arc::clone(&feed.job);
         Ok(AsyncResult::new(
-            Arc::clone(&feed.call),
-            feed.items,
-            feed.chunksize,
-            |call, items, chunksize| {
-                let mut all = Submitted { chunksize, items };
-                collect::<W::Output>(call, items, &Progress::off(), &mut all)
+            job,
+            &self.pool.shared,
+            feed.cut,
+            |job, mut cut, pump| {
+                collect::<W::Output>(job, cut.items, &Progress::off(), &mut cut, pump)
             },
         ))
     }
@@ -670,7 +571,13 @@ impl<'p> Tasks<'p> {
         worker: W,
         items: I,
     ) -> Imap<'p, W, I::IntoIter> {
-        Imap::new(self, worker, items.into_iter(), true)
+        Imap::new(
+            &self.pool.shared,
+            self.chunksize,
+            self.progress,
+            (worker, items.into_iter()),
+            true,
+        )
     }
 
     /// [`Pool::imap_unordered`] with these options (default chunk size 1).
@@ -679,388 +586,12 @@ impl<'p> Tasks<'p> {
         worker: W,
         items: I,
     ) -> Imap<'p, W, I::IntoIter> {
-        Imap::new(self, worker, items.into_iter(), false)
-    }
-}
-
-/// The length of an input that knows it exactly (a range, a vector): such an input is cut
-/// into chunks as it is read; another is read whole first, since the automatic chunk size
-/// needs the count.
-fn exact_len(input: &impl Iterator) -> Option<usize> {
-    match input.size_hint() {
-        (lo, Some(hi)) if lo == hi => Some(lo),
-        _ => None,
-    }
-}
-
-/// The submitting side of a `map`-like call, as [`collect`] sees it.
-trait Feed {
-    /// Submits more chunks, if any are due now that `taken` results have been taken.
-    fn refill(&mut self, taken: usize) -> Result<()>;
-    /// The number of tasks in chunk `k` (submitted already).
-    fn len_of(&self, k: usize) -> usize;
-    /// The chunk size: chunk `k` starts at task `k * chunksize`.
-    fn chunksize(&self) -> usize;
-    /// Once the input has ended and everything is submitted: the numbers of chunks and tasks.
-    fn totals(&self) -> Option<(usize, usize)>;
-}
-
-/// Cuts a call's input into chunks and submits them, keeping at most `window` chunks in
-/// flight. The call's chunk count is fixed when the input ends, so an iterator that misstates
-/// its length loses or invents nothing.
-struct InputFeed<'p, W: Worker, I: Iterator<Item = W::Args>> {
-    pool: &'p Pool,
-    worker: W,
-    call: Arc<Call>,
-    input: std::iter::Peekable<std::iter::Fuse<I>>,
-    chunksize: usize,
-    window: usize,
-    /// The length of every chunk submitted.
-    lens: Vec<usize>,
-    /// Tasks read from the input.
-    items: usize,
-    ended: bool,
-}
-
-impl<W: Worker, I: Iterator<Item = W::Args>> Feed for InputFeed<'_, W, I> {
-    fn refill(&mut self, taken: usize) -> Result<()> {
-        while !self.ended && self.lens.len() - taken < self.window {
-            let chunk: Vec<W::Args> = self.input.by_ref().take(self.chunksize).collect();
-            if chunk.is_empty() {
-                self.ended = true;
-                self.call.set_total(self.lens.len());
-                break;
-            }
-            let (k, len) = (self.lens.len(), chunk.len());
-            if let Err(e) = self.pool.submit_chunk(self.worker, &self.call, k, chunk) {
-                self.call.cancel();
-                return Err(e);
-            }
-            self.lens.push(len);
-            self.items += len;
-        }
-        Ok(())
-    }
-
-    fn len_of(&self, k: usize) -> usize {
-        self.lens[k]
-    }
-
-    fn chunksize(&self) -> usize {
-        self.chunksize
-    }
-
-    fn totals(&self) -> Option<(usize, usize)> {
-        self.ended.then_some((self.lens.len(), self.items))
-    }
-}
-
-/// A call whose `items` tasks were all submitted in chunks of `chunksize` (a `map_async`).
-struct Submitted {
-    chunksize: usize,
-    items: usize,
-}
-
-impl Feed for Submitted {
-    fn refill(&mut self, _taken: usize) -> Result<()> {
-        Ok(())
-    }
-
-    fn len_of(&self, k: usize) -> usize {
-        self.chunksize.min(self.items - k * self.chunksize)
-    }
-
-    fn chunksize(&self) -> usize {
-        self.chunksize
-    }
-
-    fn totals(&self) -> Option<(usize, usize)> {
-        Some((self.items.div_ceil(self.chunksize), self.items))
-    }
-}
-
-/// Takes every chunk of a call as it arrives, decoding each, and keeps `feed` submitting;
-/// the results in input order, or the first error in input order. `n` is the number of tasks
-/// the input announced. Numbers are decoded straight into their place in the output; other
-/// values chunk by chunk, joined at the end.
-fn collect<O: DeserializeOwned + 'static>(
-    call: &Call,
-    n: usize,
-    progress: &Progress,
-    feed: &mut dyn Feed,
-) -> Result<Vec<O>> {
-    let chunksize = feed.chunksize();
-    let mut placed: Option<Vec<O>> = sys::numeric_zeroed(n);
-    let mut parts: BTreeMap<usize, Vec<O>> = BTreeMap::new();
-    let mut first_error: Option<(usize, Error)> = None;
-    let mut taken = 0;
-    while feed.totals().is_none_or(|(chunks, _)| taken < chunks) {
-        let (k, result) = call.take_any();
-        taken += 1;
-        let (first, len) = (k * chunksize, feed.len_of(k));
-        if let Some(out) = placed.as_mut().filter(|out| out.len() < first + len) {
-            // The input holds more than it announced.
-            out.extend(sys::numeric_zeroed::<O>(first + len - out.len()).expect("numbers"));
-        }
-        let dest = placed.as_mut().map(|out| &mut out[first..first + len]);
-        match Chunk::decode(result, first, len, call.worker, dest) {
-            Chunk::Placed => {}
-            Chunk::Values(values) => {
-                parts.insert(k, values);
-            }
-            Chunk::Mixed(results) => {
-                let failed = results
-                    .into_iter()
-                    .enumerate()
-                    .find_map(|(j, r)| r.err().map(|e| (first + j, e)));
-                if let Some((i, e)) = failed {
-                    if first_error.as_ref().is_none_or(|(earlier, _)| i < *earlier) {
-                        first_error = Some((i, e));
-                    }
-                }
-            }
-        }
-        progress.inc(len);
-        if feed.totals().is_none_or(|(chunks, _)| taken < chunks) {
-            // Awake anyway: read what else has arrived and feed the workers meanwhile.
-            call.help();
-        }
-        if let Err(e) = feed.refill(taken) {
-            first_error.get_or_insert((usize::MAX, e));
-            break;
-        }
-    }
-    if let Some((_, e)) = first_error {
-        return Err(e);
-    }
-    let (_, items) = feed.totals().expect("the loop ends once the input has");
-    if let Some(mut out) = placed {
-        out.truncate(items);
-        return Ok(out);
-    }
-    Ok(parts.into_values().flatten().collect())
-}
-
-/// The pending result of [`Pool::apply_async`], [`Pool::map_async`] or
-/// [`Executor::submit`] (Python's `AsyncResult` and `concurrent.futures.Future`).
-///
-/// Wait with [`get`](AsyncResult::get) / [`get_timeout`](AsyncResult::get_timeout) /
-/// [`wait`](AsyncResult::wait), poll with [`ready`](AsyncResult::ready), or `.await` it
-/// (it is a [`Future`]; no particular async runtime is needed).
-#[must_use = "the result is lost unless you get or await it"]
-pub struct AsyncResult<T> {
-    call: Arc<Call>,
-    n: usize,
-    chunksize: usize,
-    finish: fn(&Call, usize, usize) -> Result<T>,
-    taken: bool,
-}
-
-impl<T> std::fmt::Debug for AsyncResult<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AsyncResult")
-            .field("worker", &self.call.worker)
-            .field("tasks", &self.n)
-            .field("ready", &self.ready())
-            .finish()
-    }
-}
-
-impl<T> AsyncResult<T> {
-    fn new(
-        call: Arc<Call>,
-        n: usize,
-        chunksize: usize,
-        finish: fn(&Call, usize, usize) -> Result<T>,
-    ) -> AsyncResult<T> {
-        AsyncResult {
-            call,
-            n,
-            chunksize,
-            finish,
-            taken: false,
-        }
-    }
-
-    /// Whether the result is there (success or failure); never blocks.
-    pub fn ready(&self) -> bool {
-        self.n == 0 || self.call.finished()
-    }
-
-    /// Blocks until the result is there.
-    pub fn wait(&self) {
-        self.call.wait_finished(None);
-    }
-
-    /// Blocks until the result is there or `timeout` passes; whether it is there.
-    pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.n == 0 || self.call.wait_finished(Some(Instant::now() + timeout))
-    }
-
-    /// Waits for the result and returns it.
-    pub fn get(mut self) -> Result<T> {
-        self.take()
-    }
-
-    /// Waits at most `timeout` for the result: [`Error::Timeout`] if it is not there yet (the
-    /// handle stays usable). A result is handed out once; asking again is an error.
-    pub fn get_timeout(&mut self, timeout: Duration) -> Result<T> {
-        if !self.wait_timeout(timeout) {
-            return Err(Error::Timeout);
-        }
-        self.take()
-    }
-
-    fn take(&mut self) -> Result<T> {
-        if self.taken {
-            return Err(Error::InvalidArgument(
-                "this result was already taken".into(),
-            ));
-        }
-        self.taken = true;
-        (self.finish)(&self.call, self.n, self.chunksize)
-    }
-
-    pub(crate) fn call(&self) -> &Arc<Call> {
-        &self.call
-    }
-}
-
-impl<T> Future for AsyncResult<T> {
-    type Output = Result<T>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
-        let this = self.get_mut();
-        if this.taken || this.n == 0 || this.call.register_waker(cx.waker()) {
-            Poll::Ready(this.take())
-        } else {
-            Poll::Pending
-        }
-    }
-}
-
-/// The iterator of [`Pool::imap`] and [`Pool::imap_unordered`]: yields one `Result` per input
-/// item. A task that panicked or whose worker died yields its error and the others still
-/// arrive; when the pool stops (Ctrl-C, terminate) the rest yield its error and the iterator
-/// ends.
-#[must_use = "iterators are lazy: nothing runs until it is iterated"]
-pub struct Imap<'p, W: Worker, I> {
-    tasks: Tasks<'p>,
-    worker: W,
-    input: I,
-    ordered: bool,
-    chunksize: usize,
-    window: usize,
-    call: Arc<Call>,
-    /// Chunks submitted, and consumed.
-    submitted: usize,
-    taken: usize,
-    /// Lengths of the chunks in flight.
-    lens: BTreeMap<usize, usize>,
-    exhausted: bool,
-    stopped: bool,
-    buffer: std::vec::IntoIter<Result<W::Output>>,
-    progress: Progress,
-}
-
-impl<W: Worker, I> std::fmt::Debug for Imap<'_, W, I> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Imap")
-            .field("worker", &W::NAME)
-            .field("ordered", &self.ordered)
-            .field("chunksize", &self.chunksize)
-            .field("in_flight", &(self.submitted - self.taken))
-            .finish()
-    }
-}
-
-impl<'p, W: Worker, I: Iterator<Item = W::Args>> Imap<'p, W, I> {
-    fn new(tasks: Tasks<'p>, worker: W, input: I, ordered: bool) -> Self {
-        // The bar has a total when the input knows its exact length.
-        let total = match input.size_hint() {
-            (lo, Some(hi)) if lo == hi => Some(lo),
-            _ => None,
-        };
-        Imap {
-            worker,
-            input,
-            ordered,
-            chunksize: tasks.chunksize.unwrap_or(1),
-            window: 4 * tasks.pool.processes(),
-            call: Call::new(&tasks.pool.shared, W::NAME, None, !ordered),
-            submitted: 0,
-            taken: 0,
-            lens: BTreeMap::new(),
-            exhausted: false,
-            stopped: false,
-            buffer: Vec::new().into_iter(),
-            progress: Progress::new(tasks.progress, total),
-            tasks,
-        }
-    }
-
-    /// Keeps the window of chunks in flight full.
-    fn top_up(&mut self) -> Result<()> {
-        if self.chunksize == 0 {
-            return Err(Error::InvalidArgument(
-                "chunksize must be at least 1".into(),
-            ));
-        }
-        while !self.exhausted && self.submitted - self.taken < self.window {
-            let items: Vec<W::Args> = self.input.by_ref().take(self.chunksize).collect();
-            if items.len() < self.chunksize {
-                self.exhausted = true;
-            }
-            if items.is_empty() {
-                break;
-            }
-            let k = self.submitted;
-            self.lens.insert(k, items.len());
-            self.tasks
-                .pool
-                .submit_chunk(self.worker, &self.call, k, items)?;
-            self.submitted += 1;
-        }
-        Ok(())
-    }
-}
-
-impl<W: Worker, I: Iterator<Item = W::Args>> Iterator for Imap<'_, W, I> {
-    type Item = Result<W::Output>;
-
-    fn next(&mut self) -> Option<Result<W::Output>> {
-        loop {
-            if let Some(r) = self.buffer.next() {
-                return Some(r);
-            }
-            if self.stopped {
-                return None;
-            }
-            if let Err(e) = self.top_up() {
-                self.stopped = true;
-                return Some(Err(e));
-            }
-            if self.taken == self.submitted {
-                return None;
-            }
-            let (k, result) = if self.ordered {
-                (self.taken, self.call.take(self.taken))
-            } else {
-                self.call.take_any()
-            };
-            self.taken += 1;
-            let len = self.lens.remove(&k).expect("a chunk in flight");
-            self.progress.inc(len);
-            let first = k * self.chunksize;
-            self.buffer = Chunk::decode(result, first, len, W::NAME, None)
-                .into_results()
-                .into_iter();
-        }
-    }
-}
-
-impl<W: Worker, I> Drop for Imap<'_, W, I> {
-    fn drop(&mut self) {
-        self.call.cancel();
+        Imap::new(
+            &self.pool.shared,
+            self.chunksize,
+            self.progress,
+            (worker, items.into_iter()),
+            false,
+        )
     }
 }

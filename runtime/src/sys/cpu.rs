@@ -1,18 +1,32 @@
 //! How many CPUs this process may use: the host's online CPUs, narrowed by the affinity mask
-//! and by a cgroup CPU quota (a container's `--cpus`).
+//! and by a cgroup CPU quota (a container's `--cpus`). Holds the public `cpu_count` and
+//! `host_cpu_count`; it reads the system and must not cache or guess (a quota or mask may
+//! change while the program runs).
 
 use std::path::Path;
 
-/// Online CPUs of the host, whatever this process may use.
-pub(crate) fn host_cpu_count() -> usize {
+/// The number of online CPUs of the host, whatever this process may use (Python's
+/// `multiprocessing.cpu_count()`).
+///
+/// ```
+/// assert!(mp::host_cpu_count() >= 1);
+/// ```
+pub fn host_cpu_count() -> usize {
     // SAFETY: `sysconf` has no memory-safety preconditions.
     #[allow(unsafe_code)]
     let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
     usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(1)
 }
 
-/// CPUs this process may run on (its affinity mask) and, rounded up, its cgroup quota.
-pub(crate) fn usable_cpu_count() -> usize {
+/// The number of CPUs this process may use: the host's CPUs narrowed by the CPU affinity mask
+/// and by a cgroup CPU quota (a container started with `--cpus=1.5` counts 2). The default
+/// size of a [`Pool`](crate::Pool). Python's `os.process_cpu_count()`, quota included.
+///
+/// ```
+/// let n = mp::cpu_count();
+/// assert!(n >= 1 && n <= mp::host_cpu_count().max(n));
+/// ```
+pub fn cpu_count() -> usize {
     let affinity = rustix::thread::sched_getaffinity(None)
         .ok()
         .map(|set| set.count() as usize)
@@ -106,7 +120,7 @@ mod tests {
     #[test]
     fn counts_are_sane() {
         let host = host_cpu_count();
-        let usable = usable_cpu_count();
+        let usable = cpu_count();
         assert!(usable >= 1 && host >= 1);
         assert!(usable <= host.max(usable));
     }

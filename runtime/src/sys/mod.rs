@@ -50,7 +50,7 @@ mod socket;
 mod spawn;
 
 #[cfg(target_os = "linux")]
-pub(crate) use cpu::{host_cpu_count, usable_cpu_count};
+pub use cpu::{cpu_count, host_cpu_count};
 #[cfg(target_os = "linux")]
 pub(crate) use futex::{futex_wait, futex_wake};
 pub(crate) use interrupt::{arm as arm_interrupts, wait_for_interrupt};

@@ -1,153 +1,20 @@
-//! One pool call (an `apply`, a `map`, an `imap` stream): the results of its chunks as they
-//! arrive, shared between the supervisor, which fills it, and the caller's handle, which waits
-//! and decodes. Decoding happens in the caller's thread, so the supervisor only moves frames.
+//! A job: one pool call (an `apply`, a `map`, an `imap` stream; Python's pool calls it a
+//! job too) as its chunks' results arrive, shared between the supervisor, which fills it, and
+//! the caller's handle, which waits and decodes. Decoding happens in the caller's thread, so
+//! the supervisor only moves frames.
+//!
+//! A job knows nothing of its pool. A caller that waits lends its thread to the pool through
+//! the [`Pump`] it passes to the wait (the pool reads the replies that have arrived and feeds
+//! its workers); this file must not import the pool's state or its supervisor.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
-use serde::de::DeserializeOwned;
-
-use super::child::Panicked;
-use super::supervisor::Shared;
-use crate::channel::Frame;
-use crate::error::{Error, ExitStatus, Result};
+use super::outcome::ChunkResult;
 use crate::sys;
-
-/// Why a whole pool stopped; every task it still held fails with this.
-#[derive(Debug, Clone)]
-pub(crate) enum StopReason {
-    Interrupted,
-    Terminated,
-    Initializer(String),
-    Broken(String),
-}
-
-impl StopReason {
-    pub(crate) fn error(&self) -> Error {
-        match self {
-            StopReason::Interrupted => Error::Interrupted,
-            StopReason::Terminated => Error::PoolTerminated,
-            StopReason::Initializer(m) => Error::InitializerFailed(m.clone()),
-            StopReason::Broken(m) => Error::ChildFailed(m.clone()),
-        }
-    }
-}
-
-/// Why one chunk has no results.
-#[derive(Debug, Clone)]
-pub(crate) enum ChunkFailure {
-    Died { pid: u32, status: ExitStatus },
-    Timeout { pid: u32, limit: Duration },
-    Child(Arc<Error>),
-    Stopped(StopReason),
-}
-
-impl ChunkFailure {
-    /// The error for the chunk whose tasks are `first..first + len`.
-    pub(crate) fn error(&self, first: usize, len: usize) -> Error {
-        match self {
-            ChunkFailure::Died { pid, status } => Error::WorkerDied {
-                pid: *pid,
-                status: *status,
-                task_index: first,
-                tasks: len,
-            },
-            ChunkFailure::Timeout { pid, limit } => Error::TaskTimeout {
-                task_index: first,
-                limit: *limit,
-                pid: *pid,
-            },
-            ChunkFailure::Child(e) => Error::clone(e),
-            ChunkFailure::Stopped(reason) => reason.error(),
-        }
-    }
-}
-
-/// What came back for one chunk.
-pub(crate) enum ChunkResult {
-    /// The worker's reply: results follow the header in `frame`.
-    Done {
-        frame: Frame,
-        panics: bool,
-    },
-    Failed(ChunkFailure),
-}
-
-/// Decoded results of one chunk.
-pub(crate) enum Chunk<O> {
-    /// Every task returned; the values are in the destination the decoder was given.
-    Placed,
-    /// Every task returned.
-    Values(Vec<O>),
-    /// Some task failed (or the whole chunk did): one result per task.
-    Mixed(Vec<Result<O>>),
-}
-
-impl<O: DeserializeOwned + 'static> Chunk<O> {
-    /// Decodes a chunk of tasks `first..first + len` of worker `worker`; numeric values of a
-    /// chunk without failures go straight into `dest` (its `len` slots) when one is given.
-    pub(crate) fn decode(
-        result: ChunkResult,
-        first: usize,
-        len: usize,
-        worker: &str,
-        dest: Option<&mut [O]>,
-    ) -> Chunk<O> {
-        let each = |f: &dyn Fn() -> Error| Chunk::Mixed((0..len).map(|_| Err(f())).collect());
-        match result {
-            ChunkResult::Failed(why) => each(&|| why.error(first, len)),
-            ChunkResult::Done {
-                frame,
-                panics: false,
-            } => match dest.and_then(|dest| frame.decode_seq_into(dest)) {
-                Some(Ok(())) => Chunk::Placed,
-                Some(Err(e)) => each(&|| Error::Decode(e.to_string())),
-                None => match frame.decode_seq::<O>() {
-                    Ok(values) if values.len() == len => Chunk::Values(values),
-                    Ok(values) => each(&|| wrong_count(values.len(), len)),
-                    Err(e) => each(&|| Error::Decode(e.to_string())),
-                },
-            },
-            ChunkResult::Done {
-                frame,
-                panics: true,
-            } => match frame.decode::<Vec<std::result::Result<O, Panicked>>>() {
-                Ok(values) if values.len() == len => Chunk::Mixed(
-                    values
-                        .into_iter()
-                        .map(|r| {
-                            r.map_err(|p| Error::WorkerPanicked {
-                                worker: worker.to_owned(),
-                                message: p.message,
-                                location: p.location,
-                            })
-                        })
-                        .collect(),
-                ),
-                Ok(values) => each(&|| wrong_count(values.len(), len)),
-                Err(e) => each(&|| Error::Decode(e.to_string())),
-            },
-        }
-    }
-
-    /// One result per task (for a chunk decoded without a destination).
-    pub(crate) fn into_results(self) -> Vec<Result<O>> {
-        match self {
-            Chunk::Placed => unreachable!("decoded without a destination"),
-            Chunk::Values(v) => v.into_iter().map(Ok).collect(),
-            Chunk::Mixed(v) => v,
-        }
-    }
-}
-
-fn wrong_count(got: usize, want: usize) -> Error {
-    Error::Malformed(format!(
-        "a pool worker sent {got} results for a chunk of {want} tasks"
-    ))
-}
 
 /// Completion notices for [`as_completed`](crate::as_completed): indices of finished calls.
 #[derive(Default)]
@@ -179,13 +46,23 @@ impl Completions {
     }
 }
 
-/// The shared state of one call.
-pub(crate) struct Call {
+/// Work a waiting caller does for the pool meanwhile: read the replies that have arrived and
+/// hand the workers their next chunks (the pool's side is `PoolCore::read_arrived`). Must never
+/// block; `()` is the pump of a pool that is gone.
+pub(crate) trait Pump {
+    /// Does what there is to do now, if anything; returns at once.
+    fn pump(&self);
+}
+
+impl Pump for () {
+    fn pump(&self) {}
+}
+
+/// One job: the results of its chunks as they arrive, and who waits for them.
+pub(crate) struct Job {
     /// The worker's name, for panic errors.
     pub(crate) worker: &'static str,
-    /// The pool, whose replies a spinning waiter reads itself.
-    pool: Weak<Shared>,
-    state: Mutex<CallState>,
+    state: Mutex<JobState>,
     changed: Condvar,
     /// Chunks completed so far, readable without the lock: a waiter spins on it briefly
     /// before it sleeps.
@@ -198,7 +75,7 @@ pub(crate) struct Call {
 /// the caller sleeps between arrivals and leaves the CPUs to the workers.
 const SPIN: Duration = Duration::from_micros(50);
 
-struct CallState {
+struct JobState {
     arrived: BTreeMap<usize, ChunkResult>,
     /// Chunks in the order they arrived, kept only for a consumer that takes them so
     /// (`by_arrival`); an in-order consumer would let it grow without bound.
@@ -212,25 +89,19 @@ struct CallState {
     listeners: Vec<(Arc<Completions>, usize)>,
 }
 
-impl CallState {
+impl JobState {
     fn finished(&self) -> bool {
         self.total == Some(self.completed)
     }
 }
 
-impl Call {
+impl Job {
     /// A call of `worker` with `total` chunks (`None`: a stream, still growing), whose
     /// consumer takes chunks as they arrive (`by_arrival`) or by index.
-    pub(crate) fn new(
-        pool: &Arc<Shared>,
-        worker: &'static str,
-        total: Option<usize>,
-        by_arrival: bool,
-    ) -> Arc<Call> {
-        Arc::new(Call {
+    pub(crate) fn new(worker: &'static str, total: Option<usize>, by_arrival: bool) -> Arc<Job> {
+        Arc::new(Job {
             worker,
-            pool: Arc::downgrade(pool),
-            state: Mutex::new(CallState {
+            state: Mutex::new(JobState {
                 arrived: BTreeMap::new(),
                 order: VecDeque::new(),
                 by_arrival,
@@ -245,7 +116,7 @@ impl Call {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, CallState> {
+    fn lock(&self) -> MutexGuard<'_, JobState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -307,33 +178,24 @@ impl Call {
     }
 
     /// Waits until every chunk has arrived or `deadline` passes; whether they all did.
-    pub(crate) fn wait_finished(&self, deadline: Option<Instant>) -> bool {
-        self.wait_for(deadline, CallState::finished).is_some()
+    pub(crate) fn wait_finished(&self, deadline: Option<Instant>, pump: &dyn Pump) -> bool {
+        self.wait_for(deadline, JobState::finished, pump).is_some()
     }
 
     /// Waits for chunk `chunk` and takes it.
-    pub(crate) fn take(&self, chunk: usize) -> ChunkResult {
+    pub(crate) fn take(&self, chunk: usize, pump: &dyn Pump) -> ChunkResult {
         let mut st = self
-            .wait_for(None, |st| st.arrived.contains_key(&chunk))
+            .wait_for(None, |st| st.arrived.contains_key(&chunk), pump)
             .expect("no deadline");
         st.arrived.remove(&chunk).expect("arrived")
     }
 
-    /// Reads the replies that have arrived at the pool and hands its workers their next
-    /// tasks, from this thread (see [`Shared::read_arrived`]): a caller awake anyway shares
-    /// the supervisor's work.
-    pub(crate) fn help(&self) {
-        if let Some(pool) = self.pool.upgrade() {
-            pool.read_arrived();
-        }
-    }
-
     /// Waits for any chunk not yet taken and takes it (a `by_arrival` call's consumer).
-    pub(crate) fn take_any(&self) -> (usize, ChunkResult) {
+    pub(crate) fn take_any(&self, pump: &dyn Pump) -> (usize, ChunkResult) {
         let mut st = self
-            .wait_for(None, |st| !st.arrived.is_empty())
+            .wait_for(None, |st| !st.arrived.is_empty(), pump)
             .expect("no deadline");
-        let CallState { order, arrived, .. } = &mut *st;
+        let JobState { order, arrived, .. } = &mut *st;
         loop {
             let chunk = order
                 .pop_front()
@@ -344,12 +206,14 @@ impl Call {
         }
     }
 
-    /// Blocks (with Ctrl-C routed to the pools) until `ready` holds or `deadline` passes.
+    /// Blocks (with Ctrl-C routed to the pools) until `ready` holds or `deadline` passes;
+    /// while it spins for a call's last chunk, it works `pump`.
     fn wait_for(
         &self,
         deadline: Option<Instant>,
-        ready: impl Fn(&CallState) -> bool,
-    ) -> Option<MutexGuard<'_, CallState>> {
+        ready: impl Fn(&JobState) -> bool,
+        pump: &dyn Pump,
+    ) -> Option<MutexGuard<'_, JobState>> {
         let mut st = self.lock();
         if ready(&st) {
             return Some(st);
@@ -363,16 +227,12 @@ impl Call {
             // replies meanwhile, then check again.
             let seen = self.arrivals.load(Ordering::Acquire);
             drop(st);
-            let pool = self.pool.upgrade();
             let spin_until = Instant::now() + SPIN;
             let until = deadline.map_or(spin_until, |d| d.min(spin_until));
             while self.arrivals.load(Ordering::Acquire) == seen && Instant::now() < until {
-                if let Some(pool) = &pool {
-                    pool.read_arrived();
-                }
+                pump.pump();
                 std::hint::spin_loop();
             }
-            drop(pool);
             st = self.lock();
         }
         loop {
