@@ -20,12 +20,24 @@ fn cargo_mp(fixture: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
-/// `(code, level, file, line)` of every JSON diagnostic on stdout.
+/// `(code, level, file, line)` of every diagnostic in cargo's JSON stream on stdout (which
+/// ends with a `build-finished` line).
 fn json(out: &Output) -> Vec<(String, String, String, u64)> {
-    String::from_utf8_lossy(&out.stdout)
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let last = lines.last().expect("a build-finished line");
+    assert_eq!(last["reason"], "build-finished");
+    assert_eq!(last["success"], out.status.code() == Some(0));
+    lines[..lines.len() - 1]
+        .iter()
+        .map(|line| {
+            assert_eq!(line["reason"], "compiler-message");
+            for key in ["package_id", "manifest_path", "target"] {
+                assert!(!line[key].is_null(), "{key}");
+            }
+            let v = &line["message"];
             (
                 v["code"]["code"].as_str().unwrap().to_owned(),
                 v["level"].as_str().unwrap().to_owned(),

@@ -171,16 +171,24 @@ fn sarif_has_what_code_scanning_requires() {
         .map(|(d, _)| d)
         .collect();
     found.extend(findings("process_per_item").0.into_iter().map(|(d, _)| d));
-    let log = sarif(&found);
+    let log = sarif(&found, Some(Path::new("/checkouts/my repo")));
     assert_eq!(log["version"], "2.1.0");
     assert!(log["$schema"].as_str().unwrap().contains("sarif-2.1.0"));
     let run = &log["runs"][0];
     let driver = &run["tool"]["driver"];
     assert_eq!(driver["name"], "cargo-mp");
     let rules = driver["rules"].as_array().unwrap();
-    assert_eq!(rules.len(), LINTS.len());
+    // Every lint, and the two diagnostics that are not lints.
+    assert_eq!(rules.len(), LINTS.len() + 2);
+    assert_eq!(
+        run["originalUriBaseIds"]["%SRCROOT%"]["uri"],
+        "file:///checkouts/my%20repo/"
+    );
+    assert_eq!(run["columnKind"], "unicodeCodePoints");
     for rule in rules {
-        assert!(rule["id"].as_str().unwrap().starts_with("mp::"));
+        let id = rule["id"].as_str().unwrap();
+        assert!(id.starts_with("mp::") || id == "syntax-error", "{id}");
+        assert!(rule["helpUri"].as_str().unwrap().contains("docs/LINTS.md#"));
         assert!(
             !rule["shortDescription"]["text"]
                 .as_str()

@@ -61,31 +61,33 @@ pub struct Lint {
     pub check: fn(&Context<'_>, &SourceFile) -> Vec<Diagnostic>,
 }
 
-/// What a lint knows beyond the file it checks: facts about the whole target.
+/// What a lint knows beyond the file it checks. Facts about the whole target (is a function
+/// registered, does some file start processes) are not known while one file is checked: a
+/// finding that depends on them carries a [`Pending`](crate::diagnostic::Pending) condition.
 pub struct Context<'a> {
     /// Whether the target is a program (a binary or an example) rather than a library or test.
     pub is_program: bool,
-    /// Every file of the target (the crate root first).
-    pub files: &'a [SourceFile],
-    functions: std::cell::OnceCell<crate::syntax::Functions>,
+    /// Whether the file is the target's root.
+    pub is_root: bool,
+    /// Whether the file uses mp's process API.
+    pub uses_processes: bool,
+    _file: std::marker::PhantomData<&'a SourceFile>,
 }
 
-impl<'a> Context<'a> {
-    /// The context of one target.
-    pub fn new(is_program: bool, files: &'a [SourceFile]) -> Context<'a> {
+impl Context<'_> {
+    /// The context of `file`, of a program or not, the target's root or not.
+    pub fn new(is_program: bool, is_root: bool, file: &SourceFile) -> Context<'_> {
         Context {
             is_program,
-            files,
-            functions: std::cell::OnceCell::new(),
+            is_root,
+            uses_processes: missing_main_guard::uses_processes(file),
+            _file: std::marker::PhantomData,
         }
     }
-
-    /// The target's functions (workers, others, local ones), collected once.
-    pub(crate) fn functions(&self) -> &crate::syntax::Functions {
-        self.functions
-            .get_or_init(|| crate::syntax::Functions::of(self.files))
-    }
 }
+
+pub(crate) use missing_main_guard::uses_processes as missing_main_guard_uses_processes;
+pub(crate) use unregistered_worker::why as unregistered_why;
 
 /// Every lint, in the order of the documentation.
 pub const LINTS: &[Lint] = &[
