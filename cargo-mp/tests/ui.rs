@@ -241,3 +241,26 @@ fn the_lints_page_is_generated_from_the_lints() {
         }
     }
 }
+
+#[test]
+fn the_allow_attribute_knows_every_lint() {
+    // `#[mp::allow]` (in mp-macros, which cannot depend on this crate) keeps its own list.
+    let source = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../macros/src/allow.rs"),
+    )
+    .unwrap();
+    let start = source.find("LINT_NAMES: &[&str] = &[").unwrap();
+    let end = start + source[start..].find("];").unwrap();
+    let listed: Vec<&str> = source[start..end]
+        .lines()
+        .skip(1)
+        .map(|l| l.trim().trim_end_matches(',').trim_matches('"'))
+        .collect();
+    let lints: Vec<&str> = LINTS.iter().map(|l| l.name).collect();
+    assert_eq!(listed, lints);
+}
+
+#[test]
+fn look_alikes_are_quiet() {
+    assert!(findings("names_foreign_types").0.is_empty());
+}

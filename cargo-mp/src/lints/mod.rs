@@ -128,8 +128,33 @@ pub fn markdown() -> String {
     out.push_str(
         "\nLevels are set in `[workspace.metadata.mp.lints]` or `[package.metadata.mp.lints]` \
          (`spawn-in-loop = \"deny\"`), or with `-A`/`-W`/`-D <lint>` on the command line \
-         (`-D warnings` makes every warning fail the check). An item annotated \
-         `#[mp::allow(lint, ...)]` is exempt from those lints.\n",
+         (`-D warnings` makes every warning fail the check).\n\n\
+         ## Which packages and files are checked\n\n\
+         Packages are selected as cargo selects them (`-p`, `--workspace`, a workspace root's \
+         `default-members`, the one member whose manifest is given), and only packages that \
+         depend on `mp` are checked: the summary names the others (`1 package skipped: no mp \
+         dependency`), and `--all-packages` checks them too. Every target's files are read: \
+         `mod` declarations (raw names such as `r#async`, `#[path]`), declarations inside macro \
+         invocations whose body, or a braced group of it, parses as items (`cfg_if!`, \
+         `feature! { mod x; }`), and `include!(\"literal.rs\")`. What cannot be followed is \
+         listed in the summary (`2 module declarations not followed: src/lib.rs:40 (inside \
+         my_macro!)`); a file that does not parse is an error with its position. Paths are \
+         resolved through each file's `use` items, so `mp::Pool` is linted and another \
+         crate's `Pool` is not.\n\n\
+         ## Suppressing a finding\n\n\
+         `#[mp::allow(lint, ...)]` exempts the item it annotates (a fn, a trait or impl method, \
+         a nested fn, an `impl` block, a module) from those lints; `cargo mp check` also honours \
+         it on statements and expressions. An unknown lint name is a compile error from the \
+         attribute (listing the lints) and an `mp::unknown-lint` error of `cargo mp check`.\n\n\
+         In test code (a `tests/` or `benches/` directory of a package, a test or bench target, \
+         `#[cfg(test)]` items) `hardcoded-pool-size` is `allow` by default: tests pin their pool \
+         sizes. `[workspace.metadata.mp.test-lints]` or `[package.metadata.mp.test-lints]` \
+         (same shape as `lints`) sets levels for test code.\n\n\
+         ## Output\n\n\
+         `--message-format human` (rustc's layout), `short` (one line per finding), `json` \
+         (cargo's stream: `compiler-message` lines carrying rustc's diagnostic, with help and \
+         notes as `children`, then a `build-finished` line) or `sarif` (SARIF 2.1.0, with \
+         `%SRCROOT%`, `columnKind` and a `helpUri` per rule).\n",
     );
     for lint in LINTS {
         out.push_str(&format!(
