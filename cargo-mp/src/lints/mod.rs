@@ -154,7 +154,17 @@ pub fn markdown() -> String {
          `--message-format human` (rustc's layout), `short` (one line per finding), `json` \
          (cargo's stream: `compiler-message` lines carrying rustc's diagnostic, with help and \
          notes as `children`, then a `build-finished` line) or `sarif` (SARIF 2.1.0, with \
-         `%SRCROOT%`, `columnKind` and a `helpUri` per rule).\n",
+         `%SRCROOT%`, `columnKind` and a `helpUri` per rule).\n\n\
+         ## Real-world corpus\n\n\
+         `cargo run --release -p mp-bench -- lint-corpus` checks the published sources of 25 \
+         crates that spawn processes or threads or define their own `Pool`, `Manager`, \
+         `Process` or `Executor` (threadpool, rayon, rayon-core, tokio, async-executor, \
+         async-std, smol, futures-executor, r2d2, deadpool, bb8, mobc, object-pool, crossbeam, \
+         nix, sysinfo, procfs, duct, subprocess, command-group, process-wrap, shared_child, \
+         wait-timeout, scheduled-thread-pool, cargo-util) with `--all-packages`. Last run: \
+         1496 files read, **0 findings**, 17 module declarations not followed (tokio's \
+         `cfg_*!` and `macro_rules!` bodies and nix's `feature!` bodies that do not parse as \
+         items), 5 s wall on 2 cores.\n",
     );
     for lint in LINTS {
         out.push_str(&format!(
