@@ -62,9 +62,11 @@ pub(crate) fn run(quick: bool) -> mp::Result<Vec<Row>> {
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(report.findings.len(), 2 * i, "two findings per program");
     println!(
-        "checked {lines} lines in {} files: {} findings",
+        "checked {lines} lines in {} files: {} findings, {:.0} files/s, {:.0} lines/s",
         report.files,
-        report.findings.len()
+        report.findings.len(),
+        report.files as f64 / took,
+        lines as f64 / took
     );
     Ok(vec![Row {
         what: "cargo mp check",

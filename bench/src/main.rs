@@ -70,6 +70,7 @@ struct Sizes {
 }
 
 mod lint;
+mod lint_corpus;
 mod manager;
 mod pool;
 mod shared;
@@ -322,6 +323,7 @@ mp::main! {
                 println!("(a generated workspace; metadata, parsing and every lint; total {:.1?})", start.elapsed());
                 Ok(())
             }
+            Some("lint-corpus") => lint_corpus::run(),
             Some("shared") => {
                 let start = Instant::now();
                 let rows = shared::run(quick, with_python)?;
@@ -330,7 +332,7 @@ mp::main! {
                 Ok(())
             }
             Some(other) => {
-                eprintln!("unknown benchmark `{other}`; available: foundation, shared, pool, manager, lint");
+                eprintln!("unknown benchmark `{other}`; available: foundation, shared, pool, manager, lint, lint-corpus");
                 std::process::exit(2);
             }
         }

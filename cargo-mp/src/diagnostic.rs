@@ -1,16 +1,18 @@
-//! A finding and its three renderings: rustc-like text, rustc's JSON diagnostic schema (one
-//! object per line, as `cargo --message-format json` prints them, for editors and review
-//! bots), and one SARIF 2.1.0 log (for code-scanning services).
+//! A finding and its renderings: rustc-like text (tabs and wide characters aligned as rustc
+//! aligns them), cargo's `short` line, rustc's JSON diagnostic inside cargo's
+//! `compiler-message` stream (for tools that filter cargo's output on `reason`), and one SARIF
+//! 2.1.0 log (for code-scanning services).
 
 use std::fmt::Write as _;
 
 use serde_json::{Value, json};
+use unicode_width::UnicodeWidthChar;
 
 use crate::lints::{LINTS, Level};
 use crate::source::SourceFile;
 
 /// Where a finding is: 1-based lines, 1-based character columns (end exclusive), bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Span {
     /// First line.
     pub line: usize,
@@ -40,10 +42,38 @@ impl Span {
     }
 }
 
-/// One finding of one lint (or a file that does not parse: `lint` is `None`).
+/// What a diagnostic is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    /// A lint's finding.
+    Lint,
+    /// A file that cannot be read or parsed.
+    Syntax,
+    /// A name in `#[mp::allow(..)]` that is not a lint.
+    UnknownLint,
+}
+
+/// The code of a file that cannot be parsed.
+pub const SYNTAX_ERROR: &str = "syntax-error";
+/// The code of an unknown name in `#[mp::allow(..)]`.
+pub const UNKNOWN_LINT: &str = "mp::unknown-lint";
+
+/// A condition a finding waits for until every file of its target is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pending {
+    /// A function passed as a worker: reported if the target defines it as a local fn or a
+    /// fn without `#[mp::worker]`.
+    Unregistered(String),
+    /// Reported if some file of the target uses mp's process API.
+    StartsProcesses,
+}
+
+/// One finding of one lint (or a file that does not parse, or an unknown lint name).
 #[derive(Debug, Clone)]
 pub struct Diagnostic {
-    /// The lint, `None` for a syntax error.
+    /// What kind of diagnostic.
+    pub kind: Kind,
+    /// The lint, `None` unless `kind` is [`Kind::Lint`].
     pub lint: Option<&'static str>,
     /// The level it is reported at.
     pub level: Level,
@@ -57,6 +87,10 @@ pub struct Diagnostic {
     pub label: String,
     /// How to fix it.
     pub help: Option<String>,
+    /// Further notes (the lint's level, where it was set).
+    pub notes: Vec<String>,
+    /// A condition on the whole target, resolved before the finding is reported.
+    pub pending: Option<Pending>,
 }
 
 impl Diagnostic {
@@ -69,6 +103,7 @@ impl Diagnostic {
         label: impl Into<String>,
     ) -> Diagnostic {
         Diagnostic {
+            kind: Kind::Lint,
             lint: Some(lint),
             level: Level::Warn,
             message: message.into(),
@@ -76,12 +111,20 @@ impl Diagnostic {
             span: Span::of(node),
             label: label.into(),
             help: None,
+            notes: Vec::new(),
+            pending: None,
         }
     }
 
     /// Adds how to fix it.
     pub fn help(mut self, help: impl Into<String>) -> Diagnostic {
         self.help = Some(help.into());
+        self
+    }
+
+    /// Reports it only once `pending` holds for the target.
+    pub(crate) fn pending(mut self, pending: Pending) -> Diagnostic {
+        self.pending = Some(pending);
         self
     }
 
@@ -92,11 +135,25 @@ impl Diagnostic {
         }
     }
 
-    fn code(&self) -> String {
-        match self.lint {
-            Some(name) => format!("mp::{name}"),
-            None => "syntax-error".to_owned(),
+    /// `mp::<lint>`, `mp::unknown-lint` or `syntax-error`.
+    pub fn code(&self) -> String {
+        match (self.kind, self.lint) {
+            (Kind::Lint, Some(name)) => format!("mp::{name}"),
+            (Kind::UnknownLint, _) => UNKNOWN_LINT.to_owned(),
+            _ => SYNTAX_ERROR.to_owned(),
         }
+    }
+
+    /// The notes shown under the finding: the given ones, then the lint's level.
+    fn all_notes(&self) -> Vec<String> {
+        let mut notes = self.notes.clone();
+        if let Some(name) = self.lint {
+            notes.push(format!(
+                "`mp::{name}` is {}; see `cargo mp lints`",
+                self.level.name()
+            ));
+        }
+        notes
     }
 
     /// rustc-style text with the source line and carets. `source` is the file's text.
@@ -132,21 +189,30 @@ impl Diagnostic {
             "{pad}{blue}-->{reset} {}:{}:{}",
             self.file, self.span.line, self.span.column
         );
-        let line = source.lines().nth(self.span.line - 1).unwrap_or("");
-        let width = if self.span.end_line == self.span.line {
-            self.span.end_column.saturating_sub(self.span.column).max(1)
+        let line = source
+            .lines()
+            .nth(self.span.line.saturating_sub(1))
+            .unwrap_or("");
+        let chars: Vec<char> = line.chars().collect();
+        let start = (self.span.column - 1).min(chars.len());
+        let end = if self.span.end_line == self.span.line {
+            (self.span.end_column - 1).clamp(start, chars.len())
         } else {
-            line.chars()
-                .count()
-                .saturating_sub(self.span.column - 1)
-                .max(1)
+            chars.len()
         };
+        let indent: usize = chars[..start].iter().map(|c| display_width(*c)).sum();
+        let width: usize = chars[start..end]
+            .iter()
+            .map(|c| display_width(*c))
+            .sum::<usize>()
+            .max(1);
+        let shown: String = line.replace('\t', "    ");
         let _ = writeln!(out, "{pad} {blue}|{reset}");
-        let _ = writeln!(out, "{blue}{number} |{reset} {line}");
+        let _ = writeln!(out, "{blue}{number} |{reset} {shown}");
         let _ = writeln!(
             out,
             "{pad} {blue}|{reset} {}{level_color}{} {}{reset}",
-            " ".repeat(self.span.column - 1),
+            " ".repeat(indent),
             "^".repeat(width),
             self.label
         );
@@ -154,27 +220,38 @@ impl Diagnostic {
         if let Some(help) = &self.help {
             let _ = writeln!(out, "{pad} {blue}={reset} {bold}help{reset}: {help}");
         }
-        if let Some(name) = self.lint {
-            let _ = writeln!(
-                out,
-                "{pad} {blue}={reset} {bold}note{reset}: `mp::{name}` is {}; see `cargo mp lints`",
-                self.level.name()
-            );
+        for note in self.all_notes() {
+            let _ = writeln!(out, "{pad} {blue}={reset} {bold}note{reset}: {note}");
         }
         out
     }
 
-    /// One object of rustc's JSON diagnostic schema.
+    /// One line, as `cargo --message-format short` prints it:
+    /// `src/main.rs:7:13: warning[mp::spawn-in-loop]: message`.
+    pub fn render_short(&self) -> String {
+        format!(
+            "{}:{}:{}: {}[{}]: {}",
+            self.file,
+            self.span.line,
+            self.span.column,
+            self.rustc_level(),
+            self.code(),
+            self.message
+        )
+    }
+
+    /// One object of rustc's JSON diagnostic schema (help and notes are its `children`).
     pub fn to_json(&self, source: &str) -> Value {
-        let line = source.lines().nth(self.span.line - 1).unwrap_or("");
-        let children: Vec<Value> = self
-            .help
-            .iter()
-            .map(|h| {
-                json!({"message": h, "code": null, "level": "help", "spans": [],
-                       "children": [], "rendered": null})
-            })
-            .collect();
+        let line = source
+            .lines()
+            .nth(self.span.line.saturating_sub(1))
+            .unwrap_or("");
+        let child = |level: &str, message: &str| {
+            json!({"message": message, "code": null, "level": level, "spans": [],
+                   "children": [], "rendered": null})
+        };
+        let mut children: Vec<Value> = self.help.iter().map(|h| child("help", h)).collect();
+        children.extend(self.all_notes().iter().map(|n| child("note", n)));
         json!({
             "$message_type": "diagnostic",
             "message": self.message,
@@ -203,6 +280,38 @@ impl Diagnostic {
     }
 }
 
+/// The columns a character takes in a terminal, as rustc counts them (a tab is 4).
+fn display_width(c: char) -> usize {
+    if c == '\t' { 4 } else { c.width().unwrap_or(0) }
+}
+
+/// The target a finding belongs to, as cargo's JSON messages name it.
+#[derive(Debug, Clone, Default)]
+pub struct TargetInfo {
+    /// The package id (`cargo metadata`'s).
+    pub package_id: String,
+    /// The package's `Cargo.toml`.
+    pub manifest_path: String,
+    /// cargo's target object (`kind`, `crate_types`, `name`, `src_path`, `edition`, ...).
+    pub target: Value,
+}
+
+/// One line of cargo's JSON stream: `{"reason":"compiler-message", .., "message": {..}}`.
+pub fn compiler_message(d: &Diagnostic, source: &str, target: &TargetInfo) -> Value {
+    json!({
+        "reason": "compiler-message",
+        "package_id": target.package_id,
+        "manifest_path": target.manifest_path,
+        "target": target.target,
+        "message": d.to_json(source),
+    })
+}
+
+/// The line that ends cargo's JSON stream.
+pub fn build_finished(success: bool) -> Value {
+    json!({"reason": "build-finished", "success": success})
+}
+
 fn sarif_level(level: Level) -> &'static str {
     match level {
         Level::Allow => "none",
@@ -211,9 +320,36 @@ fn sarif_level(level: Level) -> &'static str {
     }
 }
 
-/// One SARIF 2.1.0 log holding every finding, with every lint as a rule.
-pub fn sarif(diagnostics: &[Diagnostic]) -> Value {
-    let rules: Vec<Value> = LINTS
+/// Where a lint is documented: its section of `docs/LINTS.md` in the repository.
+pub fn help_uri(anchor: &str) -> String {
+    format!(
+        "{}/blob/main/docs/LINTS.md#{anchor}",
+        env!("CARGO_PKG_REPOSITORY")
+    )
+}
+
+/// Percent-encodes a relative path for a URI (RFC 3986: unreserved characters and `/` stay).
+pub fn percent_encode(path: &str) -> String {
+    let mut out = String::new();
+    for b in path.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                out.push(b as char)
+            }
+            b'\\' => out.push('/'),
+            _ => {
+                let _ = write!(out, "%{b:02X}");
+            }
+        }
+    }
+    out
+}
+
+/// One SARIF 2.1.0 log holding every finding, with every lint as a rule (and the two
+/// diagnostics that are not lints: a file that does not parse, an unknown lint name).
+/// `root` is the workspace root, `%SRCROOT%` of the artifact locations.
+pub fn sarif(diagnostics: &[Diagnostic], root: Option<&std::path::Path>) -> Value {
+    let mut rules: Vec<Value> = LINTS
         .iter()
         .map(|lint| {
             json!({
@@ -222,25 +358,43 @@ pub fn sarif(diagnostics: &[Diagnostic]) -> Value {
                 "shortDescription": {"text": lint.summary},
                 "fullDescription": {"text": lint.summary},
                 "help": {"text": lint.doc.trim(), "markdown": lint.doc.trim()},
+                "helpUri": help_uri(lint.name),
                 "defaultConfiguration": {"level": sarif_level(lint.default)},
             })
         })
         .collect();
+    rules.push(json!({
+        "id": SYNTAX_ERROR,
+        "name": SYNTAX_ERROR,
+        "shortDescription": {"text": "a source file cannot be read or parsed, so it was not checked"},
+        "fullDescription": {"text": "a source file cannot be read or parsed, so it was not checked"},
+        "helpUri": help_uri("files-that-are-read"),
+        "defaultConfiguration": {"level": "error"},
+    }));
+    rules.push(json!({
+        "id": UNKNOWN_LINT,
+        "name": "unknown-lint",
+        "shortDescription": {"text": "`#[mp::allow(..)]` names a lint that does not exist"},
+        "fullDescription": {"text": "`#[mp::allow(..)]` names a lint that does not exist; the attribute macro refuses it too"},
+        "helpUri": help_uri("suppressing-a-finding"),
+        "defaultConfiguration": {"level": "error"},
+    }));
     let results: Vec<Value> = diagnostics
         .iter()
         .map(|d| {
-            let rule_index = d.lint.and_then(|n| LINTS.iter().position(|l| l.name == n));
+            let code = d.code();
+            let rule_index = rules.iter().position(|r| r["id"] == code.as_str());
             let mut text = d.message.clone();
             if let Some(help) = &d.help {
                 text.push_str(&format!(" (help: {help})"));
             }
             let mut result = json!({
-                "ruleId": d.code(),
+                "ruleId": code,
                 "level": sarif_level(d.level),
                 "message": {"text": text},
                 "locations": [{
                     "physicalLocation": {
-                        "artifactLocation": {"uri": d.file, "uriBaseId": "%SRCROOT%"},
+                        "artifactLocation": {"uri": percent_encode(&d.file), "uriBaseId": "%SRCROOT%"},
                         "region": {
                             "startLine": d.span.line,
                             "startColumn": d.span.column,
@@ -256,17 +410,26 @@ pub fn sarif(diagnostics: &[Diagnostic]) -> Value {
             result
         })
         .collect();
+    let mut run = json!({
+        "tool": {"driver": {
+            "name": "cargo-mp",
+            "version": env!("CARGO_PKG_VERSION"),
+            "informationUri": env!("CARGO_PKG_REPOSITORY"),
+            "rules": rules,
+        }},
+        "columnKind": "unicodeCodePoints",
+        "results": results,
+    });
+    if let Some(root) = root {
+        let mut uri = format!("file://{}", percent_encode(&root.display().to_string()));
+        if !uri.ends_with('/') {
+            uri.push('/');
+        }
+        run["originalUriBaseIds"] = json!({"%SRCROOT%": {"uri": uri}});
+    }
     json!({
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
-        "runs": [{
-            "tool": {"driver": {
-                "name": "cargo-mp",
-                "version": env!("CARGO_PKG_VERSION"),
-                "informationUri": env!("CARGO_PKG_REPOSITORY"),
-                "rules": rules,
-            }},
-            "results": results,
-        }],
+        "runs": [run],
     })
 }

@@ -16,7 +16,9 @@
 
 pub mod check;
 pub mod diagnostic;
+mod flow;
 pub mod lints;
+pub mod names;
 pub mod run;
 pub mod source;
 mod syntax;
@@ -83,10 +85,15 @@ struct CheckArgs {
     /// Check only this package (repeatable).
     #[arg(short, long = "package", value_name = "SPEC")]
     packages: Vec<String>,
-    /// Check every workspace member (the default).
+    /// Check every workspace member (without it: cargo's selection, the `default-members` of a
+    /// workspace root or the member whose manifest is used).
     #[arg(long)]
     workspace: bool,
-    /// Output: human-readable text, rustc's JSON diagnostics (one per line), or SARIF 2.1.0.
+    /// Also check packages that do not depend on mp (skipped by default).
+    #[arg(long)]
+    all_packages: bool,
+    /// Output: human-readable text, one line per finding (`short`), cargo's JSON message
+    /// stream (rustc diagnostics in `compiler-message` lines), or SARIF 2.1.0.
     #[arg(long, alias = "format", value_enum, default_value = "human")]
     message_format: Format,
     /// Allow a lint (repeatable; `warnings` for every warning).
@@ -109,6 +116,7 @@ struct CheckArgs {
 #[derive(Clone, Copy, ValueEnum)]
 enum Format {
     Human,
+    Short,
     Json,
     Sarif,
 }
@@ -191,35 +199,57 @@ fn run_check(args: CheckArgs) -> i32 {
         .chain(args.warn.iter().map(|l| (Level::Warn, l.clone())))
         .chain(args.deny.iter().map(|l| (Level::Deny, l.clone())))
         .collect();
-    let _ = args.workspace; // every member is checked unless `-p` narrows it
-    let (root, targets) =
-        match check::targets(args.manifest_path.as_deref(), &args.packages, &flags) {
-            Ok(t) => t,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return EXIT_USAGE;
-            }
-        };
-    let report = check::check(&root, &targets);
+    let selection = match check::select(
+        &check::Select {
+            manifest: args.manifest_path.as_deref(),
+            packages: &args.packages,
+            workspace: args.workspace,
+            all_packages: args.all_packages,
+        },
+        &flags,
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let report = check::check(&selection.root, &selection.targets);
+    let code = if report.has_syntax_errors() {
+        EXIT_USAGE
+    } else if report.has_denied() {
+        EXIT_DENIED
+    } else {
+        EXIT_OK
+    };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match args.message_format {
-        Format::Human => {
+        Format::Human | Format::Short => {
             let color = match args.color {
                 Color::Always => true,
                 Color::Never => false,
                 Color::Auto => std::io::stderr().is_terminal(),
             };
             for (d, text) in &report.findings {
-                eprintln!("{}", d.render(text, color));
+                if matches!(args.message_format, Format::Short) {
+                    eprintln!("{}", d.render_short());
+                } else {
+                    eprintln!("{}", d.render(text, color));
+                }
             }
             if !args.quiet {
-                eprintln!("{}", summary(&report));
+                eprintln!("{}", summary(&report, &selection.skipped));
             }
         }
         Format::Json => {
-            for (d, text) in &report.findings {
-                let _ = writeln!(out, "{}", d.to_json(text));
+            for ((d, text), target) in report.findings.iter().zip(&report.finding_targets) {
+                let info = &selection.targets[*target].info;
+                let _ = writeln!(out, "{}", diagnostic::compiler_message(d, text, info));
+            }
+            let _ = writeln!(out, "{}", diagnostic::build_finished(code == EXIT_OK));
+            if !args.quiet {
+                eprintln!("{}", summary(&report, &selection.skipped));
             }
         }
         Format::Sarif => {
@@ -227,40 +257,59 @@ fn run_check(args: CheckArgs) -> i32 {
             let _ = writeln!(
                 out,
                 "{}",
-                serde_json::to_string_pretty(&diagnostic::sarif(&findings)).unwrap_or_default()
+                serde_json::to_string_pretty(&diagnostic::sarif(&findings, Some(&selection.root)))
+                    .unwrap_or_default()
             );
         }
     }
-    if report.has_syntax_errors() {
-        EXIT_USAGE
-    } else if report.has_denied() {
-        EXIT_DENIED
-    } else {
-        EXIT_OK
-    }
+    code
 }
 
-fn summary(report: &Report) -> String {
+fn summary(report: &Report, skipped: &[String]) -> String {
     let count = |level: Level| {
         report
             .findings
             .iter()
-            .filter(|(d, _)| d.lint.is_some() && d.level == level)
+            .filter(|(d, _)| d.kind == diagnostic::Kind::Lint && d.level == level)
             .count()
     };
-    let syntax = report
-        .findings
-        .iter()
-        .filter(|(d, _)| d.lint.is_none())
-        .count();
+    let of_kind = |kind| {
+        report
+            .findings
+            .iter()
+            .filter(|(d, _)| d.kind == kind)
+            .count()
+    };
     let mut s = format!(
         "cargo mp check: {} files, {} denied, {} warnings",
         report.files,
         count(Level::Deny),
         count(Level::Warn)
     );
+    let syntax = of_kind(diagnostic::Kind::Syntax);
     if syntax > 0 {
         s.push_str(&format!(", {syntax} files that do not parse"));
+    }
+    let unknown = of_kind(diagnostic::Kind::UnknownLint);
+    if unknown > 0 {
+        s.push_str(&format!(", {unknown} unknown lint names in `#[mp::allow]`"));
+    }
+    if !skipped.is_empty() {
+        s.push_str(&format!(
+            "\n{} package{} skipped: no mp dependency ({}; `--all-packages` checks them)",
+            skipped.len(),
+            if skipped.len() == 1 { "" } else { "s" },
+            skipped.join(", ")
+        ));
+    }
+    if !report.not_followed.is_empty() {
+        let list: Vec<String> = report.not_followed.iter().map(|n| n.to_string()).collect();
+        s.push_str(&format!(
+            "\n{} module declaration{} not followed: {}",
+            list.len(),
+            if list.len() == 1 { "" } else { "s" },
+            list.join(", ")
+        ));
     }
     s
 }

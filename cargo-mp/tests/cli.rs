@@ -20,12 +20,24 @@ fn cargo_mp(fixture: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
-/// `(code, level, file, line)` of every JSON diagnostic on stdout.
+/// `(code, level, file, line)` of every diagnostic in cargo's JSON stream on stdout (which
+/// ends with a `build-finished` line).
 fn json(out: &Output) -> Vec<(String, String, String, u64)> {
-    String::from_utf8_lossy(&out.stdout)
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let last = lines.last().expect("a build-finished line");
+    assert_eq!(last["reason"], "build-finished");
+    assert_eq!(last["success"], out.status.code() == Some(0));
+    lines[..lines.len() - 1]
+        .iter()
+        .map(|line| {
+            assert_eq!(line["reason"], "compiler-message");
+            for key in ["package_id", "manifest_path", "target"] {
+                assert!(!line[key].is_null(), "{key}");
+            }
+            let v = &line["message"];
             (
                 v["code"]["code"].as_str().unwrap().to_owned(),
                 v["level"].as_str().unwrap().to_owned(),
@@ -164,4 +176,83 @@ fn lints_command_and_both_invocations() {
         .unwrap();
     assert!(help.status.success());
     assert!(String::from_utf8_lossy(&help.stdout).contains("--message-format"));
+}
+
+fn short(fixture: &str, args: &[&str]) -> (Option<i32>, String) {
+    let mut all = vec!["--message-format", "short"];
+    all.extend(args);
+    let out = cargo_mp(fixture, &all);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn every_way_to_declare_a_module_is_followed_or_listed() {
+    let (code, stderr) = short("fixture-modules", &[]);
+    assert_eq!(code, Some(cargo_mp::EXIT_OK), "{stderr}");
+    // `mod r#async;`, `#[path]`, both branches of `cfg_if!`, `my_macro! { mod x; }`, and
+    // `include!("literal")`: each of those files holds one finding.
+    for file in [
+        "src/async.rs",
+        "src/other/renamed.rs",
+        "src/unix_only.rs",
+        "src/windows_only.rs",
+        "src/in_macro.rs",
+        "src/included.rs",
+    ] {
+        assert!(
+            stderr.contains(&format!("{file}:3:17: warning[mp::spawn-in-loop]")),
+            "{file} not read:\n{stderr}"
+        );
+    }
+    assert!(
+        stderr.contains("cargo mp check: 7 files, 0 denied, 6 warnings"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "2 module declarations not followed: src/main.rs:18 (include! of a path that is \
+             not a literal), src/main.rs:20 (inside odd_macro!)"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn only_packages_that_depend_on_mp_are_checked_as_cargo_selects_them() {
+    let ws = "fixture-workspace";
+    // The default members; `no-mp` does not depend on mp.
+    let (code, stderr) = short(ws, &[]);
+    assert_eq!(code, Some(cargo_mp::EXIT_DENIED));
+    assert!(
+        stderr.starts_with("uses-mp/src/main.rs:1:4: error[mp::missing-main-guard]"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("renamed/"),
+        "not a default member:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("1 package skipped: no mp dependency (no-mp;"),
+        "{stderr}"
+    );
+    // `--workspace`: every member; `renamed` calls mp `multi`.
+    let (_, stderr) = short(ws, &["--workspace"]);
+    assert!(
+        stderr.contains("renamed/src/main.rs:2:4: error[mp::missing-main-guard]"),
+        "{stderr}"
+    );
+    // `--all-packages`: `no-mp` too.
+    let (_, stderr) = short(ws, &["--all-packages"]);
+    assert!(stderr.contains("no-mp/src/main.rs:2:4"), "{stderr}");
+    assert!(!stderr.contains("skipped"), "{stderr}");
+    // A member's manifest: only that member.
+    let (_, stderr) = short("fixture-workspace/renamed", &[]);
+    assert!(stderr.starts_with("renamed/src/main.rs:2:4"), "{stderr}");
+    assert!(
+        stderr.contains("cargo mp check: 1 files, 1 denied"),
+        "{stderr}"
+    );
 }

@@ -171,16 +171,24 @@ fn sarif_has_what_code_scanning_requires() {
         .map(|(d, _)| d)
         .collect();
     found.extend(findings("process_per_item").0.into_iter().map(|(d, _)| d));
-    let log = sarif(&found);
+    let log = sarif(&found, Some(Path::new("/checkouts/my repo")));
     assert_eq!(log["version"], "2.1.0");
     assert!(log["$schema"].as_str().unwrap().contains("sarif-2.1.0"));
     let run = &log["runs"][0];
     let driver = &run["tool"]["driver"];
     assert_eq!(driver["name"], "cargo-mp");
     let rules = driver["rules"].as_array().unwrap();
-    assert_eq!(rules.len(), LINTS.len());
+    // Every lint, and the two diagnostics that are not lints.
+    assert_eq!(rules.len(), LINTS.len() + 2);
+    assert_eq!(
+        run["originalUriBaseIds"]["%SRCROOT%"]["uri"],
+        "file:///checkouts/my%20repo/"
+    );
+    assert_eq!(run["columnKind"], "unicodeCodePoints");
     for rule in rules {
-        assert!(rule["id"].as_str().unwrap().starts_with("mp::"));
+        let id = rule["id"].as_str().unwrap();
+        assert!(id.starts_with("mp::") || id == "syntax-error", "{id}");
+        assert!(rule["helpUri"].as_str().unwrap().contains("docs/LINTS.md#"));
         assert!(
             !rule["shortDescription"]["text"]
                 .as_str()
@@ -232,4 +240,27 @@ fn the_lints_page_is_generated_from_the_lints() {
             );
         }
     }
+}
+
+#[test]
+fn the_allow_attribute_knows_every_lint() {
+    // `#[mp::allow]` (in mp-macros, which cannot depend on this crate) keeps its own list.
+    let source = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../macros/src/allow.rs"),
+    )
+    .unwrap();
+    let start = source.find("LINT_NAMES: &[&str] = &[").unwrap();
+    let end = start + source[start..].find("];").unwrap();
+    let listed: Vec<&str> = source[start..end]
+        .lines()
+        .skip(1)
+        .map(|l| l.trim().trim_end_matches(',').trim_matches('"'))
+        .collect();
+    let lints: Vec<&str> = LINTS.iter().map(|l| l.name).collect();
+    assert_eq!(listed, lints);
+}
+
+#[test]
+fn look_alikes_are_quiet() {
+    assert!(findings("names_foreign_types").0.is_empty());
 }

@@ -1,5 +1,5 @@
-//! Procedural macros of `mp`: `#[mp::worker]`, `mp::main!`, `#[derive(mp::Plain)]` and the
-//! inert `#[mp::allow(..)]`. Use them through the `mp` crate.
+//! Procedural macros of `mp`: `#[mp::worker]`, `mp::main!`, `#[derive(mp::Plain)]` and
+//! `#[mp::allow(..)]` (which only checks its lint names). Use them through the `mp` crate.
 //!
 //! Each macro parses, validates, then expands (`worker.rs`, `main_fn.rs`, `plain.rs`). On an error the
 //! original item is still emitted next to the `compile_error!`, so one mistake does not bury
@@ -7,6 +7,7 @@
 
 use proc_macro::TokenStream;
 
+mod allow;
 mod main_fn;
 mod plain;
 mod worker;
@@ -23,11 +24,11 @@ pub fn main(input: TokenStream) -> TokenStream {
     main_fn::expand(input.into()).into()
 }
 
-/// Exempts an item from `cargo mp check` lints. Inert: the item is emitted unchanged. See
-/// `mp::allow`.
+/// Exempts an item from `cargo mp check` lints: the item is emitted unchanged; an unknown
+/// lint name is a compile error listing the lints. See `mp::allow`.
 #[proc_macro_attribute]
-pub fn allow(_lints: TokenStream, item: TokenStream) -> TokenStream {
-    item
+pub fn allow(lints: TokenStream, item: TokenStream) -> TokenStream {
+    allow::expand(lints.into(), item.into()).into()
 }
 
 /// Derives `mp::Plain` for a `#[repr(C)]` struct of `Plain` fields without padding. See

@@ -11,8 +11,8 @@ pub(super) const LINT: Lint = Lint {
     summary: "a worker calls `std::process::exit` or `abort` instead of returning",
     doc: r#"
 ### What it does
-Finds calls of `std::process::exit` and `std::process::abort` (also as `process::exit`)
-inside a function annotated with `#[mp::worker]`.
+Finds calls of `std::process::exit` and `std::process::abort` (also as `process::exit`, or
+`exit` imported with `use std::process::exit`) inside a function annotated with `#[mp::worker]`.
 
 ### Why is this bad
 A worker that exits takes its process with it: a pool worker that also held the next task
@@ -45,11 +45,10 @@ fn check(_: &Context<'_>, file: &SourceFile) -> Vec<Diagnostic> {
     let mut found = Vec::new();
     syntax::in_workers(file, |expr| {
         let syn::Expr::Call(call) = expr else { return };
-        let syn::Expr::Path(p) = &*call.func else {
+        let Some(path) = syntax::call_path(&file.names, call) else {
             return;
         };
-        let names: Vec<String> = syntax::segments(&p.path);
-        let what = match names.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        let what = match path.iter().map(String::as_str).collect::<Vec<_>>()[..] {
             [.., "process", "exit"] => "exit",
             [.., "process", "abort"] => "abort",
             _ => return,

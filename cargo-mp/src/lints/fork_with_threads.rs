@@ -39,9 +39,9 @@ Only threads started earlier in the same function are seen, not threads started 
     check,
 };
 
-fn path_of(expr: &syn::Expr) -> Option<Vec<String>> {
+fn path_of(names: &crate::names::Names, expr: &syn::Expr) -> Option<Vec<String>> {
     match expr {
-        syn::Expr::Path(p) => Some(syntax::segments(&p.path)),
+        syn::Expr::Path(p) => Some(names.expand(&p.path)),
         _ => None,
     }
 }
@@ -55,13 +55,13 @@ struct Body<'f> {
 impl<'a> Visit<'a> for Body<'_> {
     fn visit_expr_call(&mut self, call: &'a syn::ExprCall) {
         syn::visit::visit_expr_call(self, call);
-        let Some(path) = path_of(&call.func) else {
+        let Some(path) = path_of(&self.file.names, &call.func) else {
             return;
         };
         let tail: Vec<&str> = path.iter().map(String::as_str).collect();
         match tail[..] {
             [.., "thread", "spawn"] | [.., "thread", "scope"] => self.threads_started = true,
-            [.., "fork"] if self.threads_started => self.found.push(
+            ["libc" | "nix", .., "fork"] if self.threads_started => self.found.push(
                 Diagnostic::new(
                     LINT.name,
                     self.file,
@@ -78,23 +78,27 @@ impl<'a> Visit<'a> for Body<'_> {
     fn visit_expr_method_call(&mut self, m: &'a syn::ExprMethodCall) {
         syn::visit::visit_expr_method_call(self, m);
         // `std::thread::Builder::new().name(..).spawn(..)`
-        if m.method == "spawn" && chain_root(&m.receiver).ends_with("Builder::new") {
+        if m.method == "spawn"
+            && chain_root(&self.file.names, &m.receiver).ends_with("Builder::new")
+        {
             self.threads_started = true;
         }
     }
 
-    fn visit_item_fn(&mut self, _: &'a syn::ItemFn) {}
+    fn visit_item(&mut self, _: &'a syn::Item) {}
 }
 
 /// The path of the call a method chain starts from (`thread::Builder::new` in
 /// `thread::Builder::new().name(..)`), or nothing.
-fn chain_root(expr: &syn::Expr) -> String {
+fn chain_root(names: &crate::names::Names, expr: &syn::Expr) -> String {
     let mut root = expr;
     while let syn::Expr::MethodCall(m) = root {
         root = &m.receiver;
     }
     match root {
-        syn::Expr::Call(c) => path_of(&c.func).map(|p| p.join("::")).unwrap_or_default(),
+        syn::Expr::Call(c) => path_of(names, &c.func)
+            .map(|p| p.join("::"))
+            .unwrap_or_default(),
         _ => String::new(),
     }
 }

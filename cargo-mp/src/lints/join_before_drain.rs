@@ -1,11 +1,10 @@
 //! `join-before-drain`: a process is joined before the queue or pipe it writes to is read.
 
-use std::collections::{HashMap, HashSet};
-
-use syn::visit::Visit;
+use std::collections::HashSet;
 
 use super::{Context, Level, Lint};
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Diagnostic, Span};
+use crate::flow::{self, Event, Flow, Holds, Id};
 use crate::source::SourceFile;
 use crate::syntax;
 
@@ -41,197 +40,90 @@ p.join()??;
 ```
 
 ### Known limits
-Only channels made and processes started in the same function body are followed; a read
-before the join (of any amount) counts as draining.
+Only channels made and processes started in the same function body are followed (through
+nested blocks, `if`, `match`, loops, closures, macro arguments, clones, and `Vec`s of processes
+filled with `push` or `collect` and joined in a loop); a read before the join (of any amount)
+counts as draining. Queues are `Queue`, `SimpleQueue` and `JoinableQueue` (also a manager's);
+pipes are `mp::pipe()` pairs.
 "#,
     check,
 };
 
-#[derive(Default)]
-struct Events {
-    /// Queues made in this body.
-    queues: HashSet<String>,
-    /// Pipe ends made in this body, with their partners.
-    partners: HashMap<String, String>,
-    /// `(statement, process, identifiers among its arguments)`.
-    spawns: Vec<(usize, String, HashSet<String>)>,
-    /// `(statement, process, the join call)`.
-    joins: Vec<(usize, String, syn::ExprMethodCall)>,
-    /// `(statement, channel)`.
-    reads: Vec<(usize, String)>,
-}
-
-const READS: &[&str] = &[
-    "get",
-    "get_timeout",
-    "try_get",
-    "get_many",
-    "recv",
-    "recv_timeout",
-    "try_recv",
-];
-
-fn ident_of(expr: &syn::Expr) -> Option<String> {
-    match expr {
-        syn::Expr::Path(p) if p.path.segments.len() == 1 => {
-            Some(p.path.segments[0].ident.to_string())
-        }
-        syn::Expr::MethodCall(m) if m.method == "clone" => ident_of(&m.receiver),
-        syn::Expr::Reference(r) => ident_of(&r.expr),
-        _ => None,
+fn check(_: &Context<'_>, file: &SourceFile) -> Vec<Diagnostic> {
+    let mut found = Vec::new();
+    for f in syntax::function_bodies(file) {
+        let flow = flow::of(&file.names, f.sig, f.block);
+        check_flow(file, &flow, &mut found);
     }
-}
-
-fn pat_ident(pat: &syn::Pat) -> Option<String> {
-    match pat {
-        syn::Pat::Ident(i) => Some(i.ident.to_string()),
-        syn::Pat::Type(t) => pat_ident(&t.pat),
-        _ => None,
-    }
-}
-
-/// Whether `expr` calls a function whose path ends with one of `names` (`Queue::new`).
-fn calls_path(expr: &syn::Expr, names: &[&str]) -> bool {
-    let mut found = false;
-    syntax::visit_calls(expr, |call| {
-        if let syn::Expr::Path(p) = &*call.func {
-            let segs: Vec<String> = syntax::segments(&p.path);
-            let path = segs.join("::");
-            found |= names
-                .iter()
-                .any(|n| path == *n || path.ends_with(&format!("::{n}")));
-        }
-    });
     found
 }
 
-struct Collector<'e> {
-    events: &'e mut Events,
-    stmt: usize,
-}
-
-impl<'a> Visit<'a> for Collector<'_> {
-    fn visit_local(&mut self, local: &'a syn::Local) {
-        if let Some(init) = &local.init {
-            let expr = &init.expr;
-            if calls_path(
-                expr,
-                &["Queue::new", "Queue::with_maxsize", "Queue::with_capacity"],
-            ) {
-                if let Some(name) = pat_ident(&local.pat) {
-                    self.events.queues.insert(name);
-                }
-            } else if calls_path(expr, &["mp::pipe", "mp::pipe_one_way"])
-                && let syn::Pat::Tuple(t) = &local.pat
-                && t.elems.len() == 2
-                && let (Some(a), Some(b)) = (pat_ident(&t.elems[0]), pat_ident(&t.elems[1]))
-            {
-                self.events.partners.insert(a.clone(), b.clone());
-                self.events.partners.insert(b, a);
-            }
-            if let Some(name) = pat_ident(&local.pat) {
-                let mut spawn = None;
-                syntax::visit_calls(expr, |call| {
-                    if syntax::starts_a_process(call) {
-                        let mut args = HashSet::new();
-                        for arg in call.args.iter().skip(1) {
-                            syntax::idents_in(arg, &mut args);
-                        }
-                        spawn = Some(args);
-                    }
-                });
-                if let Some(args) = spawn {
-                    self.events.spawns.push((self.stmt, name, args));
-                }
-            }
-        }
-        syn::visit::visit_local(self, local);
-    }
-
-    fn visit_expr_method_call(&mut self, m: &'a syn::ExprMethodCall) {
-        if let Some(recv) = ident_of(&m.receiver) {
-            if m.method == "join" && m.args.is_empty() {
-                self.events.joins.push((self.stmt, recv, m.clone()));
-            } else if READS.contains(&m.method.to_string().as_str()) {
-                self.events.reads.push((self.stmt, recv));
-            }
-        }
-        syn::visit::visit_expr_method_call(self, m);
-    }
-
-    fn visit_macro(&mut self, mac: &'a syn::Macro) {
-        for arg in syntax::macro_args(mac) {
-            let mut inner = Collector {
-                events: &mut *self.events,
-                stmt: self.stmt,
-            };
-            inner.visit_expr(&arg);
-        }
-    }
-
-    // Nested functions are checked on their own.
-    fn visit_item_fn(&mut self, _: &'a syn::ItemFn) {}
-}
-
-fn check_block(file: &SourceFile, block: &syn::Block, found: &mut Vec<Diagnostic>) {
-    let mut events = Events::default();
-    for (i, stmt) in block.stmts.iter().enumerate() {
-        let mut c = Collector {
-            events: &mut events,
-            stmt: i,
-        };
-        c.visit_stmt(stmt);
-    }
-    for (spawned_at, process, args) in &events.spawns {
-        // What the parent reads from: a queue passed along, or the partner of a pipe end.
-        let watched: HashSet<String> = args
-            .iter()
-            .filter_map(|a| {
-                if events.queues.contains(a) {
-                    Some(a.clone())
-                } else {
-                    events.partners.get(a).cloned()
-                }
-            })
-            .collect();
-        let Some((joined_at, _, join)) = events
-            .joins
-            .iter()
-            .find(|(at, p, _)| at > spawned_at && p == process)
+fn check_flow(file: &SourceFile, flow: &Flow<'_>, found: &mut Vec<Diagnostic>) {
+    let mut reported = HashSet::new();
+    for (spawned_at, event) in flow.events.iter().enumerate() {
+        let Event::Spawn {
+            holder,
+            args,
+            worker,
+        } = event
         else {
             continue;
         };
-        for channel in &watched {
-            let read_before = events
-                .reads
+        // A worker of this file that never writes to a channel it is given only reads.
+        if worker
+            .as_ref()
+            .and_then(|w| file.writing_workers.get(w))
+            .is_some_and(|writes| !writes)
+        {
+            continue;
+        }
+        let process = flow.root(*holder);
+        // What the parent reads from: a queue passed along, or the partner of a pipe end.
+        let mut watched: Vec<Id> = args
+            .iter()
+            .filter_map(|a| match flow.holds(*a) {
+                Holds::Queue => Some(flow.root(*a)),
+                Holds::Pipe(Some(partner)) => Some(flow.root(partner)),
+                _ => None,
+            })
+            .collect();
+        watched.dedup();
+        let Some((joined_at, join)) = flow
+            .events
+            .iter()
+            .enumerate()
+            .skip(spawned_at + 1)
+            .find_map(|(at, e)| match e {
+                Event::Join { target, call } if flow.root(*target) == process => Some((at, *call)),
+                _ => None,
+            })
+        else {
+            continue;
+        };
+        let reads = |events: &[Event<'_>], channel: Id| {
+            events
                 .iter()
-                .any(|(at, c)| c == channel && at > spawned_at && at < joined_at);
-            let read_after = events
-                .reads
-                .iter()
-                .any(|(at, c)| c == channel && at > joined_at);
-            if read_after && !read_before {
+                .any(|e| matches!(e, Event::Read { target, .. } if flow.root(*target) == channel))
+        };
+        for channel in watched {
+            let before = reads(&flow.events[spawned_at + 1..joined_at], channel);
+            let after = reads(&flow.events[joined_at + 1..], channel);
+            if after && !before && reported.insert(Span::of(join)) {
+                let name = flow.name(process).to_owned();
+                let channel = flow.name(channel).to_owned();
                 found.push(
                     Diagnostic::new(
                         LINT.name,
                         file,
                         join,
-                        format!("`{process}` is joined before the data it sends is read from `{channel}`"),
+                        format!(
+                            "`{name}` is joined before the data it sends is read from `{channel}`"
+                        ),
                         "waits for a writer that may be waiting for a reader",
                     )
-                    .help(format!(
-                        "read from `{channel}` first, then join `{process}`"
-                    )),
+                    .help(format!("read from `{channel}` first, then join `{name}`")),
                 );
             }
         }
     }
-}
-
-fn check(_: &Context<'_>, file: &SourceFile) -> Vec<Diagnostic> {
-    let mut found = Vec::new();
-    for f in syntax::function_bodies(file) {
-        check_block(file, f.block, &mut found);
-    }
-    found
 }

@@ -3,7 +3,7 @@
 use syn::visit::Visit;
 
 use super::{Context, Level, Lint};
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Diagnostic, Pending};
 use crate::source::SourceFile;
 use crate::syntax;
 
@@ -14,7 +14,8 @@ pub(super) const LINT: Lint = Lint {
     doc: r#"
 ### What it does
 Finds a program (a binary or an example) that uses `mp`'s process API (`mp::spawn`,
-`Process::new`, `Pool`, `Executor`, `Manager`) and defines a plain `fn main` that is not
+`Process::new`, `Pool`, `Executor`, `Manager`, resolved through the file's imports: another
+crate's `Pool::new` or `Process::new(pid)` is not mp's) and defines a plain `fn main` that is not
 wrapped by `mp::main!`.
 
 ### Why is this bad
@@ -45,8 +46,7 @@ A program that reaches the process API only through another crate's functions is
 };
 
 fn check(cx: &Context<'_>, file: &SourceFile) -> Vec<Diagnostic> {
-    let is_root = cx.files.first().is_some_and(|root| root.path == file.path);
-    if !cx.is_program || !is_root || !cx.files.iter().any(uses_processes) {
+    if !cx.is_program || !cx.is_root {
         return Vec::new();
     }
     let Some(main) = &file.unguarded_main else {
@@ -60,6 +60,7 @@ fn check(cx: &Context<'_>, file: &SourceFile) -> Vec<Diagnostic> {
             "`main` starts processes but is not guarded by `mp::main!`",
             "not wrapped in `mp::main!`",
         )
+        .pending(Pending::StartsProcesses)
         .help(
             "wrap it: `mp::main! { fn main() { .. } }` (Python's `if __name__ == \
              \"__main__\":`); without it the first spawn fails with `Error::MissingGuard`",
@@ -67,15 +68,16 @@ fn check(cx: &Context<'_>, file: &SourceFile) -> Vec<Diagnostic> {
     ]
 }
 
-fn uses_processes(file: &SourceFile) -> bool {
-    struct Finder(bool);
-    impl<'a> Visit<'a> for Finder {
+/// Whether `file` calls mp's process API (resolved through its imports).
+pub(crate) fn uses_processes(file: &SourceFile) -> bool {
+    struct Finder<'n>(bool, &'n crate::names::Names);
+    impl<'a> Visit<'a> for Finder<'_> {
         fn visit_expr_call(&mut self, call: &'a syn::ExprCall) {
-            self.0 |= syntax::uses_spawning_api(call);
+            self.0 |= syntax::uses_spawning_api(self.1, call);
             syn::visit::visit_expr_call(self, call);
         }
     }
-    let mut finder = Finder(false);
+    let mut finder = Finder(false, &file.names);
     finder.visit_file(&file.syntax);
     finder.0
 }

@@ -11,7 +11,8 @@ pub(super) const LINT: Lint = Lint {
     summary: "a `Pool` is created inside a loop",
     doc: r#"
 ### What it does
-Finds `Pool::new` or `Pool::builder` inside a `for`, `while` or `loop` body.
+Finds `mp::Pool::new` or `mp::Pool::builder` inside a loop: `for`, `while`, `while let`,
+`loop`, or the closure of an iterator adapter (`for_each`, `map`, ...).
 
 ### Why is this bad
 Every pool starts its processes anew, so a pool per iteration pays the start-up of all its
@@ -33,7 +34,9 @@ for batch in batches {
 ```
 
 ### Known limits
-A pool made in a function that a loop calls is not seen.
+A pool made in a function that a loop calls is not seen. A `for` over a range with a literal
+bound of at most 64 (or `mp::cpu_count()`, or a `CONSTANT`) is a fixed number of rounds and is
+not reported.
 "#,
     check,
 };
@@ -42,8 +45,8 @@ fn check(_: &Context<'_>, file: &SourceFile) -> Vec<Diagnostic> {
     let mut found = Vec::new();
     syntax::with_loops(file, |expr, loops, _| {
         if let syn::Expr::Call(call) = expr
-            && syntax::makes_a_pool(call)
-            && !loops.is_empty()
+            && syntax::makes_a_pool(&file.names, call)
+            && loops.contains(&syntax::Loop::PerItem)
         {
             found.push(
                 Diagnostic::new(

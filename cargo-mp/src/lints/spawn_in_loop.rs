@@ -11,8 +11,10 @@ pub(super) const LINT: Lint = Lint {
     summary: "a process is started for every item of a collection, where a `Pool` fits",
     doc: r#"
 ### What it does
-Finds `mp::spawn` or `Process::new` inside a `for` loop over a collection (any iterable that
-is not a range of numbers).
+Finds `mp::spawn` or `mp::Process::new` (through imports and renames: `use mp::spawn as go`)
+started once per item: inside a `for` over a collection or over a range whose bound is not a
+small literal (`0..n`, `0..items.len()`), a `while`, `while let` or `loop`, or the closure of an
+iterator adapter (`items.iter().for_each(|x| ..)`, `.map(|x| mp::spawn(..)).collect()`).
 
 ### Why is this bad
 One process per item starts as many processes as there are items: a thousand items, a
@@ -33,8 +35,11 @@ let sums = pool.map(checksum, paths)?;
 ```
 
 ### Known limits
-A loop over a range (`for i in 0..workers`) is taken to start a fixed number of workers and is
-not reported; neither are `while` and `loop` loops, or iterator adapters such as `for_each`.
+A `for` over a range with a literal bound of at most 64 (`for _ in 0..4`), with
+`mp::cpu_count()` as its bound, or with a `CONSTANT` is taken to start a fixed number of workers
+and is not reported. A closure is taken to run per item only when it is an iterator adapter's
+argument on something known to be an iterator (a range, or a chain through `iter`,
+`into_iter`, `drain`, ...): `option.map(|x| mp::spawn(..))` is not a loop.
 "#,
     check,
 };
@@ -43,8 +48,8 @@ fn check(_: &Context<'_>, file: &SourceFile) -> Vec<Diagnostic> {
     let mut found = Vec::new();
     syntax::with_loops(file, |expr, loops, _| {
         let syn::Expr::Call(call) = expr else { return };
-        let per_item = loops.contains(&syntax::Loop::OverItems);
-        if syntax::starts_a_process(call) && per_item {
+        let per_item = loops.contains(&syntax::Loop::PerItem);
+        if syntax::starts_a_process(&file.names, call) && per_item {
             found.push(
                 Diagnostic::new(
                     LINT.name,

@@ -2,7 +2,7 @@
 //! worker is expected.
 
 use super::{Context, Level, Lint};
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Diagnostic, Pending};
 use crate::source::SourceFile;
 use crate::syntax;
 
@@ -35,43 +35,58 @@ pool.map(square, 0..100)?;
 ```
 
 ### Known limits
-A pool method is recognised by its name and its two arguments; a function imported from another
-crate is assumed to be registered.
+A pool method is recognised by its name and its two arguments, in a file that uses mp's
+process API; a function imported from another crate is assumed to be registered.
 "#,
     check,
 };
 
 fn check(cx: &Context<'_>, file: &SourceFile) -> Vec<Diagnostic> {
-    let functions = cx.functions();
     let mut found = Vec::new();
+    let pool_file = cx.uses_processes;
     syntax::with_loops(file, |expr, _, _| {
-        let Some(arg) = syntax::worker_argument(expr) else {
+        let Some(arg) = syntax::worker_argument(&file.names, pool_file, expr) else {
             return;
         };
-        let why = match arg {
-            syn::Expr::Closure(_) => Some("a closure cannot run in a child process".to_owned()),
+        let help = "define the function as an item and annotate it with `#[mp::worker]`";
+        match arg {
+            syn::Expr::Closure(_) => found.push(
+                Diagnostic::new(
+                    LINT.name,
+                    file,
+                    arg,
+                    "a closure cannot run in a child process",
+                    "passed as a worker",
+                )
+                .help(help),
+            ),
             syn::Expr::Path(p) if p.path.segments.len() == 1 && p.qself.is_none() => {
                 let name = p.path.segments[0].ident.to_string();
-                if functions.workers.contains(&name) {
-                    None
-                } else if functions.local.contains(&name) {
-                    Some(format!(
-                        "`{name}` is a local fn, which a child process cannot find"
-                    ))
-                } else if functions.plain.contains(&name) {
-                    Some(format!("`{name}` is not registered with `#[mp::worker]`"))
-                } else {
-                    None
-                }
+                // Whether `name` is registered is known once every file is read.
+                found.push(
+                    Diagnostic::new(LINT.name, file, arg, String::new(), "passed as a worker")
+                        .help(help)
+                        .pending(Pending::Unregistered(name)),
+                );
             }
-            _ => None,
-        };
-        if let Some(why) = why {
-            found.push(
-                Diagnostic::new(LINT.name, file, arg, why, "passed as a worker")
-                    .help("define the function as an item and annotate it with `#[mp::worker]`"),
-            );
+            _ => {}
         }
     });
     found
+}
+
+/// The message of a pending finding about `name`, or `None` if `name` is a worker (or not a
+/// function of this target).
+pub(crate) fn why(functions: &crate::syntax::Functions, name: &str) -> Option<String> {
+    if functions.workers.contains(name) {
+        None
+    } else if functions.local.contains(name) {
+        Some(format!(
+            "`{name}` is a local fn, which a child process cannot find"
+        ))
+    } else if functions.plain.contains(name) {
+        Some(format!("`{name}` is not registered with `#[mp::worker]`"))
+    } else {
+        None
+    }
 }

@@ -3,8 +3,8 @@ mod jobs;
 mp::main! {
     fn main() -> mp::Result<()> {
         let pool = mp::Pool::new(4)?; // allowed by [workspace.metadata.mp.lints]
-        for name in ["a", "b"] {
-            mp::spawn(jobs::fetch, name.to_string())?; // spawn-in-loop: deny here
+        for name in std::env::args() {
+            mp::spawn(jobs::fetch, name)?; // spawn-in-loop: deny here
         }
         drop(pool);
         Ok(())

@@ -1,0 +1,3 @@
+fn main() {
+    mp::spawn(work, ()).unwrap(); // missing-main-guard
+}
