@@ -280,11 +280,12 @@ fn summary(report: &Report, skipped: &[String]) -> String {
             .filter(|(d, _)| d.kind == kind)
             .count()
     };
+    let warnings = count(Level::Warn);
     let mut s = format!(
-        "cargo mp check: {} files, {} denied, {} warnings",
+        "cargo mp check: {} files, {} denied, {warnings} {}",
         report.files,
         count(Level::Deny),
-        count(Level::Warn)
+        if warnings == 1 { "warning" } else { "warnings" }
     );
     let syntax = of_kind(diagnostic::Kind::Syntax);
     if syntax > 0 {

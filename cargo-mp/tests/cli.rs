@@ -152,7 +152,7 @@ fn sarif_and_human_output() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("error[mp::spawn-in-loop]: a process is started for every item of a loop\n --> src/main.rs:7:13"), "{stderr}");
     assert!(
-        stderr.ends_with("cargo mp check: 3 files, 2 denied, 1 warnings\n"),
+        stderr.ends_with("cargo mp check: 3 files, 2 denied, 1 warning\n"),
         "{stderr}"
     );
     let out = cargo_mp("fixture-crate", &["--color", "always"]);

@@ -25,6 +25,7 @@ fn touch(lock: mp::Lock, value: mp::Value<u64>, shm: mp::SharedMemory) -> mp::Re
 }
 
 #[test]
+#[mp::allow(spawn-in-loop)] // one child every 100 rounds, on purpose: handles that travel
 fn a_thousand_create_drop_cycles_leak_nothing() {
     let _w = mp_tests::watchdog(Duration::from_secs(120));
     let prefix = format!("mp-test-leak-{}", std::process::id());
