@@ -221,7 +221,7 @@ pub enum Error {
     /// workers that fail again (Python's `Pool` restarts them forever).
     #[error("the pool's initializer failed in a worker: {0}")]
     InitializerFailed(String),
-    /// The peer of a [`Listener`](crate::Listener), [`NetConnection`](crate::NetConnection)
+    /// The peer of a [`Listener`](crate::Listener), [`Connection`](crate::Connection)
     /// or [`Manager`](crate::Manager) connection did not pass the auth-key challenge (or did
     /// not speak the protocol); the connection was closed before any request was read.
     #[error("authentication failed: {0}")]

@@ -42,7 +42,7 @@
 //! | `current_process()` | [`current_process`] |
 //! | `Manager()`, `manager.list()`, `.dict()`, `.Value()`, `.Namespace()`, `.Queue()`, `.Lock()`, `.Event()` | [`Manager`] ([`list`](Manager::list), [`dict`](Manager::dict), [`value`](Manager::value), [`queue`](Manager::queue), [`lock`](Manager::lock), [`event`](Manager::event)) → [`ListProxy`], [`DictProxy`], [`ValueProxy`], [`QueueProxy`], [`LockProxy`], [`EventProxy`] |
 //! | `BaseManager(address, authkey)`, `.connect()`, `get_server().serve_forever()` | [`Manager::builder`], [`Manager::connect`], [`Manager::named`], [`ManagerServer`] |
-//! | `connection.Listener(address, authkey)`, `connection.Client(address, authkey)` | [`Listener`], [`client`] → [`NetConnection`]; [`Address`] |
+//! | `connection.Listener(address, authkey)`, `connection.Client(address, authkey)` | [`Listener`], [`client`] → [`Connection`]; [`Address`] |
 //!
 //! ## Tests
 //!
@@ -59,7 +59,6 @@ mod connection;
 mod error;
 mod logging;
 mod manager;
-mod pipe;
 mod pool;
 mod process;
 mod queue;
@@ -70,14 +69,16 @@ mod sys;
 mod worker;
 
 pub use codec::MAX_MESSAGE;
-pub use connection::{Address, DEFAULT_MAX_MESSAGE, Listener, NetConnection, ToAddress, client};
+pub use connection::{
+    Address, Connection, DEFAULT_MAX_MESSAGE, Listener, NetConnection, PipeReader, PipeWriter,
+    ToAddress, client, pipe, pipe_one_way,
+};
 pub use error::{Error, ExitStatus, Result, SendError};
 pub use logging::{Level, Logger, get_logger, log_to_stderr};
 pub use manager::{
     DictProxy, EventProxy, ListProxy, LockProxy, LockProxyGuard, Manager, ManagerBuilder,
     ManagerServer, Proxy, QueueProxy, ValueProxy,
 };
-pub use pipe::{Connection, PipeReader, PipeWriter, pipe, pipe_one_way};
 pub use pool::executor::{AsCompleted, Executor, as_completed};
 pub use pool::{AsyncResult, CallOptions, Imap, Pool, PoolBuilder};
 pub use process::{

@@ -296,7 +296,7 @@ fn a_value_above_the_limit_is_refused_while_encoding() {
         .with_max_message(MAX);
     let address = listener.address().clone();
     let server = std::thread::spawn(move || {
-        let conn: mp::NetConnection<u8, Vec<u64>> = listener.accept().unwrap();
+        let conn: mp::Connection<u8, Vec<u64>> = listener.accept().unwrap();
         conn.recv().unwrap()
     });
     let conn = mp::client::<Endless, u8>(&address, KEY).unwrap();

@@ -297,7 +297,7 @@ fn listener_and_client_across_processes() {
         (address.clone(), KEY.to_vec(), words.clone()),
     )
     .unwrap();
-    let conn: mp::NetConnection<usize, String> = listener.accept().unwrap();
+    let conn: mp::Connection<usize, String> = listener.accept().unwrap();
     for _ in 0..words.len() {
         let w = conn.recv().unwrap();
         conn.send(w.len()).unwrap();
@@ -311,7 +311,7 @@ fn handles_with_descriptors_do_not_cross_a_network_connection() {
     let _w = watchdog(LIMIT);
     let listener = mp::Listener::bind("unix:@mp-test-no-fds", KEY).unwrap();
     let t = std::thread::spawn(move || {
-        let conn: mp::NetConnection<u8, mp::Queue<u8>> = listener.accept().unwrap();
+        let conn: mp::Connection<u8, mp::Queue<u8>> = listener.accept().unwrap();
         conn.recv_timeout(Duration::from_millis(200))
     });
     let conn = mp::client::<mp::Queue<u8>, u8>("unix:@mp-test-no-fds", KEY).unwrap();

@@ -149,3 +149,29 @@ fn pipe_end_travels_through_a_pipe() {
     inner_a.send("through".into()).unwrap();
     assert_eq!(received.recv().unwrap(), "through");
 }
+
+/// Pipe ends and network connections are one type; only a pipe end can travel to another
+/// process (a network connection stays with its handshake and is refused with a clear error).
+#[test]
+fn a_network_connection_is_a_connection_that_stays_in_its_process() {
+    let _w = limit();
+    let listener = mp::Listener::bind("127.0.0.1:0", b"key").unwrap();
+    let address = listener.address().clone();
+    let accepting = std::thread::spawn(move || listener.accept::<u8, u8>().unwrap());
+    let net: Connection<u8> = mp::client(&address, b"key").unwrap();
+    let served = accepting.join().unwrap();
+    assert!(net.peer().is_some());
+    let (a, b) = mp::pipe::<Connection<u8>>().unwrap();
+    assert!(a.peer().is_none());
+    let refused = a.send(net).unwrap_err();
+    assert!(
+        matches!(&refused.error, Error::Encode(m) if m.contains("cannot be sent")),
+        "{}",
+        refused.error
+    );
+    // Still usable after the refusal.
+    let net = refused.into_inner();
+    net.send(7).unwrap();
+    assert_eq!(served.recv().unwrap(), 7);
+    drop(b);
+}

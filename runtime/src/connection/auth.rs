@@ -1,4 +1,4 @@
-//! The auth-key handshake that opens every network connection (Listener/NetConnection and
+//! The auth-key handshake that opens every network connection (Listener/Connection and
 //! managers): an HMAC-SHA256 challenge-response in both directions, exchanged as three small
 //! fixed-shape frames under a 256-byte limit, so nothing a peer sends is decoded beyond them
 //! before it has proved it knows the key.

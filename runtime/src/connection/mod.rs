@@ -1,317 +1,225 @@
-//! Typed connections between processes that did not start each other (Python's
-//! `multiprocessing.connection`): a [`Listener`] on a TCP or local address, [`client`] to
-//! connect, both authenticated by an auth key (`auth.rs`), carrying framed messages in socket
-//! mode (`channel.rs`). Connections are accepted and authenticated by a gate (`gate.rs`) that
-//! bounds how many unauthenticated peers are waited for, and for how long. Managers talk over
-//! the same connections.
+//! Connections (Python's `multiprocessing.connection`): one typed [`Connection`] for both the
+//! ends of a pipe (`pipe.rs`) and the authenticated network connections a [`Listener`] accepts
+//! or [`client`] opens (`listener.rs`, over the handshake in `auth.rs` and the gate in
+//! `gate.rs`). Framing is `channel.rs`'s; a private mode says which kind an end is: only a pipe
+//! end can travel to another process, and a network end knows its peer.
 
 mod address;
 pub(crate) mod auth;
 pub(crate) mod gate;
+mod listener;
+mod pipe;
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::os::fd::BorrowedFd;
-use std::sync::{Mutex, PoisonError};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use address::{Address, ToAddress};
+pub(crate) use listener::connect_channel;
+pub use listener::{DEFAULT_MAX_MESSAGE, Listener, client};
+pub use pipe::{PipeReader, PipeWriter, pipe, pipe_one_way};
 
 use crate::channel::Channel;
+use crate::codec;
 use crate::error::{Error, Result, SendError};
-use crate::sys::net;
+use crate::sys;
 
-/// How long connecting may take before it fails (TCP set-up; the handshake has its own limit).
-pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// What a listener accepts per message unless told otherwise.
-pub const DEFAULT_MAX_MESSAGE: u64 = 64 * 1024 * 1024;
-
-/// A listening socket that accepts authenticated, typed connections (Python's
-/// `multiprocessing.connection.Listener(address, authkey=...)`).
+/// One end of a connection: sends `S`, receives `R` (Python's
+/// `multiprocessing.connection.Connection`). An end of a [`pipe`] (which can be a worker's
+/// argument), or an authenticated network connection from [`Listener::accept`] or [`client`]
+/// (which stays in its process).
 ///
-/// Every accepted peer must prove that it knows the auth key before anything it sends is
-/// decoded; one that does not is disconnected and [`accept`](Listener::accept) reports
-/// [`Error::AuthenticationFailed`], leaving the listener ready for the next.
-///
-/// Unauthenticated peers are bounded: `accept` runs the handshakes of all waiting peers at
-/// once on its own thread, at most [`DEFAULT_MAX_HANDSHAKES`](Listener::DEFAULT_MAX_HANDSHAKES)
-/// of them (a connection beyond that closes the oldest pending one), each given
-/// [`DEFAULT_HANDSHAKE_TIMEOUT`](Listener::DEFAULT_HANDSHAKE_TIMEOUT) to finish; a pending
-/// peer costs a descriptor and a few hundred bytes. See
-/// [`with_max_handshakes`](Listener::with_max_handshakes) and
-/// [`with_handshake_timeout`](Listener::with_handshake_timeout).
-///
-/// The handshake authenticates both ends; the messages after it carry no MAC and are not
-/// encrypted (as in Python). Across untrusted networks, use an SSH tunnel or TLS.
+/// Values cross by value; over a network connection one that holds an OS handle (a queue, a
+/// pipe end, shared memory) is refused with [`Error::Encode`]. A message larger than the peer
+/// accepts is refused with [`Error::TooLarge`] before anything is sent; either way
+/// [`send`](Connection::send) hands the value back.
 ///
 /// ```
 /// # mp::guard!();
-/// let listener = mp::Listener::bind("127.0.0.1:0", b"secret key")?;
-/// let address = listener.address().clone(); // the real port
+/// #[mp::worker]
+/// fn echo(conn: mp::Connection<String>) -> mp::Result<()> {
+///     while let Ok(msg) = conn.recv() {
+///         conn.send(msg.to_uppercase())?;
+///     }
+///     Ok(())
+/// }
 ///
-/// let client = std::thread::spawn(move || -> mp::Result<String> {
-///     let conn = mp::client::<String, String>(&address, b"secret key")?;
-///     conn.send("ping".to_string())?;
-///     conn.recv()
-/// });
-///
-/// let conn: mp::NetConnection<String> = listener.accept()?;
-/// assert_eq!(conn.recv()?, "ping");
-/// conn.send("pong".to_string())?;
-/// assert_eq!(client.join().unwrap()?, "pong");
+/// let (here, there) = mp::pipe::<String>()?;
+/// let mut p = mp::spawn(echo, there)?;
+/// here.send("hi".to_string())?;
+/// assert_eq!(here.recv()?, "HI");
+/// drop(here); // the child sees Disconnected and returns
+/// p.join()??;
 /// # Ok::<(), mp::Error>(())
 /// ```
-pub struct Listener {
-    inner: net::Listener,
-    address: Address,
-    authkey: Vec<u8>,
-    limits: gate::Limits,
-    /// The handshakes in progress.
-    gate: Mutex<gate::Gate>,
-    /// A socket file this listener created, removed when it closes.
-    owned_path: Option<std::path::PathBuf>,
-}
-
-impl fmt::Debug for Listener {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Listener")
-            .field("address", &self.address)
-            .field("max_message", &self.limits.max_message)
-            .field("handshake_timeout", &self.limits.handshake_timeout)
-            .field("max_handshakes", &self.limits.max_handshakes)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Listener {
-    /// How long a peer has to complete the handshake unless told otherwise
-    /// ([`with_handshake_timeout`](Listener::with_handshake_timeout)).
-    pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-    /// How many handshakes may be in progress at once unless told otherwise
-    /// ([`with_max_handshakes`](Listener::with_max_handshakes)).
-    pub const DEFAULT_MAX_HANDSHAKES: usize = 64;
-
-    /// Listens on `address` (`"127.0.0.1:0"` picks a free port; see
-    /// [`address`](Listener::address)). The key must not be empty.
-    pub fn bind(address: impl ToAddress, authkey: impl AsRef<[u8]>) -> Result<Listener> {
-        let address = address.to_address()?;
-        auth::check_key(authkey.as_ref())?;
-        let inner = net::Listener::bind(&address.endpoint())
-            .map_err(|source| Error::os("cannot listen on the address", source))?;
-        Listener::from_parts(inner, authkey.as_ref().to_vec())
-    }
-
-    pub(crate) fn from_parts(inner: net::Listener, authkey: Vec<u8>) -> Result<Listener> {
-        let address = Address::from_endpoint(
-            inner
-                .local()
-                .map_err(Error::io("cannot read the listening address"))?,
-        );
-        let owned_path = match &address {
-            Address::Unix(path) => Some(path.clone()),
-            _ => None,
-        };
-        Ok(Listener {
-            inner,
-            address,
-            authkey,
-            limits: gate::Limits {
-                max_message: DEFAULT_MAX_MESSAGE,
-                handshake_timeout: Listener::DEFAULT_HANDSHAKE_TIMEOUT,
-                max_handshakes: Listener::DEFAULT_MAX_HANDSHAKES,
-            },
-            gate: Mutex::new(gate::Gate::default()),
-            owned_path,
-        })
-    }
-
-    /// Sets the largest message (in encoded bytes) a peer may send; larger ones are refused
-    /// from their header, before anything is allocated, and close that connection. The limit
-    /// is announced to clients, which refuse to send more. Default: [`DEFAULT_MAX_MESSAGE`].
-    ///
-    /// ```
-    /// let listener = mp::Listener::bind("127.0.0.1:0", b"key")?.with_max_message(1 << 20);
-    /// # Ok::<(), mp::Error>(())
-    /// ```
-    pub fn with_max_message(mut self, bytes: u64) -> Listener {
-        self.limits.max_message = bytes;
-        self
-    }
-
-    /// Sets how long a connected peer has to complete the handshake; one that has not by
-    /// then is closed (and reported by [`accept`](Listener::accept)). Default:
-    /// [`DEFAULT_HANDSHAKE_TIMEOUT`](Listener::DEFAULT_HANDSHAKE_TIMEOUT).
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let listener = mp::Listener::bind("127.0.0.1:0", b"key")?
-    ///     .with_handshake_timeout(Duration::from_secs(3));
-    /// # Ok::<(), mp::Error>(())
-    /// ```
-    pub fn with_handshake_timeout(mut self, timeout: Duration) -> Listener {
-        self.limits.handshake_timeout = timeout;
-        self
-    }
-
-    /// Sets how many connected peers may be in the middle of the handshake at once (at least
-    /// one); a connection beyond that closes the oldest of them. Default:
-    /// [`DEFAULT_MAX_HANDSHAKES`](Listener::DEFAULT_MAX_HANDSHAKES).
-    ///
-    /// ```
-    /// let listener = mp::Listener::bind("127.0.0.1:0", b"key")?.with_max_handshakes(8);
-    /// # Ok::<(), mp::Error>(())
-    /// ```
-    pub fn with_max_handshakes(mut self, count: usize) -> Listener {
-        self.limits.max_handshakes = count.max(1);
-        self
-    }
-
-    /// The address this listener is bound to (with the real port for a port of 0).
-    pub fn address(&self) -> &Address {
-        &self.address
-    }
-
-    /// Waits for a peer that completes the handshake and returns its connection.
-    ///
-    /// A peer with a wrong key, that does not speak the protocol, that does not complete the
-    /// handshake in time, or that is pushed out by newer connections gives
-    /// [`Error::AuthenticationFailed`] (it has been disconnected); call `accept` again. The
-    /// other peers' handshakes go on meanwhile.
-    pub fn accept<S, R>(&self) -> Result<NetConnection<S, R>> {
-        loop {
-            match self.next_event(None)? {
-                gate::Event::Accepted { channel, peer, .. } => {
-                    return Ok(NetConnection::from_channel(channel, peer));
-                }
-                gate::Event::Failed(e) => return Err(e),
-                gate::Event::Woken => {}
-            }
-        }
-    }
-
-    /// Advances the handshakes in progress and accepts new connections until one
-    /// authenticates, one fails, or `wake` is readable (a server's stop).
-    pub(crate) fn next_event(&self, wake: Option<BorrowedFd<'_>>) -> Result<gate::Event> {
-        let mut gate = self.gate.lock().unwrap_or_else(PoisonError::into_inner);
-        gate.next(&self.inner, &self.authkey, self.limits, wake)
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        if let Some(path) = &self.owned_path {
-            let _ = std::fs::remove_file(path);
-        }
-    }
-}
-
-/// Connects to a [`Listener`] (or anything speaking its protocol) at `address` with
-/// `authkey` (Python's `multiprocessing.connection.Client`).
-///
-/// Fails with [`Error::AuthenticationFailed`] when the server rejects the key, cannot prove
-/// that it knows it, or is not an `mp` server; with an I/O error when nothing listens there.
-///
-/// ```
-/// # mp::guard!();
-/// let listener = mp::Listener::bind("unix:@mp-doc-client", b"key")?;
-/// let server = std::thread::spawn(move || {
-///     let conn: mp::NetConnection<u32> = listener.accept().unwrap();
-///     let n = conn.recv().unwrap();
-///     conn.send(n + 1).unwrap();
-/// });
-/// let conn = mp::client::<u32, u32>("unix:@mp-doc-client", b"key")?;
-/// conn.send(41)?;
-/// assert_eq!(conn.recv()?, 42);
-/// server.join().unwrap();
-///
-/// let wrong = mp::Listener::bind("127.0.0.1:0", b"right")?;
-/// let addr = wrong.address().clone();
-/// let t = std::thread::spawn(move || wrong.accept::<u32, u32>().map(|_| ()));
-/// assert!(matches!(mp::client::<u32, u32>(&addr, b"wrong"), Err(mp::Error::AuthenticationFailed(_))));
-/// assert!(t.join().unwrap().is_err());
-/// # Ok::<(), mp::Error>(())
-/// ```
-#[doc(alias = "Client")]
-pub fn client<S, R>(
-    address: impl ToAddress,
-    authkey: impl AsRef<[u8]>,
-) -> Result<NetConnection<S, R>> {
-    let address = address.to_address()?;
-    let channel = connect_channel(&address, authkey.as_ref())?;
-    Ok(NetConnection::from_channel(channel, address.to_string()))
-}
-
-/// Connects and authenticates a socket-mode channel to `address`.
-pub(crate) fn connect_channel(address: &Address, authkey: &[u8]) -> Result<Channel> {
-    auth::check_key(authkey)?;
-    let sock = net::connect(&address.endpoint(), CONNECT_TIMEOUT)
-        .map_err(|source| Error::os("cannot connect", source))?;
-    let channel = Channel::socket(sock, auth::HANDSHAKE_LIMIT);
-    auth::answer(&channel, authkey, &address.to_string())?;
-    Ok(channel)
-}
-
-/// An authenticated connection to a peer process over TCP or a local socket: sends `S`,
-/// receives `R` (Python's `multiprocessing.connection.Connection` from a `Listener` or
-/// `Client`).
-///
-/// Values cross by value; one that holds an OS handle (a queue, a pipe end, shared memory)
-/// cannot travel over a network connection and is refused with [`Error::Encode`]. A message
-/// larger than the peer accepts is refused with [`Error::TooLarge`] before anything is sent;
-/// either way [`send`](NetConnection::send) hands the value back.
-///
-/// See [`Listener`] for an example.
-pub struct NetConnection<S, R = S> {
+pub struct Connection<S, R = S> {
     channel: Channel,
-    peer: String,
+    /// The peer of a network connection; `None` for a pipe end.
+    peer: Option<String>,
     _types: PhantomData<fn(S) -> R>,
 }
 
-impl<S, R> fmt::Debug for NetConnection<S, R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NetConnection")
-            .field("peer", &self.peer)
-            .finish_non_exhaustive()
-    }
-}
+/// The name the network side of [`Connection`] had; the same type.
+#[doc(hidden)]
+pub type NetConnection<S, R = S> = Connection<S, R>;
 
-impl<S, R> NetConnection<S, R> {
-    fn from_channel(channel: Channel, peer: String) -> NetConnection<S, R> {
-        NetConnection {
+impl<S, R> Connection<S, R> {
+    pub(crate) fn from_channel(channel: Channel, peer: Option<String>) -> Connection<S, R> {
+        Connection {
             channel,
             peer,
             _types: PhantomData,
         }
     }
 
-    /// Who is at the other end: `ip:port` for TCP, `pid N` for a local peer, or the address
-    /// this end connected to.
-    pub fn peer(&self) -> &str {
-        &self.peer
+    /// Who is at the other end of a network connection: `ip:port` for TCP, `pid N` for a local
+    /// peer, or the address this end connected to; `None` for a pipe end.
+    pub fn peer(&self) -> Option<&str> {
+        self.peer.as_deref()
+    }
+
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.channel.fd()
     }
 }
 
-impl<S: Serialize, R: DeserializeOwned> NetConnection<S, R> {
-    /// Sends `value`; on failure hands it back with the error.
+impl<S: Serialize, R: DeserializeOwned> Connection<S, R> {
+    /// A connected pair with different types each way: the first end sends `S` and receives
+    /// `R`, the second the reverse.
+    ///
+    /// ```
+    /// let (client, server) = mp::Connection::<String, usize>::pair()?;
+    /// client.send("four".to_string())?;
+    /// let word = server.recv()?;
+    /// server.send(word.len())?;
+    /// assert_eq!(client.recv()?, 4);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn pair() -> Result<(Connection<S, R>, Connection<R, S>)>
+    where
+        R: Serialize,
+        S: DeserializeOwned,
+    {
+        let (a, b) = sys::socketpair_stream().map_err(Error::io("cannot create a socket pair"))?;
+        Ok((Connection::from(a), Connection::from(b)))
+    }
+
+    /// Sends `value`; blocks while the peer's buffer is full. On failure the value comes back
+    /// in the error. Large values travel in shared memory, not through the socket.
     pub fn send(&self, value: S) -> Result<(), SendError<S>> {
         self.channel.send_value(value)
     }
 
-    /// Waits for the next message. [`Error::Disconnected`] once the peer is gone.
+    /// Receives the next value, waiting as long as it takes. [`Error::Disconnected`] once the
+    /// peer is gone and everything it sent was received.
     pub fn recv(&self) -> Result<R> {
         self.channel.recv_frame(None)?.decode()
     }
 
-    /// Like [`recv`](NetConnection::recv), giving up after `timeout` with [`Error::Timeout`].
+    /// Receives the next value, waiting at most `timeout` ([`Error::Timeout`]).
+    ///
+    /// ```
+    /// let (a, _b) = mp::pipe::<u8>()?;
+    /// let waited = a.recv_timeout(std::time::Duration::from_millis(10));
+    /// assert!(matches!(waited, Err(mp::Error::Timeout)));
+    /// # Ok::<(), mp::Error>(())
+    /// ```
     pub fn recv_timeout(&self, timeout: Duration) -> Result<R> {
         self.channel.recv_frame(Some(timeout))?.decode()
     }
 
-    /// Whether a message (or end-of-file) is ready, waiting up to `timeout` (`None`: forever).
+    /// Receives a value only if one is ready ([`Error::Timeout`] otherwise).
+    pub fn try_recv(&self) -> Result<R> {
+        self.channel.recv_frame(Some(Duration::ZERO))?.decode()
+    }
+
+    /// Whether there is something to receive (a value, or the peer's hang-up), waiting up to
+    /// `timeout` (`None`: forever). Python's `poll(timeout)`.
+    ///
+    /// ```
+    /// let (a, b) = mp::pipe::<u8>()?;
+    /// assert!(!b.poll(Some(std::time::Duration::ZERO))?);
+    /// a.send(7)?;
+    /// assert!(b.poll(None)?);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
     pub fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
         self.channel.poll(timeout)
+    }
+}
+
+/// Wraps a connected `AF_UNIX` stream socket, e.g. one end of
+/// [`UnixStream::pair`](std::os::unix::net::UnixStream::pair) (Python's `Connection(handle)`).
+/// The peer must speak `mp`'s framing; anything else is reported as [`Error::Malformed`].
+///
+/// ```
+/// use std::os::unix::net::UnixStream;
+/// let (a, b) = UnixStream::pair().unwrap();
+/// let a: mp::Connection<u8> = mp::Connection::from(std::os::fd::OwnedFd::from(a));
+/// let b: mp::Connection<u8> = mp::Connection::from(std::os::fd::OwnedFd::from(b));
+/// a.send(5)?;
+/// assert_eq!(b.recv()?, 5);
+/// # Ok::<(), mp::Error>(())
+/// ```
+impl<S, R> From<OwnedFd> for Connection<S, R> {
+    fn from(fd: OwnedFd) -> Self {
+        Connection::from_channel(Channel::new(fd), None)
+    }
+}
+
+/// Unwraps the socket, e.g. to speak another protocol on it. Bytes already buffered by `recv`
+/// stay behind.
+///
+/// ```
+/// let (a, _b) = mp::pipe::<u8>()?;
+/// let socket = std::os::fd::OwnedFd::from(a);
+/// let _stream = std::os::unix::net::UnixStream::from(socket);
+/// # Ok::<(), mp::Error>(())
+/// ```
+impl<S, R> From<Connection<S, R>> for OwnedFd {
+    fn from(conn: Connection<S, R>) -> OwnedFd {
+        conn.channel.into_fd()
+    }
+}
+
+impl<S, R> fmt::Debug for Connection<S, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Connection");
+        match &self.peer {
+            Some(peer) => d.field("peer", peer),
+            None => d.field("fd", &self.channel.fd().as_raw_fd()),
+        };
+        d.finish()
+    }
+}
+
+// Handles serialize as the index of their descriptor in the message's side table.
+
+impl<S, R> Serialize for Connection<S, R> {
+    fn serialize<Z: Serializer>(&self, serializer: Z) -> std::result::Result<Z::Ok, Z::Error> {
+        if let Some(peer) = &self.peer {
+            return Err(serde::ser::Error::custom(format!(
+                "a network connection (to {peer}) cannot be sent to another process; \
+                 connect from there with `mp::client`"
+            )));
+        }
+        let index =
+            codec::push_fd(self.channel.fd().as_raw_fd()).map_err(serde::ser::Error::custom)?;
+        serializer.serialize_newtype_struct("mp::Connection", &index)
+    }
+}
+
+impl<'de, S, R> Deserialize<'de> for Connection<S, R> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(rename = "mp::Connection")]
+        struct Index(u32);
+        let Index(index) = Index::deserialize(deserializer)?;
+        let fd = codec::take_fd(index).map_err(serde::de::Error::custom)?;
+        Ok(Connection::from_channel(Channel::new(fd), None))
     }
 }

@@ -17,7 +17,7 @@
 //!   routing `SIGINT` to a listener while a pool call blocks ([`arm_interrupts`]);
 //! * the number of usable CPUs (affinity mask and cgroup quota);
 //! * TCP and local stream listeners and connections, a non-blocking "peer gone" check and
-//!   cryptographic random bytes ([`net`]), for managers and `Listener`/`NetConnection`;
+//!   cryptographic random bytes ([`net`]), for managers and `Listener`/`Connection`;
 //! * starting the current executable again with chosen descriptors inherited ([`spawn_self`]),
 //!   and a pre-`main` hook that routes such a child to its worker ([`CHILD_HOOK`]).
 //!

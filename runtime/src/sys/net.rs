@@ -1,4 +1,4 @@
-//! Network endpoints for managers and `Listener`/`NetConnection`: TCP and `AF_UNIX` stream
+//! Network endpoints for managers and `Listener`/`Connection`: TCP and `AF_UNIX` stream
 //! listeners (path or Linux abstract name), connecting, and the few socket options the
 //! framing needs. Connected sockets leave here as plain descriptors for `channel.rs`.
 
