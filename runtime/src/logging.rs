@@ -1,12 +1,17 @@
 //! Logging in Python's style (`log_to_stderr`, `get_logger`), built on `tracing`: records are
-//! tagged `[LEVEL/process-name pid]`, and children inherit the level chosen in the parent.
+//! tagged `[LEVEL/process-name pid]`, the level can be read and changed at any time, and
+//! children inherit the level in force in the parent (also one set by the program's own
+//! `tracing` subscriber).
 
 use std::fmt;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use tracing::{Event, Subscriber};
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 
 pub use tracing::Level;
@@ -47,20 +52,29 @@ fn level_of(code: u8) -> Option<Level> {
 /// ```
 pub fn log_to_stderr(level: Level) -> Logger {
     LEVEL.store(code_of(level), Ordering::Relaxed);
-    install(level);
+    install();
     Logger { _private: () }
 }
 
-fn install(level: Level) {
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(level)
+/// Installs the stderr subscriber (once); it shows the records at or above the level in
+/// force, read at each record, so [`Logger::set_level`] takes effect at once.
+fn install() {
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .event_format(PythonStyle)
-        .try_init();
+        .with_filter(filter_fn(|meta| {
+            level_of(LEVEL.load(Ordering::Relaxed)).is_some_and(|level| *meta.level() <= level)
+        }));
+    let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer));
 }
 
+/// The level a child starts with: the one set through `mp`, or else the most verbose level
+/// the program's own `tracing` subscriber records, if it installed one.
 pub(crate) fn level_code() -> Option<u8> {
     match LEVEL.load(Ordering::Relaxed) {
+        0 if tracing::dispatcher::has_been_set() => tracing::level_filters::LevelFilter::current()
+            .into_level()
+            .map(code_of),
         0 => None,
         code => Some(code),
     }
@@ -69,7 +83,7 @@ pub(crate) fn level_code() -> Option<u8> {
 pub(crate) fn install_from_code(code: Option<u8>) {
     if let Some(level) = code.and_then(level_of) {
         LEVEL.store(code_of(level), Ordering::Relaxed);
-        install(level);
+        install();
     }
 }
 
@@ -90,23 +104,63 @@ pub struct Logger {
 }
 
 impl Logger {
-    /// A `DEBUG` record.
+    /// The level records must reach to be shown by [`log_to_stderr`]'s output (Python's
+    /// `logger.level`); `None` until a level is set.
+    ///
+    /// ```
+    /// let logger = mp::log_to_stderr(mp::Level::WARN);
+    /// assert_eq!(logger.level(), Some(mp::Level::WARN));
+    /// logger.set_level(mp::Level::DEBUG);
+    /// assert_eq!(mp::get_logger().level(), Some(mp::Level::DEBUG));
+    /// ```
+    pub fn level(&self) -> Option<Level> {
+        level_of(LEVEL.load(Ordering::Relaxed))
+    }
+
+    /// Changes the level (Python's `logger.setLevel`), at once for this process and for the
+    /// children it starts afterwards; starts the stderr output if it was not on.
+    pub fn set_level(&self, level: Level) {
+        LEVEL.store(code_of(level), Ordering::Relaxed);
+        install();
+    }
+
+    /// A `DEBUG` record. Records carry the caller's `file:line` in their `caller` field.
+    #[track_caller]
     pub fn debug(&self, message: impl fmt::Display) {
-        tracing::debug!(target: "mp", "{message}");
+        let caller = caller();
+        tracing::debug!(target: "mp", caller, "{message}");
     }
     /// An `INFO` record.
+    #[track_caller]
     pub fn info(&self, message: impl fmt::Display) {
-        tracing::info!(target: "mp", "{message}");
+        let caller = caller();
+        tracing::info!(target: "mp", caller, "{message}");
     }
     /// A `WARN` record (Python's `warning`).
-    #[doc(alias = "warn")]
+    #[track_caller]
     pub fn warning(&self, message: impl fmt::Display) {
-        tracing::warn!(target: "mp", "{message}");
+        let caller = caller();
+        tracing::warn!(target: "mp", caller, "{message}");
+    }
+    /// A `WARN` record: [`warning`](Logger::warning) under the name `tracing` and `log` use.
+    #[track_caller]
+    pub fn warn(&self, message: impl fmt::Display) {
+        let caller = caller();
+        tracing::warn!(target: "mp", caller, "{message}");
     }
     /// An `ERROR` record.
+    #[track_caller]
     pub fn error(&self, message: impl fmt::Display) {
-        tracing::error!(target: "mp", "{message}");
+        let caller = caller();
+        tracing::error!(target: "mp", caller, "{message}");
     }
+}
+
+/// `file:line` of the code that called a `Logger` method.
+#[track_caller]
+fn caller() -> String {
+    let at = std::panic::Location::caller();
+    format!("{}:{}", at.file(), at.line())
 }
 
 struct PythonStyle;
@@ -118,7 +172,7 @@ where
 {
     fn format_event(
         &self,
-        ctx: &FmtContext<'_, S, N>,
+        _ctx: &FmtContext<'_, S, N>,
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
@@ -130,7 +184,38 @@ where
             me.name(),
             me.pid()
         )?;
-        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        write!(writer, "{}", fields.message)?;
+        for (name, value) in &fields.others {
+            write!(writer, " {name}={value}")?;
+        }
         writeln!(writer)
+    }
+}
+
+/// An event's fields as Python's format shows them: the message, then any other field but the
+/// caller's location (which `tracing`'s own formats show).
+#[derive(Default)]
+struct Fields {
+    message: String,
+    others: Vec<(&'static str, String)>,
+}
+
+impl tracing::field::Visit for Fields {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        match field.name() {
+            "message" => self.message = value.to_owned(),
+            "caller" => {}
+            name => self.others.push((name, format!("{value:?}"))),
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
+        match field.name() {
+            "message" => self.message = format!("{value:?}"),
+            "caller" => {}
+            name => self.others.push((name, format!("{value:?}"))),
+        }
     }
 }

@@ -247,3 +247,32 @@ fn many_children_at_once() {
         assert_eq!(p.join().unwrap(), 2 * i as i64);
     }
 }
+
+#[test]
+fn a_child_follows_the_level_of_the_programs_own_subscriber() {
+    let _w = limit();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_log_own_subscriber"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // The parent's own subscriber shows the caller's location, not logging.rs.
+    let parent = stderr
+        .lines()
+        .find(|l| l.contains("parent record"))
+        .expect("parent record");
+    assert!(parent.contains("log_own_subscriber.rs:"), "{parent}");
+    // The child logs at the parent's level, in mp's format.
+    let child = stderr
+        .lines()
+        .find(|l| l.contains("child debug record"))
+        .unwrap_or_else(|| panic!("no child record: {stderr}"));
+    assert!(child.starts_with("[DEBUG/Process-1 "), "{child}");
+    assert!(!child.contains("caller="), "{child}");
+    // Both processes say they are shutting down, as Python's do.
+    assert_eq!(
+        stderr.matches("process shutting down").count(),
+        2,
+        "{stderr}"
+    );
+}

@@ -100,6 +100,7 @@ pub fn leave_main() {
 /// What a process does as it ends through `mp` (Python's `util._exit_function`): terminates
 /// its daemon children and waits for the others, so none is left running or a zombie.
 pub(crate) fn finish_children() {
+    tracing::info!(target: "mp", "process shutting down");
     let running: Vec<(u32, bool)> = RUNNING
         .lock()
         .unwrap_or_else(|e| e.into_inner())
