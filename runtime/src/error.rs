@@ -400,6 +400,24 @@ impl Error {
     }
 }
 
+/// An OS error, e.g. from `std::fs` inside a worker, so `?` works on it in a function returning
+/// `mp::Result` (the error keeps its kind; its context says only that an operation failed).
+///
+/// ```
+/// #[mp::worker]
+/// fn read_config(path: String) -> mp::Result<String> {
+///     Ok(std::fs::read_to_string(path)?)
+/// }
+///
+/// let err = read_config("/no/such/file".to_string()).unwrap_err();
+/// assert!(matches!(&err, mp::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound));
+/// ```
+impl From<io::Error> for Error {
+    fn from(source: io::Error) -> Error {
+        Error::os("an I/O operation failed", source)
+    }
+}
+
 /// A failed send or put: the error, and the value that was not sent.
 ///
 /// Converts into [`Error`] with `?` (dropping the value).

@@ -52,6 +52,7 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+mod any_process;
 mod bootstrap;
 mod channel;
 mod codec;
@@ -68,6 +69,7 @@ mod sync;
 mod sys;
 mod worker;
 
+pub use any_process::AnyProcess;
 pub use codec::MAX_MESSAGE;
 pub use connection::{
     Address, Connection, DEFAULT_MAX_MESSAGE, Listener, NetConnection, PipeReader, PipeWriter,
