@@ -3,56 +3,50 @@
 //! dict on the server's side, [`StoredDict`]: its operations ([`DictOp`]) and how each
 //! applies. Must not know other kinds, sessions or the store.
 
-use std::marker::PhantomData;
-use std::sync::Arc;
-
 use indexmap::IndexMap;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::handle::{self, Handle};
+use super::handle;
 use super::object::{ObjectKind, Out, discard, refs_of};
 use super::protocol::{Blob, Key, Reply, unexpected};
-use super::proxy::{Creator, Named, Proxy, proxy_impls};
+use super::proxy::{Creator, Named, proxy};
 use crate::error::{Result, SendError};
 
-/// A dictionary that lives in a [`Manager`](crate::Manager)'s server process (Python's
-/// `manager.dict()`). Keys keep insertion order, as in Python.
-///
-/// Keys are compared by their encoding, which matches `==` for the usual key types (integers,
-/// strings, tuples and derived structs of these); a key type whose `Eq` differs from its
-/// serialized form (say, a case-insensitive string) is not a good fit.
-///
-/// Reads return copies: **mutating a value you got does not change the dict** — insert it
-/// again, or use [`update_with`](DictProxy::update_with), which changes one entry atomically
-/// even when many processes do so at once.
-///
-/// ```
-/// # mp::guard!();
-/// #[mp::worker]
-/// fn count(words: mp::DictProxy<String, u64>, text: String) -> mp::Result<()> {
-///     for word in text.split_whitespace() {
-///         words.update_with(&word.to_string(), |n| Some(n.unwrap_or(0) + 1))?;
-///     }
-///     Ok(())
-/// }
-///
-/// let manager = mp::Manager::new()?;
-/// let words = manager.dict::<String, u64>()?;
-/// let mut a = mp::spawn(count, (words.clone(), "a b a".to_string()))?;
-/// let mut b = mp::spawn(count, (words.clone(), "b a".to_string()))?;
-/// a.join()??;
-/// b.join()??;
-/// assert_eq!(words.get(&"a".to_string())?, Some(3));
-/// assert_eq!(words.get(&"b".to_string())?, Some(2));
-/// # Ok::<(), mp::Error>(())
-/// ```
-pub struct DictProxy<K, V> {
-    pub(super) handle: Arc<Handle>,
-    pub(super) _type: PhantomData<fn() -> (K, V)>,
+proxy! {
+    /// A dictionary that lives in a [`Manager`](crate::Manager)'s server process (Python's
+    /// `manager.dict()`). Keys keep insertion order, as in Python.
+    ///
+    /// Keys are compared by their encoding, which matches `==` for the usual key types (integers,
+    /// strings, tuples and derived structs of these); a key type whose `Eq` differs from its
+    /// serialized form (say, a case-insensitive string) is not a good fit.
+    ///
+    /// Reads return copies: **mutating a value you got does not change the dict** — insert it
+    /// again, or use [`update_with`](DictProxy::update_with), which changes one entry atomically
+    /// even when many processes do so at once.
+    ///
+    /// ```
+    /// # mp::guard!();
+    /// #[mp::worker]
+    /// fn count(words: mp::DictProxy<String, u64>, text: String) -> mp::Result<()> {
+    ///     for word in text.split_whitespace() {
+    ///         words.update_with(&word.to_string(), |n| Some(n.unwrap_or(0) + 1))?;
+    ///     }
+    ///     Ok(())
+    /// }
+    ///
+    /// let manager = mp::Manager::new()?;
+    /// let words = manager.dict::<String, u64>()?;
+    /// let mut a = mp::spawn(count, (words.clone(), "a b a".to_string()))?;
+    /// let mut b = mp::spawn(count, (words.clone(), "b a".to_string()))?;
+    /// a.join()??;
+    /// b.join()??;
+    /// assert_eq!(words.get(&"a".to_string())?, Some(3));
+    /// assert_eq!(words.get(&"b".to_string())?, Some(2));
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub struct DictProxy<K, V> of StoredDict, over (K, V);
 }
-
-proxy_impls!(DictProxy<K, V>, StoredDict, (K, V));
 
 impl<K, V> Named for DictProxy<K, V>
 where
@@ -62,13 +56,6 @@ where
     fn named(creator: &Creator, name: &str) -> Result<Self> {
         DictProxy::create(creator, Some(name), Vec::new())
     }
-}
-
-impl<K, V> Proxy for DictProxy<K, V>
-where
-    K: Serialize + DeserializeOwned,
-    V: Serialize + DeserializeOwned,
-{
 }
 
 impl<K, V> DictProxy<K, V>
@@ -186,15 +173,15 @@ where
         }
     }
 
+    /// Whether the dict is empty.
+    pub fn is_empty(&self) -> Result<bool> {
+        self.len().map(|n| n == 0)
+    }
+
     /// The number of entries.
     #[doc(alias = "__len__")]
     pub fn len(&self) -> Result<usize> {
         self.handle.len::<StoredDict>(DictOp::Len)
-    }
-
-    /// Whether the dict is empty.
-    pub fn is_empty(&self) -> Result<bool> {
-        Ok(self.len()? == 0)
     }
 
     /// Removes every entry.
@@ -285,16 +272,14 @@ impl<K, V> DictProxy<K, V> {
 /// An operation on a dict.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum DictOp {
-    Len,
-    Clear,
+    Keys,
+    Values,
+    Items,
     Get(Key),
     GetMany(Vec<Key>),
     Insert(Key, Blob),
     Remove(Key),
     Contains(Key),
-    Keys,
-    Values,
-    Items,
     Update(Vec<(Key, Blob)>),
     /// One entry (or its absence) with its version.
     Entry(Key),
@@ -304,6 +289,8 @@ pub(crate) enum DictOp {
         version: u64,
         value: Option<Blob>,
     },
+    Len,
+    Clear,
 }
 
 /// A dict as the server keeps it: entries in insertion order, as Python's dicts, each with
@@ -441,17 +428,10 @@ impl ObjectKind for StoredDict {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::manager::object::apply_keeping_refs as apply;
 
     fn key(b: &[u8]) -> Key {
         crate::codec::Bytes(b.to_vec())
-    }
-
-    /// Applies `op`, expecting it to drop no reference.
-    fn apply(dict: &mut StoredDict, op: DictOp) -> Result<Reply> {
-        let mut dropped = Vec::new();
-        let reply = dict.apply(op, 0, &mut dropped).map(|(r, _)| r);
-        assert!(dropped.is_empty());
-        reply
     }
 
     #[test]

@@ -2,49 +2,41 @@
 //! server's side, [`StoredEvent`]: its operations ([`EventOp`]), when a wait must wait and how
 //! each applies. Must not know other kinds, sessions or the store.
 
-use std::marker::PhantomData;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::handle::Handle;
 use super::object::{ObjectKind, Out, Pending};
 use super::protocol::{Blob, Reply, Wait};
-use super::proxy::{Creator, Named, Proxy, proxy_impls};
+use super::proxy::{Creator, Named, proxy};
 use crate::error::{Error, Result};
 
-/// An event that lives in a [`Manager`](crate::Manager)'s server process (Python's
-/// `manager.Event()`).
-///
-/// ```
-/// # mp::guard!();
-/// #[mp::worker]
-/// fn signal(ready: mp::EventProxy) -> mp::Result<()> {
-///     ready.set()
-/// }
-///
-/// let manager = mp::Manager::new()?;
-/// let ready = manager.event()?;
-/// assert!(!ready.wait_timeout(std::time::Duration::from_millis(10))?);
-/// mp::spawn(signal, ready.clone())?.join()??;
-/// assert!(ready.wait_timeout(std::time::Duration::from_secs(5))?);
-/// # Ok::<(), mp::Error>(())
-/// ```
-pub struct EventProxy {
-    pub(super) handle: Arc<Handle>,
-    pub(super) _type: PhantomData<()>,
+proxy! {
+    /// An event that lives in a [`Manager`](crate::Manager)'s server process (Python's
+    /// `manager.Event()`).
+    ///
+    /// ```
+    /// # mp::guard!();
+    /// #[mp::worker]
+    /// fn signal(ready: mp::EventProxy) -> mp::Result<()> {
+    ///     ready.set()
+    /// }
+    ///
+    /// let manager = mp::Manager::new()?;
+    /// let ready = manager.event()?;
+    /// assert!(!ready.wait_timeout(std::time::Duration::from_millis(10))?);
+    /// mp::spawn(signal, ready.clone())?.join()??;
+    /// assert!(ready.wait_timeout(std::time::Duration::from_secs(5))?);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub struct EventProxy of StoredEvent, over ();
 }
-
-proxy_impls!(EventProxy, StoredEvent, ());
 
 impl Named for EventProxy {
     fn named(creator: &Creator, name: &str) -> Result<Self> {
         EventProxy::create(creator, Some(name))
     }
 }
-
-impl Proxy for EventProxy {}
 
 impl EventProxy {
     /// A new event (named: found if it exists).
@@ -66,12 +58,12 @@ impl EventProxy {
 
     /// Whether the flag is set.
     pub fn is_set(&self) -> Result<bool> {
-        self.bool(EventOp::IsSet)
+        self.handle.bool::<StoredEvent>(EventOp::IsSet)
     }
 
     /// Waits until the flag is set.
     pub fn wait(&self) -> Result<()> {
-        match self.bool(EventOp::Wait {
+        match self.handle.bool::<StoredEvent>(EventOp::Wait {
             wait: Wait::Forever,
         })? {
             true => Ok(()),
@@ -83,13 +75,9 @@ impl EventProxy {
 
     /// Waits at most `timeout`; whether the flag was set.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
-        self.bool(EventOp::Wait {
+        self.handle.bool::<StoredEvent>(EventOp::Wait {
             wait: Wait::For(timeout),
         })
-    }
-
-    fn bool(&self, op: EventOp) -> Result<bool> {
-        self.handle.bool::<StoredEvent>(op)
     }
 }
 

@@ -212,6 +212,16 @@ impl Handle {
         self.send_with::<K, T>(value, |v| Ok(op(self.encode(v)?)))
     }
 
+    /// Encodes every item, runs the operation `op` builds from them, and hands them all back
+    /// on failure.
+    pub(crate) fn send_all<K: Registered, T: Serialize>(
+        &self,
+        items: Vec<T>,
+        op: impl FnOnce(Vec<Blob>) -> K::Op,
+    ) -> Result<(), SendError<Vec<T>>> {
+        self.send_with::<K, Vec<T>>(items, |items| Ok(op(self.encode_all(items)?)))
+    }
+
     /// Builds an operation from `value` (encoding it), runs it, and hands the value back
     /// unless the server answered `Done`: the one shape of every write whose reply carries
     /// no data.

@@ -3,57 +3,48 @@
 //! its operations ([`ListOp`]) and how each applies. Must not know other kinds, sessions or
 //! the store: the server calls [`ObjectKind::apply`] with the list locked.
 
-use std::marker::PhantomData;
-use std::sync::Arc;
-
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::handle::Handle;
 use super::object::{ObjectKind, Out, discard, index, refs_of};
 use super::protocol::{Blob, Reply, unexpected};
-use super::proxy::{Creator, Named, Proxy, proxy_impls};
+use super::proxy::{Creator, Named, proxy};
 use crate::error::{Result, SendError};
 
-/// A list that lives in a [`Manager`](crate::Manager)'s server process, shared by every
-/// process holding a proxy to it (Python's `manager.list()`).
-///
-/// Every call is one round trip to the server. Reads return copies: **changing a value you
-/// got from [`get`](ListProxy::get) does not change the list** (Python's classic surprise with
-/// nested proxies) — write it back with [`set`](ListProxy::set), or change the list in place
-/// atomically with [`update`](ListProxy::update). Batched calls ([`extend`](ListProxy::extend),
-/// [`to_vec`](ListProxy::to_vec)) move many items in one round trip.
-///
-/// A proxy is an ordinary worker argument; clones share their connections.
-///
-/// ```
-/// # mp::guard!();
-/// #[mp::worker]
-/// fn add(list: mp::ListProxy<u32>, n: u32) -> mp::Result<()> {
-///     list.append(n)?;
-///     Ok(())
-/// }
-///
-/// let manager = mp::Manager::new()?;
-/// let list = manager.list_from([1, 2, 3])?;
-/// mp::spawn(add, (list.clone(), 100))?.join()??;
-/// assert_eq!(list.to_vec()?, [1, 2, 3, 100]);
-/// # Ok::<(), mp::Error>(())
-/// ```
-pub struct ListProxy<T> {
-    pub(super) handle: Arc<Handle>,
-    pub(super) _type: PhantomData<fn() -> T>,
+proxy! {
+    /// A list that lives in a [`Manager`](crate::Manager)'s server process, shared by every
+    /// process holding a proxy to it (Python's `manager.list()`).
+    ///
+    /// Every call is one round trip to the server. Reads return copies: **changing a value you
+    /// got from [`get`](ListProxy::get) does not change the list** (Python's classic surprise with
+    /// nested proxies) — write it back with [`set`](ListProxy::set), or change the list in place
+    /// atomically with [`update`](ListProxy::update). Batched calls ([`extend`](ListProxy::extend),
+    /// [`to_vec`](ListProxy::to_vec)) move many items in one round trip.
+    ///
+    /// A proxy is an ordinary worker argument; clones share their connections.
+    ///
+    /// ```
+    /// # mp::guard!();
+    /// #[mp::worker]
+    /// fn add(list: mp::ListProxy<u32>, n: u32) -> mp::Result<()> {
+    ///     list.append(n)?;
+    ///     Ok(())
+    /// }
+    ///
+    /// let manager = mp::Manager::new()?;
+    /// let list = manager.list_from([1, 2, 3])?;
+    /// mp::spawn(add, (list.clone(), 100))?.join()??;
+    /// assert_eq!(list.to_vec()?, [1, 2, 3, 100]);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub struct ListProxy<T> of StoredList, over T;
 }
-
-proxy_impls!(ListProxy<T>, StoredList, T);
 
 impl<T: Serialize + DeserializeOwned> Named for ListProxy<T> {
     fn named(creator: &Creator, name: &str) -> Result<Self> {
         ListProxy::create(creator, Some(name), Vec::new())
     }
 }
-
-impl<T: Serialize + DeserializeOwned> Proxy for ListProxy<T> {}
 
 impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// A new list (named: found if it exists) holding `items`.
@@ -75,10 +66,8 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
 
     /// Appends every item in one round trip; on failure hands them all back (none was added).
     pub fn extend(&self, items: impl IntoIterator<Item = T>) -> Result<(), SendError<Vec<T>>> {
-        let items: Vec<T> = items.into_iter().collect();
-        self.handle.send_with::<StoredList, _>(items, |items| {
-            Ok(ListOp::Extend(self.handle.encode_all(items)?))
-        })
+        let items = items.into_iter().collect();
+        self.handle.send_all::<StoredList, T>(items, ListOp::Extend)
     }
 
     /// The item at `index`, or `None` past the end.
@@ -220,8 +209,6 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
 /// An operation on a list.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum ListOp {
-    Len,
-    Clear,
     Push(Blob),
     Extend(Vec<Blob>),
     Get(u64),
@@ -238,6 +225,8 @@ pub(crate) enum ListOp {
         version: u64,
         items: Vec<Blob>,
     },
+    Len,
+    Clear,
 }
 
 /// A list as the server keeps it: its items and a version that every change advances.
@@ -351,21 +340,7 @@ impl ObjectKind for StoredList {
 mod tests {
     use super::*;
     use crate::error::Error;
-
-    fn holding(bytes: &[u8], refs: &[u64]) -> Blob {
-        Blob {
-            bytes: crate::codec::Bytes(bytes.to_vec()),
-            refs: refs.to_vec(),
-        }
-    }
-
-    /// Applies `op`, expecting it to drop no reference.
-    fn apply(list: &mut StoredList, op: ListOp) -> Result<Reply> {
-        let mut dropped = Vec::new();
-        let reply = list.apply(op, 0, &mut dropped).map(|(r, _)| r);
-        assert!(dropped.is_empty());
-        reply
-    }
+    use crate::manager::object::apply_keeping_refs as apply;
 
     #[test]
     fn list_operations_and_range_errors() {
@@ -387,21 +362,21 @@ mod tests {
 
     #[test]
     fn values_leaving_a_list_drop_or_hand_over_their_references() {
-        let mut list = StoredList::new(vec![holding(b"a", &[1])]).unwrap();
+        let mut list = StoredList::new(vec![Blob::holding(b"a", &[1])]).unwrap();
         let mut dropped = Vec::new();
         let mut run = |list: &mut StoredList, op| list.apply(op, 0, &mut dropped).unwrap().1;
         assert_eq!(run(&mut list, ListOp::Get(0)), Out::Copied);
         assert_eq!(
-            run(&mut list, ListOp::Set(0, holding(b"b", &[2]))),
+            run(&mut list, ListOp::Set(0, Blob::holding(b"b", &[2]))),
             Out::Copied
         );
-        run(&mut list, ListOp::Push(holding(b"c", &[3, 4])));
+        run(&mut list, ListOp::Push(Blob::holding(b"c", &[3, 4])));
         // A lost compare-and-swap does not store its values.
         run(
             &mut list,
             ListOp::Replace {
                 version: 0,
-                items: vec![holding(b"d", &[5])],
+                items: vec![Blob::holding(b"d", &[5])],
             },
         );
         assert!(

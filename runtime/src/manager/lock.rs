@@ -4,51 +4,43 @@
 //! connection ends while it holds the lock, the server frees it and tells the next acquirer
 //! ([`Error::OwnerDied`]). Must not know other kinds, sessions or the store.
 
-use std::marker::PhantomData;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::handle::Handle;
 use super::object::{ObjectKind, Out, Pending};
 use super::protocol::{Blob, Holder, Reply, Wait};
-use super::proxy::{Creator, Named, Proxy, proxy_impls};
+use super::proxy::{Creator, Named, proxy};
 use crate::error::{Error, Result};
 use crate::sys;
 
-/// A lock that lives in a [`Manager`](crate::Manager)'s server process (Python's
-/// `manager.Lock()`), usable from processes on other machines too.
-///
-/// It is held by the calling thread until the guard is dropped; acquiring it again on the same
-/// thread is [`Error::Deadlock`]. If the process holding it dies, the next acquirer gets
-/// [`Error::OwnerDied`] once, and the lock is free again.
-///
-/// ```
-/// # mp::guard!();
-/// let manager = mp::Manager::new()?;
-/// let lock = manager.lock()?;
-/// let guard = lock.acquire()?;
-/// assert!(lock.is_locked()?);
-/// assert!(matches!(lock.acquire(), Err(mp::Error::Deadlock)));
-/// drop(guard);
-/// assert!(lock.try_acquire().is_ok());
-/// # Ok::<(), mp::Error>(())
-/// ```
-pub struct LockProxy {
-    pub(super) handle: Arc<Handle>,
-    pub(super) _type: PhantomData<()>,
+proxy! {
+    /// A lock that lives in a [`Manager`](crate::Manager)'s server process (Python's
+    /// `manager.Lock()`), usable from processes on other machines too.
+    ///
+    /// It is held by the calling thread until the guard is dropped; acquiring it again on the same
+    /// thread is [`Error::Deadlock`]. If the process holding it dies, the next acquirer gets
+    /// [`Error::OwnerDied`] once, and the lock is free again.
+    ///
+    /// ```
+    /// # mp::guard!();
+    /// let manager = mp::Manager::new()?;
+    /// let lock = manager.lock()?;
+    /// let guard = lock.acquire()?;
+    /// assert!(lock.is_locked()?);
+    /// assert!(matches!(lock.acquire(), Err(mp::Error::Deadlock)));
+    /// drop(guard);
+    /// assert!(lock.try_acquire().is_ok());
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub struct LockProxy of StoredLock, over ();
 }
-
-proxy_impls!(LockProxy, StoredLock, ());
 
 impl Named for LockProxy {
     fn named(creator: &Creator, name: &str) -> Result<Self> {
         LockProxy::create(creator, Some(name))
     }
 }
-
-impl Proxy for LockProxy {}
 
 /// Holds a [`LockProxy`]; releases it when dropped.
 #[must_use = "the lock is released when the guard is dropped"]

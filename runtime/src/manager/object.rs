@@ -128,3 +128,12 @@ pub(crate) fn index(i: u64, len: usize) -> Result<usize> {
 pub(crate) fn wrong_kind(ty: &Type) -> Error {
     Error::InvalidArgument(format!("that operation does not apply to a {ty}"))
 }
+
+/// Applies `op`, expecting it to drop no reference (for the kinds' tests).
+#[cfg(test)]
+pub(crate) fn apply_keeping_refs<K: ObjectKind>(contents: &mut K, op: K::Op) -> Result<Reply> {
+    let mut dropped = Vec::new();
+    let reply = contents.apply(op, 0, &mut dropped).map(|(r, _)| r);
+    assert!(dropped.is_empty(), "dropped {dropped:?}");
+    reply
+}

@@ -34,9 +34,15 @@ impl Blob {
     /// A value that holds no proxy.
     #[cfg(test)]
     pub(crate) fn plain(bytes: &[u8]) -> Blob {
+        Blob::holding(bytes, &[])
+    }
+
+    /// A value whose proxies refer to `refs`.
+    #[cfg(test)]
+    pub(crate) fn holding(bytes: &[u8], refs: &[u64]) -> Blob {
         Blob {
             bytes: crate::codec::Bytes(bytes.to_vec()),
-            refs: Vec::new(),
+            refs: refs.to_vec(),
         }
     }
 }
@@ -45,7 +51,7 @@ impl Blob {
 /// only ever used as the type it was created with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Type {
-    /// The kind's name (`"list"`, `"dict"`, …: [`ObjectKind::NAME`](super::object::ObjectKind::NAME)).
+    /// The kind's name (`"list"`, `"dict"`, …: its `ObjectKind::NAME`).
     pub(crate) kind: Cow<'static, str>,
     /// A fingerprint of the element types (name, size, alignment).
     pub(crate) fingerprint: u64,

@@ -91,18 +91,33 @@ impl Creator {
     }
 }
 
-/// `from_handle`, `Clone` (sharing the connections), `Debug`, `Serialize` and `Deserialize`
-/// for a proxy struct `$name` (fields `handle` and `_type`) to an object of kind `$kind` over
-/// element types `$elements`.
-macro_rules! proxy_impls {
-    ($name:ident $(<$($g:ident),+>)?, $kind:ty, $elements:ty) => {
+/// A proxy struct `$name` (its handle and element types) to an object of kind `$kind` over
+/// element types `$elements`, with `from_handle`, `Clone` (sharing the connections), `Debug`,
+/// `Serialize`, `Deserialize`, and [`Proxy`] once the file implements [`Named`].
+macro_rules! proxy {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident $(<$($g:ident),+>)? of $kind:ty, over $elements:ty;
+    ) => {
+        $(#[$meta])*
+        pub struct $name$(<$($g),+>)? {
+            handle: ::std::sync::Arc<$crate::manager::handle::Handle>,
+            _type: ::std::marker::PhantomData<fn() -> $elements>,
+        }
+
         impl$(<$($g),+>)? $name$(<$($g),+>)? {
-            pub(super) fn from_handle(handle: ::std::sync::Arc<$crate::manager::handle::Handle>) -> Self {
+            fn from_handle(handle: ::std::sync::Arc<$crate::manager::handle::Handle>) -> Self {
                 $name {
                     handle,
                     _type: ::std::marker::PhantomData,
                 }
             }
+        }
+
+        impl$(<$($g),+>)? $crate::manager::proxy::Proxy for $name$(<$($g),+>)?
+        where
+            Self: $crate::manager::proxy::Named,
+        {
         }
 
         impl$(<$($g),+>)? Clone for $name$(<$($g),+>)? {
@@ -136,4 +151,4 @@ macro_rules! proxy_impls {
         }
     };
 }
-pub(crate) use proxy_impls;
+pub(crate) use proxy;

@@ -4,8 +4,6 @@
 //! server's side, [`StoredQueue`]: its operations ([`QueueOp`]), when they must wait and how
 //! they apply. Must not know other kinds, sessions or the store.
 
-use std::marker::PhantomData;
-use std::sync::Arc;
 use std::time::Duration;
 
 use std::collections::VecDeque;
@@ -13,54 +11,48 @@ use std::collections::VecDeque;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::handle::Handle;
 use super::object::{ObjectKind, Out, Pending, refs_of};
 use super::protocol::{Blob, Reply, Wait, unexpected};
-use super::proxy::{Creator, Named, Proxy, proxy_impls};
+use super::proxy::{Creator, Named, proxy};
 use crate::error::{Error, Result, SendError};
 
-/// A queue that lives in a [`Manager`](crate::Manager)'s server process (Python's
-/// `manager.Queue(maxsize)`).
-///
-/// Between processes of one program, [`mp::Queue`](crate::Queue) is faster (shared memory, no
-/// server); a manager queue is the one to use between unrelated programs or machines. Blocking
-/// calls wait on the server; `try_` calls fail at once with [`Error::Empty`] / [`Error::Full`],
-/// `_timeout` calls with [`Error::Timeout`]. An item taken by a client whose connection broke
-/// before the reply went out is put back at the front.
-///
-/// ```
-/// # mp::guard!();
-/// #[mp::worker]
-/// fn produce(q: mp::QueueProxy<u32>) -> mp::Result<()> {
-///     q.put_many(0..10)?;
-///     Ok(())
-/// }
-///
-/// let manager = mp::Manager::new()?;
-/// let q = manager.queue::<u32>()?;
-/// let mut p = mp::spawn(produce, q.clone())?;
-/// let mut got = Vec::new();
-/// while got.len() < 10 {
-///     got.extend(q.get_many(10)?);
-/// }
-/// p.join()??;
-/// assert_eq!(got, (0..10).collect::<Vec<_>>());
-/// # Ok::<(), mp::Error>(())
-/// ```
-pub struct QueueProxy<T> {
-    pub(super) handle: Arc<Handle>,
-    pub(super) _type: PhantomData<fn() -> T>,
+proxy! {
+    /// A queue that lives in a [`Manager`](crate::Manager)'s server process (Python's
+    /// `manager.Queue(maxsize)`).
+    ///
+    /// Between processes of one program, [`mp::Queue`](crate::Queue) is faster (shared memory, no
+    /// server); a manager queue is the one to use between unrelated programs or machines. Blocking
+    /// calls wait on the server; `try_` calls fail at once with [`Error::Empty`] / [`Error::Full`],
+    /// `_timeout` calls with [`Error::Timeout`]. An item taken by a client whose connection broke
+    /// before the reply went out is put back at the front.
+    ///
+    /// ```
+    /// # mp::guard!();
+    /// #[mp::worker]
+    /// fn produce(q: mp::QueueProxy<u32>) -> mp::Result<()> {
+    ///     q.put_many(0..10)?;
+    ///     Ok(())
+    /// }
+    ///
+    /// let manager = mp::Manager::new()?;
+    /// let q = manager.queue::<u32>()?;
+    /// let mut p = mp::spawn(produce, q.clone())?;
+    /// let mut got = Vec::new();
+    /// while got.len() < 10 {
+    ///     got.extend(q.get_many(10)?);
+    /// }
+    /// p.join()??;
+    /// assert_eq!(got, (0..10).collect::<Vec<_>>());
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub struct QueueProxy<T> of StoredQueue, over T;
 }
-
-proxy_impls!(QueueProxy<T>, StoredQueue, T);
 
 impl<T: Serialize + DeserializeOwned> Named for QueueProxy<T> {
     fn named(creator: &Creator, name: &str) -> Result<Self> {
         QueueProxy::create(creator, Some(name), None)
     }
 }
-
-impl<T: Serialize + DeserializeOwned> Proxy for QueueProxy<T> {}
 
 impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
     /// A new queue (named: found if it exists) holding at most `maxsize` items.
@@ -93,13 +85,12 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
     /// Puts every item in one round trip, waiting until all fit; on failure hands them back
     /// (none was put).
     pub fn put_many(&self, items: impl IntoIterator<Item = T>) -> Result<(), SendError<Vec<T>>> {
-        let items: Vec<T> = items.into_iter().collect();
-        self.handle.send_with::<StoredQueue, _>(items, |items| {
-            Ok(QueueOp::Put {
-                items: self.handle.encode_all(items)?,
+        let items = items.into_iter().collect();
+        self.handle
+            .send_all::<StoredQueue, T>(items, |items| QueueOp::Put {
+                items,
                 wait: Wait::Forever,
             })
-        })
     }
 
     /// Takes the oldest item, waiting for one.

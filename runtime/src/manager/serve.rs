@@ -145,7 +145,7 @@ pub(crate) fn serve_child(channel: &Channel, args: Frame) -> i32 {
         }
         Err(e) => {
             let _ = channel.send(&Err::<(), Error>(e));
-            return 70;
+            return crate::error::CHILD_FAILED;
         }
     };
     tracing::info!(target: "mp", "manager serving on {}", server.address());
@@ -153,7 +153,7 @@ pub(crate) fn serve_child(channel: &Channel, args: Frame) -> i32 {
         Ok(()) => 0,
         Err(e) => {
             tracing::error!(target: "mp", "manager stopped: {e}");
-            70
+            crate::error::CHILD_FAILED
         }
     }
 }

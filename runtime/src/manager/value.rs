@@ -3,62 +3,53 @@
 //! side, [`StoredValue`]: its operations ([`ValueOp`]) and how each applies. Must not know
 //! other kinds, sessions or the store.
 
-use std::marker::PhantomData;
-use std::sync::Arc;
-
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::handle::Handle;
 use super::object::{ObjectKind, Out, discard};
 use super::protocol::{Blob, Reply, unexpected};
-use super::proxy::{Creator, Named, Proxy, proxy_impls};
+use super::proxy::{Creator, Named, proxy};
 use crate::error::{Result, SendError};
 
-/// One value of any serializable type that lives in a [`Manager`](crate::Manager)'s server
-/// process (Python's `manager.Value(typecode, v)`; with a struct for `T`, Python's
-/// `manager.Namespace()` with typed fields).
-///
-/// [`get`](ValueProxy::get) returns a copy: **changing it does not change the shared value**
-/// — [`set`](ValueProxy::set) it, or use [`update`](ValueProxy::update), which is atomic.
-///
-/// ```
-/// # mp::guard!();
-/// #[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
-/// struct Settings {
-///     threshold: f64,
-///     label: String,
-/// }
-///
-/// #[mp::worker]
-/// fn configure(ns: mp::ValueProxy<Settings>) -> mp::Result<()> {
-///     ns.update(|s| s.label = "tuned".into())?;
-///     Ok(())
-/// }
-///
-/// let manager = mp::Manager::new()?;
-/// let ns = manager.value(Settings { threshold: 0.5, label: String::new() })?;
-/// mp::spawn(configure, ns.clone())?.join()??;
-/// let s = ns.get()?;
-/// assert_eq!((s.threshold, s.label.as_str()), (0.5, "tuned"));
-/// # Ok::<(), mp::Error>(())
-/// ```
-#[doc(alias = "Namespace")]
-#[doc(alias = "Value")]
-pub struct ValueProxy<T> {
-    pub(super) handle: Arc<Handle>,
-    pub(super) _type: PhantomData<fn() -> T>,
+proxy! {
+    /// One value of any serializable type that lives in a [`Manager`](crate::Manager)'s server
+    /// process (Python's `manager.Value(typecode, v)`; with a struct for `T`, Python's
+    /// `manager.Namespace()` with typed fields).
+    ///
+    /// [`get`](ValueProxy::get) returns a copy: **changing it does not change the shared value**
+    /// — [`set`](ValueProxy::set) it, or use [`update`](ValueProxy::update), which is atomic.
+    ///
+    /// ```
+    /// # mp::guard!();
+    /// #[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
+    /// struct Settings {
+    ///     threshold: f64,
+    ///     label: String,
+    /// }
+    ///
+    /// #[mp::worker]
+    /// fn configure(ns: mp::ValueProxy<Settings>) -> mp::Result<()> {
+    ///     ns.update(|s| s.label = "tuned".into())?;
+    ///     Ok(())
+    /// }
+    ///
+    /// let manager = mp::Manager::new()?;
+    /// let ns = manager.value(Settings { threshold: 0.5, label: String::new() })?;
+    /// mp::spawn(configure, ns.clone())?.join()??;
+    /// let s = ns.get()?;
+    /// assert_eq!((s.threshold, s.label.as_str()), (0.5, "tuned"));
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    #[doc(alias = "Namespace")]
+    #[doc(alias = "Value")]
+    pub struct ValueProxy<T> of StoredValue, over T;
 }
-
-proxy_impls!(ValueProxy<T>, StoredValue, T);
 
 impl<T: Serialize + DeserializeOwned + Default> Named for ValueProxy<T> {
     fn named(creator: &Creator, name: &str) -> Result<Self> {
         ValueProxy::create(creator, Some(name), &T::default())
     }
 }
-
-impl<T: Serialize + DeserializeOwned + Default> Proxy for ValueProxy<T> {}
 
 impl<T: Serialize + DeserializeOwned> ValueProxy<T> {
     /// A new value (named: found if it exists) holding `value`.
@@ -196,24 +187,17 @@ impl ObjectKind for StoredValue {
 mod tests {
     use super::*;
 
-    fn holding(bytes: &[u8], refs: &[u64]) -> Blob {
-        Blob {
-            bytes: crate::codec::Bytes(bytes.to_vec()),
-            refs: refs.to_vec(),
-        }
-    }
-
     #[test]
     fn a_value_drops_the_references_of_what_it_no_longer_holds() {
-        let mut value = StoredValue::new(holding(b"v", &[7])).unwrap();
+        let mut value = StoredValue::new(Blob::holding(b"v", &[7])).unwrap();
         let mut dropped = Vec::new();
         let lost = ValueOp::Swap {
             version: 9,
-            value: holding(b"w", &[8]),
+            value: Blob::holding(b"w", &[8]),
         };
         value.apply(lost, 0, &mut dropped).unwrap();
         value
-            .apply(ValueOp::Set(holding(b"x", &[])), 0, &mut dropped)
+            .apply(ValueOp::Set(Blob::holding(b"x", &[])), 0, &mut dropped)
             .unwrap();
         assert_eq!(dropped, [8, 7]);
     }

@@ -221,19 +221,16 @@ mod tests {
         }
     }
 
-    fn holding(bytes: &[u8], refs: &[u64]) -> Blob {
-        Blob {
-            bytes: crate::codec::Bytes(bytes.to_vec()),
-            refs: refs.to_vec(),
-        }
+    /// A new, empty, unnamed list's id.
+    fn new_list(store: &mut Store) -> u64 {
+        let init = Init::List(Vec::new());
+        store.create(ty("list"), None, init).unwrap().0
     }
 
     #[test]
     fn objects_live_while_referenced() {
         let mut store = Store::default();
-        let (id, _) = store
-            .create(ty("list"), None, Init::List(Vec::new()))
-            .unwrap();
+        let id = new_list(&mut store);
         let token = store.share(id).unwrap();
         assert!(store.unref(id).is_none()); // the creating connection closes
         assert!(store.objects.contains_key(&id), "the token keeps it");
@@ -247,12 +244,8 @@ mod tests {
     #[test]
     fn a_token_counts_only_for_its_own_object() {
         let mut store = Store::default();
-        let (a, _) = store
-            .create(ty("list"), None, Init::List(Vec::new()))
-            .unwrap();
-        let (b, _) = store
-            .create(ty("list"), None, Init::List(Vec::new()))
-            .unwrap();
+        let a = new_list(&mut store);
+        let b = new_list(&mut store);
         let token_b = store.share(b).unwrap();
         // Presented with the wrong object, the token is neither used nor lost.
         store.attach(a, &ty("list"), Some(token_b)).unwrap();
@@ -290,9 +283,7 @@ mod tests {
     #[test]
     fn holding_is_all_or_nothing() {
         let mut store = Store::default();
-        let (a, _) = store
-            .create(ty("list"), None, Init::List(Vec::new()))
-            .unwrap();
+        let a = new_list(&mut store);
         let e = store.hold(&[a, 99]).unwrap_err();
         assert!(e.to_string().contains("#99 no longer exists"), "{e}");
         assert_eq!(
@@ -300,7 +291,7 @@ mod tests {
             "the reference to `a` was given back"
         );
         // A container created with a proxy inside holds its object.
-        let init = Init::List(vec![holding(b"p", &[a])]);
+        let init = Init::List(vec![Blob::holding(b"p", &[a])]);
         let (outer, _) = store.create(ty("list"), None, init).unwrap();
         assert_eq!(store.objects[&a].refs, 2);
         assert!(
