@@ -81,7 +81,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(2);
 /// Each connection to the server is authenticated once, by a handshake in which both ends
 /// prove they know the key; the requests and answers after it carry no MAC and are not
 /// encrypted (as in Python). Across untrusted networks, use an SSH tunnel or TLS. The server
-/// bounds unauthenticated peers (see [`Listener`]: 64 handshakes at once, 10 s each).
+/// bounds unauthenticated peers (see [`Listener`](crate::Listener): 64 handshakes at once, 10 s each).
 ///
 /// Proxies may be stored inside other containers (`DictProxy<String, ListProxy<u32>>`, a
 /// queue of proxies): a container keeps the objects its values refer to alive for as long as

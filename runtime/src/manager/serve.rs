@@ -17,7 +17,7 @@ use crate::sys;
 
 /// A manager server run in the calling process (Python's `BaseManager.get_server()` with
 /// `serve_forever()`): for a dedicated server program that other programs reach with
-/// [`Manager::connect`].
+/// [`Manager::connect`](crate::Manager::connect).
 ///
 /// ```
 /// # mp::guard!();
@@ -53,7 +53,7 @@ impl ManagerServer {
         })
     }
 
-    /// Sets the largest request accepted (see [`ManagerBuilder::max_message`]).
+    /// Sets the largest request accepted (see [`ManagerBuilder::max_message`](crate::ManagerBuilder::max_message)).
     pub fn with_max_message(self, bytes: u64) -> ManagerServer {
         ManagerServer {
             listener: self.listener.with_max_message(bytes),
@@ -92,7 +92,7 @@ impl ManagerServer {
         self.listener.address()
     }
 
-    /// Serves until a client calls [`Manager::shutdown`]; then closes every connection and
+    /// Serves until a client calls [`Manager::shutdown`](crate::Manager::shutdown); then closes every connection and
     /// returns.
     pub fn serve_forever(self) -> Result<()> {
         Server::new(self.listener)?.serve()
