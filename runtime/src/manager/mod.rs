@@ -4,7 +4,8 @@
 //! lifetime and failure handling: `README.md` beside this file.
 //!
 //! This file holds the public `Manager` and its builder, and the module map; it is the top of
-//! the module's import graph (nothing below imports it). The layers, bottom up: `protocol`
+//! the module's import graph (nothing below imports it) and must hold no kind's operations and
+//! no serving. The layers, bottom up: `protocol`
 //! (requests and replies, no kind named), `object` (what a kind is), `handle` (a proxy's
 //! connections) and `proxy` (what proxies share), one file per kind (`list`, `dict`,
 //! `value`, `queue`, `lock`, `event`: its proxy and its server-side operations), `kinds`
