@@ -3,6 +3,9 @@
 //! hold up another), how a proxy travels to another process (address, key, object id and a
 //! transfer token), and the encoding of values to and from blobs: a proxy stored in its own
 //! manager is encoded without a token, its reference travelling beside the bytes (`Blob::refs`).
+//!
+//! Every proxy is built on this; it knows no kind (an operation is any registered kind's
+//! `Op`) and nothing of the server's side.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -15,13 +18,15 @@ use crate::codec::Bytes;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::object::Registered;
 use super::protocol::{
-    Answer, Blob, Call, Init, Key, Op, Reply, Request, Type, spin_toward, unexpected,
+    Blob, Control, Envelope, Key, Never, Reply, Request, Response, Type, Variant, spin_toward,
+    unexpected,
 };
 use crate::channel::Channel;
 use crate::codec;
 use crate::connection::{self, Address};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SendError};
 
 /// How long dropping an unused proxy may spend handing its transfer token back.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -82,22 +87,26 @@ impl Endpoint {
     }
 
     /// Sends one request on `conn` and waits for its reply.
-    pub(crate) fn call(&self, conn: &mut Conn, request: Request) -> Result<Reply> {
+    pub(crate) fn call<O: Serialize, I: Serialize>(
+        &self,
+        conn: &mut Conn,
+        request: Request<O, I>,
+    ) -> Result<Reply> {
         let cpu = crate::sys::current_cpu();
         conn.channel.set_spin(spin_toward(conn.peer_cpu));
-        match conn.channel.send(&Call { cpu, request }) {
+        match conn.channel.send(&Envelope { cpu, body: request }) {
             Ok(()) => {}
             // Refused before anything was written: the connection is still good.
             Err(e @ (Error::TooLarge { .. } | Error::Encode(_))) => return Err(e),
             Err(e) => return Err(self.gone(e)),
         }
-        let answer: Answer = conn
+        let answer: Envelope<Response> = conn
             .channel
             .recv_frame(None)
             .and_then(|f| f.decode())
             .map_err(|e| self.gone(e))?;
         conn.peer_cpu = answer.cpu;
-        answer.response
+        answer.body
     }
 }
 
@@ -125,17 +134,23 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Handle {
-    /// Creates an object on the server (or, named, finds it) and attaches to it.
-    pub(crate) fn create(
+    /// Creates an object of kind `K` over element types `E` on the server (or, named, finds
+    /// it) and attaches to it.
+    pub(crate) fn create<K: Registered, E>(
         endpoint: &Endpoint,
-        ty: Type,
         name: Option<String>,
-        init: Init,
+        init: K::Init,
     ) -> Result<Arc<Handle>> {
+        let ty = type_of::<E>(K::NAME);
         let mut conn = endpoint.connect()?;
+        let init = Variant {
+            tag: K::TAG,
+            name: K::NAME,
+            value: init,
+        };
         let reply = endpoint.call(
             &mut conn,
-            Request::Create {
+            Request::<Never, _>::Create {
                 ty: ty.clone(),
                 name,
                 init,
@@ -154,12 +169,79 @@ impl Handle {
         }))
     }
 
-    /// Runs `op` on the object and returns the reply.
-    pub(crate) fn op(&self, op: Op) -> Result<Reply> {
-        self.request(Request::Op(op))
+    /// Runs `op` on the object (of kind `K`) and returns the reply.
+    pub(crate) fn op<K: Registered>(&self, op: K::Op) -> Result<Reply> {
+        self.request(Request::<_, Never>::Op(Variant {
+            tag: K::TAG,
+            name: K::NAME,
+            value: op,
+        }))
     }
 
-    fn request(&self, request: Request) -> Result<Reply> {
+    /// Runs `op`, which answers nothing but that it is done.
+    pub(crate) fn done<K: Registered>(&self, op: K::Op) -> Result<()> {
+        match self.op::<K>(op)? {
+            Reply::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Runs `op`, which answers a number of items.
+    pub(crate) fn len<K: Registered>(&self, op: K::Op) -> Result<usize> {
+        match self.op::<K>(op)? {
+            Reply::Len(n) => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Runs `op`, which answers a flag.
+    pub(crate) fn bool<K: Registered>(&self, op: K::Op) -> Result<bool> {
+        match self.op::<K>(op)? {
+            Reply::Bool(b) => Ok(b),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Encodes `value`, runs the operation `op` builds from it, and hands the value back on
+    /// failure.
+    pub(crate) fn send_value<K: Registered, T: Serialize>(
+        &self,
+        value: T,
+        op: impl FnOnce(Blob) -> K::Op,
+    ) -> Result<(), SendError<T>> {
+        self.send_with::<K, T>(value, |v| Ok(op(self.encode(v)?)))
+    }
+
+    /// Encodes every item, runs the operation `op` builds from them, and hands them all back
+    /// on failure.
+    pub(crate) fn send_all<K: Registered, T: Serialize>(
+        &self,
+        items: Vec<T>,
+        op: impl FnOnce(Vec<Blob>) -> K::Op,
+    ) -> Result<(), SendError<Vec<T>>> {
+        self.send_with::<K, Vec<T>>(items, |items| Ok(op(self.encode_all(items)?)))
+    }
+
+    /// Builds an operation from `value` (encoding it), runs it, and hands the value back
+    /// unless the server answered `Done`: the one shape of every write whose reply carries
+    /// no data.
+    pub(crate) fn send_with<K: Registered, V>(
+        &self,
+        value: V,
+        build: impl FnOnce(&V) -> Result<K::Op>,
+    ) -> Result<(), SendError<V>> {
+        let sent = build(&value).and_then(|op| self.op::<K>(op));
+        match sent {
+            Ok(Reply::Done) => Ok(()),
+            Ok(other) => Err(SendError {
+                error: unexpected(other),
+                value,
+            }),
+            Err(error) => Err(SendError { error, value }),
+        }
+    }
+
+    fn request<O: Serialize, I: Serialize>(&self, request: Request<O, I>) -> Result<Reply> {
         let mut conn = match lock(&self.idle).pop() {
             Some(c) => c,
             None => self.attach()?,
@@ -200,7 +282,7 @@ impl Handle {
         let decoded = codec::decode(&blob.bytes, Vec::new());
         let unclaimed = READING.with(|r| r.replace(previous)).unwrap_or_default();
         for token in unclaimed {
-            let _ = self.request(Request::Release { token });
+            let _ = self.request(Control::Release { token });
         }
         decoded
     }
@@ -211,7 +293,7 @@ impl Handle {
         let token = lock(&self.token).take();
         let reply = self.endpoint.call(
             &mut conn,
-            Request::Attach {
+            Control::Attach {
                 id: self.id,
                 ty: self.ty.clone(),
                 token,
@@ -241,7 +323,7 @@ impl Drop for Handle {
             .name("mp-manager-release".into())
             .spawn(move || {
                 if let Ok(mut conn) = endpoint.connect() {
-                    let _ = endpoint.call(&mut conn, Request::Release { token });
+                    let _ = endpoint.call(&mut conn, Control::Release { token });
                 }
                 let _ = done.send(());
             });
@@ -310,7 +392,7 @@ pub(crate) fn serialize<S: Serializer>(handle: &Handle, serializer: S) -> Result
     let keep = if stored {
         Keep::Stored
     } else {
-        match handle.request(Request::Share) {
+        match handle.request(Control::Share) {
             Ok(Reply::Token(t)) => Keep::Token(t),
             Ok(other) => return Err(S::Error::custom(unexpected(other))),
             Err(e) => return Err(S::Error::custom(e)),
@@ -413,10 +495,10 @@ fn encode_in<T: Serialize + ?Sized>(storing: Storing, limit: u64, value: &T) -> 
     })
 }
 
-/// The type description of an object of `kind` over element types `E`.
-pub(crate) fn type_of<E>(kind: super::protocol::Kind) -> Type {
+/// The type description of an object of kind `kind` over element types `E`.
+pub(crate) fn type_of<E>(kind: &'static str) -> Type {
     Type {
-        kind,
+        kind: std::borrow::Cow::Borrowed(kind),
         fingerprint: crate::sync::fingerprint::<E>(),
         elements: std::any::type_name::<E>().to_owned(),
     }

@@ -2,41 +2,58 @@
 //! dicts, values, queues, locks and events, and typed proxies that talk to it over an
 //! authenticated local socket or TCP. Requests are typed enums, never code. Protocol, object
 //! lifetime and failure handling: `README.md` beside this file.
+//!
+//! This file holds the public `Manager` and its builder, and the module map; it is the top of
+//! the module's import graph (nothing below imports it) and must hold no kind's operations and
+//! no serving. The layers, bottom up: `protocol`
+//! (requests and replies, no kind named), `object` (what a kind is), `handle` (a proxy's
+//! connections) and `proxy` (what proxies share), one file per kind (`list`, `dict`,
+//! `value`, `queue`, `lock`, `event`: its proxy and its server-side operations), `kinds`
+//! (the list of kinds), `server` (sessions and object lifetime) and `serve` (its entries).
 
 mod dict;
+mod event;
 mod handle;
+mod kinds;
 mod list;
+mod lock;
+mod object;
 mod protocol;
+mod proxy;
 mod queue;
+mod serve;
 mod server;
-mod sync;
 mod value;
 
 use std::fmt;
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::Child;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::codec::Bytes;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use dict::DictProxy;
+pub use event::EventProxy;
 pub use list::ListProxy;
+pub use lock::{LockProxy, LockProxyGuard};
+pub use proxy::Proxy;
 pub use queue::QueueProxy;
-pub use sync::{EventProxy, LockProxy, LockProxyGuard};
+pub use serve::ManagerServer;
+pub(crate) use serve::serve_child;
 pub use value::ValueProxy;
 
-use handle::{Endpoint, Handle, type_of};
-use protocol::{Blob, Init, Kind, Op, Reply, Request, unexpected};
+use handle::Endpoint;
+use protocol::Control;
+use proxy::Creator;
+use serve::{ListenerFd, ServerSpec};
 
 use crate::bootstrap::spawn::{Role, start_child};
 use crate::channel::{Channel, Frame};
-use crate::codec;
-use crate::connection::{Address, DEFAULT_MAX_MESSAGE, Listener, ToAddress, auth};
-use crate::error::{Error, Result, SendError};
+use crate::connection::{Address, DEFAULT_MAX_MESSAGE, ToAddress, auth};
+use crate::error::{Error, Result};
 use crate::sys;
 
 /// How long a new server process may take to report that it is up.
@@ -65,7 +82,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(2);
 /// Each connection to the server is authenticated once, by a handshake in which both ends
 /// prove they know the key; the requests and answers after it carry no MAC and are not
 /// encrypted (as in Python). Across untrusted networks, use an SSH tunnel or TLS. The server
-/// bounds unauthenticated peers (see [`Listener`]: 64 handshakes at once, 10 s each).
+/// bounds unauthenticated peers (see [`Listener`](crate::Listener): 64 handshakes at once, 10 s each).
 ///
 /// Proxies may be stored inside other containers (`DictProxy<String, ListProxy<u32>>`, a
 /// queue of proxies): a container keeps the objects its values refer to alive for as long as
@@ -88,9 +105,8 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(2);
 #[doc(alias = "SyncManager")]
 #[doc(alias = "BaseManager")]
 pub struct Manager {
-    endpoint: Endpoint,
-    /// The server instance's id (see `Reply::Created`), asked for when first needed.
-    instance: OnceLock<u64>,
+    /// The server's endpoint and instance id (see `Reply::Created`).
+    creator: Creator,
     /// The server process, when this `Manager` started it.
     server: Option<ServerProcess>,
 }
@@ -104,7 +120,7 @@ struct ServerProcess {
 impl fmt::Debug for Manager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Manager")
-            .field("address", &self.endpoint.address)
+            .field("address", &self.creator.endpoint.address)
             .field("pid", &self.pid())
             .finish_non_exhaustive()
     }
@@ -136,14 +152,6 @@ pub struct ManagerBuilder {
     max_message: u64,
 }
 
-/// Something [`Manager::named`] can find or create by name: every proxy type.
-pub trait Proxy: Sized {
-    /// Finds the object of this name and type on the manager, creating an empty one (for
-    /// [`ValueProxy`]: `T::default()`) if there is none.
-    #[doc(hidden)]
-    fn __named(manager: &Manager, name: &str) -> Result<Self>;
-}
-
 impl Manager {
     /// Starts a manager server as a child process, on a private local socket, with a random
     /// 32-byte auth key (Python's `multiprocessing.Manager()`).
@@ -168,22 +176,21 @@ impl Manager {
     pub fn connect(address: impl ToAddress, authkey: impl AsRef<[u8]>) -> Result<Manager> {
         let endpoint = Endpoint::new(address.to_address()?, Arc::from(authkey.as_ref()));
         let manager = Manager {
-            endpoint,
-            instance: OnceLock::new(),
+            creator: Creator::new(endpoint),
             server: None,
         };
-        manager.stats()?;
+        manager.creator.stats()?;
         Ok(manager)
     }
 
     /// The server's address (for a TCP port of 0: the port it got).
     pub fn address(&self) -> &Address {
-        &self.endpoint.address
+        &self.creator.endpoint.address
     }
 
     /// The auth key clients must present.
     pub fn authkey(&self) -> &[u8] {
-        &self.endpoint.authkey
+        &self.creator.endpoint.authkey
     }
 
     /// The server process's pid, when this `Manager` started it.
@@ -193,8 +200,7 @@ impl Manager {
 
     /// A new, empty shared list (Python's `manager.list()`).
     pub fn list<T: Serialize + DeserializeOwned>(&self) -> Result<ListProxy<T>> {
-        self.create::<T>(Kind::List, None, Init::Empty)
-            .map(ListProxy::from_handle)
+        ListProxy::create(&self.creator, None, Vec::new())
     }
 
     /// A new shared list holding `items` (Python's `manager.list([1, 2, 3])`).
@@ -202,14 +208,7 @@ impl Manager {
         &self,
         items: impl IntoIterator<Item = T>,
     ) -> Result<ListProxy<T>> {
-        let items: Vec<T> = items.into_iter().collect();
-        let server = self.instance()?;
-        let blobs = items
-            .iter()
-            .map(|item| handle::encode_for(server, self.endpoint.limit(), item))
-            .collect::<Result<Vec<_>>>()?;
-        self.create::<T>(Kind::List, None, Init::List(blobs))
-            .map(ListProxy::from_handle)
+        ListProxy::create(&self.creator, None, items.into_iter().collect())
     }
 
     /// A new, empty shared dict (Python's `manager.dict()`).
@@ -218,8 +217,7 @@ impl Manager {
         K: Serialize + DeserializeOwned,
         V: Serialize + DeserializeOwned,
     {
-        self.create::<(K, V)>(Kind::Dict, None, Init::Empty)
-            .map(DictProxy::from_handle)
+        DictProxy::create(&self.creator, None, Vec::new())
     }
 
     /// A new shared dict holding `pairs`.
@@ -231,32 +229,19 @@ impl Manager {
         K: Serialize + DeserializeOwned,
         V: Serialize + DeserializeOwned,
     {
-        let server = self.instance()?;
-        // Kept until the server has the values: their proxies keep their objects alive.
-        let pairs: Vec<(K, V)> = pairs.into_iter().collect();
-        let blobs = pairs
-            .iter()
-            .map(|(k, v)| {
-                let value = handle::encode_for(server, self.endpoint.limit(), v)?;
-                Ok((handle::encode_key(k)?, value))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        self.create::<(K, V)>(Kind::Dict, None, Init::Dict(blobs))
-            .map(DictProxy::from_handle)
+        DictProxy::create(&self.creator, None, pairs.into_iter().collect())
     }
 
     /// A new shared value (Python's `manager.Value(...)` and `manager.Namespace()`).
     #[doc(alias = "Namespace")]
     #[doc(alias = "Value")]
     pub fn value<T: Serialize + DeserializeOwned>(&self, value: T) -> Result<ValueProxy<T>> {
-        let blob = handle::encode_for(self.instance()?, self.endpoint.limit(), &value)?;
-        self.create::<T>(Kind::Value, None, Init::Value(blob))
-            .map(ValueProxy::from_handle)
+        ValueProxy::create(&self.creator, None, &value)
     }
 
     /// A new, unbounded shared queue (Python's `manager.Queue()`).
     pub fn queue<T: Serialize + DeserializeOwned>(&self) -> Result<QueueProxy<T>> {
-        self.queue_inner(None)
+        QueueProxy::create(&self.creator, None, None)
     }
 
     /// A new shared queue holding at most `maxsize` items (Python's `manager.Queue(maxsize)`).
@@ -270,24 +255,17 @@ impl Manager {
                     .to_owned(),
             ));
         }
-        self.queue_inner(Some(maxsize as u64))
-    }
-
-    fn queue_inner<T>(&self, maxsize: Option<u64>) -> Result<QueueProxy<T>> {
-        self.create::<T>(Kind::Queue, None, Init::Queue { maxsize })
-            .map(QueueProxy::from_handle)
+        QueueProxy::create(&self.creator, None, Some(maxsize as u64))
     }
 
     /// A new shared lock (Python's `manager.Lock()`).
     pub fn lock(&self) -> Result<LockProxy> {
-        self.create::<()>(Kind::Lock, None, Init::Empty)
-            .map(LockProxy::from_handle)
+        LockProxy::create(&self.creator, None)
     }
 
     /// A new shared event (Python's `manager.Event()`).
     pub fn event(&self) -> Result<EventProxy> {
-        self.create::<()>(Kind::Event, None, Init::Empty)
-            .map(EventProxy::from_handle)
+        EventProxy::create(&self.creator, None)
     }
 
     /// The object called `name` on this manager's server, created empty if there is none:
@@ -306,7 +284,7 @@ impl Manager {
     /// # Ok::<(), mp::Error>(())
     /// ```
     pub fn named<P: Proxy>(&self, name: &str) -> Result<P> {
-        P::__named(self, name)
+        P::named(&self.creator, name)
     }
 
     /// How many shared objects the server holds now: every object some proxy, transfer token
@@ -332,27 +310,7 @@ impl Manager {
     /// # Ok::<(), mp::Error>(())
     /// ```
     pub fn object_count(&self) -> Result<usize> {
-        Ok(self.stats()?.1)
-    }
-
-    /// The server's instance id and object count, in one round trip.
-    fn stats(&self) -> Result<(u64, usize)> {
-        let mut conn = self.endpoint.connect()?;
-        match self.endpoint.call(&mut conn, Request::Stats)? {
-            Reply::Stats { server, objects } => {
-                let _ = self.instance.set(server);
-                Ok((server, usize::try_from(objects).unwrap_or(usize::MAX)))
-            }
-            other => Err(unexpected(other)),
-        }
-    }
-
-    /// The server instance's id, which values to store are encoded for.
-    fn instance(&self) -> Result<u64> {
-        match self.instance.get() {
-            Some(&id) => Ok(id),
-            None => Ok(self.stats()?.0),
-        }
+        Ok(self.creator.stats()?.1)
     }
 
     /// Stops the server: every proxy's next call fails with [`Error::ManagerGone`]. For a
@@ -363,10 +321,10 @@ impl Manager {
     }
 
     fn stop(&mut self) -> Result<()> {
-        let asked = self
-            .endpoint
+        let endpoint = &self.creator.endpoint;
+        let asked = endpoint
             .connect()
-            .and_then(|mut c| self.endpoint.call(&mut c, Request::Shutdown));
+            .and_then(|mut c| endpoint.call(&mut c, Control::Shutdown));
         let Some(mut server) = self.server.take() else {
             return asked.map(|_| ());
         };
@@ -378,10 +336,6 @@ impl Manager {
                 asked.map(|_| ())
             }
         }
-    }
-
-    fn create<E>(&self, kind: Kind, name: Option<String>, init: Init) -> Result<Arc<Handle>> {
-        Handle::create(&self.endpoint, type_of::<E>(kind), name, init)
     }
 }
 
@@ -461,8 +415,7 @@ impl ManagerBuilder {
             return Err(e);
         }
         Ok(Manager {
-            endpoint: Endpoint::new(bound, Arc::from(authkey)),
-            instance: OnceLock::new(),
+            creator: Creator::new(Endpoint::new(bound, Arc::from(authkey))),
             server: Some(ServerProcess {
                 child,
                 _channel: channel,
@@ -483,287 +436,4 @@ fn private_address() -> Result<Address> {
         u64::from_le_bytes(salt)
     );
     Ok(Address::UnixAbstract(name.into_bytes()))
-}
-
-/// A manager server run in the calling process (Python's `BaseManager.get_server()` with
-/// `serve_forever()`): for a dedicated server program that other programs reach with
-/// [`Manager::connect`].
-///
-/// ```
-/// # mp::guard!();
-/// let server = mp::ManagerServer::bind("127.0.0.1:0", b"secret")?;
-/// let address = server.address().clone();
-/// let serving = std::thread::spawn(move || server.serve_forever());
-///
-/// let client = mp::Manager::connect(&address, b"secret")?;
-/// let log = client.named::<mp::ListProxy<String>>("log")?;
-/// log.append("hello".into())?;
-/// assert_eq!(log.len()?, 1);
-/// client.shutdown()?; // asks the server to stop
-/// serving.join().unwrap()?;
-/// # Ok::<(), mp::Error>(())
-/// ```
-pub struct ManagerServer {
-    listener: Listener,
-}
-
-impl fmt::Debug for ManagerServer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ManagerServer")
-            .field("address", self.listener.address())
-            .finish_non_exhaustive()
-    }
-}
-
-impl ManagerServer {
-    /// Listens on `address` with `authkey` (not empty).
-    pub fn bind(address: impl ToAddress, authkey: impl AsRef<[u8]>) -> Result<ManagerServer> {
-        Ok(ManagerServer {
-            listener: Listener::bind(address, authkey)?,
-        })
-    }
-
-    /// Sets the largest request accepted (see [`ManagerBuilder::max_message`]).
-    pub fn with_max_message(self, bytes: u64) -> ManagerServer {
-        ManagerServer {
-            listener: self.listener.with_max_message(bytes),
-        }
-    }
-
-    /// Sets how long a client has to complete the handshake (see
-    /// [`Listener::with_handshake_timeout`]).
-    ///
-    /// ```
-    /// let server = mp::ManagerServer::bind("127.0.0.1:0", b"secret")?
-    ///     .with_handshake_timeout(std::time::Duration::from_secs(3));
-    /// # Ok::<(), mp::Error>(())
-    /// ```
-    pub fn with_handshake_timeout(self, timeout: std::time::Duration) -> ManagerServer {
-        ManagerServer {
-            listener: self.listener.with_handshake_timeout(timeout),
-        }
-    }
-
-    /// Sets how many clients may be in the middle of the handshake at once (see
-    /// [`Listener::with_max_handshakes`]).
-    ///
-    /// ```
-    /// let server = mp::ManagerServer::bind("127.0.0.1:0", b"secret")?.with_max_handshakes(16);
-    /// # Ok::<(), mp::Error>(())
-    /// ```
-    pub fn with_max_handshakes(self, count: usize) -> ManagerServer {
-        ManagerServer {
-            listener: self.listener.with_max_handshakes(count),
-        }
-    }
-
-    /// The address it listens on.
-    pub fn address(&self) -> &Address {
-        self.listener.address()
-    }
-
-    /// Serves until a client calls [`Manager::shutdown`]; then closes every connection and
-    /// returns.
-    pub fn serve_forever(self) -> Result<()> {
-        server::Server::new(self.listener)?.serve()
-    }
-}
-
-/// What a server process is started with.
-#[derive(Serialize, Deserialize)]
-struct ServerSpec {
-    listener: ListenerFd,
-    authkey: Bytes,
-    max_message: u64,
-}
-
-/// A listening socket that travels to the server process as its descriptor.
-struct ListenerFd(sys::net::Listener);
-
-impl Serialize for ListenerFd {
-    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        use serde::ser::Error as _;
-        let fd = codec::push_fd(self.0.fd().as_raw_fd()).map_err(S::Error::custom)?;
-        (fd, self.0.is_tcp()).serialize(serializer)
-    }
-}
-
-impl<'de> Deserialize<'de> for ListenerFd {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        use serde::de::Error as _;
-        let (index, tcp) = <(u32, bool)>::deserialize(deserializer)?;
-        let fd: OwnedFd = codec::take_fd(index).map_err(D::Error::custom)?;
-        Ok(ListenerFd(sys::net::Listener::from_fd(fd, tcp)))
-    }
-}
-
-/// The server process's main, entered from the bootstrap (`Role::ManagerServer`): reports
-/// that it is up on the bootstrap channel, then serves until shut down.
-pub(crate) fn serve_child(channel: &Channel, args: Frame) -> i32 {
-    // Ctrl-C is the parent's to handle: the server stops when the parent drops its
-    // `Manager`, or exits, not halfway through the parent's clean-up.
-    sys::ignore_sigint();
-    let server = args.decode::<ServerSpec>().and_then(|spec| {
-        let listener = Listener::from_parts(spec.listener.0, spec.authkey.0)?
-            .with_max_message(spec.max_message);
-        server::Server::new(listener)
-    });
-    let server = match server {
-        Ok(server) => {
-            let _ = channel.send(&Ok::<(), Error>(()));
-            server
-        }
-        Err(e) => {
-            let _ = channel.send(&Err::<(), Error>(e));
-            return 70;
-        }
-    };
-    tracing::info!(target: "mp", "manager serving on {}", server.address());
-    match server.serve() {
-        Ok(()) => 0,
-        Err(e) => {
-            tracing::error!(target: "mp", "manager stopped: {e}");
-            70
-        }
-    }
-}
-
-/// `from_handle`, `Clone` (sharing the connections), `Debug`, `Serialize` and `Deserialize`
-/// for a proxy.
-macro_rules! proxy_impls {
-    ($name:ident $(<$($g:ident),+>)?, $kind:expr, $elements:ty) => {
-        impl$(<$($g),+>)? $name$(<$($g),+>)? {
-            pub(super) fn from_handle(handle: ::std::sync::Arc<$crate::manager::handle::Handle>) -> Self {
-                $name {
-                    handle,
-                    _type: ::std::marker::PhantomData,
-                }
-            }
-        }
-
-        impl$(<$($g),+>)? Clone for $name$(<$($g),+>)? {
-            fn clone(&self) -> Self {
-                $name {
-                    handle: self.handle.clone(),
-                    _type: ::std::marker::PhantomData,
-                }
-            }
-        }
-
-        impl$(<$($g),+>)? ::std::fmt::Debug for $name$(<$($g),+>)? {
-            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-                write!(f, "{}({:?})", stringify!($name), self.handle)
-            }
-        }
-
-        impl$(<$($g),+>)? ::serde::Serialize for $name$(<$($g),+>)? {
-            fn serialize<S: ::serde::Serializer>(&self, s: S) -> ::std::result::Result<S::Ok, S::Error> {
-                $crate::manager::handle::serialize(&self.handle, s)
-            }
-        }
-
-        impl<'de $($(, $g)+)?> ::serde::Deserialize<'de> for $name$(<$($g),+>)? {
-            fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
-                let ty = $crate::manager::handle::type_of::<$elements>($kind);
-                $crate::manager::handle::deserialize(d, ty).map($name::from_handle)
-            }
-        }
-    };
-}
-use proxy_impls;
-
-/// Encodes `value`, runs the operation `op` builds from it, and hands the value back on failure.
-fn send_value<T: Serialize>(
-    handle: &Handle,
-    value: T,
-    op: impl FnOnce(Blob) -> Op,
-) -> Result<(), SendError<T>> {
-    send_with(handle, value, |v| Ok(op(handle.encode(v)?)))
-}
-
-/// Builds an operation from `value` (encoding it), runs it, and hands the value back unless
-/// the server answered `Done`: the one shape of every write whose reply carries no data.
-fn send_with<V>(
-    handle: &Handle,
-    value: V,
-    build: impl FnOnce(&V) -> Result<Op>,
-) -> Result<(), SendError<V>> {
-    let sent = build(&value).and_then(|op| handle.op(op));
-    match sent {
-        Ok(Reply::Done) => Ok(()),
-        Ok(other) => Err(SendError {
-            error: unexpected(other),
-            value,
-        }),
-        Err(error) => Err(SendError { error, value }),
-    }
-}
-
-fn len(handle: &Handle) -> Result<usize> {
-    match handle.op(Op::Len)? {
-        Reply::Len(n) => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
-        other => Err(unexpected(other)),
-    }
-}
-
-fn done(reply: Reply) -> Result<()> {
-    match reply {
-        Reply::Done => Ok(()),
-        other => Err(unexpected(other)),
-    }
-}
-
-impl<T: Serialize + DeserializeOwned> Proxy for ListProxy<T> {
-    fn __named(manager: &Manager, name: &str) -> Result<Self> {
-        manager
-            .create::<T>(Kind::List, Some(name.to_owned()), Init::Empty)
-            .map(ListProxy::from_handle)
-    }
-}
-
-impl<K, V> Proxy for DictProxy<K, V>
-where
-    K: Serialize + DeserializeOwned,
-    V: Serialize + DeserializeOwned,
-{
-    fn __named(manager: &Manager, name: &str) -> Result<Self> {
-        manager
-            .create::<(K, V)>(Kind::Dict, Some(name.to_owned()), Init::Empty)
-            .map(DictProxy::from_handle)
-    }
-}
-
-impl<T: Serialize + DeserializeOwned + Default> Proxy for ValueProxy<T> {
-    fn __named(manager: &Manager, name: &str) -> Result<Self> {
-        let server = manager.instance()?;
-        let blob = handle::encode_for(server, manager.endpoint.limit(), &T::default())?;
-        let init = Init::Value(blob);
-        manager
-            .create::<T>(Kind::Value, Some(name.to_owned()), init)
-            .map(ValueProxy::from_handle)
-    }
-}
-
-impl<T: Serialize + DeserializeOwned> Proxy for QueueProxy<T> {
-    fn __named(manager: &Manager, name: &str) -> Result<Self> {
-        manager
-            .create::<T>(Kind::Queue, Some(name.to_owned()), Init::Empty)
-            .map(QueueProxy::from_handle)
-    }
-}
-
-impl Proxy for LockProxy {
-    fn __named(manager: &Manager, name: &str) -> Result<Self> {
-        manager
-            .create::<()>(Kind::Lock, Some(name.to_owned()), Init::Empty)
-            .map(LockProxy::from_handle)
-    }
-}
-
-impl Proxy for EventProxy {
-    fn __named(manager: &Manager, name: &str) -> Result<Self> {
-        manager
-            .create::<()>(Kind::Event, Some(name.to_owned()), Init::Empty)
-            .map(EventProxy::from_handle)
-    }
 }

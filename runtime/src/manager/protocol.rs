@@ -1,7 +1,11 @@
 //! The manager's requests and replies: typed enums, never code. Values are opaque encoded
 //! blobs to the server, which stores, compares (bytewise) and returns them without knowing
 //! their types; typing lives in the proxies. See `README.md` beside this file.
+//!
+//! This file names no object kind (each kind's operations live in its own file) and must not
+//! import anything else from the manager: it is the bottom of the module's import graph.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -30,33 +34,15 @@ impl Blob {
     /// A value that holds no proxy.
     #[cfg(test)]
     pub(crate) fn plain(bytes: &[u8]) -> Blob {
+        Blob::holding(bytes, &[])
+    }
+
+    /// A value whose proxies refer to `refs`.
+    #[cfg(test)]
+    pub(crate) fn holding(bytes: &[u8], refs: &[u64]) -> Blob {
         Blob {
             bytes: crate::codec::Bytes(bytes.to_vec()),
-            refs: Vec::new(),
-        }
-    }
-}
-
-/// What kind of object a proxy refers to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum Kind {
-    List,
-    Dict,
-    Value,
-    Queue,
-    Lock,
-    Event,
-}
-
-impl Kind {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Kind::List => "list",
-            Kind::Dict => "dict",
-            Kind::Value => "value",
-            Kind::Queue => "queue",
-            Kind::Lock => "lock",
-            Kind::Event => "event",
+            refs: refs.to_vec(),
         }
     }
 }
@@ -65,7 +51,8 @@ impl Kind {
 /// only ever used as the type it was created with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Type {
-    pub(crate) kind: Kind,
+    /// The kind's name (`"list"`, `"dict"`, …: its `ObjectKind::NAME`).
+    pub(crate) kind: Cow<'static, str>,
     /// A fingerprint of the element types (name, size, alignment).
     pub(crate) fingerprint: u64,
     /// The element types as written, for error messages.
@@ -74,21 +61,8 @@ pub(crate) struct Type {
 
 impl std::fmt::Display for Type {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}<{}>", self.kind.name(), self.elements)
+        write!(f, "{}<{}>", self.kind, self.elements)
     }
-}
-
-/// The contents of a new object.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) enum Init {
-    /// An empty list or dict, an unlocked lock, a clear event, an unbounded queue.
-    Empty,
-    List(Vec<Blob>),
-    Dict(Vec<(Key, Blob)>),
-    Value(Blob),
-    Queue {
-        maxsize: Option<u64>,
-    },
 }
 
 /// How long a blocking operation may wait on the server.
@@ -119,14 +93,19 @@ pub(crate) struct Holder {
 
 /// A request on a connection. After `Create` or `Attach` a connection belongs to one object,
 /// which every `Op` addresses.
+///
+/// Generic over the operation and the initial contents so that this file names no object
+/// kind: the server decodes `Request<Op, Init>` (the enums `kinds.rs` generates from its
+/// registration list), a client encodes the same bytes with [`Variant`]s of one kind's own
+/// types, and requests that carry neither are [`Control`].
 #[derive(Debug, Serialize, Deserialize)]
-pub(crate) enum Request {
+pub(crate) enum Request<O, I> {
     /// Creates an object and attaches this connection to it; with a name, attaches to the
     /// object of that name if there is one (of the same type), creating it otherwise.
     Create {
         ty: Type,
         name: Option<String>,
-        init: Init,
+        init: I,
     },
     /// Attaches this connection to object `id`, consuming `token` (from `Share`) if given.
     Attach {
@@ -142,86 +121,30 @@ pub(crate) enum Request {
     /// The server's instance id and how many objects it holds (diagnostics).
     Stats,
     /// An operation on this connection's object.
-    Op(Op),
+    Op(O),
     /// Stops the server: every connection is closed, the server process exits.
     Shutdown,
 }
 
-/// An operation on the object a connection is attached to.
+/// A request that carries no operation and no initial contents.
+pub(crate) type Control = Request<Never, Never>;
+
+/// The type of the absent operation and contents of a [`Control`] request.
 #[derive(Debug, Serialize, Deserialize)]
-pub(crate) enum Op {
-    /// Number of items (list, dict, queue).
-    Len,
-    /// Removes every item (list, dict).
-    Clear,
+pub(crate) enum Never {}
 
-    ListPush(Blob),
-    ListExtend(Vec<Blob>),
-    ListGet(u64),
-    ListSet(u64, Blob),
-    ListInsert(u64, Blob),
-    ListRemoveAt(u64),
-    ListPop,
-    /// Removes the first item whose encoding equals this one.
-    ListRemoveItem(crate::codec::Bytes),
-    /// The items and the list's version.
-    ListSnapshot,
-    /// Replaces the items if the list is still at `version` (compare-and-swap).
-    ListReplace {
-        version: u64,
-        items: Vec<Blob>,
-    },
+/// One kind's operation or initial contents, encoded as the variant `tag` of the server's
+/// `Op` or `Init` enum (a newtype variant: the same bytes as the enum's own encoding).
+pub(crate) struct Variant<T> {
+    pub(crate) tag: u32,
+    pub(crate) name: &'static str,
+    pub(crate) value: T,
+}
 
-    DictGet(Key),
-    DictGetMany(Vec<Key>),
-    DictInsert(Key, Blob),
-    DictRemove(Key),
-    DictContains(Key),
-    DictKeys,
-    DictValues,
-    DictItems,
-    DictUpdate(Vec<(Key, Blob)>),
-    /// One entry (or its absence) with its version.
-    DictEntry(Key),
-    /// Sets (`Some`) or removes (`None`) an entry if it is still at `version` (0: absent).
-    DictSwap {
-        key: Key,
-        version: u64,
-        value: Option<Blob>,
-    },
-
-    ValueGet,
-    ValueSet(Blob),
-    ValueSwap {
-        version: u64,
-        value: Blob,
-    },
-
-    QueuePut {
-        items: Vec<Blob>,
-        wait: Wait,
-    },
-    /// Takes at least one and at most `max` items, waiting for the first.
-    QueueTake {
-        max: u64,
-        wait: Wait,
-    },
-
-    LockAcquire {
-        holder: Holder,
-        wait: Wait,
-    },
-    LockRelease {
-        holder: Holder,
-    },
-    LockIsLocked,
-
-    EventSet,
-    EventClear,
-    EventIsSet,
-    EventWait {
-        wait: Wait,
-    },
+impl<T: Serialize> Serialize for Variant<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_newtype_variant("Op", self.tag, self.name, &self.value)
+    }
 }
 
 /// What the server answers; an error travels as `Err` beside it ([`Response`]).
@@ -283,33 +206,10 @@ impl Reply {
     }
 }
 
-impl Op {
-    /// The objects the values this operation would store refer to (one reference each).
-    pub(crate) fn stored_refs(&self) -> Vec<u64> {
-        let refs = |blobs: &mut dyn Iterator<Item = &Blob>| -> Vec<u64> {
-            blobs.flat_map(|b| b.refs.iter().copied()).collect()
-        };
-        match self {
-            Op::ListPush(b)
-            | Op::ListSet(_, b)
-            | Op::ListInsert(_, b)
-            | Op::DictInsert(_, b)
-            | Op::ValueSet(b)
-            | Op::ValueSwap { value: b, .. } => b.refs.clone(),
-            Op::DictSwap { value, .. } => refs(&mut value.iter()),
-            Op::ListExtend(items) | Op::ListReplace { items, .. } | Op::QueuePut { items, .. } => {
-                refs(&mut items.iter())
-            }
-            Op::DictUpdate(pairs) => refs(&mut pairs.iter().map(|(_, v)| v)),
-            _ => Vec::new(),
-        }
-    }
-}
-
 /// A reply or the error the operation failed with.
 pub(crate) type Response = Result<Reply, Error>;
 
-/// A request as it travels, with the CPU the client sent it from.
+/// A request or a response as it travels, with the CPU its sender ran on.
 ///
 /// Each side tells the other where it runs, and a side spins for the next message only when
 /// the peer ran on another CPU: there the spin saves a wake-up from idle, while on the same
@@ -317,16 +217,9 @@ pub(crate) type Response = Result<Reply, Error>;
 /// scheduler does when several clients keep every core busy) it would only keep the peer from
 /// running.
 #[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct Call {
+pub(crate) struct Envelope<T> {
     pub(crate) cpu: u32,
-    pub(crate) request: Request,
-}
-
-/// A response as it travels, with the CPU the server thread answered from (see [`Call`]).
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct Answer {
-    pub(crate) cpu: u32,
-    pub(crate) response: Response,
+    pub(crate) body: T,
 }
 
 /// How long to spin for the next message from a peer that last ran on `peer_cpu`.
