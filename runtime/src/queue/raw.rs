@@ -15,7 +15,7 @@ use super::ring::*;
 use crate::channel::INLINE_MAX;
 use crate::codec;
 use crate::error::{Error, Result};
-use crate::sync::raw::RawMutex;
+use crate::sync::raw::{self, RawMutex};
 use crate::sys;
 
 /// How long a consumer repairing after a dead consumer waits for the producer lock before
@@ -78,7 +78,7 @@ impl Raw {
     pub(super) fn put(&self, msg: &Encoded, timeout: Option<Duration>) -> Result<()> {
         self.check_open()?;
         let s = &self.shared;
-        let deadline = deadline_of(timeout);
+        let deadline = raw::deadline_after(timeout);
         let record = padded(msg.bytes.len());
         let maxsize = s.maxsize();
         let tail = loop {
@@ -260,7 +260,7 @@ impl Raw {
     ) -> Result<T> {
         self.check_open()?;
         let s = &self.shared;
-        let deadline = deadline_of(timeout);
+        let deadline = raw::deadline_after(timeout);
         loop {
             let nonempty = || {
                 s.u64(OFF_HEAD).load(Ordering::Acquire) != s.u64(OFF_TAIL).load(Ordering::Acquire)
@@ -405,7 +405,7 @@ impl Raw {
         if wait_until(
             s.u32(OFF_DONE_SEQ),
             s.u32(OFF_DONE_SEQ + 4),
-            deadline_of(timeout),
+            raw::deadline_after(timeout),
             done,
         ) {
             Ok(())

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::side::SideChannel;
 use crate::error::{Error, Result};
-use crate::sync::raw::{Acquired, RawMutex};
+use crate::sync::raw::{self, Acquired, RawMutex};
 use crate::sys::{self, SharedMapping};
 
 /// Default ring size: what an unbounded queue holds in flight before `put` waits for readers.
@@ -145,7 +145,9 @@ impl ShmLock<'_> {
     }
 }
 
-/// Waits on a sequence word until `ready()` holds or the deadline passes; spins first.
+/// Waits on a sequence word until `ready()` holds or the deadline passes; spins first. The
+/// sleep is the crate's one wait-on-word ([`raw::wait_word`]), counted in `waiters` so that a
+/// waker pays for a wake-up only when someone sleeps.
 pub(super) fn wait_until(
     seq: &AtomicU32,
     waiters: &AtomicU32,
@@ -165,16 +167,12 @@ pub(super) fn wait_until(
         if ready() {
             return true;
         }
-        let remaining = match deadline {
-            None => None,
-            Some(d) => match d.checked_duration_since(Instant::now()) {
-                Some(r) if !r.is_zero() => Some(r),
-                _ => return false,
-            },
-        };
         waiters.fetch_add(1, Ordering::SeqCst);
-        sys::futex_wait(seq, observed, remaining);
+        let waited = raw::wait_word(seq, observed, deadline);
         waiters.fetch_sub(1, Ordering::SeqCst);
+        if !waited {
+            return false;
+        }
     }
 }
 
@@ -183,10 +181,6 @@ pub(super) fn bump_and_wake(seq: &AtomicU32, waiters: &AtomicU32) {
     if waiters.load(Ordering::SeqCst) > 0 {
         sys::futex_wake(seq, u32::MAX);
     }
-}
-
-pub(super) fn deadline_of(timeout: Option<Duration>) -> Option<Instant> {
-    timeout.map(|t| Instant::now() + t)
 }
 
 pub(super) fn padded(len: usize) -> u64 {
