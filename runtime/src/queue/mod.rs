@@ -39,6 +39,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::channel::Frame;
 use crate::codec;
 use crate::error::{Result, SendError};
 use raw::Raw;
@@ -137,7 +138,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             Err(error) => return Err(SendError { error, value }),
         };
         let result = self.raw.put(&encoded, timeout);
-        BUFFER.set(encoded.bytes);
+        BUFFER.set(encoded.frame);
         match result {
             Ok(()) => Ok(()),
             Err(error) => Err(SendError { error, value }),
@@ -161,8 +162,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     fn get_inner(&self, timeout: Option<Duration>) -> Result<T> {
-        self.raw
-            .get(timeout, |bytes, fds| codec::decode(bytes, fds))
+        self.raw.get(timeout, Frame::decode_keeping_payload)
     }
 
     /// Takes the oldest message, waiting as long as it takes.

@@ -5,15 +5,14 @@
 //! This file must not know the header's layout beyond the named offsets of `ring.rs`, nor
 //! call the OS: the side channel is `side.rs`, every other call goes through `sys`.
 
-use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use super::ring::*;
-use crate::channel::INLINE_MAX;
-use crate::codec;
+use crate::channel::{Frame, encode_frame};
 use crate::error::{Error, Result};
 use crate::sync::raw::{self, RawMutex};
 use crate::sys;
@@ -29,8 +28,10 @@ pub(super) struct Raw {
     pub(super) joinable: bool,
 }
 
-pub(super) struct Encoded {
-    pub(super) bytes: Vec<u8>,
+/// A message ready to put: its frame (header and inline payload, in a buffer reused across
+/// puts), the descriptors of the handles inside it, and its sealed buffer when out of line.
+pub(super) struct Outgoing {
+    pub(super) frame: Vec<u8>,
     fds: Vec<RawFd>,
     sealed: Option<sys::SealedBuffer>,
 }
@@ -59,40 +60,27 @@ impl Raw {
         }
     }
 
-    /// Encodes into `bytes` (a buffer reused across puts, so large messages do not regrow it).
-    pub(super) fn encode<T: Serialize>(value: &T, mut bytes: Vec<u8>) -> Result<Encoded> {
-        bytes.clear();
+    /// Encodes `value` as a frame of the stream transport into `frame` (a buffer reused
+    /// across puts, so large messages do not regrow it); the transport decides what goes out
+    /// of line.
+    pub(super) fn encode<T: Serialize>(value: &T, mut frame: Vec<u8>) -> Result<Outgoing> {
         let mut fds = Vec::new();
-        codec::encode(value, &mut bytes, &mut fds)?;
-        let sealed = if bytes.len() > INLINE_MAX {
-            let s = sys::SealedBuffer::create(&[&bytes])
-                .map_err(Error::io("cannot create a buffer for a large message"))?;
-            bytes.clear();
-            Some(s)
-        } else {
-            None
-        };
-        Ok(Encoded { bytes, fds, sealed })
+        let sealed = encode_frame(value, &mut frame, &mut fds)?;
+        Ok(Outgoing { frame, fds, sealed })
     }
 
-    pub(super) fn put(&self, msg: &Encoded, timeout: Option<Duration>) -> Result<()> {
+    pub(super) fn put(&self, msg: &Outgoing, timeout: Option<Duration>) -> Result<()> {
         self.check_open()?;
         let s = &self.shared;
         let deadline = raw::deadline_after(timeout);
-        let record = padded(msg.bytes.len());
+        let record = record_len(msg.frame.len());
         let maxsize = s.maxsize();
         let tail = loop {
             let fits = || {
                 // Head first: tail only grows, so a later tail is never behind this head.
                 let head = s.u64(OFF_HEAD).load(Ordering::Acquire);
                 let tail = s.u64(OFF_TAIL).load(Ordering::Acquire);
-                let to_end = s.capacity - tail % s.capacity;
-                let need = if to_end < record {
-                    to_end + record
-                } else {
-                    record
-                };
-                let room = s.capacity - (tail - head) >= need;
+                let room = s.room_for(head, tail, record);
                 room && (maxsize == 0 || s.u64(OFF_LEN).load(Ordering::Acquire) < maxsize)
             };
             if !wait_until(
@@ -113,7 +101,7 @@ impl Raw {
             }
             self.plock().unlock();
         };
-        let result = self.publish(msg, tail, record, deadline);
+        let result = self.publish(msg, tail, deadline);
         self.plock().unlock();
         if result.is_ok() {
             bump_and_wake(s.u32(OFF_DATA_SEQ), s.u32(OFF_DATA_SEQ + 4));
@@ -122,58 +110,32 @@ impl Raw {
     }
 
     /// With the producer lock held and room checked: sends descriptors, writes, publishes.
-    fn publish(
-        &self,
-        msg: &Encoded,
-        mut tail: u64,
-        record: u64,
-        deadline: Option<Instant>,
-    ) -> Result<()> {
+    fn publish(&self, msg: &Outgoing, tail: u64, deadline: Option<Instant>) -> Result<()> {
         let s = &self.shared;
+        // The raw descriptors belong to handles inside the value being put, which outlives
+        // this call.
         let mut fds: Vec<BorrowedFd<'_>> =
             msg.fds.iter().map(|&fd| sys::borrow_raw_fd(fd)).collect();
         if let Some(sealed) = &msg.sealed {
             fds.push(sealed.fd());
         }
-        let mut flags = 0;
         let mut fd_seq = 0;
         if !fds.is_empty() {
-            flags |= FLAG_FDS;
             fd_seq = s.u64(OFF_FD_SEQ).fetch_add(1, Ordering::Relaxed);
             s.side.send(fd_seq, &fds, deadline)?;
         }
-        let len = match &msg.sealed {
-            Some(sealed) => {
-                flags |= FLAG_OUT_OF_LINE;
-                sealed.as_slice().len()
-            }
-            None => msg.bytes.len(),
-        };
-        let to_end = s.capacity - tail % s.capacity;
-        if to_end < record {
-            s.write_ring(tail, &WRAP.to_le_bytes());
-            tail += to_end;
-        }
         // Only producers change the put count, under the producer lock: this is our number.
         let number = (s.u64(OFF_PUTS).load(Ordering::Acquire) >> 32) as u32;
-        let mut header = [0u8; RECORD_HEADER];
-        header[0..4].copy_from_slice(&(len as u32).to_le_bytes());
-        header[4..8].copy_from_slice(&flags.to_le_bytes());
-        header[8..12].copy_from_slice(&(fds.len() as u32).to_le_bytes());
-        header[12..16].copy_from_slice(&number.to_le_bytes());
-        header[16..24].copy_from_slice(&fd_seq.to_le_bytes());
-        s.write_ring(tail, &header);
-        s.write_ring(tail + RECORD_HEADER as u64, &msg.bytes);
+        let end = s.write_record(tail, number, fd_seq, &msg.frame);
         // The record is complete: arm the intent, so that if we die from here on, the next
         // producer finishes this publish (see `recover_producer`).
         s.u64(OFF_INTENT_PUTS)
             .store(u64::from(number.wrapping_add(1)), Ordering::SeqCst);
-        s.u64(OFF_INTENT_TAIL)
-            .store(tail + record, Ordering::SeqCst);
+        s.u64(OFF_INTENT_TAIL).store(end, Ordering::SeqCst);
         s.u64(OFF_PUTS)
             .fetch_add(ONE_PUT + u64::from(self.joinable), Ordering::SeqCst);
         s.u64(OFF_LEN).fetch_add(1, Ordering::SeqCst);
-        s.u64(OFF_TAIL).store(tail + record, Ordering::Release);
+        s.u64(OFF_TAIL).store(end, Ordering::Release);
         Ok(())
     }
 
@@ -215,20 +177,11 @@ impl Raw {
         let mut pos = s.u64(OFF_HEAD).load(Ordering::Acquire);
         let mut n = 0u64;
         while pos < tail {
-            let mut header = [0u8; RECORD_HEADER];
-            s.read_ring(pos, &mut header[..4]);
-            if u32::from_le_bytes(header[0..4].try_into().expect("4")) == WRAP {
-                pos += s.capacity - pos % s.capacity;
-                continue;
-            }
-            s.read_ring(pos, &mut header);
-            let len = u32::from_le_bytes(header[0..4].try_into().expect("4")) as usize;
-            let flags = u32::from_le_bytes(header[4..8].try_into().expect("4"));
-            pos += padded(if flags & FLAG_OUT_OF_LINE == 0 {
-                len
-            } else {
-                0
-            });
+            // A corrupted record ends the count; the consumer reading it reports it.
+            let Ok(record) = s.read_record_head(pos) else {
+                break;
+            };
+            pos = record.pos + record.len();
             n += 1;
         }
         s.u64(OFF_LEN).store(n, Ordering::SeqCst);
@@ -256,7 +209,7 @@ impl Raw {
     pub(super) fn get<T>(
         &self,
         timeout: Option<Duration>,
-        mut decode: impl FnMut(&[u8], Vec<OwnedFd>) -> Result<T>,
+        mut decode: impl FnMut(&mut Frame) -> Result<T>,
     ) -> Result<T> {
         self.check_open()?;
         let s = &self.shared;
@@ -284,8 +237,8 @@ impl Raw {
                 self.recount();
             }
             match popped {
-                Ok(Some((message, buffer))) => {
-                    drop(buffer);
+                Ok(Some((message, frame))) => {
+                    drop(frame);
                     bump_and_wake(s.u32(OFF_SPACE_SEQ), s.u32(OFF_SPACE_SEQ + 4));
                     return message.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
                 }
@@ -298,7 +251,8 @@ impl Raw {
     /// With the consumer lock held: takes the record at `head`, if any. The inner result is
     /// the message's own outcome (a record whose descriptors were lost, or that does not
     /// decode, is consumed, with an error); the outer one a corrupted ring. The message's
-    /// out-of-line buffer comes back too, to be unmapped after the lock is released.
+    /// frame comes back too, so that an out-of-line buffer is unmapped after the lock is
+    /// released.
     ///
     /// Order, for crash safety: read the record, take our own copies of its descriptors by
     /// *peeking* the side channel (the descriptors stay queued there), decode, and only then
@@ -308,72 +262,57 @@ impl Raw {
     #[allow(clippy::type_complexity)]
     fn pop_locked<T>(
         &self,
-        decode: &mut impl FnMut(&[u8], Vec<OwnedFd>) -> Result<T>,
-    ) -> Result<Option<(std::thread::Result<Result<T>>, Option<sys::SealedBuffer>)>> {
+        decode: &mut impl FnMut(&mut Frame) -> Result<T>,
+    ) -> Result<Option<(std::thread::Result<Result<T>>, Option<Frame>)>> {
         let s = &self.shared;
-        let mut head = s.u64(OFF_HEAD).load(Ordering::Relaxed);
+        let head = s.u64(OFF_HEAD).load(Ordering::Relaxed);
         let tail = s.u64(OFF_TAIL).load(Ordering::Acquire);
         if head == tail {
             return Ok(None);
         }
-        let mut header = [0u8; RECORD_HEADER];
-        s.read_ring(head, &mut header[..4]);
-        if u32::from_le_bytes(header[0..4].try_into().expect("4")) == WRAP {
-            head += s.capacity - head % s.capacity;
+        let record = s.read_record_head(head)?;
+        let (number, nfds) = (record.number, record.fd_count());
+        let end = record.pos + record.len();
+        if end > tail {
+            return Err(Error::Malformed(
+                "queue ring is corrupted: a record runs past the tail".to_owned(),
+            ));
         }
-        s.read_ring(head, &mut header);
-        let word = |i: usize| u32::from_le_bytes(header[i..i + 4].try_into().expect("4"));
-        let (len, flags, nfds, number) = (word(0) as usize, word(4), word(8) as usize, word(12));
-        let fd_seq = u64::from_le_bytes(header[16..24].try_into().expect("8"));
-        let inline = flags & FLAG_OUT_OF_LINE == 0;
-        let record = padded(if inline { len } else { 0 });
-        if (inline && len > INLINE_MAX) || head + record > tail {
-            return Err(Error::Malformed("queue ring is corrupted".to_owned()));
-        }
-        let mut bytes = vec![0u8; if inline { len } else { 0 }];
-        s.read_ring(head + RECORD_HEADER as u64, &mut bytes);
+        let inline = s.read_inline(&record);
         let mut fds = Vec::new();
         // Whether the side channel's copy of our descriptors is still queued (peeked).
         let mut peeked = false;
-        let received = if flags & FLAG_FDS == 0 {
+        let received = if nfds == 0 {
             Ok(())
         } else if nfds <= sys::MAX_FDS_PER_MSG {
             s.side
-                .peek(fd_seq, number, nfds, &mut fds)
+                .peek(record.fd_seq, number, nfds, &mut fds)
                 .inspect(|()| peeked = true)
         } else {
-            s.side.recv(fd_seq, number, nfds, &mut fds)
+            s.side.recv(record.fd_seq, number, nfds, &mut fds)
         };
-        let mut buffer = None;
+        let mut kept = None;
         // A panicking `Deserialize` must not leave the lock held (by a live thread, so never
         // taken over) nor the message in place to panic every consumer: the message is
         // consumed and the panic resumed once the lock is released.
         let message = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             received.and_then(|()| {
-                if inline {
-                    return decode(&bytes, fds);
-                }
-                let Some(memfd) = fds.pop() else {
-                    return Err(Error::Malformed(format!(
-                        "queue message #{number}: large message without its buffer"
-                    )));
-                };
-                let sealed = sys::SealedBuffer::open(memfd, len).map_err(|e| {
-                    Error::Malformed(format!(
-                        "queue message #{number}: large message buffer: {e}"
-                    ))
+                let frame = Frame::from_parts(&record.frame, inline, fds).map_err(|e| match e {
+                    Error::Malformed(what) => {
+                        Error::Malformed(format!("queue message #{number}: {what}"))
+                    }
+                    other => other,
                 })?;
-                let buffer = buffer.insert(sealed);
-                decode(buffer.as_slice(), fds)
+                decode(kept.insert(frame))
             })
         }));
         // The commit: from here on the message is this consumer's.
-        s.u64(OFF_HEAD).store(head + record, Ordering::Release);
+        s.u64(OFF_HEAD).store(end, Ordering::Release);
         s.u64(OFF_LEN).fetch_sub(1, Ordering::SeqCst);
         if peeked {
             s.side.remove_first();
         }
-        Ok(Some((message, buffer)))
+        Ok(Some((message, kept)))
     }
 
     pub(super) fn len(&self) -> usize {

@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::side::SideChannel;
+use crate::channel::{HEADER, Header};
+use crate::codec::MAX_MESSAGE;
 use crate::error::{Error, Result};
 use crate::sync::raw::{self, Acquired, RawMutex};
 use crate::sys::{self, SharedMapping};
@@ -45,12 +47,17 @@ pub(super) const OFF_INTENT_PUTS: usize = 648;
 pub(super) const OFF_RECOUNT: usize = 656;
 const DATA: usize = 4096;
 
-// Record: len u32 | flags u32 | nfds u32 | number u32 | fd_seq u64 | payload, padded to 8.
-// `number` is the message's put number (counting from 0, wrapping), used to name it in errors.
-pub(super) const RECORD_HEADER: usize = 24;
-pub(super) const WRAP: u32 = u32::MAX;
-pub(super) const FLAG_FDS: u32 = 1;
-pub(super) const FLAG_OUT_OF_LINE: u32 = 2;
+// Record: kind u32 | number u32 | fd_seq u64 | frame, padded to 8. The frame is the stream
+// transport's (`channel`: a 16-byte header, then the inline payload; an out-of-line payload's
+// sealed buffer is the frame's last descriptor), so a record is read back as a `Frame` and
+// decoded by the same path as a message on a pipe. `number` is the message's put number
+// (counting from 0, wrapping), used to name it in errors; `fd_seq` tags its descriptors on
+// the side channel. A `WRAP` kind sends the reader to the start of the ring.
+const PREFIX: usize = 16;
+/// A record's fixed part: the prefix and the frame header.
+pub(super) const RECORD_HEADER: usize = PREFIX + HEADER;
+const KIND_RECORD: u32 = 0;
+const WRAP: u32 = u32::MAX;
 /// One put in [`OFF_PUTS`]'s high half.
 pub(super) const ONE_PUT: u64 = 1 << 32;
 /// The unfinished-task count in [`OFF_PUTS`]'s low half.
@@ -183,6 +190,101 @@ pub(super) fn bump_and_wake(seq: &AtomicU32, waiters: &AtomicU32) {
     }
 }
 
-pub(super) fn padded(len: usize) -> u64 {
-    (RECORD_HEADER + len).next_multiple_of(8) as u64
+/// The ring space of a record whose frame (header and inline payload) is `frame_len` bytes.
+pub(super) fn record_len(frame_len: usize) -> u64 {
+    (PREFIX + frame_len).next_multiple_of(8) as u64
+}
+
+/// The fixed part of a record in the ring.
+pub(super) struct RecordHead {
+    /// Where the record starts (past a wrap marker).
+    pub(super) pos: u64,
+    /// The message's put number.
+    pub(super) number: u32,
+    /// The tag of its descriptors on the side channel.
+    pub(super) fd_seq: u64,
+    /// Its frame header, checked as the stream transport checks it.
+    pub(super) frame: Header,
+}
+
+impl RecordHead {
+    /// The ring space the record takes.
+    pub(super) fn len(&self) -> u64 {
+        let inline = if self.frame.out_of_line {
+            0
+        } else {
+            self.frame.len
+        };
+        record_len(HEADER + inline)
+    }
+
+    /// How many descriptors travel on the side channel with it (an out-of-line buffer too).
+    pub(super) fn fd_count(&self) -> usize {
+        self.frame.nfds + usize::from(self.frame.out_of_line)
+    }
+}
+
+impl Shared {
+    /// Whether a record of `len` bytes fits at `tail` with `head` where it is, and the space
+    /// it then takes (with the rest of the ring skipped when it does not fit before the end).
+    pub(super) fn room_for(&self, head: u64, tail: u64, len: u64) -> bool {
+        let to_end = self.capacity - tail % self.capacity;
+        let need = if to_end < len { to_end + len } else { len };
+        self.capacity - (tail - head) >= need
+    }
+
+    /// Writes the record of `frame` at `tail` (first a wrap marker, when it does not fit
+    /// before the end); returns where the record ends, the next tail.
+    pub(super) fn write_record(&self, tail: u64, number: u32, fd_seq: u64, frame: &[u8]) -> u64 {
+        let len = record_len(frame.len());
+        let mut pos = tail;
+        let to_end = self.capacity - pos % self.capacity;
+        if to_end < len {
+            self.write_ring(pos, &WRAP.to_le_bytes());
+            pos += to_end;
+        }
+        let mut prefix = [0u8; PREFIX];
+        prefix[0..4].copy_from_slice(&KIND_RECORD.to_le_bytes());
+        prefix[4..8].copy_from_slice(&number.to_le_bytes());
+        prefix[8..16].copy_from_slice(&fd_seq.to_le_bytes());
+        self.write_ring(pos, &prefix);
+        self.write_ring(pos + PREFIX as u64, frame);
+        pos + len
+    }
+
+    /// Reads and checks the fixed part of the record at `pos` (skipping a wrap marker).
+    pub(super) fn read_record_head(&self, mut pos: u64) -> Result<RecordHead> {
+        let mut bytes = [0u8; RECORD_HEADER];
+        self.read_ring(pos, &mut bytes[..4]);
+        if u32::from_le_bytes(bytes[0..4].try_into().expect("4")) == WRAP {
+            pos += self.capacity - pos % self.capacity;
+        }
+        self.read_ring(pos, &mut bytes);
+        let word = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().expect("4"));
+        let corrupted = |what: String| Error::Malformed(format!("queue ring is corrupted: {what}"));
+        if word(0) != KIND_RECORD {
+            return Err(corrupted(format!("unknown record kind {:#x}", word(0))));
+        }
+        let header: &[u8; HEADER] = bytes[PREFIX..].try_into().expect("frame header");
+        let frame =
+            Header::parse(header, MAX_MESSAGE, true).map_err(|e| corrupted(e.to_string()))?;
+        Ok(RecordHead {
+            pos,
+            number: word(4),
+            fd_seq: u64::from_le_bytes(bytes[8..16].try_into().expect("8")),
+            frame,
+        })
+    }
+
+    /// Reads the inline payload of the record `head` (empty when it travels out of line).
+    pub(super) fn read_inline(&self, head: &RecordHead) -> Vec<u8> {
+        let len = if head.frame.out_of_line {
+            0
+        } else {
+            head.frame.len
+        };
+        let mut bytes = vec![0u8; len];
+        self.read_ring(head.pos + RECORD_HEADER as u64, &mut bytes);
+        bytes
+    }
 }
