@@ -1,5 +1,6 @@
 //! Unit tests of the queue: FIFO order across wrap-around, limits, large messages, and the
-//! states a process killed inside `put` or `get` leaves behind.
+//! states a process killed inside `put` or `get` leaves behind. They reach into the shared
+//! header only through `ring.rs`'s named offsets, not through layouts of their own.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
