@@ -150,12 +150,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         self.put_inner(value, None)
     }
 
-    /// Puts `value`, waiting at most `timeout` for room ([`Error::Full`]).
+    /// Puts `value`, waiting at most `timeout` for room ([`Error::Full`](crate::Error::Full)).
     pub fn put_timeout(&self, value: T, timeout: Duration) -> Result<(), SendError<T>> {
         self.put_inner(value, Some(timeout))
     }
 
-    /// Puts `value` only if there is room now ([`Error::Full`]); Python's `put_nowait`.
+    /// Puts `value` only if there is room now ([`Error::Full`](crate::Error::Full)); Python's
+    /// `put_nowait`.
     #[doc(alias = "put_nowait")]
     pub fn try_put(&self, value: T) -> Result<(), SendError<T>> {
         self.put_inner(value, Some(Duration::ZERO))
@@ -170,12 +171,14 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         self.get_inner(None)
     }
 
-    /// Takes the oldest message, waiting at most `timeout` ([`Error::Timeout`]).
+    /// Takes the oldest message, waiting at most `timeout`
+    /// ([`Error::Timeout`](crate::Error::Timeout)).
     pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
         self.get_inner(Some(timeout))
     }
 
-    /// Takes the oldest message if there is one ([`Error::Empty`]); Python's `get_nowait`.
+    /// Takes the oldest message if there is one ([`Error::Empty`](crate::Error::Empty)); Python's
+    /// `get_nowait`.
     ///
     /// ```
     /// let q = mp::Queue::<u8>::new()?;
@@ -205,7 +208,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// Closes this handle (and its clones in this process): further `put`/`get` through it are
-    /// [`Error::Closed`]. Messages already put stay readable by other handles.
+    /// [`Error::Closed`](crate::Error::Closed). Messages already put stay readable by other
+    /// handles.
     pub fn close(&self) {
         self.raw.closed.store(true, Ordering::Relaxed);
     }
@@ -321,7 +325,8 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     pub fn join(&self) -> Result<()> {
         self.inner.raw.join(None)
     }
-    /// Like [`join`](Self::join), giving up after `timeout` ([`Error::Timeout`]).
+    /// Like [`join`](Self::join), giving up after `timeout`
+    /// ([`Error::Timeout`](crate::Error::Timeout)).
     pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
         self.inner.raw.join(Some(timeout))
     }
