@@ -86,12 +86,49 @@ impl Frame {
         Ok((header, self))
     }
 
+    /// A frame that arrived by another way than a stream socket (the queue's ring): its
+    /// checked header, its inline payload (empty when out of line) and its descriptors, the
+    /// out-of-line buffer last.
+    pub(crate) fn from_parts(
+        header: &Header,
+        inline: Vec<u8>,
+        mut fds: Vec<OwnedFd>,
+    ) -> Result<Frame> {
+        let payload = if header.out_of_line {
+            open_out_of_line(header.len, &mut fds)?
+        } else {
+            Payload::Inline(inline)
+        };
+        Ok(Frame {
+            payload,
+            start: 0,
+            fds,
+        })
+    }
+
+    /// Decodes like [`Frame::decode`] but keeps the payload, so that the caller chooses when
+    /// an out-of-line buffer is unmapped (the queue: after releasing its lock).
+    pub(crate) fn decode_keeping_payload<T: serde::de::DeserializeOwned>(&mut self) -> Result<T> {
+        let fds = std::mem::take(&mut self.fds);
+        codec::decode(&self.bytes()[self.start..], fds)
+    }
+
     fn bytes(&self) -> &[u8] {
         match &self.payload {
             Payload::Inline(v) => v,
             Payload::Sealed(b) => b.as_slice(),
         }
     }
+}
+
+/// Maps the out-of-line payload of `len` bytes whose buffer is the last of `fds`.
+fn open_out_of_line(len: usize, fds: &mut Vec<OwnedFd>) -> Result<Payload> {
+    let memfd = fds
+        .pop()
+        .ok_or_else(|| Error::Malformed("out-of-line payload without its buffer".to_owned()))?;
+    let buffer = sys::SealedBuffer::open(memfd, len)
+        .map_err(|e| Error::Malformed(format!("out-of-line payload: {e}")))?;
+    Ok(Payload::Sealed(buffer))
 }
 
 /// Encodes `value` as one frame into `out` (header first) and collects its descriptors.
@@ -567,11 +604,7 @@ impl Channel {
         let mut fds = codec::take_fds(&mut rx.fds, fd_count)?;
         let mut start = 0;
         let payload = if header.out_of_line {
-            let memfd = fds.pop().expect("counted above");
-            Payload::Sealed(
-                sys::SealedBuffer::open(memfd, header.len)
-                    .map_err(|e| Error::Malformed(format!("out-of-line payload: {e}")))?,
-            )
+            open_out_of_line(header.len, &mut fds)?
         } else if inline_len > KEEP_BUFFER && rx.end == body + inline_len {
             // A large frame (socket mode) that is all the buffer holds: the buffer becomes
             // the payload instead of being copied.

@@ -73,8 +73,9 @@ pub(crate) use signal::{
 };
 #[cfg(target_os = "linux")]
 pub(crate) use socket::{
-    MAX_FDS_PER_MSG, adopt_inherited_fd, borrow_raw_fd, dup_fd, grow_send_buffer, peer_pid, pipe,
-    recv_with_fds, send_with_fds, socketpair_packet, socketpair_stream, wait_for_eof,
+    MAX_FDS_PER_MSG, adopt_inherited_fd, borrow_raw_fd, dup_fd, grow_send_buffer, peek_bytes,
+    peek_with_fds, peer_pid, pipe, recv_with_fds, send_with_fds, socketpair_packet,
+    socketpair_stream, wait_for_eof,
 };
 #[cfg(target_os = "linux")]
 pub(crate) use spawn::{CHILD_HOOK, Interrupts, SpawnOutput, spawn_self};

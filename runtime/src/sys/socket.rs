@@ -97,12 +97,45 @@ pub(crate) fn recv_with_fds(
     fds: &mut VecDeque<OwnedFd>,
     nonblocking: bool,
 ) -> io::Result<usize> {
-    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MSG))];
-    let mut control = RecvAncillaryBuffer::new(&mut space);
     let mut flags = RecvFlags::CMSG_CLOEXEC;
     if nonblocking {
         flags |= RecvFlags::DONTWAIT;
     }
+    recvmsg_with_fds(sock, buf, fds, flags)
+}
+
+/// Copies the first message's bytes into `buf` and takes duplicates of its descriptors into
+/// `fds` (close-on-exec) without removing either from `sock` (`MSG_PEEK`; on a Unix socket
+/// a peek installs the descriptors in the peeker). Does not wait: `WouldBlock` when nothing
+/// is queued; an error when descriptors did not fit.
+pub(crate) fn peek_with_fds(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut VecDeque<OwnedFd>,
+) -> io::Result<usize> {
+    let flags = RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT | RecvFlags::PEEK;
+    recvmsg_with_fds(sock, buf, fds, flags)
+}
+
+/// Copies the first message's bytes into `buf` without removing it from `sock` and without
+/// taking its descriptors. Does not wait: `WouldBlock` when nothing is queued.
+pub(crate) fn peek_bytes(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match rustix::net::recv(sock, &mut *buf, RecvFlags::PEEK | RecvFlags::DONTWAIT) {
+            Err(rustix::io::Errno::INTR) => continue,
+            r => return Ok(r?.0),
+        }
+    }
+}
+
+fn recvmsg_with_fds(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut VecDeque<OwnedFd>,
+    flags: RecvFlags,
+) -> io::Result<usize> {
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MSG))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
     let msg = loop {
         match rustix::net::recvmsg(sock, &mut [IoSliceMut::new(buf)], &mut control, flags) {
             Err(rustix::io::Errno::INTR) => continue,

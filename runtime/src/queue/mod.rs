@@ -1,0 +1,422 @@
+//! `Queue`, `SimpleQueue`, `JoinableQueue`: multi-producer multi-consumer queues between
+//! processes, with no feeder thread.
+//!
+//! Algorithm (see `README.md`): messages are written into a byte ring in shared memory (a
+//! memfd every handle maps). Producers serialise on one lock and consumers on another (the
+//! two-lock queue); the locks are futex words with the owner's pid, stolen from an owner that
+//! died. A record is published by advancing `tail` after it is fully written, so a producer
+//! killed mid-write leaves nothing half-visible (one killed after arming its publish intent
+//! has its publish finished by the next producer). A consumer decodes the message, taking its
+//! descriptors by peeking the side channel, before it commits by advancing `head`, so one
+//! killed inside `get` leaves the message for the next. Sleepers wait on sequence words
+//! (`data_seq`, `space_seq`, `done_seq`) and are woken only when a waiter count says someone
+//! sleeps.
+//!
+//! Because a `put` has copied the message into shared memory when it returns, a process may
+//! exit right after writing — nothing is left in a private buffer to flush (Python's classic
+//! "join before drain" deadlock cannot happen). Descriptors (handles inside messages, and
+//! large messages in sealed memfds) cannot live in shared memory: they travel on a packet
+//! socket beside the ring, tagged with a sequence number the record carries.
+//!
+//! Files: `ring.rs` the shared memory (layout, records, locks, waits), `raw.rs` the put and
+//! get protocols and the repairs after a death, `side.rs` the descriptors' side channel; this
+//! file the typed handles and how they travel. It must not touch the ring or the side
+//! channel itself.
+
+mod raw;
+mod ring;
+mod side;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::channel::Frame;
+use crate::codec;
+use crate::error::{Result, SendError};
+use raw::Raw;
+pub use ring::DEFAULT_QUEUE_CAPACITY;
+use ring::Shared;
+use side::SideChannel;
+
+/// A process-shared FIFO queue of `T` (Python's `multiprocessing.Queue`).
+///
+/// Any number of processes may `put` and `get`; clone the handle or pass it to workers (it
+/// travels as a handle, the queue itself is shared). Optional `maxsize` gives back-pressure.
+/// A `put` returns once the message is in shared memory, so a writer can exit without waiting
+/// for readers. Methods come in families: `put` / `put_timeout` / `try_put` and `get` /
+/// `get_timeout` / `try_get`.
+///
+/// ```
+/// # mp::guard!();
+/// #[mp::worker]
+/// fn produce(q: mp::Queue<String>) -> mp::Result<()> {
+///     q.put("hello from the child".to_string())?;
+///     Ok(())
+/// }
+///
+/// let q = mp::Queue::new()?;
+/// let mut p = mp::spawn(produce, q.clone())?;
+/// p.join()??; // joining before draining is fine
+/// assert_eq!(q.get()?, "hello from the child");
+/// # Ok::<(), mp::Error>(())
+/// ```
+pub struct Queue<T> {
+    raw: Arc<Raw>,
+    _type: PhantomData<fn(T) -> T>,
+}
+
+impl<T> Clone for Queue<T> {
+    fn clone(&self) -> Self {
+        Queue {
+            raw: Arc::clone(&self.raw),
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T> fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue")
+            .field("qsize", &self.raw.len())
+            .field("maxsize", &self.raw.shared.maxsize())
+            .finish()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Queue<T> {
+    /// An unbounded queue. Unbounded means: up to [`DEFAULT_QUEUE_CAPACITY`] bytes of encoded
+    /// messages in flight, past which `put` waits for readers.
+    pub fn new() -> Result<Queue<T>> {
+        Self::with_capacity(0, DEFAULT_QUEUE_CAPACITY)
+    }
+
+    /// A queue holding at most `maxsize` messages (`put` waits while it is full; 0: no limit).
+    ///
+    /// ```
+    /// let q = mp::Queue::with_maxsize(2)?;
+    /// q.put(1)?;
+    /// q.put(2)?;
+    /// assert!(q.full());
+    /// assert!(matches!(q.put_timeout(3, std::time::Duration::from_millis(5)), Err(e) if matches!(e.error, mp::Error::Full)));
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn with_maxsize(maxsize: usize) -> Result<Queue<T>> {
+        Self::with_capacity(maxsize, DEFAULT_QUEUE_CAPACITY)
+    }
+
+    /// A queue with `maxsize` messages at most (0: no limit) and a ring of `bytes` bytes of
+    /// shared memory (at least 1 MiB). Messages above 64 KiB use memory of their own.
+    ///
+    /// ```
+    /// let q = mp::Queue::<u64>::with_capacity(0, 4 << 20)?;
+    /// q.put(9)?;
+    /// assert_eq!(q.get()?, 9);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn with_capacity(maxsize: usize, bytes: usize) -> Result<Queue<T>> {
+        Ok(Queue {
+            raw: Arc::new(Raw::new(bytes, maxsize, false)?),
+            _type: PhantomData,
+        })
+    }
+
+    fn put_inner(&self, value: T, timeout: Option<Duration>) -> Result<(), SendError<T>> {
+        thread_local! {
+            static BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+        }
+        let encoded = match Raw::encode(&value, BUFFER.take()) {
+            Ok(e) => e,
+            Err(error) => return Err(SendError { error, value }),
+        };
+        let result = self.raw.put(&encoded, timeout);
+        BUFFER.set(encoded.frame);
+        match result {
+            Ok(()) => Ok(()),
+            Err(error) => Err(SendError { error, value }),
+        }
+    }
+
+    /// Puts `value`, waiting while the queue is full. Encoding errors are returned here.
+    pub fn put(&self, value: T) -> Result<(), SendError<T>> {
+        self.put_inner(value, None)
+    }
+
+    /// Puts `value`, waiting at most `timeout` for room ([`Error::Full`](crate::Error::Full)).
+    pub fn put_timeout(&self, value: T, timeout: Duration) -> Result<(), SendError<T>> {
+        self.put_inner(value, Some(timeout))
+    }
+
+    /// Puts `value` only if there is room now ([`Error::Full`](crate::Error::Full)); Python's
+    /// `put_nowait`.
+    #[doc(alias = "put_nowait")]
+    pub fn try_put(&self, value: T) -> Result<(), SendError<T>> {
+        self.put_inner(value, Some(Duration::ZERO))
+    }
+
+    fn get_inner(&self, timeout: Option<Duration>) -> Result<T> {
+        self.raw.get(timeout, Frame::decode_keeping_payload)
+    }
+
+    /// Takes the oldest message, waiting as long as it takes.
+    pub fn get(&self) -> Result<T> {
+        self.get_inner(None)
+    }
+
+    /// Takes the oldest message, waiting at most `timeout`
+    /// ([`Error::Timeout`](crate::Error::Timeout)).
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
+        self.get_inner(Some(timeout))
+    }
+
+    /// Takes the oldest message if there is one ([`Error::Empty`](crate::Error::Empty)); Python's
+    /// `get_nowait`.
+    ///
+    /// ```
+    /// let q = mp::Queue::<u8>::new()?;
+    /// assert!(matches!(q.try_get(), Err(mp::Error::Empty)));
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    #[doc(alias = "get_nowait")]
+    pub fn try_get(&self) -> Result<T> {
+        self.get_inner(Some(Duration::ZERO))
+    }
+
+    /// The number of messages in the queue (exact at the instant of reading; others may change
+    /// it right after).
+    pub fn qsize(&self) -> usize {
+        self.raw.len()
+    }
+
+    /// Whether the queue holds no message (approximate, as `qsize`).
+    pub fn empty(&self) -> bool {
+        self.raw.len() == 0
+    }
+
+    /// Whether the queue holds `maxsize` messages (never, for an unbounded queue).
+    pub fn full(&self) -> bool {
+        let max = self.raw.shared.maxsize();
+        max > 0 && self.raw.len() as u64 >= max
+    }
+
+    /// Closes this handle (and its clones in this process): further `put`/`get` through it are
+    /// [`Error::Closed`](crate::Error::Closed). Messages already put stay readable by other
+    /// handles.
+    pub fn close(&self) {
+        self.raw.closed.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A queue without size limits or counts (Python's `SimpleQueue`): `put`, `get`, `empty`.
+///
+/// ```
+/// let q = mp::SimpleQueue::new()?;
+/// q.put("x".to_string())?;
+/// assert!(!q.empty());
+/// assert_eq!(q.get()?, "x");
+/// # Ok::<(), mp::Error>(())
+/// ```
+pub struct SimpleQueue<T> {
+    inner: Queue<T>,
+}
+
+impl<T> Clone for SimpleQueue<T> {
+    fn clone(&self) -> Self {
+        SimpleQueue {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<T> fmt::Debug for SimpleQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("SimpleQueue").field(&self.inner).finish()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
+    /// A new, empty queue.
+    pub fn new() -> Result<Self> {
+        Ok(SimpleQueue {
+            inner: Queue::new()?,
+        })
+    }
+    /// See [`Queue::put`].
+    pub fn put(&self, value: T) -> Result<(), SendError<T>> {
+        self.inner.put(value)
+    }
+    /// See [`Queue::get`].
+    pub fn get(&self) -> Result<T> {
+        self.inner.get()
+    }
+    /// See [`Queue::get_timeout`].
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
+        self.inner.get_timeout(timeout)
+    }
+    /// See [`Queue::empty`].
+    pub fn empty(&self) -> bool {
+        self.inner.empty()
+    }
+    /// See [`Queue::close`].
+    pub fn close(&self) {
+        self.inner.close()
+    }
+}
+
+/// A queue whose consumers acknowledge each message with [`task_done`](Self::task_done), so a
+/// producer can [`join`](Self::join) until all were processed (Python's `JoinableQueue`).
+///
+/// ```
+/// let q = mp::JoinableQueue::new()?;
+/// q.put(1u32)?;
+/// let job = q.get()?;
+/// q.task_done()?;
+/// q.join()?; // returns: every put was acknowledged
+/// # let _ = job;
+/// # Ok::<(), mp::Error>(())
+/// ```
+pub struct JoinableQueue<T> {
+    inner: Queue<T>,
+}
+
+impl<T> Clone for JoinableQueue<T> {
+    fn clone(&self) -> Self {
+        JoinableQueue {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<T> fmt::Debug for JoinableQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("JoinableQueue").field(&self.inner).finish()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
+    /// A new unbounded joinable queue.
+    pub fn new() -> Result<Self> {
+        Self::with_maxsize(0)
+    }
+    /// A joinable queue holding at most `maxsize` messages (0: no limit).
+    pub fn with_maxsize(maxsize: usize) -> Result<Self> {
+        let raw = Raw::new(DEFAULT_QUEUE_CAPACITY, maxsize, true)?;
+        Ok(JoinableQueue {
+            inner: Queue {
+                raw: Arc::new(raw),
+                _type: PhantomData,
+            },
+        })
+    }
+    /// Marks one message taken with `get` as processed. Calling it more often than messages
+    /// were put is an error.
+    pub fn task_done(&self) -> Result<()> {
+        self.inner.raw.task_done()
+    }
+    /// Waits until every message put has been marked done.
+    pub fn join(&self) -> Result<()> {
+        self.inner.raw.join(None)
+    }
+    /// Like [`join`](Self::join), giving up after `timeout`
+    /// ([`Error::Timeout`](crate::Error::Timeout)).
+    pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
+        self.inner.raw.join(Some(timeout))
+    }
+}
+
+impl<T> std::ops::Deref for JoinableQueue<T> {
+    type Target = Queue<T>;
+    fn deref(&self) -> &Queue<T> {
+        &self.inner
+    }
+}
+
+// Handles: the shared memory and the two side-channel sockets travel as descriptors.
+
+impl<T> Serialize for Queue<T> {
+    fn serialize<Z: Serializer>(&self, serializer: Z) -> std::result::Result<Z::Ok, Z::Error> {
+        use serde::ser::Error as _;
+        let s = &self.raw.shared;
+        let mem = codec::push_fd(s.map.fd().as_raw_fd()).map_err(Z::Error::custom)?;
+        let tx = codec::push_fd(s.side.tx.as_raw_fd()).map_err(Z::Error::custom)?;
+        let rx = codec::push_fd(s.side.rx.as_raw_fd()).map_err(Z::Error::custom)?;
+        let wire = QueueWire {
+            mem,
+            tx,
+            rx,
+            len: s.map.len() as u64,
+            joinable: self.raw.joinable,
+        };
+        wire.serialize(serializer)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename = "mp::Queue")]
+struct QueueWire {
+    mem: u32,
+    tx: u32,
+    rx: u32,
+    len: u64,
+    joinable: bool,
+}
+
+impl<'de, T> Deserialize<'de> for Queue<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let w = QueueWire::deserialize(deserializer)?;
+        let mem = codec::take_fd(w.mem).map_err(D::Error::custom)?;
+        let tx = codec::take_fd(w.tx).map_err(D::Error::custom)?;
+        let rx = codec::take_fd(w.rx).map_err(D::Error::custom)?;
+        let shared = Shared::open(mem, w.len, SideChannel { tx, rx }).map_err(D::Error::custom)?;
+        let raw = Raw {
+            shared,
+            closed: AtomicBool::new(false),
+            joinable: w.joinable,
+        };
+        Ok(Queue {
+            raw: Arc::new(raw),
+            _type: PhantomData,
+        })
+    }
+}
+
+impl<T> Serialize for SimpleQueue<T> {
+    fn serialize<Z: Serializer>(&self, serializer: Z) -> std::result::Result<Z::Ok, Z::Error> {
+        self.inner.serialize(serializer)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for SimpleQueue<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        Ok(SimpleQueue {
+            inner: Queue::deserialize(deserializer)?,
+        })
+    }
+}
+
+impl<T> Serialize for JoinableQueue<T> {
+    fn serialize<Z: Serializer>(&self, serializer: Z) -> std::result::Result<Z::Ok, Z::Error> {
+        self.inner.serialize(serializer)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for JoinableQueue<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let inner = Queue::deserialize(deserializer)?;
+        if !inner.raw.joinable {
+            return Err(serde::de::Error::custom(
+                "expected a JoinableQueue, got a plain Queue",
+            ));
+        }
+        Ok(JoinableQueue { inner })
+    }
+}

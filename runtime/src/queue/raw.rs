@@ -1,0 +1,355 @@
+//! The untyped queue behind the three typed ones: the put and get protocols on the ring
+//! (wait for room or data, lock, write or read, publish or commit) and the repairs after a
+//! process died holding a lock (see `README.md`).
+//!
+//! This file must not know the header's layout beyond the named offsets of `ring.rs`, nor
+//! call the OS: the side channel is `side.rs`, every other call goes through `sys`.
+
+use std::os::fd::{BorrowedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::ring::*;
+use crate::channel::{Frame, encode_frame};
+use crate::error::{Error, Result};
+use crate::sync::raw::{self, RawMutex};
+use crate::sys;
+
+/// How long a consumer repairing after a dead consumer waits for the producer lock before
+/// leaving the recount to the next producer.
+const RECOUNT_WAIT: Duration = Duration::from_millis(20);
+
+/// The untyped queue behind the three typed ones.
+pub(super) struct Raw {
+    pub(super) shared: Shared,
+    pub(super) closed: AtomicBool,
+    pub(super) joinable: bool,
+}
+
+/// A message ready to put: its frame (header and inline payload, in a buffer reused across
+/// puts), the descriptors of the handles inside it, and its sealed buffer when out of line.
+pub(super) struct Outgoing {
+    pub(super) frame: Vec<u8>,
+    fds: Vec<RawFd>,
+    sealed: Option<sys::SealedBuffer>,
+}
+
+impl Raw {
+    pub(super) fn new(capacity: usize, maxsize: usize, joinable: bool) -> Result<Raw> {
+        Ok(Raw {
+            shared: Shared::create(capacity, maxsize)?,
+            closed: AtomicBool::new(false),
+            joinable,
+        })
+    }
+
+    fn plock(&self) -> ShmLock<'_> {
+        ShmLock(RawMutex::new(self.shared.u32(OFF_PLOCK)))
+    }
+    fn clock(&self) -> ShmLock<'_> {
+        ShmLock(RawMutex::new(self.shared.u32(OFF_CLOCK)))
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Relaxed) {
+            Err(Error::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Encodes `value` as a frame of the stream transport into `frame` (a buffer reused
+    /// across puts, so large messages do not regrow it); the transport decides what goes out
+    /// of line.
+    pub(super) fn encode<T: Serialize>(value: &T, mut frame: Vec<u8>) -> Result<Outgoing> {
+        let mut fds = Vec::new();
+        let sealed = encode_frame(value, &mut frame, &mut fds)?;
+        Ok(Outgoing { frame, fds, sealed })
+    }
+
+    pub(super) fn put(&self, msg: &Outgoing, timeout: Option<Duration>) -> Result<()> {
+        self.check_open()?;
+        let s = &self.shared;
+        let deadline = raw::deadline_after(timeout);
+        let record = record_len(msg.frame.len());
+        let maxsize = s.maxsize();
+        let tail = loop {
+            let fits = || {
+                // Head first: tail only grows, so a later tail is never behind this head.
+                let head = s.u64(OFF_HEAD).load(Ordering::Acquire);
+                let tail = s.u64(OFF_TAIL).load(Ordering::Acquire);
+                let room = s.room_for(head, tail, record);
+                room && (maxsize == 0 || s.u64(OFF_LEN).load(Ordering::Acquire) < maxsize)
+            };
+            if !wait_until(
+                s.u32(OFF_SPACE_SEQ),
+                s.u32(OFF_SPACE_SEQ + 4),
+                deadline,
+                fits,
+            ) {
+                return Err(Error::Full);
+            }
+            if self.plock().lock(deadline).map_err(|_| Error::Full)? {
+                self.recover_producer();
+            } else if s.u64(OFF_RECOUNT).load(Ordering::Relaxed) != 0 {
+                self.recount_locked_producer();
+            }
+            if fits() {
+                break s.u64(OFF_TAIL).load(Ordering::Relaxed);
+            }
+            self.plock().unlock();
+        };
+        let result = self.publish(msg, tail, deadline);
+        self.plock().unlock();
+        if result.is_ok() {
+            bump_and_wake(s.u32(OFF_DATA_SEQ), s.u32(OFF_DATA_SEQ + 4));
+        }
+        result
+    }
+
+    /// With the producer lock held and room checked: sends descriptors, writes, publishes.
+    fn publish(&self, msg: &Outgoing, tail: u64, deadline: Option<Instant>) -> Result<()> {
+        let s = &self.shared;
+        // The raw descriptors belong to handles inside the value being put, which outlives
+        // this call.
+        let mut fds: Vec<BorrowedFd<'_>> =
+            msg.fds.iter().map(|&fd| sys::borrow_raw_fd(fd)).collect();
+        if let Some(sealed) = &msg.sealed {
+            fds.push(sealed.fd());
+        }
+        let mut fd_seq = 0;
+        if !fds.is_empty() {
+            fd_seq = s.u64(OFF_FD_SEQ).fetch_add(1, Ordering::Relaxed);
+            s.side.send(fd_seq, &fds, deadline)?;
+        }
+        // Only producers change the put count, under the producer lock: this is our number.
+        let number = (s.u64(OFF_PUTS).load(Ordering::Acquire) >> 32) as u32;
+        let end = s.write_record(tail, number, fd_seq, &msg.frame);
+        // The record is complete: arm the intent, so that if we die from here on, the next
+        // producer finishes this publish (see `recover_producer`).
+        s.u64(OFF_INTENT_PUTS)
+            .store(u64::from(number.wrapping_add(1)), Ordering::SeqCst);
+        s.u64(OFF_INTENT_TAIL).store(end, Ordering::SeqCst);
+        s.u64(OFF_PUTS)
+            .fetch_add(ONE_PUT + u64::from(self.joinable), Ordering::SeqCst);
+        s.u64(OFF_LEN).fetch_add(1, Ordering::SeqCst);
+        s.u64(OFF_TAIL).store(end, Ordering::Release);
+        Ok(())
+    }
+
+    /// With the producer lock just taken over from a dead producer: finishes its publish if
+    /// its record was complete (the intent is armed past `tail`), then recounts `len`.
+    /// Whatever the dead producer did before arming was never visible: its descriptors, if
+    /// sent, are leftovers the next reader discards.
+    fn recover_producer(&self) {
+        let s = &self.shared;
+        let tail = s.u64(OFF_TAIL).load(Ordering::Acquire);
+        let intent = s.u64(OFF_INTENT_TAIL).load(Ordering::SeqCst);
+        if intent > tail {
+            let number = s.u64(OFF_INTENT_PUTS).load(Ordering::SeqCst) as u32;
+            let puts = s.u64(OFF_PUTS);
+            if (puts.load(Ordering::SeqCst) >> 32) as u32 != number {
+                puts.fetch_add(ONE_PUT + u64::from(self.joinable), Ordering::SeqCst);
+            }
+            s.u64(OFF_TAIL).store(intent, Ordering::Release);
+            let message = number.wrapping_sub(1);
+            tracing::warn!(
+                target: "mp",
+                "a producer died publishing queue message #{message}; published it"
+            );
+            bump_and_wake(s.u32(OFF_DATA_SEQ), s.u32(OFF_DATA_SEQ + 4));
+        }
+        self.recount_locked_producer();
+    }
+
+    /// With the producer lock held: takes the consumer lock and sets `len` to the number of
+    /// records between head and tail (a dead holder of either lock may have left it off by
+    /// one). Lock order: producer lock, then consumer lock.
+    fn recount_locked_producer(&self) {
+        let s = &self.shared;
+        // A consumer never waits while holding its lock, and a dead holder is taken over.
+        if self.clock().lock(None).is_err() {
+            return;
+        }
+        let tail = s.u64(OFF_TAIL).load(Ordering::Acquire);
+        let mut pos = s.u64(OFF_HEAD).load(Ordering::Acquire);
+        let mut n = 0u64;
+        while pos < tail {
+            // A corrupted record ends the count; the consumer reading it reports it.
+            let Ok(record) = s.read_record_head(pos) else {
+                break;
+            };
+            pos = record.pos + record.len();
+            n += 1;
+        }
+        s.u64(OFF_LEN).store(n, Ordering::SeqCst);
+        s.u64(OFF_RECOUNT).store(0, Ordering::SeqCst);
+        self.clock().unlock();
+    }
+
+    /// After a consumer took its lock over from a dead consumer (and released it): recounts
+    /// `len`, taking the locks in order. A producer may hold its lock a long time (waiting for
+    /// room on the side channel, which readers make): then the next producer recounts.
+    fn recount(&self) {
+        let s = &self.shared;
+        s.u64(OFF_RECOUNT).store(1, Ordering::SeqCst);
+        match self.plock().lock(Some(Instant::now() + RECOUNT_WAIT)) {
+            Ok(true) => self.recover_producer(),
+            Ok(false) => self.recount_locked_producer(),
+            Err(_) => return,
+        }
+        self.plock().unlock();
+    }
+
+    /// Takes the oldest message and decodes it with `decode`, all under the consumer lock,
+    /// and only then commits (advances `head`): a consumer that dies at any point before the
+    /// commit leaves the message for the next one (see `README.md`).
+    pub(super) fn get<T>(
+        &self,
+        timeout: Option<Duration>,
+        mut decode: impl FnMut(&mut Frame) -> Result<T>,
+    ) -> Result<T> {
+        self.check_open()?;
+        let s = &self.shared;
+        let deadline = raw::deadline_after(timeout);
+        loop {
+            let nonempty = || {
+                s.u64(OFF_HEAD).load(Ordering::Acquire) != s.u64(OFF_TAIL).load(Ordering::Acquire)
+            };
+            if !wait_until(
+                s.u32(OFF_DATA_SEQ),
+                s.u32(OFF_DATA_SEQ + 4),
+                deadline,
+                nonempty,
+            ) {
+                return Err(if timeout == Some(Duration::ZERO) {
+                    Error::Empty
+                } else {
+                    Error::Timeout
+                });
+            }
+            let recovered = self.clock().lock(deadline)?;
+            let popped = self.pop_locked(&mut decode);
+            self.clock().unlock();
+            if recovered {
+                self.recount();
+            }
+            match popped {
+                Ok(Some((message, frame))) => {
+                    drop(frame);
+                    bump_and_wake(s.u32(OFF_SPACE_SEQ), s.u32(OFF_SPACE_SEQ + 4));
+                    return message.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                }
+                Ok(None) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// With the consumer lock held: takes the record at `head`, if any. The inner result is
+    /// the message's own outcome (a record whose descriptors were lost, or that does not
+    /// decode, is consumed, with an error); the outer one a corrupted ring. The message's
+    /// frame comes back too, so that an out-of-line buffer is unmapped after the lock is
+    /// released.
+    ///
+    /// Order, for crash safety: read the record, take our own copies of its descriptors by
+    /// *peeking* the side channel (the descriptors stay queued there), decode, and only then
+    /// commit by storing `head`; after the commit, drop the side channel's copy. A death
+    /// before the commit leaves everything as it was; a death after it leaves a leftover the
+    /// next reader discards by its older tag.
+    #[allow(clippy::type_complexity)]
+    fn pop_locked<T>(
+        &self,
+        decode: &mut impl FnMut(&mut Frame) -> Result<T>,
+    ) -> Result<Option<(std::thread::Result<Result<T>>, Option<Frame>)>> {
+        let s = &self.shared;
+        let head = s.u64(OFF_HEAD).load(Ordering::Relaxed);
+        let tail = s.u64(OFF_TAIL).load(Ordering::Acquire);
+        if head == tail {
+            return Ok(None);
+        }
+        let record = s.read_record_head(head)?;
+        let (number, nfds) = (record.number, record.fd_count());
+        let end = record.pos + record.len();
+        if end > tail {
+            return Err(Error::Malformed(
+                "queue ring is corrupted: a record runs past the tail".to_owned(),
+            ));
+        }
+        let inline = s.read_inline(&record);
+        let mut fds = Vec::new();
+        // Whether the side channel's copy of our descriptors is still queued (peeked).
+        let mut peeked = false;
+        let received = if nfds == 0 {
+            Ok(())
+        } else if nfds <= sys::MAX_FDS_PER_MSG {
+            s.side
+                .peek(record.fd_seq, number, nfds, &mut fds)
+                .inspect(|()| peeked = true)
+        } else {
+            s.side.recv(record.fd_seq, number, nfds, &mut fds)
+        };
+        let mut kept = None;
+        // A panicking `Deserialize` must not leave the lock held (by a live thread, so never
+        // taken over) nor the message in place to panic every consumer: the message is
+        // consumed and the panic resumed once the lock is released.
+        let message = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            received.and_then(|()| {
+                let frame = Frame::from_parts(&record.frame, inline, fds).map_err(|e| match e {
+                    Error::Malformed(what) => {
+                        Error::Malformed(format!("queue message #{number}: {what}"))
+                    }
+                    other => other,
+                })?;
+                decode(kept.insert(frame))
+            })
+        }));
+        // The commit: from here on the message is this consumer's.
+        s.u64(OFF_HEAD).store(end, Ordering::Release);
+        s.u64(OFF_LEN).fetch_sub(1, Ordering::SeqCst);
+        if peeked {
+            s.side.remove_first();
+        }
+        Ok(Some((message, kept)))
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.shared.u64(OFF_LEN).load(Ordering::Relaxed) as usize
+    }
+
+    pub(super) fn task_done(&self) -> Result<()> {
+        let s = &self.shared;
+        let puts = s.u64(OFF_PUTS);
+        let mut current = puts.load(Ordering::SeqCst);
+        loop {
+            if current & UNFINISHED == 0 {
+                return Err(Error::TaskDoneTooOften);
+            }
+            match puts.compare_exchange(current, current - 1, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => break,
+                Err(now) => current = now,
+            }
+        }
+        if current & UNFINISHED == 1 {
+            bump_and_wake(s.u32(OFF_DONE_SEQ), s.u32(OFF_DONE_SEQ + 4));
+        }
+        Ok(())
+    }
+
+    pub(super) fn join(&self, timeout: Option<Duration>) -> Result<()> {
+        let s = &self.shared;
+        let done = || s.u64(OFF_PUTS).load(Ordering::SeqCst) & UNFINISHED == 0;
+        if wait_until(
+            s.u32(OFF_DONE_SEQ),
+            s.u32(OFF_DONE_SEQ + 4),
+            raw::deadline_after(timeout),
+            done,
+        ) {
+            Ok(())
+        } else {
+            Err(Error::Timeout)
+        }
+    }
+}

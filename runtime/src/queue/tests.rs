@@ -1,0 +1,142 @@
+//! Unit tests of the queue: FIFO order across wrap-around, limits, large messages, and the
+//! states a process killed inside `put` or `get` leaves behind. They reach into the shared
+//! header only through `ring.rs`'s named offsets, not through layouts of their own.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::ring::*;
+use super::*;
+use crate::channel::INLINE_MAX;
+use crate::error::Error;
+use crate::sys;
+
+#[test]
+fn fifo_and_wraparound() {
+    let q = Queue::<Vec<u8>>::with_capacity(0, MIN_CAPACITY).unwrap();
+    // Push ~4x the ring through, in pieces that do not divide it evenly.
+    for round in 0..40u32 {
+        for i in 0..10u32 {
+            q.put(vec![(round * 10 + i) as u8; 10_001]).unwrap();
+        }
+        for i in 0..10u32 {
+            assert_eq!(q.get().unwrap(), vec![(round * 10 + i) as u8; 10_001]);
+        }
+    }
+    assert!(q.empty());
+}
+
+#[test]
+fn bounded_and_nonblocking() {
+    let q = Queue::with_maxsize(1).unwrap();
+    q.put(1u8).unwrap();
+    assert!(matches!(q.try_put(2).unwrap_err().error, Error::Full));
+    assert_eq!(q.qsize(), 1);
+    assert_eq!(q.get().unwrap(), 1);
+    assert!(matches!(q.try_get(), Err(Error::Empty)));
+    assert!(matches!(
+        q.get_timeout(Duration::from_millis(5)),
+        Err(Error::Timeout)
+    ));
+}
+
+#[test]
+fn large_messages_go_out_of_line() {
+    let q = Queue::new().unwrap();
+    let big = serde_bytes::ByteBuf::from(vec![3u8; 5 * INLINE_MAX]);
+    q.put(big.clone()).unwrap();
+    q.put(serde_bytes::ByteBuf::from(vec![1u8])).unwrap();
+    assert_eq!(q.get().unwrap(), big);
+    assert_eq!(q.get().unwrap().len(), 1);
+}
+
+#[test]
+fn close_stops_this_handle() {
+    let q = Queue::<u8>::new().unwrap();
+    q.close();
+    assert!(matches!(q.put(1).unwrap_err().error, Error::Closed));
+    assert!(matches!(q.get(), Err(Error::Closed)));
+}
+
+/// A thread id that has certainly exited: a finished thread's.
+fn dead_tid() -> u32 {
+    std::thread::spawn(sys::gettid).join().unwrap()
+}
+
+#[test]
+fn a_producer_killed_before_storing_tail_has_its_put_finished() {
+    let q = JoinableQueue::new().unwrap();
+    let s = &q.inner.raw.shared;
+    q.put(1u32).unwrap();
+    // The state a producer killed just before its last store leaves: record written and
+    // counted, `tail` not advanced, producer lock held by the dead thread.
+    let tail = s.u64(OFF_TAIL).load(Ordering::SeqCst);
+    q.put(2).unwrap();
+    s.u64(OFF_TAIL).store(tail, Ordering::SeqCst);
+    s.u32(OFF_PLOCK).store(dead_tid(), Ordering::SeqCst);
+    q.put(3).unwrap();
+    assert_eq!(q.qsize(), 3);
+    for expected in 1..=3 {
+        assert_eq!(q.get_timeout(Duration::from_secs(1)).unwrap(), expected);
+        q.task_done().unwrap();
+    }
+    assert!(q.empty());
+    q.join_timeout(Duration::from_secs(1)).unwrap();
+    assert!(q.task_done().is_err());
+}
+
+#[test]
+fn a_consumer_killed_after_its_commit_leaves_a_true_count() {
+    let q = Queue::new().unwrap();
+    let s = &q.raw.shared;
+    for i in 0..3u8 {
+        q.put(i).unwrap();
+    }
+    assert_eq!(q.get().unwrap(), 0);
+    // A consumer killed between storing `head` and decrementing `len`, lock held.
+    s.u64(OFF_LEN).fetch_add(1, Ordering::SeqCst);
+    s.u32(OFF_CLOCK).store(dead_tid(), Ordering::SeqCst);
+    assert_eq!(q.get().unwrap(), 1);
+    assert_eq!(q.qsize(), 1);
+    assert_eq!(q.get().unwrap(), 2);
+    assert!(q.empty());
+}
+
+#[test]
+fn a_panicking_decode_consumes_the_message_and_frees_the_lock() {
+    #[derive(Debug, Serialize)]
+    struct Bomb;
+    impl<'de> Deserialize<'de> for Bomb {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+            <()>::deserialize(d)?;
+            panic!("boom")
+        }
+    }
+    let q = Queue::<Bomb>::new().unwrap();
+    q.put(Bomb).unwrap();
+    q.put(Bomb).unwrap();
+    let caught = std::panic::catch_unwind(|| q.get().map(|_| ()));
+    assert!(caught.is_err());
+    assert_eq!(q.qsize(), 1);
+    // The lock is free (a held one would time out here) and the next message is next.
+    assert!(
+        std::panic::catch_unwind(|| q.get_timeout(Duration::from_secs(1)).map(|_| ())).is_err()
+    );
+    assert!(q.empty());
+}
+
+#[test]
+fn joinable_counts() {
+    let q = JoinableQueue::new().unwrap();
+    q.put(1u8).unwrap();
+    assert!(matches!(
+        q.join_timeout(Duration::from_millis(5)),
+        Err(Error::Timeout)
+    ));
+    q.get().unwrap();
+    q.task_done().unwrap();
+    q.join().unwrap();
+    assert!(q.task_done().is_err());
+}
