@@ -12,7 +12,7 @@ use crate::sys::{HasAtomic, Plain};
 
 /// An array of a [`Plain`] type in shared memory without a lock (Python's `RawArray`, or
 /// `Array(..., lock=False)`): element and bulk copies, and atomics for integer elements.
-/// Nothing stops two processes writing the same element at once; use [`Array`] for that.
+/// Nothing stops two processes writing the same element at once; use [`Array`](crate::Array) for that.
 ///
 /// ```
 /// use std::sync::atomic::Ordering;
