@@ -14,23 +14,7 @@ fn limit() -> mp_tests::Watchdog {
     mp_tests::watchdog(Duration::from_secs(60))
 }
 
-/// A value whose encoding always fails.
-#[derive(Debug)]
-struct Unencodable;
-
-impl serde::Serialize for Unencodable {
-    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
-        Err(serde::ser::Error::custom(
-            "this value refuses to be encoded",
-        ))
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Unencodable {
-    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
-        Ok(Unencodable)
-    }
-}
+use mp_tests::Unencodable;
 
 #[mp::worker]
 fn unencodable_result() -> Unencodable {

@@ -15,28 +15,17 @@ fn middle(q: mp::Queue<u32>) {
     std::thread::sleep(Duration::from_secs(120));
 }
 
-fn gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        // A zombie has exited; only its reaping is pending (on whoever adopted it).
-        Ok(stat) => stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
-    }
-}
-
 #[test]
 fn grandchild_exits_when_its_parent_is_killed() {
     let _w = mp_tests::watchdog(Duration::from_secs(30));
     let q = mp::Queue::new().unwrap();
     let mut parent = mp::spawn(middle, q.clone()).unwrap();
     let grandchild = q.get_timeout(Duration::from_secs(10)).unwrap();
-    assert!(!gone(grandchild));
+    assert!(!mp_tests::gone(grandchild));
     parent.kill().unwrap();
     let _ = parent.join();
     let killed = Instant::now();
-    while !gone(grandchild) {
+    while !mp_tests::gone(grandchild) {
         assert!(
             killed.elapsed() < Duration::from_secs(1),
             "grandchild {grandchild} outlived its parent"

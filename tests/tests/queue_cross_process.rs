@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use mp::{Error, JoinableQueue, Queue, SimpleQueue};
+use mp_tests::Unencodable;
 use serde_bytes::ByteBuf;
 
 fn limit() -> mp_tests::Watchdog {
@@ -202,22 +203,6 @@ fn fifty_megabyte_message_through_a_queue() {
     let mut p = mp::spawn(sum_big, q.clone()).unwrap();
     q.put(ByteBuf::from(vec![1u8; 50_000_000])).unwrap();
     assert_eq!(p.join().unwrap(), 50_000_000);
-}
-
-struct Unencodable;
-
-impl serde::Serialize for Unencodable {
-    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
-        Err(serde::ser::Error::custom(
-            "this value refuses to be encoded",
-        ))
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Unencodable {
-    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
-        Ok(Unencodable)
-    }
 }
 
 #[test]

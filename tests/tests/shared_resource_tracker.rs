@@ -17,15 +17,6 @@ fn shm_names(prefix: &str) -> Vec<String> {
         .collect()
 }
 
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        !stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('Z'))
-    })
-}
-
 #[test]
 fn one_tracker_serves_the_whole_process_tree() {
     let _w = limit();
@@ -73,7 +64,7 @@ fn the_tracker_ignores_interrupts_from_its_start() {
     }
     let start = Instant::now();
     while start.elapsed() < Duration::from_millis(300) {
-        assert!(alive(tracker), "the tracker died of an interrupt");
+        assert!(!mp_tests::gone(tracker), "the tracker died of an interrupt");
         std::thread::sleep(Duration::from_millis(10));
     }
     drop(shm);

@@ -17,16 +17,6 @@ fn create_and_wait(name: String, pids: mp::Queue<u32>, done: mp::Event) -> mp::R
     Ok(())
 }
 
-fn gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
-    }
-}
-
 fn run() -> mp::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let prefix = &args[2];
@@ -55,7 +45,7 @@ fn run() -> mp::Result<()> {
             )
             .unwrap();
             let start = Instant::now();
-            while !gone(tracker) {
+            while !mp_tests::gone(tracker) {
                 assert!(
                     start.elapsed() < Duration::from_secs(10),
                     "tracker not killed"
