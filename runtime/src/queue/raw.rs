@@ -189,6 +189,19 @@ impl Raw {
         self.clock().unlock();
     }
 
+    /// With the ring found empty: if the producer lock is held by a thread that died, takes it
+    /// over, which publishes the dead producer's record if it was complete. `true` when a
+    /// record may have appeared.
+    fn rescue_dead_producer(&self) -> bool {
+        let Some(tid) = self.plock().0.take_over_dead() else {
+            return false;
+        };
+        tracing::warn!(target: "mp", "queue lock holder (thread {tid}) died; lock recovered");
+        self.recover_producer();
+        self.plock().unlock();
+        true
+    }
+
     /// After a consumer took its lock over from a dead consumer (and released it): recounts
     /// `len`, taking the locks in order. A producer may hold its lock a long time (waiting for
     /// room on the side channel, which readers make): then the next producer recounts.
@@ -218,17 +231,27 @@ impl Raw {
             let nonempty = || {
                 s.u64(OFF_HEAD).load(Ordering::Acquire) != s.u64(OFF_TAIL).load(Ordering::Acquire)
             };
+            // Wait in slices: a producer that died after completing its record never wakes
+            // us, so an empty ring is checked for one every `raw::OWNER_CHECK`.
+            let slice = Instant::now() + raw::OWNER_CHECK;
+            let until = deadline.map_or(slice, |d| d.min(slice));
             if !wait_until(
                 s.u32(OFF_DATA_SEQ),
                 s.u32(OFF_DATA_SEQ + 4),
-                deadline,
+                Some(until),
                 nonempty,
             ) {
-                return Err(if timeout == Some(Duration::ZERO) {
-                    Error::Empty
-                } else {
-                    Error::Timeout
-                });
+                if self.rescue_dead_producer() {
+                    continue;
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Err(if timeout == Some(Duration::ZERO) {
+                        Error::Empty
+                    } else {
+                        Error::Timeout
+                    });
+                }
+                continue;
             }
             let recovered = self.clock().lock(deadline)?;
             let popped = self.pop_locked(&mut decode);

@@ -87,6 +87,23 @@ fn a_producer_killed_before_storing_tail_has_its_put_finished() {
     assert!(q.task_done().is_err());
 }
 
+/// The same dead producer, but no producer comes after it: a consumer that finds the ring
+/// empty takes the dead producer's lock over and publishes its record (a drain after killing
+/// the only writer sees everything it completed).
+#[test]
+fn a_consumer_finishes_a_dead_producers_put_when_no_producer_follows() {
+    let q = Queue::new().unwrap();
+    let s = &q.raw.shared;
+    let tail = s.u64(OFF_TAIL).load(Ordering::SeqCst);
+    q.put(1u32).unwrap();
+    s.u64(OFF_TAIL).store(tail, Ordering::SeqCst);
+    s.u32(OFF_PLOCK).store(dead_tid(), Ordering::SeqCst);
+    assert_eq!(q.try_get().unwrap(), 1);
+    assert!(matches!(q.try_get(), Err(Error::Empty)));
+    q.put(2).unwrap();
+    assert_eq!(q.get_timeout(Duration::from_secs(1)).unwrap(), 2);
+}
+
 #[test]
 fn a_consumer_killed_after_its_commit_leaves_a_true_count() {
     let q = Queue::new().unwrap();

@@ -47,6 +47,27 @@ impl<'a> RawMutex<'a> {
         self.owner() == sys::gettid()
     }
 
+    /// Takes the lock at once if its holder died (without waiting for the periodic owner
+    /// check of [`lock`](RawMutex::lock)); the dead holder's thread id, or `None` when the
+    /// lock is free or held by a live thread.
+    pub(crate) fn take_over_dead(&self) -> Option<u32> {
+        let cur = self.word.load(Ordering::Relaxed);
+        let owner = cur & OWNER;
+        let me = sys::gettid();
+        if owner == 0 || owner == me || sys::thread_alive(owner) {
+            return None;
+        }
+        self.word
+            .compare_exchange(
+                cur,
+                me | (cur & WAITERS),
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
+            .ok()
+            .map(|_| owner)
+    }
+
     /// Takes the lock, waiting until `deadline` (`None`: forever). `Err(Timeout)` when the
     /// deadline passes first.
     pub(crate) fn lock(&self, deadline: Option<Instant>) -> Result<Acquired> {
