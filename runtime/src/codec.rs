@@ -44,6 +44,24 @@ pub(crate) fn encode_within<T: Serialize + ?Sized>(
     fds: &mut Vec<RawFd>,
     limit: u64,
 ) -> Result<()> {
+    collecting_fds(fds, || encode_collected(value, buf, limit))
+}
+
+/// Runs `f` (which encodes one or more values with [`encode_collected`]) with `fds` receiving
+/// the descriptors of the handles inside them: a batch pays for this once.
+pub(crate) fn collecting_fds<R>(fds: &mut Vec<RawFd>, f: impl FnOnce() -> R) -> R {
+    let previous = FD_SINK.with(|s| s.replace(Some(std::mem::take(fds))));
+    let result = f();
+    *fds = FD_SINK.with(|s| s.replace(previous)).unwrap_or_default();
+    result
+}
+
+/// [`encode_within`] inside [`collecting_fds`], which receives the descriptors.
+pub(crate) fn encode_collected<T: Serialize + ?Sized>(
+    value: &T,
+    buf: &mut Vec<u8>,
+    limit: u64,
+) -> Result<()> {
     struct Sink<'a> {
         buf: &'a mut Vec<u8>,
         /// `buf`'s length at which the limit is reached.
@@ -72,9 +90,7 @@ pub(crate) fn encode_within<T: Serialize + ?Sized>(
         buf,
         over: None,
     };
-    let previous = FD_SINK.with(|s| s.replace(Some(std::mem::take(fds))));
     let result = bincode::serde::encode_into_writer(value, &mut sink, base());
-    *fds = FD_SINK.with(|s| s.replace(previous)).unwrap_or_default();
     if let Some(over) = sink.over {
         // What was written is of no use: give it back.
         buf.truncate(start);

@@ -97,7 +97,7 @@ fn client_handshake(s: &mut TcpStream) {
 fn server_handshake(s: &mut TcpStream) {
     let nonce_s = [9u8; 32];
     let mut challenge = b"mp-auth\x01".to_vec();
-    challenge.extend_from_slice(&1u32.to_le_bytes()); // version
+    challenge.extend_from_slice(&2u32.to_le_bytes()); // the protocol version (connection/auth.rs)
     challenge.extend_from_slice(&(64u64 << 20).to_le_bytes()); // max_message
     challenge.extend_from_slice(&nonce_s);
     s.write_all(&frame(&challenge)).unwrap();
@@ -363,4 +363,26 @@ fn a_value_to_store_is_refused_at_the_servers_limit_while_encoding() {
     );
     list.append(EndlessStored(10)).unwrap();
     assert_eq!(list.len().unwrap(), 1);
+}
+
+#[test]
+fn a_server_of_another_protocol_version_is_refused_by_name() {
+    let _w = watchdog(LIMIT);
+    let fake = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = mp::Address::Tcp(fake.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = fake.accept().unwrap();
+        let mut challenge = b"mp-auth\x01".to_vec();
+        challenge.extend_from_slice(&1u32.to_le_bytes()); // an mp from before the version bump
+        challenge.extend_from_slice(&(64u64 << 20).to_le_bytes());
+        challenge.extend_from_slice(&[9u8; 32]);
+        s.write_all(&frame(&challenge)).unwrap();
+        assert_closed_within(&mut s, LIMIT);
+    });
+    let err = mp::Manager::connect(address, KEY).unwrap_err();
+    assert!(
+        matches!(&err, mp::Error::AuthenticationFailed(m) if m.contains("protocol version 1")),
+        "{err}"
+    );
+    server.join().unwrap();
 }

@@ -263,7 +263,11 @@ impl Handle {
 
     /// Encodes every value of a batch.
     pub(crate) fn encode_all<T: Serialize>(&self, values: &[T]) -> Result<Vec<Blob>> {
-        values.iter().map(|v| self.encode(v)).collect()
+        let storing = Storing::Value {
+            server: self.server,
+            refs: Vec::new(),
+        };
+        encode_each(storing, self.endpoint.limit(), values.iter())
     }
 
     /// Encodes a dict key: compared by its bytes, so it may hold no proxy.
@@ -472,12 +476,37 @@ pub(crate) fn decode_key<T: DeserializeOwned>(key: &Key) -> Result<T> {
 }
 
 fn encode_in<T: Serialize + ?Sized>(storing: Storing, limit: u64, value: &T) -> Result<Blob> {
-    let mut bytes = Vec::new();
+    let mut blobs = encode_each(storing, limit, std::iter::once(value))?;
+    Ok(blobs.pop().expect("one value gives one blob"))
+}
+
+/// Encodes each of `values` into its own blob under one encoding context (a batch sets up
+/// the thread-locals once, not per item); proxies to the server of `storing` leave their
+/// ids in the blob that holds them.
+fn encode_each<'v, T: Serialize + ?Sized + 'v>(
+    storing: Storing,
+    limit: u64,
+    values: impl Iterator<Item = &'v T>,
+) -> Result<Vec<Blob>> {
     let mut fds = Vec::new();
     let previous = STORING.with(|s| s.replace(Some(storing)));
-    let encoded = codec::encode_within(value, &mut bytes, &mut fds, limit);
-    let storing = STORING.with(|s| s.replace(previous));
-    encoded?;
+    let blobs = codec::collecting_fds(&mut fds, || {
+        values
+            .map(|value| {
+                let mut bytes = Vec::new();
+                codec::encode_collected(value, &mut bytes, limit)?;
+                let refs = STORING.with(|s| match s.borrow_mut().as_mut() {
+                    Some(Storing::Value { refs, .. }) => std::mem::take(refs),
+                    _ => Vec::new(),
+                });
+                Ok(Blob {
+                    bytes: Bytes(bytes),
+                    refs,
+                })
+            })
+            .collect::<Result<Vec<_>>>()
+    });
+    STORING.with(|s| s.replace(previous));
     if !fds.is_empty() {
         return Err(Error::Encode(
             "a value holding an OS handle (queue, pipe end, shared memory, lock) cannot be \
@@ -485,14 +514,7 @@ fn encode_in<T: Serialize + ?Sized>(storing: Storing, limit: u64, value: &T) -> 
                 .to_owned(),
         ));
     }
-    let refs = match storing {
-        Some(Storing::Value { refs, .. }) => refs,
-        _ => Vec::new(),
-    };
-    Ok(Blob {
-        bytes: Bytes(bytes),
-        refs,
-    })
+    blobs
 }
 
 /// The type description of an object of kind `kind` over element types `E`.

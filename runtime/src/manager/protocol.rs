@@ -27,7 +27,24 @@ pub(crate) type Key = crate::codec::Bytes;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Blob {
     pub(crate) bytes: crate::codec::Bytes,
+    /// Empty for almost every value: it travels as one byte then (see [`refs_wire`]).
+    #[serde(with = "refs_wire")]
     pub(crate) refs: Vec<u64>,
+}
+
+/// A blob's references on the wire: an `Option`, so the common value without proxies costs
+/// one byte beside its bytes rather than an 8-byte length (batches of small values are
+/// dominated by it).
+mod refs_wire {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(refs: &[u64], s: S) -> Result<S::Ok, S::Error> {
+        (!refs.is_empty()).then_some(refs).serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
+        Ok(Option::<Vec<u64>>::deserialize(d)?.unwrap_or_default())
+    }
 }
 
 impl Blob {
