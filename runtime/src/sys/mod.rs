@@ -28,13 +28,9 @@
 
 #[cfg(target_os = "linux")]
 mod cpu;
-#[cfg(target_os = "linux")]
-mod futex;
 mod interrupt;
 #[cfg(target_os = "linux")]
 pub(crate) mod net;
-#[cfg_attr(not(feature = "portable-sync"), allow(dead_code))]
-mod park;
 mod plain;
 #[cfg(target_os = "linux")]
 mod poll;
@@ -48,11 +44,15 @@ mod signal;
 mod socket;
 #[cfg(target_os = "linux")]
 mod spawn;
+/// Waiting on a word in shared memory, chosen by file as mio chooses its selector: the futex
+/// (`futex.rs`), or its portable twin on POSIX semaphores (`park.rs`) with `portable-sync`.
+#[cfg(target_os = "linux")]
+#[cfg_attr(not(feature = "portable-sync"), path = "futex.rs")]
+#[cfg_attr(feature = "portable-sync", path = "park.rs")]
+mod wait;
 
 #[cfg(target_os = "linux")]
 pub use cpu::{cpu_count, host_cpu_count};
-#[cfg(target_os = "linux")]
-pub(crate) use futex::{futex_wait, futex_wake};
 pub(crate) use interrupt::{arm as arm_interrupts, wait_for_interrupt};
 pub use plain::{AtomicCell, HasAtomic, Numeric, Plain};
 pub(crate) use plain::{
@@ -79,6 +79,8 @@ pub(crate) use socket::{
 };
 #[cfg(target_os = "linux")]
 pub(crate) use spawn::{CHILD_HOOK, Interrupts, SpawnOutput, spawn_self};
+#[cfg(target_os = "linux")]
+pub(crate) use wait::{wait as futex_wait, wake as futex_wake};
 
 #[cfg(not(target_os = "linux"))]
 compile_error!("mp supports Linux for now; macOS and Windows are planned behind `sys/`");

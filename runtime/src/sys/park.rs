@@ -430,4 +430,5 @@ fn deadline_after(d: Duration) -> libc::timespec {
 }
 
 #[cfg(test)]
+#[path = "park/tests.rs"]
 mod tests;

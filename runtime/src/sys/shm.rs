@@ -10,17 +10,19 @@ use std::sync::atomic::AtomicU32;
 use rustix::fs::{MemfdFlags, SealFlags};
 use rustix::mm::{MapFlags, ProtFlags};
 
-/// Whether waits on shared words use the portable parking tables instead of futexes.
-pub(super) const PARKING: bool = cfg!(feature = "portable-sync");
+/// Whether waits on shared words use the portable parking tables (`park.rs`, the `wait`
+/// module with `portable-sync`) instead of futexes: their mappings carry a table.
+const PARKING: bool = cfg!(feature = "portable-sync");
 
 /// The bytes a mapping whose usable part is `len` bytes takes: with [`PARKING`], a parking
 /// table follows the usable part.
+#[cfg(feature = "portable-sync")]
 fn parked_len(len: usize) -> usize {
-    if PARKING {
-        super::park::table_offset(len) + super::park::TABLE_BYTES
-    } else {
-        len
-    }
+    super::wait::table_offset(len) + super::wait::TABLE_BYTES
+}
+#[cfg(not(feature = "portable-sync"))]
+fn parked_len(len: usize) -> usize {
+    len
 }
 
 /// What a new mapping does with its parking table.
@@ -45,6 +47,8 @@ pub(crate) struct SharedMapping {
     len: usize,
     /// The bytes mapped: `len`, or more with a parking table behind them.
     mapped: usize,
+    /// Whether a parking table behind the usable part is registered (unregistered on drop).
+    #[cfg(feature = "portable-sync")]
     parked: bool,
     fd: OwnedFd,
 }
@@ -136,26 +140,35 @@ impl SharedMapping {
         };
         let ptr =
             NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
-        let mut map = Self {
+        let map = Self {
             ptr,
             len,
             mapped,
+            #[cfg(feature = "portable-sync")]
             parked: false,
             fd,
         };
-        if !parked {
-            return Ok(map);
+        #[cfg(feature = "portable-sync")]
+        if parked {
+            return map.with_table(park == Park::Create);
         }
-        let start = ptr.as_ptr() as usize;
-        let table = start + super::park::table_offset(len);
-        if park == Park::Create {
+        Ok(map)
+    }
+
+    /// Sets up (`create`) or joins the parking table behind the usable part and registers it,
+    /// so waits on the mapping's words find it.
+    #[cfg(feature = "portable-sync")]
+    fn with_table(mut self, create: bool) -> io::Result<Self> {
+        let start = self.ptr.as_ptr() as usize;
+        let table = start + super::wait::table_offset(self.len);
+        if create {
             // SAFETY: the table's bytes lie inside the fresh mapping (`mapped` counts them),
             // aligned (`table_offset`), zeroed (a new memfd), and no other process has them.
-            unsafe { super::park::init_table(table as *mut u8)? };
+            unsafe { super::wait::init_table(table as *mut u8)? };
         }
-        super::park::register(start, start + len, table);
-        map.parked = true;
-        Ok(map)
+        super::wait::register(start, start + self.len, table);
+        self.parked = true;
+        Ok(self)
     }
 
     /// The descriptor backing the mapping (to send it to another process).
@@ -325,8 +338,9 @@ impl SharedMapping {
 
 impl Drop for SharedMapping {
     fn drop(&mut self) {
+        #[cfg(feature = "portable-sync")]
         if self.parked {
-            super::park::unregister(self.ptr.as_ptr() as usize);
+            super::wait::unregister(self.ptr.as_ptr() as usize);
         }
         // SAFETY: `ptr`/`mapped` describe a mapping created in `map` and not yet unmapped; no
         // reference into it outlives `self`.
