@@ -80,6 +80,27 @@ pub(crate) fn level_code() -> Option<u8> {
     }
 }
 
+/// Reports a failure `mp` itself meets in a child (a malformed bootstrap, a worker that lost
+/// its pool): an error record with the target `mp`, like every other `mp` record, and the same
+/// line on stderr when no subscriber would record it (a child of a program that enabled no
+/// logging), so the failure is never silent.
+pub(crate) fn report_failure(message: std::fmt::Arguments<'_>) {
+    if tracing::enabled!(target: "mp", tracing::Level::ERROR) {
+        tracing::error!(target: "mp", "{message}");
+    } else {
+        eprintln!("mp: {message}");
+    }
+}
+
+/// [`report_failure`] for what `mp` repaired but the user should know (a warning record).
+pub(crate) fn report_warning(message: std::fmt::Arguments<'_>) {
+    if tracing::enabled!(target: "mp", tracing::Level::WARN) {
+        tracing::warn!(target: "mp", "{message}");
+    } else {
+        eprintln!("mp: {message}");
+    }
+}
+
 pub(crate) fn install_from_code(code: Option<u8>) {
     if let Some(level) = code.and_then(level_of) {
         LEVEL.store(code_of(level), Ordering::Relaxed);

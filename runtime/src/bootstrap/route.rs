@@ -105,7 +105,9 @@ fn accept_role(spec: &str) -> Result<(Role, Channel, Frame), i32> {
         .split(',')
         .map(|s| s.parse::<i32>().ok().and_then(sys::adopt_inherited_fd));
     let (Some(Some(boot)), Some(Some(liveness))) = (fds.next(), fds.next()) else {
-        eprintln!("mp: malformed {BOOTSTRAP_ENV}={spec:?}; was this process started by mp?");
+        crate::logging::report_failure(format_args!(
+            "malformed {BOOTSTRAP_ENV}={spec:?}; was this process started by mp?"
+        ));
         return Err(CHILD_FAILED);
     };
     // Die with the parent: the liveness pipe reports end-of-file when the parent is gone.
@@ -120,7 +122,7 @@ fn accept_role(spec: &str) -> Result<(Role, Channel, Frame), i32> {
         Ok(b) => b,
         Err(Error::Disconnected) => return Err(1),
         Err(e) => {
-            eprintln!("mp: cannot read the bootstrap message: {e}");
+            crate::logging::report_failure(format_args!("cannot read the bootstrap message: {e}"));
             return Err(CHILD_FAILED);
         }
     };

@@ -90,7 +90,9 @@ pub(crate) fn serve(channel: &Channel, init: Frame) -> i32 {
             Ok(frame) => frame,
             Err(Error::Disconnected) => return 0,
             Err(e) => {
-                eprintln!("mp: pool worker cannot read its next task: {e}");
+                crate::logging::report_failure(format_args!(
+                    "pool worker cannot read its next task: {e}"
+                ));
                 return CHILD_FAILED;
             }
         };
@@ -200,7 +202,9 @@ fn reply_code(sent: crate::Result<()>) -> i32 {
         Ok(()) => 0,
         Err(Error::Disconnected) => 1,
         Err(e) => {
-            eprintln!("mp: pool worker cannot send its results: {e}");
+            crate::logging::report_failure(format_args!(
+                "pool worker cannot send its results: {e}"
+            ));
             CHILD_FAILED
         }
     }

@@ -197,7 +197,7 @@ pub(crate) fn run(spec: &str) -> i32 {
     // started some other way.
     sys::ignore_interrupts();
     let Some(fd) = spec.parse().ok().and_then(sys::adopt_inherited_fd) else {
-        eprintln!("mp: malformed {TRACKER_ENV}={spec:?}");
+        crate::logging::report_failure(format_args!("malformed {TRACKER_ENV}={spec:?}"));
         return crate::error::CHILD_FAILED;
     };
     serve(Listener::from_fd(fd, false));
@@ -295,8 +295,8 @@ fn clean_up(client: Tracked) {
         n => format!("{n} shared memory segments"),
     };
     let names: Vec<String> = removed.iter().map(|n| format!("{n:?}")).collect();
-    eprintln!(
-        "mp: resource tracker: {who} ended without removing {what}; removed {}",
+    crate::logging::report_warning(format_args!(
+        "resource tracker: {who} ended without removing {what}; removed {}",
         names.join(", ")
-    );
+    ));
 }
