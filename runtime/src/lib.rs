@@ -54,7 +54,6 @@
 
 mod any_process;
 mod bootstrap;
-mod channel;
 mod codec;
 mod connection;
 mod error;
@@ -67,6 +66,7 @@ mod run_support;
 mod shared;
 mod sync;
 mod sys;
+mod wire;
 mod worker;
 
 pub use any_process::AnyProcess;

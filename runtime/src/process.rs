@@ -11,9 +11,9 @@ use crate::bootstrap::reap::{
     Running, detach, register_running, status_of, unregister_running, wait_child,
 };
 use crate::bootstrap::spawn::{Outcome, Role, start_child};
-use crate::channel::Channel;
 use crate::error::{Error, ExitStatus, Result};
 use crate::sys;
+use crate::wire::Channel;
 use crate::worker::{Target, Worker};
 
 /// What `mp` knows about a process: the current one ([`current_process`]) or a running child

@@ -4,7 +4,7 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::channel::{Channel, Frame};
+use crate::wire::{Channel, Frame};
 
 /// A function that can run in another process: what `#[mp::worker]` makes of a `fn`.
 ///

@@ -12,9 +12,9 @@ use super::identity::{self, Identity};
 use super::panic::{PanicReport, catch_panic};
 use super::reap::finish_children;
 use super::spawn::{BOOTSTRAP_ENV, Bootstrap, Outcome, Role, mark_main_entered};
-use crate::channel::{Channel, Frame};
 use crate::error::{CHILD_FAILED, Error};
 use crate::sys;
+use crate::wire::{Channel, Frame};
 use crate::worker::{Invocation, Worker, WorkerEntry};
 
 /// Set by `cargo mp workers`: the binary prints its workers (`name\tsignature\tlocation`

@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::{Deserialize, Serialize};
 
 use super::identity::identity;
-use crate::channel::{self, Channel};
 use crate::error::{Error, Result};
 use crate::sys;
+use crate::wire::{self, Channel};
 use crate::worker::{self, Target};
 
 /// The environment variable that marks a child: `bootstrap_fd,liveness_fd`.
@@ -94,7 +94,7 @@ pub(crate) fn start_child<A: Serialize + ?Sized>(
     // Encode first: a value that cannot travel fails before any process exists.
     let mut args_frame = Vec::new();
     let mut raw_fds = Vec::new();
-    let sealed = channel::encode_frame(args, &mut args_frame, &mut raw_fds)?;
+    let sealed = wire::encode_frame(args, &mut args_frame, &mut raw_fds)?;
     let mut fds: Vec<_> = raw_fds.iter().map(|&fd| sys::borrow_raw_fd(fd)).collect();
     if let Some(s) = &sealed {
         fds.push(s.fd());
@@ -173,7 +173,7 @@ pub(crate) fn start_child_frame(
     let channel = Channel::new(ours);
     let sent = channel
         .send(&bootstrap)
-        .and_then(|()| channel::send_frame_bytes(channel.fd(), args_frame, fds));
+        .and_then(|()| wire::send_frame_bytes(channel.fd(), args_frame, fds));
     if let Err(e) = sent {
         let _ = child.kill();
         let _ = child.wait();

@@ -31,10 +31,10 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use crate::channel::{self, Channel, HEADER, Header};
 use crate::codec::{self, MAX_MESSAGE};
 use crate::error::{Error, Result};
 use crate::sys;
+use crate::wire::{self, Channel, HEADER, Header};
 
 /// How long either side waits for the other's handshake frame.
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -194,7 +194,7 @@ impl Handshake {
     /// peer that does not read it is not worth waiting for.
     fn send<T: Serialize>(&self, value: &T) -> Result<()> {
         let mut bytes = Vec::new();
-        channel::encode_frame(value, &mut bytes, &mut Vec::new())?;
+        wire::encode_frame(value, &mut bytes, &mut Vec::new())?;
         let sent = sys::send_with_fds(self.fd(), &[IoSlice::new(&bytes)], &[], true);
         match sent {
             Ok(n) if n == bytes.len() => Ok(()),

@@ -13,9 +13,9 @@ use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
 use super::auth::Handshake;
-use crate::channel::Channel;
 use crate::error::{Error, Result};
 use crate::sys;
+use crate::wire::Channel;
 
 /// How many connections one pass accepts before it looks at the pending handshakes again.
 const ACCEPT_BATCH: usize = 64;

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use super::address::{Address, ToAddress};
 use super::{Connection, auth, gate};
-use crate::channel::Channel;
 use crate::error::{Error, Result};
 use crate::sys::net;
+use crate::wire::Channel;
 
 /// How long connecting may take before it fails (TCP set-up; the handshake has its own limit).
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,7 +1,7 @@
 //! Connections (Python's `multiprocessing.connection`): one typed [`Connection`] for both the
 //! ends of a pipe (`pipe.rs`) and the authenticated network connections a [`Listener`] accepts
 //! or [`client`] opens (`listener.rs`, over the handshake in `auth.rs` and the gate in
-//! `gate.rs`). Framing is `channel.rs`'s; a private mode says which kind an end is: only a pipe
+//! `gate.rs`). Framing is `wire/`'s; a private mode says which kind an end is: only a pipe
 //! end can travel to another process, and a network end knows its peer.
 
 mod address;
@@ -23,10 +23,10 @@ pub(crate) use listener::connect_channel;
 pub use listener::{DEFAULT_MAX_MESSAGE, Listener, client};
 pub use pipe::{PipeReader, PipeWriter, pipe, pipe_one_way};
 
-use crate::channel::Channel;
 use crate::codec;
 use crate::error::{Error, Result, SendError};
 use crate::sys;
+use crate::wire::Channel;
 
 /// One end of a connection: sends `S`, receives `R` (Python's
 /// `multiprocessing.connection.Connection`). An end of a [`pipe`] (which can be a worker's

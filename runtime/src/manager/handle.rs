@@ -23,10 +23,10 @@ use super::protocol::{
     Blob, Control, Envelope, Key, Never, Reply, Request, Response, Type, Variant, spin_toward,
     unexpected,
 };
-use crate::channel::Channel;
 use crate::codec;
 use crate::connection::{self, Address};
 use crate::error::{Error, Result, SendError};
+use crate::wire::Channel;
 
 /// How long dropping an unused proxy may spend handing its transfer token back.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(1);

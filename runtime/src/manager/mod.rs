@@ -51,10 +51,10 @@ use proxy::Creator;
 use serve::{ListenerFd, ServerSpec};
 
 use crate::bootstrap::spawn::{Role, start_child};
-use crate::channel::{Channel, Frame};
 use crate::connection::{Address, DEFAULT_MAX_MESSAGE, ToAddress, auth};
 use crate::error::{Error, Result};
 use crate::sys;
+use crate::wire::{Channel, Frame};
 
 /// How long a new server process may take to report that it is up.
 const START_TIMEOUT: Duration = Duration::from_secs(30);

@@ -244,7 +244,7 @@ pub(crate) fn spin_toward(peer_cpu: u32) -> Duration {
     if peer_cpu == crate::sys::current_cpu() {
         Duration::ZERO
     } else {
-        crate::channel::SOCKET_SPIN
+        crate::wire::SOCKET_SPIN
     }
 }
 

@@ -9,11 +9,11 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::server::Server;
-use crate::channel::{Channel, Frame};
 use crate::codec::{self, Bytes};
 use crate::connection::{Address, Listener, ToAddress};
 use crate::error::{Error, Result};
 use crate::sys;
+use crate::wire::{Channel, Frame};
 
 /// A manager server run in the calling process (Python's `BaseManager.get_server()` with
 /// `serve_forever()`): for a dedicated server program that other programs reach with

@@ -10,11 +10,12 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::wire::send_header_and_seq;
 use crate::bootstrap::panic::{PanicReport, catch_panic};
-use crate::channel::{Channel, Frame};
 use crate::error::CHILD_FAILED;
 use crate::error::Error;
 use crate::sys;
+use crate::wire::{Channel, Frame};
 use crate::worker::{Invocation, Target};
 use crate::worker::{Worker, WorkerEntry};
 
@@ -172,8 +173,7 @@ pub(crate) fn run_batch<W: Worker>(inv: Invocation<'_>) -> i32 {
         }
     }
     let sent = if panicked.is_empty() {
-        inv.reply
-            .send_header_and_seq(&FromWorker::Done { panics: false }, &values)
+        send_header_and_seq(inv.reply, &FromWorker::Done { panics: false }, &values)
     } else {
         let total = values.len() + panicked.len();
         let mut values = values.into_iter();

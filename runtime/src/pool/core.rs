@@ -22,9 +22,10 @@ use std::time::{Duration, Instant};
 use super::child::FromWorker;
 use super::job::{Job, Pump};
 use super::outcome::{ChunkFailure, ChunkResult, StopReason};
-use crate::channel::{Channel, Encoded};
+use super::wire::Encoded;
 use crate::error::{Error, Result};
 use crate::sys;
+use crate::wire::Channel;
 
 /// Chunks a worker may hold: the running one and one queued behind it.
 const PREFETCH: usize = 2;

@@ -17,10 +17,11 @@ use super::core::{Chunk, PoolCore};
 use super::job::{Job, Pump};
 use super::outcome::Decoded;
 use super::progress::Progress;
-use crate::channel::{self, Encoded, INLINE_MAX};
+use super::wire::{self, Encoded};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::sys;
+use crate::wire::INLINE_MAX;
 use crate::worker::{Target, Worker};
 
 /// The payload of a chunk chosen automatically stays within this many bytes, which leaves
@@ -228,7 +229,7 @@ fn encode_chunk<T: serde::Serialize + 'static>(
     items: Vec<T>,
 ) -> Result<Encoded> {
     let count = items.len();
-    match channel::numbers(items) {
+    match wire::numbers(items) {
         Ok(source) => {
             let len = source.bytes().len();
             Encoded::header_and_shared(header, &source, 0..len, count)

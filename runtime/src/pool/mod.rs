@@ -19,6 +19,7 @@ mod outcome;
 mod progress;
 mod result;
 mod supervisor;
+mod wire;
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -29,7 +30,7 @@ use self::job::Job;
 use self::map::{Cut, Feed, Feeder, collect, exact_len, submit_chunk};
 use self::outcome::StopReason;
 use self::progress::Progress;
-use crate::channel::Encoded;
+use self::wire::Encoded;
 use crate::error::{Error, Result};
 use crate::worker::Target;
 use crate::worker::Worker;

@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use super::child::Panicked;
-use crate::channel::Frame;
 use crate::error::{Error, ExitStatus, Result};
+use crate::wire::Frame;
 
 /// Why a whole pool stopped; every task it still held fails with this.
 #[derive(Debug, Clone)]

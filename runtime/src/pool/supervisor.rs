@@ -22,9 +22,9 @@ use super::core::{
 use super::outcome::{ChunkFailure, ChunkResult, StopReason};
 use crate::bootstrap::reap::status_of;
 use crate::bootstrap::spawn::{Role, start_child_frame};
-use crate::channel::INLINE_MAX;
 use crate::error::{Error, ExitStatus, Result};
 use crate::sys;
+use crate::wire::INLINE_MAX;
 
 /// The send buffer asked for on each worker's socket: room for a few inline frames (the
 /// kernel may grant less; see [`WorkerSlot::send_budget`]).

@@ -39,9 +39,9 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::channel::Frame;
 use crate::codec;
 use crate::error::{Result, SendError};
+use crate::wire::Frame;
 use raw::Raw;
 pub use ring::DEFAULT_QUEUE_CAPACITY;
 use ring::Shared;

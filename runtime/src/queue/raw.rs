@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::ring::*;
-use crate::channel::{Frame, encode_frame};
 use crate::error::{Error, Result};
 use crate::sync::raw::{self, RawMutex};
 use crate::sys;
+use crate::wire::{Frame, encode_frame};
 
 /// How long a consumer repairing after a dead consumer waits for the producer lock before
 /// leaving the recount to the next producer.

@@ -11,11 +11,11 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::side::SideChannel;
-use crate::channel::{HEADER, Header};
 use crate::codec::MAX_MESSAGE;
 use crate::error::{Error, Result};
 use crate::sync::raw::{self, Acquired, RawMutex};
 use crate::sys::{self, SharedMapping};
+use crate::wire::{HEADER, Header};
 
 /// Default ring size: what an unbounded queue holds in flight before `put` waits for readers.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 64 * 1024 * 1024;

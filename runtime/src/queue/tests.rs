@@ -9,9 +9,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::ring::*;
 use super::*;
-use crate::channel::INLINE_MAX;
 use crate::error::Error;
 use crate::sys;
+use crate::wire::INLINE_MAX;
 
 #[test]
 fn fifo_and_wraparound() {

@@ -146,10 +146,9 @@ impl<'a> RawMutex<'a> {
     }
 }
 
-/// Turns an absolute wait into the form [`RawMutex::lock`] takes.
-pub(crate) fn deadline_after(timeout: Option<Duration>) -> Option<Instant> {
-    timeout.map(|t| Instant::now() + t)
-}
+/// Turns a wait of a duration into the form [`RawMutex::lock`] takes (the crate's one deadline
+/// helper, shared with the stream transport).
+pub(crate) use crate::wire::deadline_after;
 
 /// The acquisition used by user-facing locks: a dead owner's lock is released again and
 /// reported as [`Error::OwnerDied`]; taking a lock this thread holds is [`Error::Deadlock`].

@@ -255,8 +255,8 @@ pub(crate) type NotSend = std::marker::PhantomData<*const ()>;
 
 #[cfg(test)]
 mod tests {
-    use crate::channel::Channel;
     use crate::sys;
+    use crate::wire::Channel;
 
     fn channel_pair() -> (Channel, Channel) {
         let (a, b) = sys::socketpair_stream().unwrap();

@@ -1,6 +1,6 @@
 //! Network endpoints for managers and `Listener`/`Connection`: TCP and `AF_UNIX` stream
 //! listeners (path or Linux abstract name), connecting, and the few socket options the
-//! framing needs. Connected sockets leave here as plain descriptors for `channel.rs`.
+//! framing needs. Connected sockets leave here as plain descriptors for `wire/stream.rs`.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};

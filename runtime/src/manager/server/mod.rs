@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 use super::kinds::{Init, Op};
 use super::object::{Out, Pending};
 use super::protocol::{Blob, Envelope, Reply, Request, Response, Wait, spin_toward};
-use crate::channel::Channel;
 use crate::connection::Listener;
 use crate::connection::gate::Event;
 use crate::error::{Error, Result};
 use crate::sys;
+use crate::wire::Channel;
 use store::{Object, Store};
 
 /// How often a blocked operation checks that its client is still there.
