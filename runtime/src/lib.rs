@@ -47,8 +47,16 @@
 //! ## Tests
 //!
 //! Test harnesses have no `main` of their own to wrap; put `mp::guard!();` once at the top of
-//! each integration-test file (or crate) that starts processes. Children of test binaries,
-//! examples and doctests are routed by the same pre-`main` hook.
+//! each integration-test file (or crate) that starts processes, and `#[cfg(test)] mp::guard!();`
+//! at the root of a library crate whose unit tests do. Children of test binaries, examples and
+//! doctests are routed by the same pre-`main` hook.
+//!
+//! ## Guide
+//!
+//! The [`guide`] covers what cuts across the API: errors and `mp::Result<Result<T, E>>` (why
+//! `??`, [`Process::join_flat`]), what happens on a panic, choosing a worker at run time
+//! ([`Process::into_any`]), cancellation, what is fast (chunks, plain numbers, shared memory,
+//! bytes), tests, and the limitations and platforms.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -58,6 +66,7 @@ mod channel;
 mod codec;
 mod connection;
 mod error;
+pub mod guide;
 mod logging;
 mod manager;
 mod pool;
