@@ -12,8 +12,10 @@
 //! `DeserializeOwned`, then `Send`), each through a local trait whose
 //! `#[diagnostic::on_unimplemented]` names the parameter and says what to derive. A check that
 //! fails makes its constant an error, and every later check, and the `Worker` impl's `Args`, is
-//! written as `<T as Id<{ CONST }>>::Ty`: a type that refers to a failed constant is rustc's
-//! error type, so one missing derive is one error at the parameter's type, not six.
+//! written as `<T as mp::__private::Gate<{ CONST }>>::Ty`: a type that refers to a failed
+//! constant is rustc's error type, so one missing derive is one error at the parameter's type,
+//! not six. (`Gate` is public: the projection is part of the impl, and a `pub` worker's impl
+//! may not name a private trait; the checking traits appear only in constants' bodies.)
 
 use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
@@ -271,7 +273,7 @@ fn checked(ty: &Type, what: &str, tag: &str) -> (TokenStream, TokenStream) {
     (items, current)
 }
 
-/// `<ty as __MpId<{ gate }>>::Ty`, spanned like `ty` (its first `<` on the type's first token,
+/// `<ty as mp::__private::Gate<{ gate }>>::Ty`, spanned like `ty` (its first `<` on the type's first token,
 /// its last name on the type's last), so an error about it points at the type as written.
 fn gated(ty: &Type, gate: &Ident) -> TokenStream {
     let tokens: Vec<TokenTree> = ty.to_token_stream().into_iter().collect();
@@ -279,7 +281,7 @@ fn gated(ty: &Type, gate: &Ident) -> TokenStream {
     let last = tokens.last().map_or_else(Span::call_site, TokenTree::span);
     let open = quote_spanned!(first=> <);
     let assoc = Ident::new("Ty", last);
-    quote!(#open #ty as __MpId<{ #gate }> >::#assoc)
+    quote!(#open #ty as ::mp::__private::Gate<{ #gate }> >::#assoc)
 }
 
 fn generate(func: &ItemFn) -> TokenStream {
@@ -365,12 +367,6 @@ fn generate(func: &ItemFn) -> TokenStream {
 
         #[allow(non_camel_case_types, non_upper_case_globals, non_snake_case)]
         const _: () = {
-            trait __MpId<const N: usize> {
-                type Ty: ?::core::marker::Sized;
-            }
-            impl<T: ?::core::marker::Sized, const N: usize> __MpId<N> for T {
-                type Ty = T;
-            }
             #checks
 
             impl ::core::ops::Deref for #name {

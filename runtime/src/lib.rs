@@ -152,7 +152,9 @@ pub use mp_macros::allow;
 /// The function stays callable as before. Its parameters become the worker's arguments (one
 /// parameter: its type; several: a tuple; none: `()`); parameter and return types must be
 /// `Serialize + DeserializeOwned + Send + 'static`. Generic, `async` and `self` functions are
-/// rejected at compile time with a message saying why.
+/// rejected at compile time with a message saying why; a type that cannot cross is an error at
+/// that parameter naming the derive to add. One mistake is one error: the call sites of a
+/// rejected function add none.
 ///
 /// ```
 /// # mp::guard!();
@@ -228,10 +230,16 @@ pub mod __private {
     pub use linkme;
     pub use serde;
 
-    /// Compile-time check that a worker argument or result can travel between processes.
-    pub const fn assert_transferable<T>()
-    where
-        T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
-    {
+    /// `<T as Gate<{ CHECK }>>::Ty` is `T` once the constant `CHECK` evaluates, and rustc's
+    /// error type when `CHECK` failed to compile: `#[mp::worker]` writes each later check, and
+    /// the `Worker` impl's types, through it, so one failed check is one error. Public (the
+    /// projection appears in a `Worker` impl, which may be public).
+    pub trait Gate<const CHECK: usize> {
+        /// `Self`.
+        type Ty: ?Sized;
+    }
+
+    impl<T: ?Sized, const CHECK: usize> Gate<CHECK> for T {
+        type Ty = T;
     }
 }

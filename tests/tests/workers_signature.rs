@@ -6,8 +6,8 @@ use std::collections::HashMap;
 mp::guard!();
 
 #[derive(serde::Serialize, serde::Deserialize)]
-pub struct Job {
-    pub id: u32,
+struct Job {
+    id: u32,
 }
 
 #[mp::worker]
@@ -62,4 +62,14 @@ fn signatures_read_as_written() {
         <consume as mp::Worker>::SIGNATURE,
         signature_of("::consume")
     );
+}
+
+#[test]
+fn a_public_worker_of_a_library_compiles_and_runs() {
+    use mp_tests::public_worker::{PublicJob, public_worker};
+    assert_eq!(
+        <public_worker as mp::Worker>::SIGNATURE,
+        "fn(PublicJob, u32) -> Result<u64, String>"
+    );
+    assert_eq!(public_worker(PublicJob { size: 6 }, 7), Ok(42));
 }
