@@ -244,8 +244,8 @@ fn checked(ty: &Type, what: &str, tag: &str) -> (TokenStream, TokenStream) {
             vec![
                 "arguments and results move between threads of the parent (a pool's feeder \
                  and collector threads) on their way to and from a child",
-                "use a `Send` type: `Arc` for `Rc`, `Mutex` for `RefCell`, an owned value \
-                 for a `Cell`",
+                "use a `Send` type: `Arc` for `Rc`, the owned value for a lock guard or a raw \
+                 pointer",
             ],
         ),
     ];
