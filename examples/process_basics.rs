@@ -1,6 +1,9 @@
 //! Seed 1.3: three processes started in a loop, then joined.
 //!
 //! Python: `multiprocessing.Process(target=worker, args=(i,))` for i in range(3).
+//!
+//! It prints the snippet's German lines (`Prozess 0 gestartet`) on purpose, so its output reads
+//! like the tutorial's (docs/tutorial/multiprocessing-tutorial.de.txt).
 
 use std::time::Duration;
 

@@ -1,4 +1,7 @@
 //! Seed 2.2: two processes started side by side, then both joined.
+//!
+//! It prints the snippet's German lines (`Prozess 0 gestartet`) on purpose, so its output reads
+//! like the tutorial's (docs/tutorial/multiprocessing-tutorial.de.txt).
 
 use std::time::Duration;
 

@@ -265,6 +265,11 @@ fn run_check(args: CheckArgs) -> i32 {
     code
 }
 
+/// `1 warning`, `2 warnings`, `0 warnings`.
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 fn summary(report: &Report, skipped: &[String]) -> String {
     let count = |level: Level| {
         report
@@ -280,35 +285,39 @@ fn summary(report: &Report, skipped: &[String]) -> String {
             .filter(|(d, _)| d.kind == kind)
             .count()
     };
-    let warnings = count(Level::Warn);
     let mut s = format!(
-        "cargo mp check: {} files, {} denied, {warnings} {}",
-        report.files,
+        "cargo mp check: {}, {} denied, {}",
+        plural(report.files, "file", "files"),
         count(Level::Deny),
-        if warnings == 1 { "warning" } else { "warnings" }
+        plural(count(Level::Warn), "warning", "warnings")
     );
     let syntax = of_kind(diagnostic::Kind::Syntax);
     if syntax > 0 {
-        s.push_str(&format!(", {syntax} files that do not parse"));
+        s.push_str(&format!(
+            ", {} that {} not parse",
+            plural(syntax, "file", "files"),
+            if syntax == 1 { "does" } else { "do" }
+        ));
     }
     let unknown = of_kind(diagnostic::Kind::UnknownLint);
     if unknown > 0 {
-        s.push_str(&format!(", {unknown} unknown lint names in `#[mp::allow]`"));
+        s.push_str(&format!(
+            ", {} in `#[mp::allow]`",
+            plural(unknown, "unknown lint name", "unknown lint names")
+        ));
     }
     if !skipped.is_empty() {
         s.push_str(&format!(
-            "\n{} package{} skipped: no mp dependency ({}; `--all-packages` checks them)",
-            skipped.len(),
-            if skipped.len() == 1 { "" } else { "s" },
+            "\n{} skipped: no mp dependency ({}; `--all-packages` checks them)",
+            plural(skipped.len(), "package", "packages"),
             skipped.join(", ")
         ));
     }
     if !report.not_followed.is_empty() {
         let list: Vec<String> = report.not_followed.iter().map(|n| n.to_string()).collect();
         s.push_str(&format!(
-            "\n{} module declaration{} not followed: {}",
-            list.len(),
-            if list.len() == 1 { "" } else { "s" },
+            "\n{} not followed: {}",
+            plural(list.len(), "module declaration", "module declarations"),
             list.join(", ")
         ));
     }
@@ -316,3 +325,16 @@ fn summary(report: &Report, skipped: &[String]) -> String {
 }
 
 use check::Report;
+
+#[cfg(test)]
+mod tests {
+    use super::plural;
+
+    #[test]
+    fn counts_agree_with_their_nouns() {
+        assert_eq!(plural(0, "warning", "warnings"), "0 warnings");
+        assert_eq!(plural(1, "warning", "warnings"), "1 warning");
+        assert_eq!(plural(2, "file", "files"), "2 files");
+        assert_eq!(plural(1, "file", "files"), "1 file");
+    }
+}

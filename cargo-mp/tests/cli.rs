@@ -139,7 +139,7 @@ fn a_file_that_does_not_parse_is_reported_and_the_others_still_checked() {
     );
     assert!(stderr.contains("--> src/bad.rs:1:"), "{stderr}");
     assert!(stderr.contains("error[mp::missing-main-guard]"), "{stderr}");
-    assert!(stderr.contains("1 files that do not parse"), "{stderr}");
+    assert!(stderr.contains("1 file that does not parse"), "{stderr}");
 }
 
 #[test]
@@ -252,7 +252,7 @@ fn only_packages_that_depend_on_mp_are_checked_as_cargo_selects_them() {
     let (_, stderr) = short("fixture-workspace/renamed", &[]);
     assert!(stderr.starts_with("renamed/src/main.rs:2:4"), "{stderr}");
     assert!(
-        stderr.contains("cargo mp check: 1 files, 1 denied"),
+        stderr.contains("cargo mp check: 1 file, 1 denied"),
         "{stderr}"
     );
 }

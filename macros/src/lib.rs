@@ -10,6 +10,7 @@ use proc_macro::TokenStream;
 mod allow;
 mod main_fn;
 mod plain;
+mod render;
 mod worker;
 
 /// Registers a function as a worker child processes can run. See `mp::worker`.

@@ -47,8 +47,16 @@
 //! ## Tests
 //!
 //! Test harnesses have no `main` of their own to wrap; put `mp::guard!();` once at the top of
-//! each integration-test file (or crate) that starts processes. Children of test binaries,
-//! examples and doctests are routed by the same pre-`main` hook.
+//! each integration-test file (or crate) that starts processes, and `#[cfg(test)] mp::guard!();`
+//! at the root of a library crate whose unit tests do. Children of test binaries, examples and
+//! doctests are routed by the same pre-`main` hook.
+//!
+//! ## Guide
+//!
+//! The [`guide`] covers what cuts across the API: errors and `mp::Result<Result<T, E>>` (why
+//! `??`, [`Process::join_flat`]), what happens on a panic, choosing a worker at run time
+//! ([`Process::into_any`]), cancellation, what is fast (chunks, plain numbers, shared memory,
+//! bytes), tests, and the limitations and platforms.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -57,6 +65,7 @@ mod bootstrap;
 mod codec;
 mod connection;
 mod error;
+pub mod guide;
 mod logging;
 mod manager;
 mod pool;
@@ -143,7 +152,9 @@ pub use mp_macros::allow;
 /// The function stays callable as before. Its parameters become the worker's arguments (one
 /// parameter: its type; several: a tuple; none: `()`); parameter and return types must be
 /// `Serialize + DeserializeOwned + Send + 'static`. Generic, `async` and `self` functions are
-/// rejected at compile time with a message saying why.
+/// rejected at compile time with a message saying why; a type that cannot cross is an error at
+/// that parameter naming the derive to add. One mistake is one error: the call sites of a
+/// rejected function add none.
 ///
 /// ```
 /// # mp::guard!();
@@ -219,10 +230,16 @@ pub mod __private {
     pub use linkme;
     pub use serde;
 
-    /// Compile-time check that a worker argument or result can travel between processes.
-    pub const fn assert_transferable<T>()
-    where
-        T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
-    {
+    /// `<T as Gate<{ CHECK }>>::Ty` is `T` once the constant `CHECK` evaluates, and rustc's
+    /// error type when `CHECK` failed to compile: `#[mp::worker]` writes each later check, and
+    /// the `Worker` impl's types, through it, so one failed check is one error. Public (the
+    /// projection appears in a `Worker` impl, which may be public).
+    pub trait Gate<const CHECK: usize> {
+        /// `Self`.
+        type Ty: ?Sized;
+    }
+
+    impl<T: ?Sized, const CHECK: usize> Gate<CHECK> for T {
+        type Ty = T;
     }
 }

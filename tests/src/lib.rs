@@ -1,5 +1,7 @@
 //! Support for `mp`'s integration tests: a watchdog so no test can hang.
 
+pub mod public_worker;
+
 use std::io::Write;
 use std::sync::mpsc;
 use std::time::Duration;

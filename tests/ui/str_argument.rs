@@ -3,4 +3,7 @@ fn shout(text: &str) -> String {
     text.to_uppercase()
 }
 
-fn main() {}
+fn main() {
+    // The one error is at `&str`: the call site adds none.
+    let _ = mp::spawn(shout, "hello");
+}

@@ -1,4 +1,6 @@
 #[mp::worker(name = "x")]
 fn job() {}
 
-fn main() {}
+fn main() {
+    let _ = mp::spawn(job, ());
+}

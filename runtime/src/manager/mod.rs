@@ -155,6 +155,20 @@ pub struct ManagerBuilder {
 impl Manager {
     /// Starts a manager server as a child process, on a private local socket, with a random
     /// 32-byte auth key (Python's `multiprocessing.Manager()`).
+    ///
+    /// ```
+    /// # mp::guard!();
+    /// #[mp::worker]
+    /// fn record(log: mp::ListProxy<String>, n: u32) -> mp::Result<()> {
+    ///     Ok(log.append(format!("worker {n} was here"))?)
+    /// }
+    ///
+    /// let manager = mp::Manager::new()?;
+    /// let log = manager.list::<String>()?;
+    /// mp::spawn(record, (log.clone(), 1))?.join()??;
+    /// assert_eq!(log.to_vec()?, ["worker 1 was here"]);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
     pub fn new() -> Result<Manager> {
         Manager::builder().start()
     }

@@ -42,7 +42,20 @@ impl Executor {
         })
     }
 
-    /// Starts `worker(args)` and returns its future at once.
+    /// Starts `worker(args)` and returns its future at once (Python's `Executor.submit`).
+    ///
+    /// ```
+    /// # mp::guard!();
+    /// #[mp::worker]
+    /// fn add(a: u32, b: u32) -> u32 {
+    ///     a + b
+    /// }
+    ///
+    /// let executor = mp::Executor::new(2)?;
+    /// let future = executor.submit(add, (2, 3))?;
+    /// assert_eq!(future.get()?, 5);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
     pub fn submit<W: Worker>(&self, worker: W, args: W::Args) -> Result<AsyncResult<W::Output>> {
         self.pool.apply_async(worker, args)
     }

@@ -256,6 +256,18 @@ impl Pool {
     /// (Python's `Pool.map`). Waits for every task; the first error in input order is
     /// returned. To get every result, failures included, collect an
     /// [`imap`](Pool::imap) instead.
+    ///
+    /// ```
+    /// # mp::guard!();
+    /// #[mp::worker]
+    /// fn square(n: u64) -> u64 {
+    ///     n * n
+    /// }
+    ///
+    /// let pool = mp::Pool::new(2)?;
+    /// assert_eq!(pool.map(square, 1..=5)?, [1, 4, 9, 16, 25]);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
     pub fn map<W: Worker>(
         &self,
         worker: W,
@@ -312,6 +324,24 @@ impl Pool {
 
     /// Like [`imap`](Pool::imap), but yields results in the order they finish (Python's
     /// `Pool.imap_unordered`).
+    ///
+    /// ```
+    /// # mp::guard!();
+    /// #[mp::worker]
+    /// fn length(word: String) -> usize {
+    ///     word.len()
+    /// }
+    ///
+    /// let pool = mp::Pool::new(2)?;
+    /// let words = ["one", "three", "eleven"].map(String::from);
+    /// let mut lengths = Vec::new();
+    /// for n in pool.imap_unordered(length, words) {
+    ///     lengths.push(n?); // in the order the tasks finish
+    /// }
+    /// lengths.sort();
+    /// assert_eq!(lengths, [3, 5, 6]);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
     pub fn imap_unordered<W: Worker, I: IntoIterator<Item = W::Args>>(
         &self,
         worker: W,

@@ -146,6 +146,24 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// Puts `value`, waiting while the queue is full. Encoding errors are returned here.
+    ///
+    /// The error hands `value` back ([`SendError`]); `?` turns it into an [`Error`](crate::Error).
+    ///
+    /// ```
+    /// # mp::guard!();
+    /// #[mp::worker]
+    /// fn produce(q: mp::Queue<String>) -> mp::Result<()> {
+    ///     for i in 0..3 {
+    ///         q.put(format!("item {i}"))?;
+    ///     }
+    ///     Ok(())
+    /// }
+    ///
+    /// let q = mp::Queue::new()?;
+    /// mp::spawn(produce, q.clone())?.join()??;
+    /// assert_eq!(q.get()?, "item 0");
+    /// # Ok::<(), mp::Error>(())
+    /// ```
     pub fn put(&self, value: T) -> Result<(), SendError<T>> {
         self.put_inner(value, None)
     }
@@ -167,6 +185,20 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// Takes the oldest message, waiting as long as it takes.
+    ///
+    /// ```
+    /// # mp::guard!();
+    /// #[mp::worker]
+    /// fn double(q: mp::Queue<u64>, n: u64) -> mp::Result<()> {
+    ///     Ok(q.put(2 * n)?)
+    /// }
+    ///
+    /// let q = mp::Queue::new()?;
+    /// let mut p = mp::spawn(double, (q.clone(), 21))?;
+    /// assert_eq!(q.get()?, 42); // waits for the child's put
+    /// p.join()??;
+    /// # Ok::<(), mp::Error>(())
+    /// ```
     pub fn get(&self) -> Result<T> {
         self.get_inner(None)
     }
