@@ -13,7 +13,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
-use super::outcome::ChunkResult;
+use super::outcome::{ChunkFailure, ChunkResult};
 use crate::sys;
 
 /// Completion notices for [`as_completed`](crate::as_completed): indices of finished calls.
@@ -33,15 +33,25 @@ impl Completions {
         self.changed.notify_all();
     }
 
-    /// Waits for the next finished index (interruptible by Ctrl-C through the pool).
-    pub(crate) fn next(&self) -> usize {
+    /// Waits for the next finished index (interruptible by Ctrl-C through the pool), until
+    /// `deadline` if there is one (`None` once it has passed).
+    pub(crate) fn next(&self, deadline: Option<Instant>) -> Option<usize> {
         let _armed = sys::arm_interrupts().ok();
         let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if let Some(i) = done.pop_front() {
-                return i;
+                return Some(i);
             }
-            done = self.changed.wait(done).unwrap_or_else(|e| e.into_inner());
+            done = match deadline {
+                None => self.changed.wait(done).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let left = d.checked_duration_since(Instant::now())?;
+                    self.changed
+                        .wait_timeout(done, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
         }
     }
 }
@@ -85,6 +95,10 @@ struct JobState {
     total: Option<usize>,
     completed: usize,
     cancelled: bool,
+    /// A chunk was cancelled before it ran (`cancel.rs`).
+    revoked: bool,
+    /// A chunk failed or holds a panic: the call's result is an error.
+    failed: bool,
     waker: Option<Waker>,
     listeners: Vec<(Arc<Completions>, usize)>,
 }
@@ -108,6 +122,8 @@ impl Job {
                 total,
                 completed: 0,
                 cancelled: false,
+                revoked: false,
+                failed: false,
                 waker: None,
                 listeners: Vec::new(),
             }),
@@ -124,6 +140,14 @@ impl Job {
     pub(crate) fn complete(&self, chunk: usize, result: ChunkResult) {
         let mut st = self.lock();
         st.completed += 1;
+        match &result {
+            ChunkResult::Failed(ChunkFailure::Cancelled) => {
+                st.revoked = true;
+                st.failed = true;
+            }
+            ChunkResult::Failed(_) | ChunkResult::Done { panics: true, .. } => st.failed = true,
+            ChunkResult::Done { panics: false, .. } => {}
+        }
         if st.cancelled {
             return;
         }
@@ -172,6 +196,16 @@ impl Job {
         self.lock().cancelled
     }
 
+    /// Whether a chunk was cancelled before it ran.
+    pub(crate) fn revoked(&self) -> bool {
+        self.lock().revoked
+    }
+
+    /// Whether a chunk has failed (or holds a panic) so far.
+    pub(crate) fn failed(&self) -> bool {
+        self.lock().failed
+    }
+
     /// Whether every chunk has arrived.
     pub(crate) fn finished(&self) -> bool {
         self.lock().finished()
@@ -182,26 +216,32 @@ impl Job {
         self.wait_for(deadline, JobState::finished, pump).is_some()
     }
 
-    /// Waits for chunk `chunk` and takes it.
-    pub(crate) fn take(&self, chunk: usize, pump: &dyn Pump) -> ChunkResult {
-        let mut st = self
-            .wait_for(None, |st| st.arrived.contains_key(&chunk), pump)
-            .expect("no deadline");
-        st.arrived.remove(&chunk).expect("arrived")
+    /// Waits for chunk `chunk` and takes it; `None` if `deadline` passes first.
+    pub(crate) fn take(
+        &self,
+        chunk: usize,
+        deadline: Option<Instant>,
+        pump: &dyn Pump,
+    ) -> Option<ChunkResult> {
+        let mut st = self.wait_for(deadline, |st| st.arrived.contains_key(&chunk), pump)?;
+        Some(st.arrived.remove(&chunk).expect("arrived"))
     }
 
-    /// Waits for any chunk not yet taken and takes it (a `by_arrival` call's consumer).
-    pub(crate) fn take_any(&self, pump: &dyn Pump) -> (usize, ChunkResult) {
-        let mut st = self
-            .wait_for(None, |st| !st.arrived.is_empty(), pump)
-            .expect("no deadline");
+    /// Waits for any chunk not yet taken and takes it (a `by_arrival` call's consumer);
+    /// `None` if `deadline` passes first.
+    pub(crate) fn take_any(
+        &self,
+        deadline: Option<Instant>,
+        pump: &dyn Pump,
+    ) -> Option<(usize, ChunkResult)> {
+        let mut st = self.wait_for(deadline, |st| !st.arrived.is_empty(), pump)?;
         let JobState { order, arrived, .. } = &mut *st;
         loop {
             let chunk = order
                 .pop_front()
                 .expect("every arrived chunk is in the arrival order");
             if let Some(result) = arrived.remove(&chunk) {
-                return (chunk, result);
+                return Some((chunk, result));
             }
         }
     }

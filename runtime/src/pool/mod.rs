@@ -10,9 +10,11 @@
 //! `as_completed`. See `core.rs` and `supervisor.rs` for how tasks move and how deaths are
 //! handled.
 
+mod cancel;
 pub(crate) mod child;
 mod core;
 pub(crate) mod executor;
+mod input;
 mod job;
 mod map;
 mod outcome;
@@ -22,7 +24,7 @@ mod supervisor;
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use self::core::{PoolConfig, PoolCore, PoolStatus};
 use self::job::Job;
@@ -36,6 +38,7 @@ use crate::worker::Worker;
 
 pub(crate) use child::serve;
 pub use result::{AsyncResult, Imap};
+use result::ImapOptions;
 
 /// A pool of worker processes that run registered workers on many inputs (Python's
 /// `multiprocessing.Pool`).
@@ -231,6 +234,7 @@ impl Pool {
         CallOptions {
             pool: self,
             chunksize: None,
+            buffersize: None,
             progress: false,
         }
     }
@@ -239,10 +243,32 @@ impl Pool {
     /// (Python's `chunksize=` argument). Without it, `map`, `starmap` and `map_async` split
     /// the input into about four chunks per worker, as Python does, or into smaller chunks
     /// where a chunk of that size would not fit in one 64 KiB message (many small tasks:
-    /// about 8 000 `u64` arguments a chunk), which moves them faster; `imap` sends tasks one
-    /// at a time.
+    /// about 8 000 `u64` arguments a chunk), which moves them faster. `imap` and
+    /// `imap_unordered` choose the same way when the input knows its exact length (a range,
+    /// a vector), and otherwise send tasks one at a time; `chunksize(1)` forces that.
     pub fn chunksize(&self, n: usize) -> CallOptions<'_> {
         self.tasks().chunksize(n)
+    }
+
+    /// Bounds how far the next `imap`-like call reads its input ahead of the consumer: at
+    /// most `n` tasks (rounded up to whole chunks) are submitted and not yet yielded (Python
+    /// 3.14's `buffersize`). The default is four chunks per worker. Fails the call with
+    /// [`Error::InvalidArgument`] if `n` is 0.
+    ///
+    /// ```
+    /// # mp::guard!();
+    /// #[mp::worker]
+    /// fn square(n: u64) -> u64 {
+    ///     n * n
+    /// }
+    ///
+    /// let pool = mp::Pool::new(2)?;
+    /// let squares: Vec<u64> = pool.buffersize(4).imap(square, 0..10).collect::<Result<_, _>>()?;
+    /// assert_eq!(squares[9], 81);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn buffersize(&self, n: usize) -> CallOptions<'_> {
+        self.tasks().buffersize(n)
     }
 
     /// Shows a progress bar on stderr during the next `map`-like call (only when stderr is a
@@ -311,12 +337,66 @@ impl Pool {
 
     /// Like [`imap`](Pool::imap), but yields results in the order they finish (Python's
     /// `Pool.imap_unordered`).
+    ///
+    /// ```
+    /// # mp::guard!();
+    /// #[mp::worker]
+    /// fn square(n: u64) -> u64 {
+    ///     n * n
+    /// }
+    ///
+    /// let pool = mp::Pool::new(2)?;
+    /// let mut squares: Vec<u64> = pool.imap_unordered(square, 0..5).collect::<Result<_, _>>()?;
+    /// squares.sort();
+    /// assert_eq!(squares, [0, 1, 4, 9, 16]);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
     pub fn imap_unordered<W: Worker, I: IntoIterator<Item = W::Args>>(
         &self,
         worker: W,
         items: I,
     ) -> Imap<'_, W, I::IntoIter> {
         self.tasks().imap_unordered(worker, items)
+    }
+
+    /// [`imap`](Pool::imap) over a fallible input (lines of a file, records being parsed):
+    /// at the first `Err` item the input stops being read; the results of the items before
+    /// it are yielded first, then that error, and the iterator ends. (Where Python's `imap`
+    /// raises the input iterator's exception.) A panic in the input iterator is treated the
+    /// same way in [`imap`](Pool::imap) too: it is resumed in the consumer at its place.
+    ///
+    /// ```
+    /// # mp::guard!();
+    /// #[mp::worker]
+    /// fn square(n: u64) -> u64 {
+    ///     n * n
+    /// }
+    ///
+    /// let pool = mp::Pool::new(2)?;
+    /// let input = ["1", "2", "x", "4"].map(|s| s.parse::<u64>().map_err(|e| mp::Error::InvalidArgument(e.to_string())));
+    /// let out: Vec<mp::Result<u64>> = pool.try_imap(square, input).collect();
+    /// assert_eq!(out.len(), 3);
+    /// assert_eq!(out[1].as_ref().ok(), Some(&4));
+    /// assert!(matches!(out[2], Err(mp::Error::InvalidArgument(_))));
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn try_imap<W, E, I>(&self, worker: W, items: I) -> Imap<'_, W, I::IntoIter>
+    where
+        W: Worker,
+        E: Into<Error>,
+        I: IntoIterator<Item = std::result::Result<W::Args, E>>,
+    {
+        self.tasks().try_imap(worker, items)
+    }
+
+    /// [`try_imap`](Pool::try_imap) yielding results in the order they finish.
+    pub fn try_imap_unordered<W, E, I>(&self, worker: W, items: I) -> Imap<'_, W, I::IntoIter>
+    where
+        W: Worker,
+        E: Into<Error>,
+        I: IntoIterator<Item = std::result::Result<W::Args, E>>,
+    {
+        self.tasks().try_imap_unordered(worker, items)
     }
 
     /// Runs `worker(args)` in a worker and waits for the result (Python's `Pool.apply`).
@@ -453,6 +533,7 @@ impl Drop for Pool {
 pub struct CallOptions<'p> {
     pool: &'p Pool,
     chunksize: Option<usize>,
+    buffersize: Option<usize>,
     progress: bool,
 }
 
@@ -460,6 +541,12 @@ impl<'p> CallOptions<'p> {
     /// Sets the chunk size: tasks travel to workers `n` at a time.
     pub fn chunksize(mut self, n: usize) -> Self {
         self.chunksize = Some(n);
+        self
+    }
+
+    /// Bounds the read-ahead of an `imap`-like call (see [`Pool::buffersize`]).
+    pub fn buffersize(mut self, n: usize) -> Self {
+        self.buffersize = Some(n);
         self
     }
 
@@ -565,33 +652,69 @@ impl<'p> CallOptions<'p> {
         ))
     }
 
-    /// [`Pool::imap`] with these options (default chunk size 1).
+    fn imap_options(self, ordered: bool) -> ImapOptions {
+        ImapOptions {
+            chunksize: self.chunksize,
+            buffersize: self.buffersize,
+            progress: self.progress,
+            ordered,
+            deadline: None,
+        }
+    }
+
+    /// [`Pool::imap`] with these options.
     pub fn imap<W: Worker, I: IntoIterator<Item = W::Args>>(
         self,
         worker: W,
         items: I,
     ) -> Imap<'p, W, I::IntoIter> {
-        Imap::new(
-            &self.pool.shared,
-            self.chunksize,
-            self.progress,
-            (worker, items.into_iter()),
-            true,
-        )
+        let options = self.imap_options(true);
+        Imap::new(&self.pool.shared, options, (worker, items.into_iter(), Ok))
     }
 
-    /// [`Pool::imap_unordered`] with these options (default chunk size 1).
+    /// [`Pool::imap_unordered`] with these options.
     pub fn imap_unordered<W: Worker, I: IntoIterator<Item = W::Args>>(
         self,
         worker: W,
         items: I,
     ) -> Imap<'p, W, I::IntoIter> {
-        Imap::new(
-            &self.pool.shared,
-            self.chunksize,
-            self.progress,
-            (worker, items.into_iter()),
-            false,
-        )
+        let options = self.imap_options(false);
+        Imap::new(&self.pool.shared, options, (worker, items.into_iter(), Ok))
+    }
+
+    /// [`Pool::try_imap`] with these options.
+    pub fn try_imap<W, E, I>(self, worker: W, items: I) -> Imap<'p, W, I::IntoIter>
+    where
+        W: Worker,
+        E: Into<Error>,
+        I: IntoIterator<Item = std::result::Result<W::Args, E>>,
+    {
+        let options = self.imap_options(true);
+        let convert = |item: std::result::Result<W::Args, E>| item.map_err(Into::into);
+        Imap::new(&self.pool.shared, options, (worker, items.into_iter(), convert))
+    }
+
+    /// [`Pool::try_imap_unordered`] with these options.
+    pub fn try_imap_unordered<W, E, I>(self, worker: W, items: I) -> Imap<'p, W, I::IntoIter>
+    where
+        W: Worker,
+        E: Into<Error>,
+        I: IntoIterator<Item = std::result::Result<W::Args, E>>,
+    {
+        let options = self.imap_options(false);
+        let convert = |item: std::result::Result<W::Args, E>| item.map_err(Into::into);
+        Imap::new(&self.pool.shared, options, (worker, items.into_iter(), convert))
+    }
+
+    /// `imap` with a deadline for every result (`Executor::map_timeout`).
+    pub(super) fn imap_until<W: Worker, I: IntoIterator<Item = W::Args>>(
+        self,
+        worker: W,
+        items: I,
+        deadline: Instant,
+    ) -> Imap<'p, W, I::IntoIter> {
+        let mut options = self.imap_options(true);
+        options.deadline = Some(deadline);
+        Imap::new(&self.pool.shared, options, (worker, items.into_iter(), Ok))
     }
 }

@@ -39,6 +39,8 @@ pub(crate) enum ChunkFailure {
     Timeout { pid: u32, limit: Duration },
     Child(Arc<Error>),
     Stopped(StopReason),
+    /// Cancelled before a worker was given it.
+    Cancelled,
 }
 
 impl ChunkFailure {
@@ -58,6 +60,7 @@ impl ChunkFailure {
             },
             ChunkFailure::Child(e) => Error::clone(e),
             ChunkFailure::Stopped(reason) => reason.error(),
+            ChunkFailure::Cancelled => Error::Cancelled,
         }
     }
 }
