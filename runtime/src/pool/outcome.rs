@@ -41,6 +41,8 @@ pub(crate) enum ChunkFailure {
     Stopped(StopReason),
     /// Cancelled before a worker was given it.
     Cancelled,
+    /// Its worker was ended by a `SIGINT` sent to it (Python's `KeyboardInterrupt`).
+    Interrupted,
 }
 
 impl ChunkFailure {
@@ -61,6 +63,7 @@ impl ChunkFailure {
             ChunkFailure::Child(e) => Error::clone(e),
             ChunkFailure::Stopped(reason) => reason.error(),
             ChunkFailure::Cancelled => Error::Cancelled,
+            ChunkFailure::Interrupted => Error::Interrupted,
         }
     }
 }
