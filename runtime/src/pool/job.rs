@@ -101,11 +101,37 @@ struct JobState {
     failed: bool,
     waker: Option<Waker>,
     listeners: Vec<(Arc<Completions>, usize)>,
+    /// Callbacks run on every chunk's arrival before the call counts as finished: told
+    /// (with its index) once every chunk has arrived, it [`release`](Job::release)s the call.
+    held_by: Option<(Arc<Completions>, usize)>,
 }
 
 impl JobState {
-    fn finished(&self) -> bool {
+    /// Every chunk has arrived.
+    fn arrived_all(&self) -> bool {
         self.total == Some(self.completed)
+    }
+
+    /// Every chunk has arrived and no callback holds the call.
+    fn finished(&self) -> bool {
+        self.arrived_all() && self.held_by.is_none()
+    }
+
+    /// Tells whoever waits for the end what is due now that every chunk may have arrived.
+    fn announce(&mut self) {
+        if !self.arrived_all() {
+            return;
+        }
+        if let Some((runner, index)) = &self.held_by {
+            runner.push(*index);
+            return;
+        }
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+        for (listener, index) in self.listeners.drain(..) {
+            listener.push(index);
+        }
     }
 }
 
@@ -126,6 +152,7 @@ impl Job {
                 failed: false,
                 waker: None,
                 listeners: Vec::new(),
+                held_by: None,
             }),
             changed: Condvar::new(),
             arrivals: AtomicUsize::new(0),
@@ -155,14 +182,7 @@ impl Job {
         if st.by_arrival {
             st.order.push_back(chunk);
         }
-        if st.finished() {
-            if let Some(w) = st.waker.take() {
-                w.wake();
-            }
-            for (listener, index) in st.listeners.drain(..) {
-                listener.push(index);
-            }
-        }
+        st.announce();
         self.arrivals.fetch_add(1, Ordering::Release);
         drop(st);
         self.changed.notify_all();
@@ -173,14 +193,24 @@ impl Job {
     pub(crate) fn set_total(&self, total: usize) {
         let mut st = self.lock();
         st.total = Some(total);
-        if st.finished() {
-            if let Some(w) = st.waker.take() {
-                w.wake();
-            }
-            for (listener, index) in st.listeners.drain(..) {
-                listener.push(index);
-            }
-        }
+        st.announce();
+        drop(st);
+        self.changed.notify_all();
+    }
+
+    /// Holds the call unfinished until [`release`](Job::release): `runner` is told `index`
+    /// once every chunk has arrived (at once if they have), to run the call's callbacks.
+    pub(crate) fn hold_for(&self, runner: &Arc<Completions>, index: usize) {
+        let mut st = self.lock();
+        st.held_by = Some((Arc::clone(runner), index));
+        st.announce();
+    }
+
+    /// The callbacks have run: the call is finished for everyone else.
+    pub(crate) fn release(&self) {
+        let mut st = self.lock();
+        st.held_by = None;
+        st.announce();
         drop(st);
         self.changed.notify_all();
     }

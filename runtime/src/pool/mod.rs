@@ -10,6 +10,7 @@
 //! `as_completed`. See `core.rs` and `supervisor.rs` for how tasks move and how deaths are
 //! handled.
 
+mod callbacks;
 mod cancel;
 pub(crate) mod child;
 mod core;
@@ -22,10 +23,11 @@ mod progress;
 mod result;
 mod supervisor;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use self::callbacks::Callbacks;
 use self::core::{PoolConfig, PoolCore, PoolStatus};
 use self::job::Job;
 use self::map::{Cut, Feed, Feeder, collect, exact_len, submit_chunk};
@@ -38,7 +40,7 @@ use crate::worker::Worker;
 
 pub(crate) use child::serve;
 pub use result::{AsyncResult, Imap};
-use result::ImapOptions;
+use result::{Finish, ImapOptions};
 
 /// A pool of worker processes that run registered workers on many inputs (Python's
 /// `multiprocessing.Pool`).
@@ -70,6 +72,8 @@ use result::ImapOptions;
 pub struct Pool {
     shared: Arc<PoolCore>,
     supervisor: Option<JoinHandle<()>>,
+    /// The thread that runs `apply_async_with` / `map_async_with` callbacks, once needed.
+    callbacks: OnceLock<Callbacks>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -202,6 +206,7 @@ impl PoolBuilder {
         Ok(Pool {
             shared,
             supervisor: Some(supervisor),
+            callbacks: OnceLock::new(),
         })
     }
 }
@@ -425,18 +430,93 @@ impl Pool {
         worker: W,
         args: W::Args,
     ) -> Result<AsyncResult<W::Output>> {
-        let job = Job::new(W::NAME, Some(1), true);
-        submit_chunk(&self.shared, worker, &job, 0, vec![args])?;
-        let whole = Cut::whole(1, 1);
-        Ok(AsyncResult::new(
+        let (job, cut, finish) = self.submit_one(worker, args)?;
+        Ok(AsyncResult::new(job, &self.shared, cut, finish))
+    }
+
+    /// [`apply_async`](Pool::apply_async) with Python's `callback` and `error_callback`:
+    /// the pool's callback thread (one per pool, started on first use) passes the result to
+    /// `callback`, or its error to `error_callback`, as soon as it arrives, before the handle
+    /// reports it ready; [`get`](AsyncResult::get) then returns the same result. Callbacks
+    /// run one at a time, in the order calls finish, so they should be short; a callback that
+    /// blocks holds up the others, and [`join`](Pool::join), [`terminate`](Pool::terminate)
+    /// and drop wait for every registered callback to run (a terminated call's gets
+    /// [`Error::PoolTerminated`]). A callback that panics is caught and logged (`tracing`,
+    /// target `mp`): the result still reaches `get` and the pool goes on (Python's pool
+    /// hangs).
+    ///
+    /// ```
+    /// # mp::guard!();
+    /// use std::sync::mpsc;
+    ///
+    /// #[mp::worker]
+    /// fn square(n: u64) -> u64 {
+    ///     n * n
+    /// }
+    ///
+    /// let pool = mp::Pool::new(2)?;
+    /// let (tx, rx) = mpsc::channel();
+    /// let errors = tx.clone();
+    /// let result = pool.apply_async_with(
+    ///     square,
+    ///     7,
+    ///     move |v: &u64| tx.send(Ok(*v)).unwrap(),
+    ///     move |e: &mp::Error| errors.send(Err(e.to_string())).unwrap(),
+    /// )?;
+    /// assert_eq!(result.get()?, 49);
+    /// assert_eq!(rx.recv().unwrap(), Ok(49));
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn apply_async_with<W: Worker>(
+        &self,
+        worker: W,
+        args: W::Args,
+        callback: impl FnOnce(&W::Output) + Send + 'static,
+        error_callback: impl FnOnce(&Error) + Send + 'static,
+    ) -> Result<AsyncResult<W::Output>> {
+        let callbacks = self.callbacks()?;
+        let (job, cut, finish) = self.submit_one(worker, args)?;
+        Ok(AsyncResult::with_callbacks(
             job,
             &self.shared,
-            whole,
-            |job, mut cut, pump| {
-                let mut v = collect::<W::Output>(job, 1, &Progress::off(), &mut cut, pump)?;
-                Ok(v.pop().expect("one result for one task"))
-            },
+            (cut, finish),
+            callbacks,
+            (callback, error_callback),
         ))
+    }
+
+    /// Submits one task: its call, cut, and decoder.
+    fn submit_one<W: Worker>(
+        &self,
+        worker: W,
+        args: W::Args,
+    ) -> Result<(Arc<Job>, Cut, Finish<W::Output>)> {
+        let job = Job::new(W::NAME, Some(1), true);
+        submit_chunk(&self.shared, worker, &job, 0, vec![args])?;
+        Ok((job, Cut::whole(1, 1), |job, mut cut, pump| {
+            let mut v = collect::<W::Output>(job, 1, &Progress::off(), &mut cut, pump)?;
+            Ok(v.pop().expect("one result for one task"))
+        }))
+    }
+
+    /// The callback thread, started on first use.
+    fn callbacks(&self) -> Result<&Callbacks> {
+        if let Some(callbacks) = self.callbacks.get() {
+            return Ok(callbacks);
+        }
+        if let Err(extra) = self.callbacks.set(Callbacks::start()?) {
+            // Another thread started one first.
+            extra.close(false);
+        }
+        Ok(self.callbacks.get().expect("just set"))
+    }
+
+    /// Lets the callback thread end once the callbacks registered have run; with `wait`,
+    /// waits for that (the pool has stopped, so every call has finished).
+    fn close_callbacks(&self, wait: bool) {
+        if let Some(callbacks) = self.callbacks.get() {
+            callbacks.close(wait);
+        }
     }
 
     /// Starts a [`map`](Pool::map) and returns a handle to its results at once (Python's
@@ -447,6 +527,35 @@ impl Pool {
         items: impl IntoIterator<Item = W::Args>,
     ) -> Result<AsyncResult<Vec<W::Output>>> {
         self.tasks().map_async(worker, items)
+    }
+
+    /// [`map_async`](Pool::map_async) with Python's `callback` (given every result, in
+    /// order) and `error_callback` (given the first error in input order); see
+    /// [`apply_async_with`](Pool::apply_async_with) for where and when they run.
+    ///
+    /// ```
+    /// # mp::guard!();
+    /// #[mp::worker]
+    /// fn square(n: u64) -> u64 {
+    ///     n * n
+    /// }
+    ///
+    /// let pool = mp::Pool::new(2)?;
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// let squares = pool.map_async_with(square, 0..4, move |v: &Vec<u64>| tx.send(v.iter().sum::<u64>()).unwrap(), |_| {})?;
+    /// assert_eq!(squares.get()?, [0, 1, 4, 9]);
+    /// assert_eq!(rx.recv().unwrap(), 14);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn map_async_with<W: Worker>(
+        &self,
+        worker: W,
+        items: impl IntoIterator<Item = W::Args>,
+        callback: impl FnOnce(&Vec<W::Output>) + Send + 'static,
+        error_callback: impl FnOnce(&Error) + Send + 'static,
+    ) -> Result<AsyncResult<Vec<W::Output>>> {
+        self.tasks()
+            .map_async_with(worker, items, callback, error_callback)
     }
 
     /// Accepts no more tasks; the workers exit once the queued ones are done (Python's
@@ -465,6 +574,7 @@ impl Pool {
                 .then_some(PoolStatus::Stopping(StopReason::Terminated))
         });
         self.wait_supervisor();
+        self.close_callbacks(true);
     }
 
     /// Waits for the workers to finish and exit after [`close`](Pool::close) or
@@ -493,6 +603,7 @@ impl Pool {
         }
         self.shared.wait_finished();
         self.wait_supervisor();
+        self.close_callbacks(true);
         match &self.shared.lock().status {
             PoolStatus::Finished(Some(StopReason::Interrupted)) => Err(Error::Interrupted),
             _ => Ok(()),
@@ -510,6 +621,10 @@ impl Drop for Pool {
     fn drop(&mut self) {
         if self.supervisor.is_some() {
             self.terminate();
+        } else {
+            // Joined, or shut down to finish in the background: the callback thread ends on
+            // its own once the calls it waits for are done.
+            self.close_callbacks(false);
         }
     }
 }
@@ -614,23 +729,60 @@ impl<'p> CallOptions<'p> {
         worker: W,
         items: impl IntoIterator<Item = W::Args>,
     ) -> Result<AsyncResult<Vec<W::Output>>> {
+        let (job, cut, finish) = self.submit_all(worker, items)?;
+        Ok(AsyncResult::new(job, &self.pool.shared, cut, finish))
+    }
+
+    /// [`Pool::map_async_with`] with these options.
+    pub fn map_async_with<W: Worker>(
+        self,
+        worker: W,
+        items: impl IntoIterator<Item = W::Args>,
+        callback: impl FnOnce(&Vec<W::Output>) + Send + 'static,
+        error_callback: impl FnOnce(&Error) + Send + 'static,
+    ) -> Result<AsyncResult<Vec<W::Output>>> {
+        let callbacks = self.pool.callbacks()?;
+        let (job, cut, finish) = self.submit_all(worker, items)?;
+        Ok(AsyncResult::with_callbacks(
+            job,
+            &self.pool.shared,
+            (cut, finish),
+            callbacks,
+            (callback, error_callback),
+        ))
+    }
+
+    /// Submits every chunk of a `map_async`: its call, cut, and decoder.
+    fn submit_all<W: Worker>(
+        self,
+        worker: W,
+        items: impl IntoIterator<Item = W::Args>,
+    ) -> Result<(
+        Arc<Job>,
+        Cut,
+        Finish<Vec<W::Output>>,
+    )> {
         let items = items.into_iter();
         match exact_len(&items) {
-            Some(n) => self.map_async_input(worker, items, n),
+            Some(n) => self.submit_input(worker, items, n),
             None => {
                 let items: Vec<W::Args> = items.collect();
                 let n = items.len();
-                self.map_async_input(worker, items.into_iter(), n)
+                self.submit_input(worker, items.into_iter(), n)
             }
         }
     }
 
-    fn map_async_input<W: Worker>(
+    fn submit_input<W: Worker>(
         self,
         worker: W,
         input: impl Iterator<Item = W::Args>,
         n: usize,
-    ) -> Result<AsyncResult<Vec<W::Output>>> {
+    ) -> Result<(
+        Arc<Job>,
+        Cut,
+        Finish<Vec<W::Output>>,
+    )> {
         let mut feed = Feeder::new(
             &self.pool.shared,
             self.chunksize,
@@ -642,14 +794,9 @@ impl<'p> CallOptions<'p> {
         )?;
         feed.refill(0)?;
         let job = Arc::clone(&feed.job);
-        Ok(AsyncResult::new(
-            job,
-            &self.pool.shared,
-            feed.cut,
-            |job, mut cut, pump| {
-                collect::<W::Output>(job, cut.items, &Progress::off(), &mut cut, pump)
-            },
-        ))
+        Ok((job, feed.cut, |job, mut cut, pump| {
+            collect::<W::Output>(job, cut.items, &Progress::off(), &mut cut, pump)
+        }))
     }
 
     fn imap_options(self, ordered: bool) -> ImapOptions {

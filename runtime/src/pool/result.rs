@@ -5,10 +5,11 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use super::callbacks::{Callbacks, Slot};
 use super::core::PoolCore;
 use super::input::{FailureCell, Guarded, InputFailure};
 use super::job::{Completions, Job, Pump};
@@ -17,6 +18,9 @@ use super::outcome::Decoded;
 use super::progress::Progress;
 use crate::error::{Error, Result};
 use crate::worker::Worker;
+
+/// How a call's result is decoded from its chunks (in the waiting thread, with its pump).
+pub(super) type Finish<T> = fn(&Job, Cut, &dyn Pump) -> Result<T>;
 
 /// The pending result of [`Pool::apply_async`](crate::Pool::apply_async),
 /// [`Pool::map_async`](crate::Pool::map_async) or [`Executor::submit`](crate::Executor::submit)
@@ -50,7 +54,10 @@ pub struct AsyncResult<T> {
     pool: Weak<PoolCore>,
     /// The call's chunks, all submitted.
     cut: Cut,
-    finish: fn(&Job, Cut, &dyn Pump) -> Result<T>,
+    finish: Finish<T>,
+    /// Where the callback thread leaves the result, for a call with callbacks (it decoded
+    /// it; `finish` is not run again).
+    slot: Option<Slot<T>>,
     taken: bool,
 }
 
@@ -71,14 +78,37 @@ impl<T> AsyncResult<T> {
         job: Arc<Job>,
         pool: &Arc<PoolCore>,
         cut: Cut,
-        finish: fn(&Job, Cut, &dyn Pump) -> Result<T>,
+        finish: Finish<T>,
     ) -> AsyncResult<T> {
         AsyncResult {
             job,
             pool: Arc::downgrade(pool),
             cut,
             finish,
+            slot: None,
             taken: false,
+        }
+    }
+
+    /// Like [`new`](AsyncResult::new), with `on_ok` or `on_err` run by the pool's
+    /// `callbacks` thread on the result before the call counts as finished.
+    pub(super) fn with_callbacks(
+        job: Arc<Job>,
+        pool: &Arc<PoolCore>,
+        (cut, finish): (Cut, Finish<T>),
+        callbacks: &Callbacks,
+        (on_ok, on_err): (
+            impl FnOnce(&T) + Send + 'static,
+            impl FnOnce(&Error) + Send + 'static,
+        ),
+    ) -> AsyncResult<T>
+    where
+        T: Send + 'static,
+    {
+        let slot = callbacks.register(&job, Arc::downgrade(pool), (cut, finish), on_ok, on_err);
+        AsyncResult {
+            slot: Some(slot),
+            ..AsyncResult::new(job, pool, cut, finish)
         }
     }
 
@@ -188,6 +218,11 @@ impl<T> AsyncResult<T> {
             ));
         }
         self.taken = true;
+        if let Some(slot) = &self.slot {
+            self.wait();
+            let stored = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+            return stored.expect("a released call with callbacks has its result stored");
+        }
         self.with_pump(|pump| (self.finish)(&self.job, self.cut, pump))
     }
 
