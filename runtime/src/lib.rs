@@ -81,7 +81,9 @@ pub use manager::{
     DictProxy, EventProxy, ListProxy, LockProxy, LockProxyGuard, Manager, ManagerBuilder,
     ManagerServer, Proxy, QueueProxy, ValueProxy,
 };
-pub use pool::executor::{AsCompleted, AsCompletedTimeout, Executor, ReturnWhen, as_completed, wait};
+pub use pool::executor::{
+    AsCompleted, AsCompletedTimeout, Executor, ReturnWhen, as_completed, wait,
+};
 pub use pool::{AsyncResult, CallOptions, Imap, Pool, PoolBuilder};
 pub use process::{
     ParentProcess, Process, ProcessInfo, active_children, current_process, parent_process, spawn,

@@ -31,7 +31,12 @@ fn panic_on(n: u64, bad: u64) -> u64 {
 
 type Log = Arc<Mutex<Vec<String>>>;
 
-fn record(log: &Log) -> (impl FnOnce(&u64) + Send + 'static, impl FnOnce(&mp::Error) + Send + 'static) {
+fn record(
+    log: &Log,
+) -> (
+    impl FnOnce(&u64) + Send + 'static,
+    impl FnOnce(&mp::Error) + Send + 'static,
+) {
     let (ok, err) = (Arc::clone(log), Arc::clone(log));
     (
         move |v: &u64| {
@@ -51,15 +56,20 @@ fn callbacks_run_on_a_pool_thread_before_the_result_is_ready() {
     let r = pool.apply_async_with(square, 7, ok, err).unwrap();
     r.wait();
     // Ready means the callback has run.
-    assert_eq!(log.lock().unwrap().as_slice(), ["ok 49 on mp-pool-callbacks"]);
+    assert_eq!(
+        log.lock().unwrap().as_slice(),
+        ["ok 49 on mp-pool-callbacks"]
+    );
     assert_eq!(r.get().unwrap(), 49);
 
     let (ok, err) = record(&log);
-    let r = pool
-        .apply_async_with(panic_on, (3, 3), ok, err)
-        .unwrap();
+    let r = pool.apply_async_with(panic_on, (3, 3), ok, err).unwrap();
     assert!(matches!(r.get(), Err(mp::Error::WorkerPanicked { .. })));
-    assert!(log.lock().unwrap()[1].starts_with("err "), "{:?}", log.lock().unwrap());
+    assert!(
+        log.lock().unwrap()[1].starts_with("err "),
+        "{:?}",
+        log.lock().unwrap()
+    );
 
     let (tx, rx) = mpsc::channel();
     let errors = tx.clone();
@@ -122,7 +132,11 @@ fn terminate_runs_the_pending_error_callbacks() {
     // Every callback has run once `terminate` returns.
     let log = log.lock().unwrap().clone();
     assert_eq!(log.len(), 3, "{log:?}");
-    assert!(log.iter().all(|l| l.starts_with("err the pool was terminated")), "{log:?}");
+    assert!(
+        log.iter()
+            .all(|l| l.starts_with("err the pool was terminated")),
+        "{log:?}"
+    );
     for h in handles {
         assert!(matches!(h.get(), Err(mp::Error::PoolTerminated)));
     }

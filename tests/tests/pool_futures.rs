@@ -48,12 +48,19 @@ fn cancel_withdraws_a_queued_task_and_leaves_a_running_one() {
     let _w = watchdog(LIMIT);
     let pool = mp::Pool::new(1).unwrap();
     let runs = mp::RawValue::new(0u32).unwrap();
-    let running = pool.apply_async(counted_nap, (runs.clone(), 300, 1)).unwrap();
+    let running = pool
+        .apply_async(counted_nap, (runs.clone(), 300, 1))
+        .unwrap();
     // Two more fill the worker's prefetch; the fourth certainly waits in the pool's queue.
     let behind: Vec<_> = (2..4)
-        .map(|n| pool.apply_async(counted_nap, (runs.clone(), 300, n)).unwrap())
+        .map(|n| {
+            pool.apply_async(counted_nap, (runs.clone(), 300, n))
+                .unwrap()
+        })
         .collect();
-    let queued = pool.apply_async(counted_nap, (runs.clone(), 1, 99)).unwrap();
+    let queued = pool
+        .apply_async(counted_nap, (runs.clone(), 1, 99))
+        .unwrap();
     assert!(eventually(Duration::from_secs(10), || running.running()));
     assert!(!queued.running() && !queued.done() && !queued.cancelled());
 
@@ -111,7 +118,10 @@ fn a_dropped_async_result_detaches_and_its_task_still_runs() {
     let _w = watchdog(LIMIT);
     let pool = mp::Pool::new(1).unwrap();
     let runs = mp::RawValue::new(0u32).unwrap();
-    drop(pool.apply_async(counted_nap, (runs.clone(), 100, 0)).unwrap());
+    drop(
+        pool.apply_async(counted_nap, (runs.clone(), 100, 0))
+            .unwrap(),
+    );
     let handle = pool.apply_async(counted_nap, (runs.clone(), 1, 1)).unwrap();
     drop(handle);
     assert!(eventually(Duration::from_secs(10), || runs.get() == 2));
@@ -123,11 +133,19 @@ fn shutdown_without_wait_lets_queued_and_running_tasks_finish() {
     let executor = mp::Executor::new(2).unwrap();
     let runs = mp::RawValue::new(0u32).unwrap();
     let futures: Vec<_> = (0..8)
-        .map(|n| executor.submit(counted_nap, (runs.clone(), 100, n)).unwrap())
+        .map(|n| {
+            executor
+                .submit(counted_nap, (runs.clone(), 100, n))
+                .unwrap()
+        })
         .collect();
     let t = Instant::now();
     executor.shutdown(false).unwrap();
-    assert!(t.elapsed() < Duration::from_millis(300), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(300),
+        "{:?}",
+        t.elapsed()
+    );
     let got: Vec<u32> = futures.into_iter().map(|f| f.get().unwrap()).collect();
     assert_eq!(got, (0..8).collect::<Vec<_>>());
     assert_eq!(runs.get(), 8);
@@ -189,7 +207,9 @@ fn map_timeout_yields_timeout_and_ends() {
     assert_eq!(out[0].as_ref().ok(), Some(&1));
     assert_eq!(out[1].as_ref().ok(), Some(&10));
     assert!(matches!(out[2], Err(mp::Error::Timeout)));
+    executor.terminate();
     // Within time, it is `map`.
+    let executor = mp::Executor::new(1).unwrap();
     let all: Vec<u64> = executor
         .map_timeout(nap, [1, 2, 3], Duration::from_secs(30))
         .collect::<Result<_, _>>()
@@ -230,17 +250,27 @@ fn wait_returns_on_first_completed_first_exception_all_completed_and_timeout() {
             .any(|f| matches!(f.get(), Err(mp::Error::WorkerPanicked { .. })))
     );
 
-    let futures: Vec<_> = (1..4).map(|n| pool.apply_async(nap, n * 20).unwrap()).collect();
+    let futures: Vec<_> = (1..4)
+        .map(|n| pool.apply_async(nap, n * 20).unwrap())
+        .collect();
     let (done, not_done) = mp::wait(futures, ReturnWhen::AllCompleted, None);
     assert_eq!((done.len(), not_done.len()), (3, 0));
 
     let futures = vec![pool.apply_async(nap, 3_000).unwrap()];
     let t = Instant::now();
-    let (done, not_done) = mp::wait(futures, ReturnWhen::AllCompleted, Some(Duration::from_millis(200)));
+    let (done, not_done) = mp::wait(
+        futures,
+        ReturnWhen::AllCompleted,
+        Some(Duration::from_millis(200)),
+    );
     assert!(t.elapsed() >= Duration::from_millis(200) && t.elapsed() < Duration::from_secs(2));
     assert_eq!((done.len(), not_done.len()), (0, 1));
 
-    let (done, not_done) = mp::wait(Vec::<mp::AsyncResult<u64>>::new(), ReturnWhen::FirstCompleted, None);
+    let (done, not_done) = mp::wait(
+        Vec::<mp::AsyncResult<u64>>::new(),
+        ReturnWhen::FirstCompleted,
+        None,
+    );
     assert!(done.is_empty() && not_done.is_empty());
 }
 

@@ -70,10 +70,7 @@ fn a_panicking_input_iterator_is_resumed_after_the_results_before_it() {
     let _w = watchdog(LIMIT);
     let pool = mp::Pool::new(2).unwrap();
     for ordered in [true, false] {
-        let input = (0..).map(|n: u64| {
-            assert!(n != 5, "input {n} is bad");
-            n
-        });
+        let input = (0..).inspect(|&n: &u64| assert!(n != 5, "input {n} is bad"));
         let mut seen = Vec::new();
         let unwound = catch_unwind(AssertUnwindSafe(|| {
             let results: Box<dyn Iterator<Item = mp::Result<u64>>> = if ordered {
@@ -104,9 +101,8 @@ fn buffersize_bounds_the_read_ahead() {
     let pool = mp::Pool::new(2).unwrap();
     let read = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&read);
-    let input = (0..).map(move |n: u64| {
+    let input = (0..).inspect(move |_: &u64| {
         counter.fetch_add(1, Ordering::SeqCst);
-        n
     });
     let mut it = pool.buffersize(3).imap(square, input);
     for n in 0..10u64 {
@@ -121,7 +117,9 @@ fn buffersize_bounds_the_read_ahead() {
 }
 
 fn chunksize_of(debug: String) -> String {
-    let at = debug.find("chunksize: ").expect("Imap's Debug shows its chunk size");
+    let at = debug
+        .find("chunksize: ")
+        .expect("Imap's Debug shows its chunk size");
     debug[at..].split([',', ' ']).nth(1).unwrap().to_owned()
 }
 

@@ -33,7 +33,9 @@ fn sigint_to_one_worker_fails_its_task_as_interrupted_and_the_pool_goes_on() {
         .build()
         .unwrap();
     let slot = mp::RawValue::new(0u32).unwrap();
-    let task = pool.apply_async(report_and_sleep, (slot.clone(), 5_000)).unwrap();
+    let task = pool
+        .apply_async(report_and_sleep, (slot.clone(), 5_000))
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while slot.get() == 0 {
         assert!(Instant::now() < deadline, "the task never started");
@@ -49,7 +51,11 @@ fn sigint_to_one_worker_fails_its_task_as_interrupted_and_the_pool_goes_on() {
         "{outcome:?} after {:?}",
         sent.elapsed()
     );
-    assert!(sent.elapsed() < Duration::from_secs(3), "{:?}", sent.elapsed());
+    assert!(
+        sent.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        sent.elapsed()
+    );
     assert!(gone(victim));
     // The pool is open and replaced the worker.
     assert_eq!(pool.map(square, 0..100).unwrap()[99], 9_801);

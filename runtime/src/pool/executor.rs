@@ -348,7 +348,9 @@ pub fn wait<T>(
     let holds = |futures: &[AsyncResult<T>]| {
         let all = futures.iter().all(AsyncResult::ready);
         match return_when {
-            ReturnWhen::FirstCompleted => futures.is_empty() || futures.iter().any(AsyncResult::ready),
+            ReturnWhen::FirstCompleted => {
+                futures.is_empty() || futures.iter().any(AsyncResult::ready)
+            }
             ReturnWhen::FirstException => all || futures.iter().any(AsyncResult::failed),
             ReturnWhen::AllCompleted => all,
         }

@@ -21,17 +21,20 @@ pub(crate) enum InputFailure {
 /// Where an input's failure is kept: shared between the feeder's [`Guarded`] and the consumer.
 pub(super) type FailureCell = Arc<Mutex<Option<InputFailure>>>;
 
+/// How an input item becomes a task's arguments (or the error that ends the input).
+pub(super) type Convert<I, A> = fn(<I as Iterator>::Item) -> Result<A>;
+
 /// An input iterator whose items become `Result<A>` through `convert`, which ends (for good)
 /// at its first error or panic and records it in `failure`.
 pub(crate) struct Guarded<I: Iterator, A> {
     inner: I,
-    convert: fn(I::Item) -> Result<A>,
+    convert: Convert<I, A>,
     failure: FailureCell,
     ended: bool,
 }
 
 impl<I: Iterator, A> Guarded<I, A> {
-    pub(super) fn new(inner: I, convert: fn(I::Item) -> Result<A>) -> (Self, FailureCell) {
+    pub(super) fn new(inner: I, convert: Convert<I, A>) -> (Self, FailureCell) {
         let failure = FailureCell::default();
         let guarded = Guarded {
             inner,

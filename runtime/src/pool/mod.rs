@@ -40,7 +40,7 @@ use crate::worker::Worker;
 
 pub(crate) use child::serve;
 pub use result::{AsyncResult, Imap};
-use result::{Finish, ImapOptions};
+use result::{ImapOptions, Submitted};
 
 /// A pool of worker processes that run registered workers on many inputs (Python's
 /// `multiprocessing.Pool`).
@@ -486,11 +486,7 @@ impl Pool {
     }
 
     /// Submits one task: its call, cut, and decoder.
-    fn submit_one<W: Worker>(
-        &self,
-        worker: W,
-        args: W::Args,
-    ) -> Result<(Arc<Job>, Cut, Finish<W::Output>)> {
+    fn submit_one<W: Worker>(&self, worker: W, args: W::Args) -> Result<Submitted<W::Output>> {
         let job = Job::new(W::NAME, Some(1), true);
         submit_chunk(&self.shared, worker, &job, 0, vec![args])?;
         Ok((job, Cut::whole(1, 1), |job, mut cut, pump| {
@@ -757,11 +753,7 @@ impl<'p> CallOptions<'p> {
         self,
         worker: W,
         items: impl IntoIterator<Item = W::Args>,
-    ) -> Result<(
-        Arc<Job>,
-        Cut,
-        Finish<Vec<W::Output>>,
-    )> {
+    ) -> Result<Submitted<Vec<W::Output>>> {
         let items = items.into_iter();
         match exact_len(&items) {
             Some(n) => self.submit_input(worker, items, n),
@@ -778,11 +770,7 @@ impl<'p> CallOptions<'p> {
         worker: W,
         input: impl Iterator<Item = W::Args>,
         n: usize,
-    ) -> Result<(
-        Arc<Job>,
-        Cut,
-        Finish<Vec<W::Output>>,
-    )> {
+    ) -> Result<Submitted<Vec<W::Output>>> {
         let mut feed = Feeder::new(
             &self.pool.shared,
             self.chunksize,
@@ -838,7 +826,11 @@ impl<'p> CallOptions<'p> {
     {
         let options = self.imap_options(true);
         let convert = |item: std::result::Result<W::Args, E>| item.map_err(Into::into);
-        Imap::new(&self.pool.shared, options, (worker, items.into_iter(), convert))
+        Imap::new(
+            &self.pool.shared,
+            options,
+            (worker, items.into_iter(), convert),
+        )
     }
 
     /// [`Pool::try_imap_unordered`] with these options.
@@ -850,7 +842,11 @@ impl<'p> CallOptions<'p> {
     {
         let options = self.imap_options(false);
         let convert = |item: std::result::Result<W::Args, E>| item.map_err(Into::into);
-        Imap::new(&self.pool.shared, options, (worker, items.into_iter(), convert))
+        Imap::new(
+            &self.pool.shared,
+            options,
+            (worker, items.into_iter(), convert),
+        )
     }
 
     /// `imap` with a deadline for every result (`Executor::map_timeout`).

@@ -35,8 +35,14 @@ impl StopReason {
 /// Why one chunk has no results.
 #[derive(Debug, Clone)]
 pub(crate) enum ChunkFailure {
-    Died { pid: u32, status: ExitStatus },
-    Timeout { pid: u32, limit: Duration },
+    Died {
+        pid: u32,
+        status: ExitStatus,
+    },
+    Timeout {
+        pid: u32,
+        limit: Duration,
+    },
     Child(Arc<Error>),
     Stopped(StopReason),
     /// Cancelled before a worker was given it.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::callbacks::{Callbacks, Slot};
 use super::core::PoolCore;
-use super::input::{FailureCell, Guarded, InputFailure};
+use super::input::{Convert, FailureCell, Guarded, InputFailure};
 use super::job::{Completions, Job, Pump};
 use super::map::{Cut, Feed, Feeder, exact_len};
 use super::outcome::Decoded;
@@ -21,6 +21,12 @@ use crate::worker::Worker;
 
 /// How a call's result is decoded from its chunks (in the waiting thread, with its pump).
 pub(super) type Finish<T> = fn(&Job, Cut, &dyn Pump) -> Result<T>;
+
+/// A call submitted whole: its job, how it was cut, and how its result is decoded.
+pub(super) type Submitted<T> = (Arc<Job>, Cut, Finish<T>);
+
+/// The feeder of an `imap` call: its input guarded (`input.rs`).
+type ImapFeeder<'p, W, I> = Feeder<'p, W, Guarded<I, <W as Worker>::Args>>;
 
 /// The pending result of [`Pool::apply_async`](crate::Pool::apply_async),
 /// [`Pool::map_async`](crate::Pool::map_async) or [`Executor::submit`](crate::Executor::submit)
@@ -169,7 +175,11 @@ impl<T> AsyncResult<T> {
     /// another task) and the result is not there yet; such a call can no longer be cancelled
     /// (Python's `Future.running`).
     pub fn running(&self) -> bool {
-        !self.ready() && self.pool.upgrade().is_some_and(|p| p.job_in_worker(&self.job))
+        !self.ready()
+            && self
+                .pool
+                .upgrade()
+                .is_some_and(|p| p.job_in_worker(&self.job))
     }
 
     /// Whether the result is there and is an error (without taking it); `false` while it is
@@ -274,7 +284,7 @@ impl<T> Future for AsyncResult<T> {
 #[must_use = "iterators are lazy: nothing runs until it is iterated"]
 pub struct Imap<'p, W: Worker, I: Iterator> {
     /// The feeder, or why there is none (a chunk size of 0), to be yielded first.
-    feed: std::result::Result<Feeder<'p, W, Guarded<I, W::Args>>, Option<Error>>,
+    feed: std::result::Result<ImapFeeder<'p, W, I>, Option<Error>>,
     /// Why the input ended early, if it did: met once every result before it is taken.
     failure: FailureCell,
     /// Results not there by then yield [`Error::Timeout`] (`Executor::map_timeout`).
@@ -316,7 +326,7 @@ impl<'p, W: Worker, I: Iterator> Imap<'p, W, I> {
     pub(super) fn new(
         shared: &'p PoolCore,
         options: ImapOptions,
-        (worker, input, convert): (W, I, fn(I::Item) -> Result<W::Args>),
+        (worker, input, convert): (W, I, Convert<I, W::Args>),
     ) -> Self {
         let (input, failure) = Guarded::new(input, convert);
         // The bar has a total, and the chunks an automatic size, when the input knows its
