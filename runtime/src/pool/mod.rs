@@ -6,9 +6,10 @@
 //! `result.rs` holds the handles a call returns, `job.rs` one call's arriving chunks and its
 //! waits, `outcome.rs` a chunk's reply and its decoding, `core.rs` the state shared with the
 //! supervisor and the moves anyone may make on it, `supervisor.rs` the thread and the workers'
-//! lives, `child.rs` the wire protocol and the worker side, `executor.rs` `Executor` and
-//! `as_completed`. See `core.rs` and `supervisor.rs` for how tasks move and how deaths are
-//! handled.
+//! lives, `child.rs` the wire protocol and the worker side, `executor.rs` `Executor`,
+//! `as_completed` and `wait`, `input.rs` an `imap` input that fails, `cancel.rs` withdrawing
+//! queued chunks, `callbacks.rs` the thread that runs result callbacks. See `core.rs` and
+//! `supervisor.rs` for how tasks move and how deaths are handled.
 
 mod callbacks;
 mod cancel;
@@ -53,7 +54,9 @@ use result::{ImapOptions, Submitted};
 ///   ([`retry_lost_tasks`](PoolBuilder::retry_lost_tasks)). Python's `Pool` hangs forever.
 /// * A panic fails its task only, with [`Error::WorkerPanicked`]; the other results arrive.
 /// * **Ctrl-C** during a blocking call returns [`Error::Interrupted`] at once and stops the
-///   workers, which ignore `SIGINT` themselves (no traceback from every worker).
+///   workers (quietly: no traceback from every worker). A `SIGINT` sent to one worker alone
+///   fails only its task with [`Error::Interrupted`] (Python's `KeyboardInterrupt` in the
+///   worker); the pool replaces that worker and goes on.
 /// * Dropping the pool terminates its workers (as Python's `with Pool() as p:` does) and never
 ///   blocks for long; [`close`](Pool::close) + [`join`](Pool::join) finish the work first.
 ///
