@@ -89,6 +89,16 @@ pub(crate) fn run(quick: bool, with_python: bool) -> mp::Result<Vec<Row>> {
         assert_eq!(out[n_map as usize - 1], (n_map - 1) * (n_map - 1));
     }
 
+    // 2b. imap_unordered of 10 k squares: a known-length input gets automatic chunks (Python's
+    // default of one task a chunk costs several times more); best of `reps`.
+    let mut imap_s = f64::MAX;
+    for _ in 0..reps {
+        let t = Instant::now();
+        let n = pool.imap_unordered(square, 0..10_000u64).count();
+        imap_s = imap_s.min(t.elapsed().as_secs_f64());
+        assert_eq!(n, 10_000);
+    }
+
     // 3. apply round trip, against a raw socketpair echo between two processes.
     let apply = crate::mean(n_apply, || {
         pool.apply(square, 3).unwrap();
@@ -140,6 +150,14 @@ pub(crate) fn run(quick: bool, with_python: bool) -> mp::Result<Vec<Row>> {
             unit: "ms",
             mp: map_s * 1e3 * (1_000_000.0 / n_map as f64),
             python: pyf("map_s").map(|s| s * 1e3 * (1_000_000.0 / n_map as f64)),
+            floor: None,
+            lower_is_better: true,
+        },
+        Row {
+            what: "imap_unordered 10k squares",
+            unit: "ms",
+            mp: imap_s * 1e3,
+            python: None,
             floor: None,
             lower_is_better: true,
         },

@@ -211,9 +211,15 @@ pub enum Error {
         pid: u32,
     },
     /// Ctrl-C (`SIGINT`) arrived while a pool call was blocking; the pool's workers were
-    /// stopped and the pool accepts no more work.
-    #[error("interrupted by Ctrl-C; the pool's workers were stopped")]
+    /// stopped and the pool accepts no more work. Also the error of a pool task whose worker
+    /// alone was sent `SIGINT` (Python's `KeyboardInterrupt` in the worker); the pool replaced
+    /// that worker and keeps serving.
+    #[error("interrupted by SIGINT (Ctrl-C)")]
     Interrupted,
+    /// The task was cancelled before it started ([`AsyncResult::cancel`](crate::AsyncResult::cancel),
+    /// an executor shut down with its queued futures cancelled); it never ran.
+    #[error("the task was cancelled before it started")]
+    Cancelled,
     /// The pool was terminated (or dropped) before this task finished.
     #[error("the pool was terminated before the task finished")]
     PoolTerminated,
@@ -281,6 +287,7 @@ impl Error {
             Error::WorkerDied { .. } => "WorkerDied",
             Error::TaskTimeout { .. } => "TaskTimeout",
             Error::Interrupted => "Interrupted",
+            Error::Cancelled => "Cancelled",
             Error::PoolTerminated => "PoolTerminated",
             Error::InitializerFailed(..) => "InitializerFailed",
             Error::AuthenticationFailed(..) => "AuthenticationFailed",

@@ -36,8 +36,8 @@
 //! | `shared_memory.SharedMemory` | [`SharedMemory`] |
 //! | `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore` | [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`] |
 //! | `Event`, `Condition`, `Barrier`, `BrokenBarrierError` | [`Event`], [`Condition`], [`Barrier`], [`Error::BrokenBarrier`] |
-//! | `Pool`, `map`, `starmap`, `imap`, `imap_unordered`, `apply`, `apply_async`, `map_async` | [`Pool`], [`PoolBuilder`], [`CallOptions`] (`chunksize`, progress bar) |
-//! | `AsyncResult`, `ProcessPoolExecutor`, `as_completed` | [`AsyncResult`] (also a `Future`), [`Executor`], [`as_completed`] |
+//! | `Pool`, `map`, `starmap`, `imap`, `imap_unordered`, `apply`, `apply_async`, `map_async` | [`Pool`], [`PoolBuilder`], [`CallOptions`] (`chunksize`, `buffersize`, progress bar); `callback=` is [`Pool::apply_async_with`] |
+//! | `AsyncResult`, `ProcessPoolExecutor`, `as_completed`, `wait` | [`AsyncResult`] (also a `Future`; `cancel`), [`Executor`], [`as_completed`], [`wait`] |
 //! | `os.cpu_count()`, `os.process_cpu_count()` | [`host_cpu_count`], [`cpu_count`] |
 //! | `current_process()` | [`current_process`] |
 //! | `Manager()`, `manager.list()`, `.dict()`, `.Value()`, `.Namespace()`, `.Queue()`, `.Lock()`, `.Event()` | [`Manager`] ([`list`](Manager::list), [`dict`](Manager::dict), [`value`](Manager::value), [`queue`](Manager::queue), [`lock`](Manager::lock), [`event`](Manager::event)) → [`ListProxy`], [`DictProxy`], [`ValueProxy`], [`QueueProxy`], [`LockProxy`], [`EventProxy`] |
@@ -90,7 +90,9 @@ pub use manager::{
     DictProxy, EventProxy, ListProxy, LockProxy, LockProxyGuard, Manager, ManagerBuilder,
     ManagerServer, Proxy, QueueProxy, ValueProxy,
 };
-pub use pool::executor::{AsCompleted, Executor, as_completed};
+pub use pool::executor::{
+    AsCompleted, AsCompletedTimeout, Executor, ReturnWhen, as_completed, wait,
+};
 pub use pool::{AsyncResult, CallOptions, Imap, Pool, PoolBuilder};
 pub use process::{
     ParentProcess, Process, ProcessInfo, active_children, current_process, parent_process, spawn,

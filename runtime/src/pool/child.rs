@@ -53,8 +53,12 @@ pub(crate) struct Panicked {
 /// Runs the pool-worker side: the initializer, then tasks until the parent hangs up.
 /// Returns the exit code.
 pub(crate) fn serve(channel: &Channel, init: Frame) -> i32 {
-    // Ctrl-C is the parent's: it stops the pool, which stops its workers quietly.
-    sys::ignore_sigint();
+    // A `SIGINT` ends the worker quietly (no message, no unwinding), as Python's
+    // `KeyboardInterrupt` ends its task: sent to this worker alone, its task fails with
+    // `Error::Interrupted` and the pool replaces it; a terminal's Ctrl-C reaches the parent
+    // too, which stops the whole pool. An inherited "ignore" is not kept: the parent's own
+    // disposition says nothing about its workers.
+    sys::default_sigint();
     let (initializer, init) = match init.split_prefix::<Option<Target>>() {
         Ok(split) => split,
         Err(e) => {

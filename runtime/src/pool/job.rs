@@ -13,7 +13,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
-use super::outcome::ChunkResult;
+use super::outcome::{ChunkFailure, ChunkResult};
 use crate::sys;
 
 /// Completion notices for [`as_completed`](crate::as_completed): indices of finished calls.
@@ -33,15 +33,25 @@ impl Completions {
         self.changed.notify_all();
     }
 
-    /// Waits for the next finished index (interruptible by Ctrl-C through the pool).
-    pub(crate) fn next(&self) -> usize {
+    /// Waits for the next finished index (interruptible by Ctrl-C through the pool), until
+    /// `deadline` if there is one (`None` once it has passed).
+    pub(crate) fn next(&self, deadline: Option<Instant>) -> Option<usize> {
         let _armed = sys::arm_interrupts().ok();
         let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if let Some(i) = done.pop_front() {
-                return i;
+                return Some(i);
             }
-            done = self.changed.wait(done).unwrap_or_else(|e| e.into_inner());
+            done = match deadline {
+                None => self.changed.wait(done).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let left = d.checked_duration_since(Instant::now())?;
+                    self.changed
+                        .wait_timeout(done, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
         }
     }
 }
@@ -85,13 +95,43 @@ struct JobState {
     total: Option<usize>,
     completed: usize,
     cancelled: bool,
+    /// A chunk was cancelled before it ran (`cancel.rs`).
+    revoked: bool,
+    /// A chunk failed or holds a panic: the call's result is an error.
+    failed: bool,
     waker: Option<Waker>,
     listeners: Vec<(Arc<Completions>, usize)>,
+    /// Callbacks run on every chunk's arrival before the call counts as finished: told
+    /// (with its index) once every chunk has arrived, it [`release`](Job::release)s the call.
+    held_by: Option<(Arc<Completions>, usize)>,
 }
 
 impl JobState {
-    fn finished(&self) -> bool {
+    /// Every chunk has arrived.
+    fn arrived_all(&self) -> bool {
         self.total == Some(self.completed)
+    }
+
+    /// Every chunk has arrived and no callback holds the call.
+    fn finished(&self) -> bool {
+        self.arrived_all() && self.held_by.is_none()
+    }
+
+    /// Tells whoever waits for the end what is due now that every chunk may have arrived.
+    fn announce(&mut self) {
+        if !self.arrived_all() {
+            return;
+        }
+        if let Some((runner, index)) = &self.held_by {
+            runner.push(*index);
+            return;
+        }
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+        for (listener, index) in self.listeners.drain(..) {
+            listener.push(index);
+        }
     }
 }
 
@@ -108,8 +148,11 @@ impl Job {
                 total,
                 completed: 0,
                 cancelled: false,
+                revoked: false,
+                failed: false,
                 waker: None,
                 listeners: Vec::new(),
+                held_by: None,
             }),
             changed: Condvar::new(),
             arrivals: AtomicUsize::new(0),
@@ -124,6 +167,14 @@ impl Job {
     pub(crate) fn complete(&self, chunk: usize, result: ChunkResult) {
         let mut st = self.lock();
         st.completed += 1;
+        match &result {
+            ChunkResult::Failed(ChunkFailure::Cancelled) => {
+                st.revoked = true;
+                st.failed = true;
+            }
+            ChunkResult::Failed(_) | ChunkResult::Done { panics: true, .. } => st.failed = true,
+            ChunkResult::Done { panics: false, .. } => {}
+        }
         if st.cancelled {
             return;
         }
@@ -131,14 +182,7 @@ impl Job {
         if st.by_arrival {
             st.order.push_back(chunk);
         }
-        if st.finished() {
-            if let Some(w) = st.waker.take() {
-                w.wake();
-            }
-            for (listener, index) in st.listeners.drain(..) {
-                listener.push(index);
-            }
-        }
+        st.announce();
         self.arrivals.fetch_add(1, Ordering::Release);
         drop(st);
         self.changed.notify_all();
@@ -149,14 +193,24 @@ impl Job {
     pub(crate) fn set_total(&self, total: usize) {
         let mut st = self.lock();
         st.total = Some(total);
-        if st.finished() {
-            if let Some(w) = st.waker.take() {
-                w.wake();
-            }
-            for (listener, index) in st.listeners.drain(..) {
-                listener.push(index);
-            }
-        }
+        st.announce();
+        drop(st);
+        self.changed.notify_all();
+    }
+
+    /// Holds the call unfinished until [`release`](Job::release): `runner` is told `index`
+    /// once every chunk has arrived (at once if they have), to run the call's callbacks.
+    pub(crate) fn hold_for(&self, runner: &Arc<Completions>, index: usize) {
+        let mut st = self.lock();
+        st.held_by = Some((Arc::clone(runner), index));
+        st.announce();
+    }
+
+    /// The callbacks have run: the call is finished for everyone else.
+    pub(crate) fn release(&self) {
+        let mut st = self.lock();
+        st.held_by = None;
+        st.announce();
         drop(st);
         self.changed.notify_all();
     }
@@ -172,6 +226,16 @@ impl Job {
         self.lock().cancelled
     }
 
+    /// Whether a chunk was cancelled before it ran.
+    pub(crate) fn revoked(&self) -> bool {
+        self.lock().revoked
+    }
+
+    /// Whether a chunk has failed (or holds a panic) so far.
+    pub(crate) fn failed(&self) -> bool {
+        self.lock().failed
+    }
+
     /// Whether every chunk has arrived.
     pub(crate) fn finished(&self) -> bool {
         self.lock().finished()
@@ -182,26 +246,32 @@ impl Job {
         self.wait_for(deadline, JobState::finished, pump).is_some()
     }
 
-    /// Waits for chunk `chunk` and takes it.
-    pub(crate) fn take(&self, chunk: usize, pump: &dyn Pump) -> ChunkResult {
-        let mut st = self
-            .wait_for(None, |st| st.arrived.contains_key(&chunk), pump)
-            .expect("no deadline");
-        st.arrived.remove(&chunk).expect("arrived")
+    /// Waits for chunk `chunk` and takes it; `None` if `deadline` passes first.
+    pub(crate) fn take(
+        &self,
+        chunk: usize,
+        deadline: Option<Instant>,
+        pump: &dyn Pump,
+    ) -> Option<ChunkResult> {
+        let mut st = self.wait_for(deadline, |st| st.arrived.contains_key(&chunk), pump)?;
+        Some(st.arrived.remove(&chunk).expect("arrived"))
     }
 
-    /// Waits for any chunk not yet taken and takes it (a `by_arrival` call's consumer).
-    pub(crate) fn take_any(&self, pump: &dyn Pump) -> (usize, ChunkResult) {
-        let mut st = self
-            .wait_for(None, |st| !st.arrived.is_empty(), pump)
-            .expect("no deadline");
+    /// Waits for any chunk not yet taken and takes it (a `by_arrival` call's consumer);
+    /// `None` if `deadline` passes first.
+    pub(crate) fn take_any(
+        &self,
+        deadline: Option<Instant>,
+        pump: &dyn Pump,
+    ) -> Option<(usize, ChunkResult)> {
+        let mut st = self.wait_for(deadline, |st| !st.arrived.is_empty(), pump)?;
         let JobState { order, arrived, .. } = &mut *st;
         loop {
             let chunk = order
                 .pop_front()
                 .expect("every arrived chunk is in the arrival order");
             if let Some(result) = arrived.remove(&chunk) {
-                return (chunk, result);
+                return Some((chunk, result));
             }
         }
     }

@@ -124,7 +124,8 @@ pub(super) struct Feeder<'p, W: Worker, I> {
     input: std::iter::Fuse<I>,
     /// An item read ahead of the first chunk (to size it).
     first: Option<W::Args>,
-    window: usize,
+    /// Chunks in flight at most.
+    pub(super) window: usize,
     pub(super) cut: Cut,
 }
 
@@ -258,7 +259,7 @@ pub(super) fn collect<O: DeserializeOwned + 'static>(
         feed.cut().totals().is_none_or(|(chunks, _)| taken < chunks)
     };
     while more(feed, taken) {
-        let (k, result) = job.take_any(pump);
+        let (k, result) = job.take_any(None, pump).expect("no deadline");
         taken += 1;
         let cut = feed.cut();
         let (first, len) = (k * cut.chunksize, cut.len_of(k));

@@ -6,13 +6,17 @@
 //! `result.rs` holds the handles a call returns, `job.rs` one call's arriving chunks and its
 //! waits, `outcome.rs` a chunk's reply and its decoding, `core.rs` the state shared with the
 //! supervisor and the moves anyone may make on it, `supervisor.rs` the thread and the workers'
-//! lives, `child.rs` the wire protocol and the worker side, `executor.rs` `Executor` and
-//! `as_completed`. See `core.rs` and `supervisor.rs` for how tasks move and how deaths are
-//! handled.
+//! lives, `child.rs` the wire protocol and the worker side, `executor.rs` `Executor`,
+//! `as_completed` and `wait`, `input.rs` an `imap` input that fails, `cancel.rs` withdrawing
+//! queued chunks, `callbacks.rs` the thread that runs result callbacks. See `core.rs` and
+//! `supervisor.rs` for how tasks move and how deaths are handled.
 
+mod callbacks;
+mod cancel;
 pub(crate) mod child;
 mod core;
 pub(crate) mod executor;
+mod input;
 mod job;
 mod map;
 mod outcome;
@@ -21,10 +25,11 @@ mod result;
 mod supervisor;
 mod wire;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use self::callbacks::Callbacks;
 use self::core::{PoolConfig, PoolCore, PoolStatus};
 use self::job::Job;
 use self::map::{Cut, Feed, Feeder, collect, exact_len, submit_chunk};
@@ -37,6 +42,7 @@ use crate::worker::Worker;
 
 pub(crate) use child::serve;
 pub use result::{AsyncResult, Imap};
+use result::{ImapOptions, Submitted};
 
 /// A pool of worker processes that run registered workers on many inputs (Python's
 /// `multiprocessing.Pool`).
@@ -49,7 +55,9 @@ pub use result::{AsyncResult, Imap};
 ///   ([`retry_lost_tasks`](PoolBuilder::retry_lost_tasks)). Python's `Pool` hangs forever.
 /// * A panic fails its task only, with [`Error::WorkerPanicked`]; the other results arrive.
 /// * **Ctrl-C** during a blocking call returns [`Error::Interrupted`] at once and stops the
-///   workers, which ignore `SIGINT` themselves (no traceback from every worker).
+///   workers (quietly: no traceback from every worker). A `SIGINT` sent to one worker alone
+///   fails only its task with [`Error::Interrupted`] (Python's `KeyboardInterrupt` in the
+///   worker); the pool replaces that worker and goes on.
 /// * Dropping the pool terminates its workers (as Python's `with Pool() as p:` does) and never
 ///   blocks for long; [`close`](Pool::close) + [`join`](Pool::join) finish the work first.
 ///
@@ -68,6 +76,8 @@ pub use result::{AsyncResult, Imap};
 pub struct Pool {
     shared: Arc<PoolCore>,
     supervisor: Option<JoinHandle<()>>,
+    /// The thread that runs `apply_async_with` / `map_async_with` callbacks, once needed.
+    callbacks: OnceLock<Callbacks>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -200,6 +210,7 @@ impl PoolBuilder {
         Ok(Pool {
             shared,
             supervisor: Some(supervisor),
+            callbacks: OnceLock::new(),
         })
     }
 }
@@ -232,6 +243,7 @@ impl Pool {
         CallOptions {
             pool: self,
             chunksize: None,
+            buffersize: None,
             progress: false,
         }
     }
@@ -240,10 +252,32 @@ impl Pool {
     /// (Python's `chunksize=` argument). Without it, `map`, `starmap` and `map_async` split
     /// the input into about four chunks per worker, as Python does, or into smaller chunks
     /// where a chunk of that size would not fit in one 64 KiB message (many small tasks:
-    /// about 8 000 `u64` arguments a chunk), which moves them faster; `imap` sends tasks one
-    /// at a time.
+    /// about 8 000 `u64` arguments a chunk), which moves them faster. `imap` and
+    /// `imap_unordered` choose the same way when the input knows its exact length (a range,
+    /// a vector), and otherwise send tasks one at a time; `chunksize(1)` forces that.
     pub fn chunksize(&self, n: usize) -> CallOptions<'_> {
         self.tasks().chunksize(n)
+    }
+
+    /// Bounds how far the next `imap`-like call reads its input ahead of the consumer: at
+    /// most `n` tasks (rounded up to whole chunks) are submitted and not yet yielded (Python
+    /// 3.14's `buffersize`). The default is four chunks per worker. Fails the call with
+    /// [`Error::InvalidArgument`] if `n` is 0.
+    ///
+    /// ```
+    /// # mp::guard!();
+    /// #[mp::worker]
+    /// fn square(n: u64) -> u64 {
+    ///     n * n
+    /// }
+    ///
+    /// let pool = mp::Pool::new(2)?;
+    /// let squares: Vec<u64> = pool.buffersize(4).imap(square, 0..10).collect::<Result<_, _>>()?;
+    /// assert_eq!(squares[9], 81);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn buffersize(&self, n: usize) -> CallOptions<'_> {
+        self.tasks().buffersize(n)
     }
 
     /// Shows a progress bar on stderr during the next `map`-like call (only when stderr is a
@@ -350,6 +384,46 @@ impl Pool {
         self.tasks().imap_unordered(worker, items)
     }
 
+    /// [`imap`](Pool::imap) over a fallible input (lines of a file, records being parsed):
+    /// at the first `Err` item the input stops being read; the results of the items before
+    /// it are yielded first, then that error, and the iterator ends. (Where Python's `imap`
+    /// raises the input iterator's exception.) A panic in the input iterator is treated the
+    /// same way in [`imap`](Pool::imap) too: it is resumed in the consumer at its place.
+    ///
+    /// ```
+    /// # mp::guard!();
+    /// #[mp::worker]
+    /// fn square(n: u64) -> u64 {
+    ///     n * n
+    /// }
+    ///
+    /// let pool = mp::Pool::new(2)?;
+    /// let input = ["1", "2", "x", "4"].map(|s| s.parse::<u64>().map_err(|e| mp::Error::InvalidArgument(e.to_string())));
+    /// let out: Vec<mp::Result<u64>> = pool.try_imap(square, input).collect();
+    /// assert_eq!(out.len(), 3);
+    /// assert_eq!(out[1].as_ref().ok(), Some(&4));
+    /// assert!(matches!(out[2], Err(mp::Error::InvalidArgument(_))));
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn try_imap<W, E, I>(&self, worker: W, items: I) -> Imap<'_, W, I::IntoIter>
+    where
+        W: Worker,
+        E: Into<Error>,
+        I: IntoIterator<Item = std::result::Result<W::Args, E>>,
+    {
+        self.tasks().try_imap(worker, items)
+    }
+
+    /// [`try_imap`](Pool::try_imap) yielding results in the order they finish.
+    pub fn try_imap_unordered<W, E, I>(&self, worker: W, items: I) -> Imap<'_, W, I::IntoIter>
+    where
+        W: Worker,
+        E: Into<Error>,
+        I: IntoIterator<Item = std::result::Result<W::Args, E>>,
+    {
+        self.tasks().try_imap_unordered(worker, items)
+    }
+
     /// Runs `worker(args)` in a worker and waits for the result (Python's `Pool.apply`).
     pub fn apply<W: Worker>(&self, worker: W, args: W::Args) -> Result<W::Output> {
         self.apply_async(worker, args)?.get()
@@ -376,18 +450,89 @@ impl Pool {
         worker: W,
         args: W::Args,
     ) -> Result<AsyncResult<W::Output>> {
-        let job = Job::new(W::NAME, Some(1), true);
-        submit_chunk(&self.shared, worker, &job, 0, vec![args])?;
-        let whole = Cut::whole(1, 1);
-        Ok(AsyncResult::new(
+        let (job, cut, finish) = self.submit_one(worker, args)?;
+        Ok(AsyncResult::new(job, &self.shared, cut, finish))
+    }
+
+    /// [`apply_async`](Pool::apply_async) with Python's `callback` and `error_callback`:
+    /// the pool's callback thread (one per pool, started on first use) passes the result to
+    /// `callback`, or its error to `error_callback`, as soon as it arrives, before the handle
+    /// reports it ready; [`get`](AsyncResult::get) then returns the same result. Callbacks
+    /// run one at a time, in the order calls finish, so they should be short; a callback that
+    /// blocks holds up the others, and [`join`](Pool::join), [`terminate`](Pool::terminate)
+    /// and drop wait for every registered callback to run (a terminated call's gets
+    /// [`Error::PoolTerminated`]). A callback that panics is caught and logged (`tracing`,
+    /// target `mp`): the result still reaches `get` and the pool goes on (Python's pool
+    /// hangs).
+    ///
+    /// ```
+    /// # mp::guard!();
+    /// use std::sync::mpsc;
+    ///
+    /// #[mp::worker]
+    /// fn square(n: u64) -> u64 {
+    ///     n * n
+    /// }
+    ///
+    /// let pool = mp::Pool::new(2)?;
+    /// let (tx, rx) = mpsc::channel();
+    /// let errors = tx.clone();
+    /// let result = pool.apply_async_with(
+    ///     square,
+    ///     7,
+    ///     move |v: &u64| tx.send(Ok(*v)).unwrap(),
+    ///     move |e: &mp::Error| errors.send(Err(e.to_string())).unwrap(),
+    /// )?;
+    /// assert_eq!(result.get()?, 49);
+    /// assert_eq!(rx.recv().unwrap(), Ok(49));
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn apply_async_with<W: Worker>(
+        &self,
+        worker: W,
+        args: W::Args,
+        callback: impl FnOnce(&W::Output) + Send + 'static,
+        error_callback: impl FnOnce(&Error) + Send + 'static,
+    ) -> Result<AsyncResult<W::Output>> {
+        let callbacks = self.callbacks()?;
+        let (job, cut, finish) = self.submit_one(worker, args)?;
+        Ok(AsyncResult::with_callbacks(
             job,
             &self.shared,
-            whole,
-            |job, mut cut, pump| {
-                let mut v = collect::<W::Output>(job, 1, &Progress::off(), &mut cut, pump)?;
-                Ok(v.pop().expect("one result for one task"))
-            },
+            (cut, finish),
+            callbacks,
+            (callback, error_callback),
         ))
+    }
+
+    /// Submits one task: its call, cut, and decoder.
+    fn submit_one<W: Worker>(&self, worker: W, args: W::Args) -> Result<Submitted<W::Output>> {
+        let job = Job::new(W::NAME, Some(1), true);
+        submit_chunk(&self.shared, worker, &job, 0, vec![args])?;
+        Ok((job, Cut::whole(1, 1), |job, mut cut, pump| {
+            let mut v = collect::<W::Output>(job, 1, &Progress::off(), &mut cut, pump)?;
+            Ok(v.pop().expect("one result for one task"))
+        }))
+    }
+
+    /// The callback thread, started on first use.
+    fn callbacks(&self) -> Result<&Callbacks> {
+        if let Some(callbacks) = self.callbacks.get() {
+            return Ok(callbacks);
+        }
+        if let Err(extra) = self.callbacks.set(Callbacks::start()?) {
+            // Another thread started one first.
+            extra.close(false);
+        }
+        Ok(self.callbacks.get().expect("just set"))
+    }
+
+    /// Lets the callback thread end once the callbacks registered have run; with `wait`,
+    /// waits for that (the pool has stopped, so every call has finished).
+    fn close_callbacks(&self, wait: bool) {
+        if let Some(callbacks) = self.callbacks.get() {
+            callbacks.close(wait);
+        }
     }
 
     /// Starts a [`map`](Pool::map) and returns a handle to its results at once (Python's
@@ -398,6 +543,35 @@ impl Pool {
         items: impl IntoIterator<Item = W::Args>,
     ) -> Result<AsyncResult<Vec<W::Output>>> {
         self.tasks().map_async(worker, items)
+    }
+
+    /// [`map_async`](Pool::map_async) with Python's `callback` (given every result, in
+    /// order) and `error_callback` (given the first error in input order); see
+    /// [`apply_async_with`](Pool::apply_async_with) for where and when they run.
+    ///
+    /// ```
+    /// # mp::guard!();
+    /// #[mp::worker]
+    /// fn square(n: u64) -> u64 {
+    ///     n * n
+    /// }
+    ///
+    /// let pool = mp::Pool::new(2)?;
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// let squares = pool.map_async_with(square, 0..4, move |v: &Vec<u64>| tx.send(v.iter().sum::<u64>()).unwrap(), |_| {})?;
+    /// assert_eq!(squares.get()?, [0, 1, 4, 9]);
+    /// assert_eq!(rx.recv().unwrap(), 14);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn map_async_with<W: Worker>(
+        &self,
+        worker: W,
+        items: impl IntoIterator<Item = W::Args>,
+        callback: impl FnOnce(&Vec<W::Output>) + Send + 'static,
+        error_callback: impl FnOnce(&Error) + Send + 'static,
+    ) -> Result<AsyncResult<Vec<W::Output>>> {
+        self.tasks()
+            .map_async_with(worker, items, callback, error_callback)
     }
 
     /// Accepts no more tasks; the workers exit once the queued ones are done (Python's
@@ -416,6 +590,7 @@ impl Pool {
                 .then_some(PoolStatus::Stopping(StopReason::Terminated))
         });
         self.wait_supervisor();
+        self.close_callbacks(true);
     }
 
     /// Waits for the workers to finish and exit after [`close`](Pool::close) or
@@ -444,6 +619,7 @@ impl Pool {
         }
         self.shared.wait_finished();
         self.wait_supervisor();
+        self.close_callbacks(true);
         match &self.shared.lock().status {
             PoolStatus::Finished(Some(StopReason::Interrupted)) => Err(Error::Interrupted),
             _ => Ok(()),
@@ -461,6 +637,10 @@ impl Drop for Pool {
     fn drop(&mut self) {
         if self.supervisor.is_some() {
             self.terminate();
+        } else {
+            // Joined, or shut down to finish in the background: the callback thread ends on
+            // its own once the calls it waits for are done.
+            self.close_callbacks(false);
         }
     }
 }
@@ -484,6 +664,7 @@ impl Drop for Pool {
 pub struct CallOptions<'p> {
     pool: &'p Pool,
     chunksize: Option<usize>,
+    buffersize: Option<usize>,
     progress: bool,
 }
 
@@ -491,6 +672,12 @@ impl<'p> CallOptions<'p> {
     /// Sets the chunk size: tasks travel to workers `n` at a time.
     pub fn chunksize(mut self, n: usize) -> Self {
         self.chunksize = Some(n);
+        self
+    }
+
+    /// Bounds the read-ahead of an `imap`-like call (see [`Pool::buffersize`]).
+    pub fn buffersize(mut self, n: usize) -> Self {
+        self.buffersize = Some(n);
         self
     }
 
@@ -558,23 +745,52 @@ impl<'p> CallOptions<'p> {
         worker: W,
         items: impl IntoIterator<Item = W::Args>,
     ) -> Result<AsyncResult<Vec<W::Output>>> {
+        let (job, cut, finish) = self.submit_all(worker, items)?;
+        Ok(AsyncResult::new(job, &self.pool.shared, cut, finish))
+    }
+
+    /// [`Pool::map_async_with`] with these options.
+    pub fn map_async_with<W: Worker>(
+        self,
+        worker: W,
+        items: impl IntoIterator<Item = W::Args>,
+        callback: impl FnOnce(&Vec<W::Output>) + Send + 'static,
+        error_callback: impl FnOnce(&Error) + Send + 'static,
+    ) -> Result<AsyncResult<Vec<W::Output>>> {
+        let callbacks = self.pool.callbacks()?;
+        let (job, cut, finish) = self.submit_all(worker, items)?;
+        Ok(AsyncResult::with_callbacks(
+            job,
+            &self.pool.shared,
+            (cut, finish),
+            callbacks,
+            (callback, error_callback),
+        ))
+    }
+
+    /// Submits every chunk of a `map_async`: its call, cut, and decoder.
+    fn submit_all<W: Worker>(
+        self,
+        worker: W,
+        items: impl IntoIterator<Item = W::Args>,
+    ) -> Result<Submitted<Vec<W::Output>>> {
         let items = items.into_iter();
         match exact_len(&items) {
-            Some(n) => self.map_async_input(worker, items, n),
+            Some(n) => self.submit_input(worker, items, n),
             None => {
                 let items: Vec<W::Args> = items.collect();
                 let n = items.len();
-                self.map_async_input(worker, items.into_iter(), n)
+                self.submit_input(worker, items.into_iter(), n)
             }
         }
     }
 
-    fn map_async_input<W: Worker>(
+    fn submit_input<W: Worker>(
         self,
         worker: W,
         input: impl Iterator<Item = W::Args>,
         n: usize,
-    ) -> Result<AsyncResult<Vec<W::Output>>> {
+    ) -> Result<Submitted<Vec<W::Output>>> {
         let mut feed = Feeder::new(
             &self.pool.shared,
             self.chunksize,
@@ -586,43 +802,82 @@ impl<'p> CallOptions<'p> {
         )?;
         feed.refill(0)?;
         let job = Arc::clone(&feed.job);
-        Ok(AsyncResult::new(
-            job,
-            &self.pool.shared,
-            feed.cut,
-            |job, mut cut, pump| {
-                collect::<W::Output>(job, cut.items, &Progress::off(), &mut cut, pump)
-            },
-        ))
+        Ok((job, feed.cut, |job, mut cut, pump| {
+            collect::<W::Output>(job, cut.items, &Progress::off(), &mut cut, pump)
+        }))
     }
 
-    /// [`Pool::imap`] with these options (default chunk size 1).
+    fn imap_options(self, ordered: bool) -> ImapOptions {
+        ImapOptions {
+            chunksize: self.chunksize,
+            buffersize: self.buffersize,
+            progress: self.progress,
+            ordered,
+            deadline: None,
+        }
+    }
+
+    /// [`Pool::imap`] with these options.
     pub fn imap<W: Worker, I: IntoIterator<Item = W::Args>>(
         self,
         worker: W,
         items: I,
     ) -> Imap<'p, W, I::IntoIter> {
-        Imap::new(
-            &self.pool.shared,
-            self.chunksize,
-            self.progress,
-            (worker, items.into_iter()),
-            true,
-        )
+        let options = self.imap_options(true);
+        Imap::new(&self.pool.shared, options, (worker, items.into_iter(), Ok))
     }
 
-    /// [`Pool::imap_unordered`] with these options (default chunk size 1).
+    /// [`Pool::imap_unordered`] with these options.
     pub fn imap_unordered<W: Worker, I: IntoIterator<Item = W::Args>>(
         self,
         worker: W,
         items: I,
     ) -> Imap<'p, W, I::IntoIter> {
+        let options = self.imap_options(false);
+        Imap::new(&self.pool.shared, options, (worker, items.into_iter(), Ok))
+    }
+
+    /// [`Pool::try_imap`] with these options.
+    pub fn try_imap<W, E, I>(self, worker: W, items: I) -> Imap<'p, W, I::IntoIter>
+    where
+        W: Worker,
+        E: Into<Error>,
+        I: IntoIterator<Item = std::result::Result<W::Args, E>>,
+    {
+        let options = self.imap_options(true);
+        let convert = |item: std::result::Result<W::Args, E>| item.map_err(Into::into);
         Imap::new(
             &self.pool.shared,
-            self.chunksize,
-            self.progress,
-            (worker, items.into_iter()),
-            false,
+            options,
+            (worker, items.into_iter(), convert),
         )
+    }
+
+    /// [`Pool::try_imap_unordered`] with these options.
+    pub fn try_imap_unordered<W, E, I>(self, worker: W, items: I) -> Imap<'p, W, I::IntoIter>
+    where
+        W: Worker,
+        E: Into<Error>,
+        I: IntoIterator<Item = std::result::Result<W::Args, E>>,
+    {
+        let options = self.imap_options(false);
+        let convert = |item: std::result::Result<W::Args, E>| item.map_err(Into::into);
+        Imap::new(
+            &self.pool.shared,
+            options,
+            (worker, items.into_iter(), convert),
+        )
+    }
+
+    /// `imap` with a deadline for every result (`Executor::map_timeout`).
+    pub(super) fn imap_until<W: Worker, I: IntoIterator<Item = W::Args>>(
+        self,
+        worker: W,
+        items: I,
+        deadline: Instant,
+    ) -> Imap<'p, W, I::IntoIter> {
+        let mut options = self.imap_options(true);
+        options.deadline = Some(deadline);
+        Imap::new(&self.pool.shared, options, (worker, items.into_iter(), Ok))
     }
 }

@@ -35,10 +35,20 @@ impl StopReason {
 /// Why one chunk has no results.
 #[derive(Debug, Clone)]
 pub(crate) enum ChunkFailure {
-    Died { pid: u32, status: ExitStatus },
-    Timeout { pid: u32, limit: Duration },
+    Died {
+        pid: u32,
+        status: ExitStatus,
+    },
+    Timeout {
+        pid: u32,
+        limit: Duration,
+    },
     Child(Arc<Error>),
     Stopped(StopReason),
+    /// Cancelled before a worker was given it.
+    Cancelled,
+    /// Its worker was ended by a `SIGINT` sent to it (Python's `KeyboardInterrupt`).
+    Interrupted,
 }
 
 impl ChunkFailure {
@@ -58,6 +68,8 @@ impl ChunkFailure {
             },
             ChunkFailure::Child(e) => Error::clone(e),
             ChunkFailure::Stopped(reason) => reason.error(),
+            ChunkFailure::Cancelled => Error::Cancelled,
+            ChunkFailure::Interrupted => Error::Interrupted,
         }
     }
 }

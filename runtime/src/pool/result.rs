@@ -5,17 +5,28 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use super::callbacks::{Callbacks, Slot};
 use super::core::PoolCore;
+use super::input::{Convert, FailureCell, Guarded, InputFailure};
 use super::job::{Completions, Job, Pump};
 use super::map::{Cut, Feed, Feeder, exact_len};
 use super::outcome::Decoded;
 use super::progress::Progress;
 use crate::error::{Error, Result};
 use crate::worker::Worker;
+
+/// How a call's result is decoded from its chunks (in the waiting thread, with its pump).
+pub(super) type Finish<T> = fn(&Job, Cut, &dyn Pump) -> Result<T>;
+
+/// A call submitted whole: its job, how it was cut, and how its result is decoded.
+pub(super) type Submitted<T> = (Arc<Job>, Cut, Finish<T>);
+
+/// The feeder of an `imap` call: its input guarded (`input.rs`).
+type ImapFeeder<'p, W, I> = Feeder<'p, W, Guarded<I, <W as Worker>::Args>>;
 
 /// The pending result of [`Pool::apply_async`](crate::Pool::apply_async),
 /// [`Pool::map_async`](crate::Pool::map_async) or [`Executor::submit`](crate::Executor::submit)
@@ -24,6 +35,10 @@ use crate::worker::Worker;
 /// Wait with [`get`](AsyncResult::get) / [`get_timeout`](AsyncResult::get_timeout) /
 /// [`wait`](AsyncResult::wait), poll with [`ready`](AsyncResult::ready), or `.await` it
 /// (it is a [`Future`]; no particular async runtime is needed).
+///
+/// [`cancel`](AsyncResult::cancel) withdraws a call no worker has started (as
+/// `concurrent.futures.Future.cancel`). **Dropping** the handle does not cancel: the call is
+/// detached and still runs to its end (its result is thrown away), as in Python.
 ///
 /// ```
 /// # mp::guard!();
@@ -45,7 +60,10 @@ pub struct AsyncResult<T> {
     pool: Weak<PoolCore>,
     /// The call's chunks, all submitted.
     cut: Cut,
-    finish: fn(&Job, Cut, &dyn Pump) -> Result<T>,
+    finish: Finish<T>,
+    /// Where the callback thread leaves the result, for a call with callbacks (it decoded
+    /// it; `finish` is not run again).
+    slot: Option<Slot<T>>,
     taken: bool,
 }
 
@@ -66,20 +84,108 @@ impl<T> AsyncResult<T> {
         job: Arc<Job>,
         pool: &Arc<PoolCore>,
         cut: Cut,
-        finish: fn(&Job, Cut, &dyn Pump) -> Result<T>,
+        finish: Finish<T>,
     ) -> AsyncResult<T> {
         AsyncResult {
             job,
             pool: Arc::downgrade(pool),
             cut,
             finish,
+            slot: None,
             taken: false,
         }
     }
 
-    /// Whether the result is there (success or failure); never blocks.
+    /// Like [`new`](AsyncResult::new), with `on_ok` or `on_err` run by the pool's
+    /// `callbacks` thread on the result before the call counts as finished.
+    pub(super) fn with_callbacks(
+        job: Arc<Job>,
+        pool: &Arc<PoolCore>,
+        (cut, finish): (Cut, Finish<T>),
+        callbacks: &Callbacks,
+        (on_ok, on_err): (
+            impl FnOnce(&T) + Send + 'static,
+            impl FnOnce(&Error) + Send + 'static,
+        ),
+    ) -> AsyncResult<T>
+    where
+        T: Send + 'static,
+    {
+        let slot = callbacks.register(&job, Arc::downgrade(pool), (cut, finish), on_ok, on_err);
+        AsyncResult {
+            slot: Some(slot),
+            ..AsyncResult::new(job, pool, cut, finish)
+        }
+    }
+
+    /// Whether the result is there (success, failure or cancellation); never blocks.
     pub fn ready(&self) -> bool {
         self.cut.items == 0 || self.job.finished()
+    }
+
+    /// Python's `Future.done`: the same as [`ready`](AsyncResult::ready).
+    pub fn done(&self) -> bool {
+        self.ready()
+    }
+
+    /// Cancels the call if no worker has been given any of its tasks yet: they never run, and
+    /// [`get`](AsyncResult::get) returns [`Error::Cancelled`]. Returns whether the call is
+    /// cancelled (Python's `Future.cancel`): `false` once a task is in a worker or the
+    /// result is there, and then nothing changes; a running task is never interrupted (to
+    /// stop one, [`terminate`](crate::Pool::terminate) the pool or give it a
+    /// [`task_timeout`](crate::PoolBuilder::task_timeout)).
+    ///
+    /// ```
+    /// # mp::guard!();
+    /// #[mp::worker]
+    /// fn nap(ms: u64) -> u64 {
+    ///     std::thread::sleep(std::time::Duration::from_millis(ms));
+    ///     ms
+    /// }
+    ///
+    /// let pool = mp::Pool::new(1)?;
+    /// let busy: Vec<_> = (0..3).map(|_| pool.apply_async(nap, 200)).collect::<Result<_, _>>()?;
+    /// let queued = pool.apply_async(nap, 1)?;
+    /// assert!(queued.cancel());
+    /// assert!(queued.cancelled());
+    /// assert!(matches!(queued.get(), Err(mp::Error::Cancelled)));
+    /// for b in busy {
+    ///     assert_eq!(b.get()?, 200);
+    /// }
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn cancel(&self) -> bool {
+        if self.cancelled() {
+            return true;
+        }
+        match self.pool.upgrade() {
+            Some(pool) => pool.cancel_job(&self.job, self.cut.chunks),
+            None => false,
+        }
+    }
+
+    /// Whether the call was cancelled: by [`cancel`](AsyncResult::cancel), or by an
+    /// [`Executor`](crate::Executor) shut down with its queued futures cancelled (Python's
+    /// `Future.cancelled`).
+    pub fn cancelled(&self) -> bool {
+        self.job.revoked()
+    }
+
+    /// Whether a worker holds a task of the call (it runs, or waits in that worker behind
+    /// another task) and the result is not there yet; such a call can no longer be cancelled
+    /// (Python's `Future.running`).
+    pub fn running(&self) -> bool {
+        !self.ready()
+            && self
+                .pool
+                .upgrade()
+                .is_some_and(|p| p.job_in_worker(&self.job))
+    }
+
+    /// Whether the result is there and is an error (without taking it); `false` while it is
+    /// not there.
+    pub(crate) fn failed(&self) -> bool {
+        self.ready() && self.job.failed()
     }
 
     /// Blocks until the result is there.
@@ -122,6 +228,11 @@ impl<T> AsyncResult<T> {
             ));
         }
         self.taken = true;
+        if let Some(slot) = &self.slot {
+            self.wait();
+            let stored = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+            return stored.expect("a released call with callbacks has its result stored");
+        }
         self.with_pump(|pump| (self.finish)(&self.job, self.cut, pump))
     }
 
@@ -152,6 +263,9 @@ impl<T> Future for AsyncResult<T> {
 /// [`Pool::imap_unordered`](crate::Pool::imap_unordered): yields one `Result` per input item.
 /// A task that panicked or whose worker died yields its error and the others still arrive;
 /// when the pool stops (Ctrl-C, terminate) the rest yield its error and the iterator ends.
+/// An input that fails ([`try_imap`](crate::Pool::try_imap)'s `Err` item, or a panic in the
+/// input iterator) ends the input there: the results of the items before it come first, then
+/// its error (or its panic, resumed in the consumer's thread), and the iterator ends.
 ///
 /// ```
 /// # mp::guard!();
@@ -168,9 +282,13 @@ impl<T> Future for AsyncResult<T> {
 /// # Ok::<(), mp::Error>(())
 /// ```
 #[must_use = "iterators are lazy: nothing runs until it is iterated"]
-pub struct Imap<'p, W: Worker, I> {
+pub struct Imap<'p, W: Worker, I: Iterator> {
     /// The feeder, or why there is none (a chunk size of 0), to be yielded first.
-    feed: std::result::Result<Feeder<'p, W, I>, Option<Error>>,
+    feed: std::result::Result<ImapFeeder<'p, W, I>, Option<Error>>,
+    /// Why the input ended early, if it did: met once every result before it is taken.
+    failure: FailureCell,
+    /// Results not there by then yield [`Error::Timeout`] (`Executor::map_timeout`).
+    deadline: Option<Instant>,
     ordered: bool,
     /// Chunks consumed.
     taken: usize,
@@ -179,7 +297,7 @@ pub struct Imap<'p, W: Worker, I> {
     progress: Progress,
 }
 
-impl<W: Worker, I> std::fmt::Debug for Imap<'_, W, I> {
+impl<W: Worker, I: Iterator> std::fmt::Debug for Imap<'_, W, I> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let cut = self.feed.as_ref().map(|feed| feed.cut).ok();
         f.debug_struct("Imap")
@@ -191,23 +309,57 @@ impl<W: Worker, I> std::fmt::Debug for Imap<'_, W, I> {
     }
 }
 
-impl<'p, W: Worker, I: Iterator<Item = W::Args>> Imap<'p, W, I> {
-    /// The iterator of a new call of `worker` on `shared` over `input`, in chunks of
-    /// `chunksize` (default 1), with a progress bar if asked.
+/// How an `imap` call is fed: [`CallOptions`](crate::CallOptions)' settings and a deadline.
+pub(super) struct ImapOptions {
+    pub(super) chunksize: Option<usize>,
+    /// Tasks read ahead of the consumer at most (rounded up to whole chunks).
+    pub(super) buffersize: Option<usize>,
+    pub(super) progress: bool,
+    pub(super) ordered: bool,
+    pub(super) deadline: Option<Instant>,
+}
+
+impl<'p, W: Worker, I: Iterator> Imap<'p, W, I> {
+    /// The iterator of a new call of `worker` on `shared` over `input`, whose items become
+    /// arguments through `convert`. The chunk size is `options.chunksize`, else automatic for
+    /// an input that knows its length, else 1.
     pub(super) fn new(
         shared: &'p PoolCore,
-        chunksize: Option<usize>,
-        progress: bool,
-        (worker, input): (W, I),
-        ordered: bool,
+        options: ImapOptions,
+        (worker, input, convert): (W, I, Convert<I, W::Args>),
     ) -> Self {
-        // The bar has a total when the input knows its exact length.
-        let progress = Progress::new(progress, exact_len(&input));
+        let (input, failure) = Guarded::new(input, convert);
+        // The bar has a total, and the chunks an automatic size, when the input knows its
+        // exact length.
+        let n = exact_len(&input);
+        let progress = Progress::new(options.progress, n);
         let window = 4 * shared.processes();
-        let feed = Feeder::new(shared, chunksize, worker, input, None, window, !ordered);
+        let feed = Feeder::new(
+            shared,
+            options.chunksize,
+            worker,
+            input,
+            n,
+            window,
+            !options.ordered,
+        );
+        let feed = feed.and_then(|mut feed| {
+            match options.buffersize {
+                Some(0) => {
+                    return Err(Error::InvalidArgument(
+                        "buffersize must be at least 1".into(),
+                    ));
+                }
+                Some(b) => feed.window = b.div_ceil(feed.cut.chunksize).max(1),
+                None => {}
+            }
+            Ok(feed)
+        });
         Imap {
             feed: feed.map_err(Some),
-            ordered,
+            failure,
+            deadline: options.deadline,
+            ordered: options.ordered,
             taken: 0,
             stopped: false,
             buffer: Vec::new().into_iter(),
@@ -216,7 +368,7 @@ impl<'p, W: Worker, I: Iterator<Item = W::Args>> Imap<'p, W, I> {
     }
 }
 
-impl<W: Worker, I: Iterator<Item = W::Args>> Iterator for Imap<'_, W, I> {
+impl<W: Worker, I: Iterator> Iterator for Imap<'_, W, I> {
     type Item = Result<W::Output>;
 
     fn next(&mut self) -> Option<Result<W::Output>> {
@@ -239,12 +391,29 @@ impl<W: Worker, I: Iterator<Item = W::Args>> Iterator for Imap<'_, W, I> {
                 return Some(Err(e));
             }
             if self.taken == feed.cut.chunks {
-                return None;
+                self.stopped = true;
+                let failure = self
+                    .failure
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .take();
+                return match failure {
+                    None => None,
+                    Some(InputFailure::Error(e)) => Some(Err(e)),
+                    Some(InputFailure::Panic(payload)) => std::panic::resume_unwind(payload),
+                };
             }
-            let (k, result) = if self.ordered {
-                (self.taken, feed.job.take(self.taken, feed.shared))
+            let taken = if self.ordered {
+                let k = self.taken;
+                feed.job.take(k, self.deadline, feed.shared).map(|r| (k, r))
             } else {
-                feed.job.take_any(feed.shared)
+                feed.job.take_any(self.deadline, feed.shared)
+            };
+            let Some((k, result)) = taken else {
+                // Past the deadline: the rest is cancelled, as Python's `Executor.map` does.
+                self.stopped = true;
+                feed.job.cancel();
+                return Some(Err(Error::Timeout));
             };
             self.taken += 1;
             let len = feed.cut.len_of(k);
@@ -257,7 +426,7 @@ impl<W: Worker, I: Iterator<Item = W::Args>> Iterator for Imap<'_, W, I> {
     }
 }
 
-impl<W: Worker, I> Drop for Imap<'_, W, I> {
+impl<W: Worker, I: Iterator> Drop for Imap<'_, W, I> {
     fn drop(&mut self) {
         if let Ok(feed) = &self.feed {
             feed.job.cancel();

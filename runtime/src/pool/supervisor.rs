@@ -248,6 +248,10 @@ fn settle_death(st: &mut PoolState, mut slot: WorkerSlot, config: &PoolConfig) {
         let chunk = running.chunk;
         if let Some(limit) = slot.timed_out {
             fail(st, chunk, ChunkFailure::Timeout { pid, limit });
+        } else if status == ExitStatus::Signaled(libc::SIGINT) {
+            // Interrupted on purpose: not a loss to retry.
+            tracing::warn!(target: "mp", "pool worker (pid {pid}) {status}; its chunk is interrupted");
+            fail(st, chunk, ChunkFailure::Interrupted);
         } else if config.retry && chunk.attempts == 0 {
             tracing::warn!(target: "mp", "pool worker (pid {pid}) {status}; retrying its chunk");
             let mut chunk = chunk;

@@ -80,3 +80,12 @@ pub(crate) fn ignore_sigint() {
         libc::signal(libc::SIGINT, libc::SIG_IGN);
     }
 }
+
+/// Restores the default `SIGINT` disposition in this process (a pool worker: a `SIGINT` sent
+/// to it alone ends it, and its task fails as interrupted), whatever it inherited.
+pub(crate) fn default_sigint() {
+    // SAFETY: installs the `SIG_DFL` disposition, which runs no code in this process.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
+    }
+}
