@@ -56,7 +56,7 @@ mod any_process;
 mod bootstrap;
 mod channel;
 mod codec;
-mod connection;
+pub mod connection;
 mod error;
 mod logging;
 mod manager;

@@ -15,7 +15,7 @@ use crate::sys;
 
 /// The receiving end of a one-way pipe.
 pub struct PipeReader<T> {
-    inner: Connection<(), T>,
+    pub(super) inner: Connection<(), T>,
 }
 
 /// The sending end of a one-way pipe.
