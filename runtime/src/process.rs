@@ -5,7 +5,7 @@
 use std::fmt;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::process::Child;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::bootstrap::identity::{self, identity, next_child_number};
@@ -26,7 +26,8 @@ pub struct ProcessInfo {
     pid: u32,
     daemon: bool,
     parent: Option<u32>,
-    authkey: Arc<[u8]>,
+    /// Read when first asked for (so that listing processes or logging draws no key).
+    authkey: OnceLock<Arc<[u8]>>,
 }
 
 impl fmt::Debug for ProcessInfo {
@@ -67,9 +68,9 @@ impl ProcessInfo {
     /// Where it comes from, first match wins: [`set_authkey`](ProcessInfo::set_authkey) in
     /// this process; in a child, its parent's key when the child was started; in the main
     /// process, the bytes of the `MP_AUTHKEY` environment variable when it is set and not
-    /// empty; otherwise 32 random bytes, drawn once. For an entry of
-    /// [`active_children`], the key a child inherits: this process's key (which it was
-    /// started with, unless this process set another since).
+    /// empty; otherwise 32 random bytes, drawn once. The value is read at the first call on
+    /// this `ProcessInfo`. For an entry of [`active_children`]: this process's key, which a
+    /// child inherits when it starts (so its own, unless this process set another since).
     ///
     /// ```
     /// # mp::guard!();
@@ -83,8 +84,12 @@ impl ProcessInfo {
     /// assert_eq!(mp::spawn(child_key, ())?.join()?, mine);
     /// # Ok::<(), mp::Error>(())
     /// ```
+    ///
+    /// # Panics
+    /// If this process has no key yet and the OS cannot give it random bytes for one.
     pub fn authkey(&self) -> &[u8] {
-        &self.authkey
+        self.authkey
+            .get_or_init(|| authkey().unwrap_or_else(|e| panic!("mp: {e}")))
     }
 
     /// Sets the current process's auth key (Python's `current_process().authkey = key`):
@@ -107,7 +112,7 @@ impl ProcessInfo {
         }
         crate::connection::auth::check_key(key)?;
         identity::set_authkey(key);
-        self.authkey = Arc::from(key);
+        self.authkey = OnceLock::from(Arc::<[u8]>::from(key));
         Ok(())
     }
 }
@@ -123,9 +128,6 @@ pub(crate) fn authkey() -> Result<Arc<[u8]>> {
 /// assert_eq!(mp::current_process().name(), "MainProcess");
 /// assert_eq!(mp::current_process().pid(), std::process::id());
 /// ```
-///
-/// # Panics
-/// If this process has no auth key yet and the OS cannot give it random bytes for one.
 pub fn current_process() -> ProcessInfo {
     let id = identity();
     ProcessInfo {
@@ -133,7 +135,7 @@ pub fn current_process() -> ProcessInfo {
         pid: sys::getpid(),
         daemon: id.daemon,
         parent: id.parent,
-        authkey: authkey().unwrap_or_else(|e| panic!("mp::current_process: {e}")),
+        authkey: OnceLock::new(),
     }
 }
 
@@ -155,12 +157,8 @@ pub fn current_process() -> ProcessInfo {
 /// assert!(!mp::active_children().iter().any(|c| Some(c.pid()) == p.pid()));
 /// # Ok::<(), mp::Error>(())
 /// ```
-///
-/// # Panics
-/// If this process has no auth key yet and the OS cannot give it random bytes for one.
 pub fn active_children() -> Vec<ProcessInfo> {
     let me = sys::getpid();
-    let authkey = authkey().unwrap_or_else(|e| panic!("mp::active_children: {e}"));
     crate::bootstrap::reap::active()
         .into_iter()
         .map(|(pid, name, daemon)| ProcessInfo {
@@ -168,7 +166,7 @@ pub fn active_children() -> Vec<ProcessInfo> {
             pid,
             daemon,
             parent: Some(me),
-            authkey: Arc::clone(&authkey),
+            authkey: OnceLock::new(),
         })
         .collect()
 }
