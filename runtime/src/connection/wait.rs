@@ -34,6 +34,12 @@ mod sealed {
 /// [`Process`] (it has ended; see [`Process::sentinel`]), or any descriptor as a
 /// [`BorrowedFd`] or [`OwnedFd`] (readable).
 ///
+/// Ready means the next call does not wait for the peer: a `recv` returns a value or
+/// [`Error::Disconnected`], a queue's `get` finds an item (unless another consumer takes it
+/// first), a listener's `accept` has a connection to authenticate (which may still fail). A
+/// connection that another thread is receiving on is checked once that receive returns.
+/// The trait is sealed: wrap another descriptor in a [`BorrowedFd`].
+///
 /// ```
 /// use mp::connection::Waitable;
 /// let (a, b) = mp::pipe::<u8>()?;
