@@ -243,6 +243,20 @@ pub enum Error {
         /// What happened on the connection.
         why: String,
     },
+    /// A message received with
+    /// [`Connection::recv_bytes_into`](crate::Connection::recv_bytes_into) is longer than the
+    /// buffer given; here it is, whole (Python's `BufferTooShort`, whose `args[0]` is the
+    /// message). Nothing is lost: the next receive reads the next message.
+    #[error(
+        "the buffer of {buffer} bytes is too short for the message of {} bytes",
+        .message.len()
+    )]
+    BufferTooShort {
+        /// The length of the buffer given.
+        buffer: usize,
+        /// The message received.
+        message: Vec<u8>,
+    },
 }
 
 fn chunk_note(tasks: usize) -> String {
@@ -292,6 +306,7 @@ impl Error {
             Error::InitializerFailed(..) => "InitializerFailed",
             Error::AuthenticationFailed(..) => "AuthenticationFailed",
             Error::ManagerGone { .. } => "ManagerGone",
+            Error::BufferTooShort { .. } => "BufferTooShort",
         }
     }
 }

@@ -63,7 +63,7 @@
 mod any_process;
 mod bootstrap;
 mod codec;
-mod connection;
+pub mod connection;
 mod error;
 pub mod guide;
 mod logging;

@@ -3,10 +3,12 @@
 //! started and routed lives in `bootstrap/`.
 
 use std::fmt;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::process::Child;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use crate::bootstrap::identity::{identity, next_child_number};
+use crate::bootstrap::identity::{self, identity, next_child_number};
 use crate::bootstrap::reap::{
     Running, detach, register_running, status_of, unregister_running, wait_child,
 };
@@ -17,13 +19,26 @@ use crate::wire::Channel;
 use crate::worker::{Target, Worker};
 
 /// What `mp` knows about a process: the current one ([`current_process`]) or a running child
-/// ([`active_children`]).
-#[derive(Debug, Clone)]
+/// ([`active_children`]). Its `Debug` output leaves the auth key out.
+#[derive(Clone)]
 pub struct ProcessInfo {
     name: String,
     pid: u32,
     daemon: bool,
     parent: Option<u32>,
+    /// Read when first asked for (so that listing processes or logging draws no key).
+    authkey: OnceLock<Arc<[u8]>>,
+}
+
+impl fmt::Debug for ProcessInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcessInfo")
+            .field("name", &self.name)
+            .field("pid", &self.pid)
+            .field("daemon", &self.daemon)
+            .field("parent", &self.parent)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ProcessInfo {
@@ -43,6 +58,68 @@ impl ProcessInfo {
     pub fn parent_pid(&self) -> Option<u32> {
         self.parent
     }
+
+    /// The auth key (Python's `current_process().authkey`): the default key of
+    /// [`Manager::builder`](crate::Manager::builder),
+    /// [`Listener::bind_with_process_key`](crate::Listener::bind_with_process_key) and
+    /// [`client_with_process_key`](crate::connection::client_with_process_key), so that a
+    /// process and its children reach each other's servers without passing a key around.
+    ///
+    /// Where it comes from, first match wins: [`set_authkey`](ProcessInfo::set_authkey) in
+    /// this process; in a child, its parent's key when the child was started; in the main
+    /// process, the bytes of the `MP_AUTHKEY` environment variable when it is set and not
+    /// empty; otherwise 32 random bytes, drawn once. The value is read at the first call on
+    /// this `ProcessInfo`. For an entry of [`active_children`]: this process's key, which a
+    /// child inherits when it starts (so its own, unless this process set another since).
+    ///
+    /// ```
+    /// # mp::guard!();
+    /// #[mp::worker]
+    /// fn child_key() -> Vec<u8> {
+    ///     mp::current_process().authkey().to_vec()
+    /// }
+    ///
+    /// let mine = mp::current_process().authkey().to_vec();
+    /// assert!(!mine.is_empty());
+    /// assert_eq!(mp::spawn(child_key, ())?.join()?, mine);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    ///
+    /// # Panics
+    /// If this process has no key yet and the OS cannot give it random bytes for one.
+    pub fn authkey(&self) -> &[u8] {
+        self.authkey
+            .get_or_init(|| authkey().unwrap_or_else(|e| panic!("mp: {e}")))
+    }
+
+    /// Sets the current process's auth key (Python's `current_process().authkey = key`):
+    /// used by default from now on, and inherited by the children started from now on. Only
+    /// for the current process ([`Error::InvalidArgument`] for another); the key must not be
+    /// empty.
+    ///
+    /// ```
+    /// mp::current_process().set_authkey(b"a long shared secret")?;
+    /// assert_eq!(mp::current_process().authkey(), b"a long shared secret");
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn set_authkey(&mut self, key: impl AsRef<[u8]>) -> Result<()> {
+        let key = key.as_ref();
+        if self.pid != sys::getpid() {
+            return Err(Error::InvalidArgument(format!(
+                "only the current process's auth key can be set, not {}'s (pid {})",
+                self.name, self.pid
+            )));
+        }
+        crate::connection::auth::check_key(key)?;
+        identity::set_authkey(key);
+        self.authkey = OnceLock::from(Arc::<[u8]>::from(key));
+        Ok(())
+    }
+}
+
+/// This process's auth key (see [`ProcessInfo::authkey`]).
+pub(crate) fn authkey() -> Result<Arc<[u8]>> {
+    identity::authkey().map_err(Error::io("cannot read random bytes for the auth key"))
 }
 
 /// The current process's name and pid (Python's `multiprocessing.current_process()`).
@@ -58,6 +135,7 @@ pub fn current_process() -> ProcessInfo {
         pid: sys::getpid(),
         daemon: id.daemon,
         parent: id.parent,
+        authkey: OnceLock::new(),
     }
 }
 
@@ -88,6 +166,7 @@ pub fn active_children() -> Vec<ProcessInfo> {
             pid,
             daemon,
             parent: Some(me),
+            authkey: OnceLock::new(),
         })
         .collect()
 }
@@ -159,6 +238,8 @@ pub struct Process<W: Worker> {
     name: String,
     daemon: bool,
     state: State,
+    /// Readable once the child has ended (a pidfd), opened when it starts; kept after `join`.
+    sentinel: Option<std::result::Result<OwnedFd, Error>>,
 }
 
 enum State {
@@ -222,6 +303,7 @@ impl<W: Worker> Process<W> {
             // As in Python, a process inherits the daemon flag of the process creating it.
             daemon: identity().daemon,
             state: State::Created,
+            sentinel: None,
         }
     }
 
@@ -316,6 +398,34 @@ impl<W: Worker> Process<W> {
         }
     }
 
+    /// A descriptor that becomes readable when the child ends (Python's `sentinel`; a pidfd),
+    /// to poll with others: pass the process itself to
+    /// [`connection::wait`](crate::connection::wait), or the descriptor to your own event
+    /// loop. It stays valid, and readable, after [`join`](Process::join).
+    /// [`Error::NotStarted`] before [`start`](Process::start); an I/O error on kernels before
+    /// Linux 5.3, which have no pidfds.
+    ///
+    /// ```
+    /// # mp::guard!();
+    /// #[mp::worker]
+    /// fn nap(ms: u64) {
+    ///     std::thread::sleep(std::time::Duration::from_millis(ms));
+    /// }
+    ///
+    /// let mut p = mp::spawn(nap, 20)?;
+    /// let sentinel = p.sentinel()?;
+    /// assert_eq!(mp::connection::wait(&[&sentinel], None)?, [0]);
+    /// p.join()?;
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn sentinel(&self) -> Result<BorrowedFd<'_>> {
+        match &self.sentinel {
+            None => Err(Error::NotStarted),
+            Some(Ok(fd)) => Ok(fd.as_fd()),
+            Some(Err(e)) => Err(e.clone()),
+        }
+    }
+
     /// Starts the child. Fails if called twice, if this binary's entry point is not guarded
     /// (see [`mp::main!`](crate::main)), or if the arguments cannot be encoded; the arguments
     /// are encoded before any process is started.
@@ -326,6 +436,11 @@ impl<W: Worker> Process<W> {
         let args = self.args.as_ref().expect("args present until started");
         let role = Role::Call(Target::of(self.worker.__entry()));
         let (child, channel) = start_child(role, args, &self.name, self.daemon)?;
+        // Opened now, while the child cannot have been reaped: its pid is still its own.
+        self.sentinel = Some(
+            sys::pidfd_open(child.id())
+                .map_err(Error::io("cannot open a descriptor for the child (pidfd)")),
+        );
         self.args = None;
         register_running(Running {
             pid: child.id(),

@@ -132,6 +132,7 @@ fn accept_role(spec: &str) -> Result<(Role, Channel, Frame), i32> {
         parent: Some(bootstrap.parent),
         parent_name: bootstrap.parent_name,
     });
+    identity::set_authkey(&bootstrap.authkey);
     crate::shared::adopt_tracker_tree_name(bootstrap.tracker);
     crate::logging::install_from_code(bootstrap.log_level);
     match channel.recv_frame(None) {

@@ -50,6 +50,8 @@ pub(crate) struct Bootstrap {
     pub(crate) parent_name: String,
     /// The process tree's resource tracker (see `shared/tracker.rs`).
     pub(crate) tracker: String,
+    /// The parent's auth key, which the child inherits (`identity::authkey`).
+    pub(crate) authkey: crate::codec::Bytes,
 }
 
 /// What the child sends back: the worker's return value, or why there is none.
@@ -95,7 +97,13 @@ pub(crate) fn start_child<A: Serialize + ?Sized>(
     let mut args_frame = Vec::new();
     let mut raw_fds = Vec::new();
     let sealed = wire::encode_frame(args, &mut args_frame, &mut raw_fds)?;
-    let mut fds: Vec<_> = raw_fds.iter().map(|&fd| sys::borrow_raw_fd(fd)).collect();
+    #[allow(unsafe_code)]
+    let mut fds: Vec<_> = raw_fds
+        .iter()
+        // SAFETY: recorded by `codec::Fd` while encoding `args`, from handles inside it;
+        // `args` is borrowed for this whole call, past the send.
+        .map(|&fd| unsafe { sys::borrow_raw_fd(fd) })
+        .collect();
     if let Some(s) = &sealed {
         fds.push(s.fd());
     }
@@ -136,6 +144,11 @@ pub(crate) fn start_child_frame(
         parent: sys::getpid(),
         parent_name: identity().name.clone(),
         tracker: crate::shared::tracker_tree_name().to_owned(),
+        authkey: crate::codec::Bytes(
+            super::identity::authkey()
+                .map_err(Error::io("cannot read random bytes for the auth key"))?
+                .to_vec(),
+        ),
     };
     let (ours, theirs) =
         sys::socketpair_stream().map_err(Error::io("cannot create a socket pair"))?;

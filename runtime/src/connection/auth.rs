@@ -79,13 +79,6 @@ pub(crate) fn check_key(key: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// A fresh random key (Python's `os.urandom(32)` for a process's `authkey`).
-pub(crate) fn random_key() -> Result<Vec<u8>> {
-    let mut key = vec![0u8; 32];
-    sys::net::random_bytes(&mut key).map_err(Error::io("cannot read random bytes"))?;
-    Ok(key)
-}
-
 fn nonce() -> Result<[u8; 32]> {
     let mut n = [0u8; 32];
     sys::net::random_bytes(&mut n).map_err(Error::io("cannot read random bytes"))?;
@@ -394,6 +387,5 @@ mod tests {
     #[test]
     fn empty_keys_are_refused() {
         assert!(matches!(check_key(b""), Err(Error::InvalidArgument(_))));
-        assert_eq!(random_key().unwrap().len(), 32);
     }
 }

@@ -93,6 +93,29 @@ impl Listener {
         Listener::from_parts(inner, authkey.as_ref().to_vec())
     }
 
+    /// [`bind`](Listener::bind) with this process's auth key
+    /// ([`current_process().authkey()`](crate::ProcessInfo::authkey)): Python's
+    /// `Listener(address)` without `authkey`. Children inherit the key, so they connect with
+    /// [`client_with_process_key`].
+    ///
+    /// ```
+    /// # mp::guard!();
+    /// let listener = mp::Listener::bind_with_process_key("127.0.0.1:0")?;
+    /// let address = listener.address().clone();
+    /// let t = std::thread::spawn(move || {
+    ///     let conn: mp::Connection<u8> = listener.accept().unwrap();
+    ///     conn.send(conn.recv().unwrap() * 2).unwrap();
+    /// });
+    /// let conn = mp::connection::client_with_process_key::<u8, u8>(&address)?;
+    /// conn.send(21)?;
+    /// assert_eq!(conn.recv()?, 42);
+    /// t.join().unwrap();
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn bind_with_process_key(address: impl ToAddress) -> Result<Listener> {
+        Listener::bind(address, crate::process::authkey()?)
+    }
+
     pub(crate) fn from_parts(inner: net::Listener, authkey: Vec<u8>) -> Result<Listener> {
         let address = Address::from_endpoint(
             inner
@@ -163,6 +186,11 @@ impl Listener {
         &self.address
     }
 
+    /// The listening socket: readable while a peer is connecting (for `wait`).
+    pub(crate) fn listening_fd(&self) -> BorrowedFd<'_> {
+        self.inner.fd()
+    }
+
     /// Waits for a peer that completes the handshake and returns its connection.
     ///
     /// A peer with a wrong key, that does not speak the protocol, that does not complete the
@@ -231,6 +259,23 @@ pub fn client<S, R>(
     let address = address.to_address()?;
     let channel = connect_channel(&address, authkey.as_ref())?;
     Ok(Connection::from_channel(channel, Some(address.to_string())))
+}
+
+/// [`client`] with this process's auth key
+/// ([`current_process().authkey()`](crate::ProcessInfo::authkey)): Python's `Client(address)`
+/// without `authkey`; for a [`Listener::bind_with_process_key`] of this process or an
+/// ancestor.
+///
+/// ```
+/// # mp::guard!();
+/// let listener = mp::Listener::bind_with_process_key("unix:@mp-doc-process-key")?;
+/// let t = std::thread::spawn(move || listener.accept::<u8, u8>().map(|_| ()));
+/// let _conn = mp::connection::client_with_process_key::<u8, u8>("unix:@mp-doc-process-key")?;
+/// t.join().unwrap()?;
+/// # Ok::<(), mp::Error>(())
+/// ```
+pub fn client_with_process_key<S, R>(address: impl ToAddress) -> Result<Connection<S, R>> {
+    client(address, crate::process::authkey()?)
 }
 
 /// Connects and authenticates a socket-mode channel to `address`.

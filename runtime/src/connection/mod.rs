@@ -1,18 +1,22 @@
 //! Connections (Python's `multiprocessing.connection`): one typed [`Connection`] for both the
 //! ends of a pipe (`pipe.rs`) and the authenticated network connections a [`Listener`] accepts
 //! or [`client`] opens (`listener.rs`, over the handshake in `auth.rs` and the gate in
-//! `gate.rs`). Framing is `wire/`'s; a private mode says which kind an end is: only a pipe
-//! end can travel to another process, and a network end knows its peer.
+//! `gate.rs`); [`wait`] on several of them, queues and process sentinels (`wait.rs`); raw
+//! bytes and descriptors on a connection ([`Connection::send_bytes`],
+//! [`Connection::send_fd`], [`Fd`] inside messages). Framing is `wire/`'s; a private mode
+//! says which kind an end is: only a pipe end can travel to another process, and a network end
+//! knows its peer.
 
 mod address;
 pub(crate) mod auth;
 pub(crate) mod gate;
 mod listener;
 mod pipe;
+mod wait;
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -20,10 +24,12 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use address::{Address, ToAddress};
 pub(crate) use listener::connect_channel;
-pub use listener::{DEFAULT_MAX_MESSAGE, Listener, client};
+pub use listener::{DEFAULT_MAX_MESSAGE, Listener, client, client_with_process_key};
 pub use pipe::{PipeReader, PipeWriter, pipe, pipe_one_way};
+pub use wait::{Waitable, wait};
 
-use crate::codec;
+use crate::codec::Bytes;
+pub use crate::codec::{Fd, fd};
 use crate::error::{Error, Result, SendError};
 use crate::sys;
 use crate::wire::Channel;
@@ -84,6 +90,114 @@ impl<S, R> Connection<S, R> {
 
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.channel.fd()
+    }
+
+    /// Sends `bytes` as one message, whatever `S` is (Python's `send_bytes`); the peer reads
+    /// it with [`recv_bytes`](Connection::recv_bytes) or
+    /// [`recv_bytes_into`](Connection::recv_bytes_into). Bytes and typed values may be mixed
+    /// on one connection as long as both ends agree on the order.
+    ///
+    /// ```
+    /// let (a, b) = mp::pipe::<u8>()?;
+    /// a.send_bytes(b"raw")?;
+    /// assert_eq!(b.recv_bytes()?, b"raw");
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn send_bytes(&self, bytes: &[u8]) -> Result<()> {
+        self.channel.send(&ByteSlice(bytes))
+    }
+
+    /// Receives a message sent with [`send_bytes`](Connection::send_bytes) (Python's
+    /// `recv_bytes`). [`Error::Disconnected`] once the peer is gone.
+    ///
+    /// ```
+    /// let (a, b) = mp::pipe::<u8>()?;
+    /// a.send_bytes(&[1, 2, 3])?;
+    /// assert_eq!(b.recv_bytes()?, [1, 2, 3]);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn recv_bytes(&self) -> Result<Vec<u8>> {
+        Ok(self.channel.recv_frame(None)?.decode::<Bytes>()?.0)
+    }
+
+    /// Receives a message sent with [`send_bytes`](Connection::send_bytes) into `buf` and
+    /// returns its length (Python's `recv_bytes_into`; for an offset, pass `&mut buf[offset..]`).
+    /// A message longer than `buf` is [`Error::BufferTooShort`], which holds the whole message:
+    /// it is received, not lost, and `buf` is left as it was.
+    ///
+    /// ```
+    /// let (a, b) = mp::pipe::<u8>()?;
+    /// let mut buf = [0u8; 4];
+    /// a.send_bytes(b"abc")?;
+    /// assert_eq!(b.recv_bytes_into(&mut buf)?, 3);
+    /// assert_eq!(&buf[..3], b"abc");
+    ///
+    /// a.send_bytes(b"too long")?;
+    /// match b.recv_bytes_into(&mut buf) {
+    ///     Err(mp::Error::BufferTooShort { message, .. }) => assert_eq!(message, b"too long"),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize> {
+        let message = self.recv_bytes()?;
+        let Some(dest) = buf.get_mut(..message.len()) else {
+            return Err(Error::BufferTooShort {
+                buffer: buf.len(),
+                message,
+            });
+        };
+        dest.copy_from_slice(&message);
+        Ok(message.len())
+    }
+
+    /// Sends a descriptor (a file, a socket, any descriptor number) as one message, whatever
+    /// `S` is; the peer gets its own descriptor for the same open file with
+    /// [`recv_fd`](Connection::recv_fd) (Python's `reduction.send_handle`). Only between
+    /// processes on this machine: a network connection refuses it with [`Error::Encode`]. To
+    /// send descriptors inside a value, see [`Fd`].
+    ///
+    /// ```
+    /// use std::io::{Read, Write};
+    /// let (a, b) = mp::pipe::<u8>()?;
+    /// let (mut ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+    /// a.send_fd(&theirs)?;
+    /// drop(theirs); // the receiver holds its own descriptor now
+    /// let mut got = std::os::unix::net::UnixStream::from(b.recv_fd()?);
+    /// got.write_all(b"via a passed descriptor")?;
+    /// drop(got);
+    /// let mut text = String::new();
+    /// ours.read_to_string(&mut text)?;
+    /// assert_eq!(text, "via a passed descriptor");
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn send_fd(&self, fd: impl AsFd) -> Result<()> {
+        self.channel.send(&Fd(fd.as_fd()))
+    }
+
+    /// Receives a descriptor sent with [`send_fd`](Connection::send_fd) (Python's
+    /// `reduction.recv_handle`); it is close-on-exec, numbered as this process has room.
+    ///
+    /// ```
+    /// use std::os::unix::fs::FileTypeExt;
+    /// let (a, b) = mp::pipe::<u8>()?;
+    /// let file = std::fs::File::open("/dev/null")?;
+    /// a.send_fd(&file)?;
+    /// let again = std::fs::File::from(b.recv_fd()?);
+    /// assert!(again.metadata()?.file_type().is_char_device());
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn recv_fd(&self) -> Result<OwnedFd> {
+        Ok(self.channel.recv_frame(None)?.decode::<Fd<OwnedFd>>()?.0)
+    }
+}
+
+/// A borrowed byte string, encoded as [`Bytes`] is (one length, then the bytes).
+struct ByteSlice<'a>(&'a [u8]);
+
+impl Serialize for ByteSlice<'_> {
+    fn serialize<Z: Serializer>(&self, serializer: Z) -> std::result::Result<Z::Ok, Z::Error> {
+        serializer.serialize_bytes(self.0)
     }
 }
 
@@ -197,7 +311,7 @@ impl<S, R> fmt::Debug for Connection<S, R> {
     }
 }
 
-// Handles serialize as the index of their descriptor in the message's side table.
+// A pipe end travels as its socket's descriptor.
 
 impl<S, R> Serialize for Connection<S, R> {
     fn serialize<Z: Serializer>(&self, serializer: Z) -> std::result::Result<Z::Ok, Z::Error> {
@@ -207,19 +321,13 @@ impl<S, R> Serialize for Connection<S, R> {
                  connect from there with `mp::client`"
             )));
         }
-        let index =
-            codec::push_fd(self.channel.fd().as_raw_fd()).map_err(serde::ser::Error::custom)?;
-        serializer.serialize_newtype_struct("mp::Connection", &index)
+        Fd(self.channel.fd()).serialize(serializer)
     }
 }
 
 impl<'de, S, R> Deserialize<'de> for Connection<S, R> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(rename = "mp::Connection")]
-        struct Index(u32);
-        let Index(index) = Index::deserialize(deserializer)?;
-        let fd = codec::take_fd(index).map_err(serde::de::Error::custom)?;
+        let Fd(fd) = Fd::<OwnedFd>::deserialize(deserializer)?;
         Ok(Connection::from_channel(Channel::new(fd), None))
     }
 }

@@ -3,7 +3,7 @@
 //! arguments or parts of messages, their socket crossing with `SCM_RIGHTS`.
 
 use std::fmt;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -15,7 +15,7 @@ use crate::sys;
 
 /// The receiving end of a one-way pipe.
 pub struct PipeReader<T> {
-    inner: Connection<(), T>,
+    pub(super) inner: Connection<(), T>,
 }
 
 /// The sending end of a one-way pipe.
@@ -77,12 +77,54 @@ impl<T: DeserializeOwned> PipeReader<T> {
     pub fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
         self.inner.poll(timeout)
     }
+    /// See [`Connection::recv_bytes`].
+    ///
+    /// ```
+    /// let (rx, tx) = mp::pipe_one_way::<u8>()?;
+    /// tx.send_bytes(b"raw")?;
+    /// assert_eq!(rx.recv_bytes()?, b"raw");
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn recv_bytes(&self) -> Result<Vec<u8>> {
+        self.inner.recv_bytes()
+    }
+    /// See [`Connection::recv_bytes_into`].
+    ///
+    /// ```
+    /// let (rx, tx) = mp::pipe_one_way::<u8>()?;
+    /// tx.send_bytes(b"raw")?;
+    /// let mut buf = [0; 8];
+    /// assert_eq!(rx.recv_bytes_into(&mut buf)?, 3);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize> {
+        self.inner.recv_bytes_into(buf)
+    }
+    /// See [`Connection::recv_fd`].
+    ///
+    /// ```
+    /// let (rx, tx) = mp::pipe_one_way::<u8>()?;
+    /// tx.send_fd(std::fs::File::open("/dev/null")?)?;
+    /// let _null = std::fs::File::from(rx.recv_fd()?);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn recv_fd(&self) -> Result<OwnedFd> {
+        self.inner.recv_fd()
+    }
 }
 
 impl<T: Serialize> PipeWriter<T> {
     /// See [`Connection::send`].
     pub fn send(&self, value: T) -> Result<(), SendError<T>> {
         self.inner.send(value)
+    }
+    /// See [`Connection::send_bytes`] (and [`PipeReader::recv_bytes`] for an example).
+    pub fn send_bytes(&self, bytes: &[u8]) -> Result<()> {
+        self.inner.send_bytes(bytes)
+    }
+    /// See [`Connection::send_fd`] (and [`PipeReader::recv_fd`] for an example).
+    pub fn send_fd(&self, fd: impl AsFd) -> Result<()> {
+        self.inner.send_fd(fd)
     }
 }
 

@@ -370,8 +370,9 @@ impl ManagerBuilder {
         self
     }
 
-    /// The key clients must prove they know. Default: 32 random bytes (see
-    /// [`Manager::authkey`]).
+    /// The key clients must prove they know. Default: this process's auth key,
+    /// [`current_process().authkey()`](crate::ProcessInfo::authkey), which children inherit
+    /// (see [`Manager::authkey`]).
     pub fn authkey(mut self, key: impl AsRef<[u8]>) -> ManagerBuilder {
         self.authkey = Some(key.as_ref().to_vec());
         self
@@ -390,7 +391,7 @@ impl ManagerBuilder {
     pub fn start(self) -> Result<Manager> {
         let authkey = match self.authkey {
             Some(key) => key,
-            None => auth::random_key()?,
+            None => crate::process::authkey()?.to_vec(),
         };
         auth::check_key(&authkey)?;
         let address = match self.address {

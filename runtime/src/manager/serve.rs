@@ -4,12 +4,13 @@
 //! file must not hold any of it.
 
 use std::fmt;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::server::Server;
-use crate::codec::{self, Bytes};
+
+use crate::codec::{Bytes, Fd};
 use crate::connection::{Address, Listener, ToAddress};
 use crate::error::{Error, Result};
 use crate::sys;
@@ -112,17 +113,13 @@ pub(crate) struct ListenerFd(pub(crate) sys::net::Listener);
 
 impl Serialize for ListenerFd {
     fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        use serde::ser::Error as _;
-        let fd = codec::push_fd(self.0.fd().as_raw_fd()).map_err(S::Error::custom)?;
-        (fd, self.0.is_tcp()).serialize(serializer)
+        (Fd(self.0.fd()), self.0.is_tcp()).serialize(serializer)
     }
 }
 
 impl<'de> Deserialize<'de> for ListenerFd {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        use serde::de::Error as _;
-        let (index, tcp) = <(u32, bool)>::deserialize(deserializer)?;
-        let fd: OwnedFd = codec::take_fd(index).map_err(D::Error::custom)?;
+        let (Fd(fd), tcp) = <(Fd<OwnedFd>, bool)>::deserialize(deserializer)?;
         Ok(ListenerFd(sys::net::Listener::from_fd(fd, tcp)))
     }
 }

@@ -149,7 +149,14 @@ fn run(shared: Arc<PoolCore>) {
             replace_workers(&shared, missing);
             continue;
         }
-        let borrowed: Vec<_> = fds.iter().map(|&fd| sys::borrow_raw_fd(fd)).collect();
+        #[allow(unsafe_code)]
+        let borrowed: Vec<_> = fds
+            .iter()
+            // SAFETY: the wake-up descriptor lives as long as `shared`; the workers' channels
+            // are only added or removed by this thread, so the ones listed above stay open
+            // until this poll returns.
+            .map(|&fd| unsafe { sys::borrow_raw_fd(fd) })
+            .collect();
         if let Err(e) = sys::poll_many(&borrowed, timeout, &mut ready) {
             tracing::error!(target: "mp", "pool supervisor cannot poll its workers: {e}");
             std::thread::sleep(Duration::from_millis(10));

@@ -137,9 +137,12 @@ impl Encoded {
         let mut bytes = Vec::new();
         let mut raw = Vec::new();
         let sealed = encode_frame_as(&mut bytes, &mut raw, true, append_tail, body)?;
+        #[allow(unsafe_code)]
         let fds = raw
             .iter()
-            .map(|&fd| sys::dup_fd(sys::borrow_raw_fd(fd)))
+            // SAFETY: recorded by `codec::Fd` while `body` encoded a value borrowed for this
+            // call; duplicated before it returns.
+            .map(|&fd| sys::dup_fd(unsafe { sys::borrow_raw_fd(fd) }))
             .collect::<std::io::Result<Vec<_>>>()
             .map_err(Error::io("cannot duplicate a handle's descriptor"))?;
         Ok(Encoded {

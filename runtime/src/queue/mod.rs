@@ -31,7 +31,7 @@ mod tests;
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -39,7 +39,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::codec;
+use crate::codec::Fd;
 use crate::error::{Result, SendError};
 use crate::wire::Frame;
 use raw::Raw;
@@ -375,15 +375,11 @@ impl<T> std::ops::Deref for JoinableQueue<T> {
 
 impl<T> Serialize for Queue<T> {
     fn serialize<Z: Serializer>(&self, serializer: Z) -> std::result::Result<Z::Ok, Z::Error> {
-        use serde::ser::Error as _;
         let s = &self.raw.shared;
-        let mem = codec::push_fd(s.map.fd().as_raw_fd()).map_err(Z::Error::custom)?;
-        let tx = codec::push_fd(s.side.tx.as_raw_fd()).map_err(Z::Error::custom)?;
-        let rx = codec::push_fd(s.side.rx.as_raw_fd()).map_err(Z::Error::custom)?;
         let wire = QueueWire {
-            mem,
-            tx,
-            rx,
+            mem: Fd(s.map.fd()),
+            tx: Fd(s.side.tx.as_fd()),
+            rx: Fd(s.side.rx.as_fd()),
             len: s.map.len() as u64,
             joinable: self.raw.joinable,
         };
@@ -393,10 +389,14 @@ impl<T> Serialize for Queue<T> {
 
 #[derive(Serialize, Deserialize)]
 #[serde(rename = "mp::Queue")]
-struct QueueWire {
-    mem: u32,
-    tx: u32,
-    rx: u32,
+#[serde(bound(
+    serialize = "Fd<F>: Serialize",
+    deserialize = "Fd<F>: Deserialize<'de>"
+))]
+struct QueueWire<F> {
+    mem: Fd<F>,
+    tx: Fd<F>,
+    rx: Fd<F>,
     len: u64,
     joinable: bool,
 }
@@ -404,10 +404,8 @@ struct QueueWire {
 impl<'de, T> Deserialize<'de> for Queue<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
         use serde::de::Error as _;
-        let w = QueueWire::deserialize(deserializer)?;
-        let mem = codec::take_fd(w.mem).map_err(D::Error::custom)?;
-        let tx = codec::take_fd(w.tx).map_err(D::Error::custom)?;
-        let rx = codec::take_fd(w.rx).map_err(D::Error::custom)?;
+        let w = QueueWire::<OwnedFd>::deserialize(deserializer)?;
+        let (Fd(mem), Fd(tx), Fd(rx)) = (w.mem, w.tx, w.rx);
         let shared = Shared::open(mem, w.len, SideChannel { tx, rx }).map_err(D::Error::custom)?;
         let raw = Raw {
             shared,

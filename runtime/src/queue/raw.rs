@@ -112,10 +112,15 @@ impl Raw {
     /// With the producer lock held and room checked: sends descriptors, writes, publishes.
     fn publish(&self, msg: &Outgoing, tail: u64, deadline: Option<Instant>) -> Result<()> {
         let s = &self.shared;
-        // The raw descriptors belong to handles inside the value being put, which outlives
-        // this call.
-        let mut fds: Vec<BorrowedFd<'_>> =
-            msg.fds.iter().map(|&fd| sys::borrow_raw_fd(fd)).collect();
+        #[allow(unsafe_code)]
+        let mut fds: Vec<BorrowedFd<'_>> = msg
+            .fds
+            .iter()
+            // SAFETY: the descriptors were recorded by `codec::Fd` while encoding the value
+            // being put, from handles inside it; the caller holds that value until `put`
+            // returns, after this send.
+            .map(|&fd| unsafe { sys::borrow_raw_fd(fd) })
+            .collect();
         if let Some(sealed) = &msg.sealed {
             fds.push(sealed.fd());
         }

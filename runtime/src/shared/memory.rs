@@ -4,14 +4,14 @@
 //! removes it if the creator dies first. Attachers never remove it.
 
 use std::fmt;
-use std::os::fd::AsRawFd;
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::region::Region;
 use super::tracker;
-use crate::codec;
+use crate::codec::Fd;
 use crate::error::{Error, Result};
 use crate::sys::{self, HasAtomic, Numeric, SharedMapping};
 
@@ -309,18 +309,20 @@ impl<T> fmt::Debug for SharedView<'_, T> {
 
 #[derive(Serialize, Deserialize)]
 #[serde(rename = "mp::SharedMemory")]
-struct Wire {
-    fd: u32,
+#[serde(bound(
+    serialize = "Fd<F>: Serialize",
+    deserialize = "Fd<F>: Deserialize<'de>"
+))]
+struct Wire<F> {
+    fd: Fd<F>,
     len: u64,
     name: Option<String>,
 }
 
 impl Serialize for SharedMemory {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::Error as _;
-        let fd = codec::push_fd(self.inner.map.fd().as_raw_fd()).map_err(S::Error::custom)?;
         Wire {
-            fd,
+            fd: Fd(self.inner.map.fd()),
             len: self.size() as u64,
             name: self.inner.name.clone(),
         }
@@ -331,8 +333,8 @@ impl Serialize for SharedMemory {
 impl<'de> Deserialize<'de> for SharedMemory {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         use serde::de::Error as _;
-        let wire = Wire::deserialize(deserializer)?;
-        let fd = codec::take_fd(wire.fd).map_err(D::Error::custom)?;
+        let wire = Wire::<OwnedFd>::deserialize(deserializer)?;
+        let Fd(fd) = wire.fd;
         let len = usize::try_from(wire.len).map_err(D::Error::custom)?;
         if let Some(name) = &wire.name {
             check_name(name).map_err(D::Error::custom)?;

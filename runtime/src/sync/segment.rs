@@ -3,13 +3,13 @@
 //! for `Value`/`Array`, the data from the second page on. It travels as its descriptor.
 
 use std::fmt;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::codec;
+use crate::codec::Fd;
 use crate::error::{Error, Result};
 use crate::sys::SharedMapping;
 
@@ -130,10 +130,8 @@ impl Segment {
 
     /// Serializes the segment as its descriptor (only inside an `mp` send).
     pub(crate) fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::Error as _;
-        let fd = codec::push_fd(self.map.fd().as_raw_fd()).map_err(S::Error::custom)?;
         SegmentWire {
-            fd,
+            fd: Fd(self.map.fd()),
             len: self.map.len() as u64,
         }
         .serialize(serializer)
@@ -148,8 +146,8 @@ impl Segment {
         elem_size: usize,
     ) -> Result<Arc<Segment>, D::Error> {
         use serde::de::Error as _;
-        let wire = SegmentWire::deserialize(deserializer)?;
-        let fd = codec::take_fd(wire.fd).map_err(D::Error::custom)?;
+        let wire = SegmentWire::<OwnedFd>::deserialize(deserializer)?;
+        let Fd(fd) = wire.fd;
         let len = usize::try_from(wire.len)
             .ok()
             .filter(|&l| l >= DATA)
@@ -187,8 +185,12 @@ impl Segment {
 
 #[derive(Serialize, Deserialize)]
 #[serde(rename = "mp::Shared")]
-struct SegmentWire {
-    fd: u32,
+#[serde(bound(
+    serialize = "Fd<F>: Serialize",
+    deserialize = "Fd<F>: Deserialize<'de>"
+))]
+struct SegmentWire<F> {
+    fd: Fd<F>,
     len: u64,
 }
 

@@ -95,7 +95,9 @@ impl Drop for Armed {
 /// Blocks until a `SIGINT` arrives while armed. For one listener thread per process.
 pub(crate) fn wait_for_interrupt() -> io::Result<()> {
     let read: RawFd = pipe()?.0.as_raw_fd();
-    let fd = super::borrow_raw_fd(read);
+    // SAFETY: the pipe is created once and kept open for the life of the process (`pipe()`
+    // returns its static pair), so its read end outlives this loop.
+    let fd = unsafe { super::borrow_raw_fd(read) };
     let mut buf = [0u8; 64];
     loop {
         match rustix::io::read(fd, &mut buf) {

@@ -62,8 +62,8 @@ pub(crate) use plain::{
 pub(crate) use poll::{Wakeup, poll_many, poll_readable, poll_writable};
 #[cfg(target_os = "linux")]
 pub(crate) use proc::{
-    current_cpu, exit_now, getpid, gettid, parent_pid, peak_rss_kib, peek_exit, program_name,
-    raise_fd_limit, set_thread_name, thread_alive, unset_env, wait_child_timeout,
+    current_cpu, exit_now, getpid, gettid, parent_pid, peak_rss_kib, peek_exit, pidfd_open,
+    program_name, raise_fd_limit, set_thread_name, thread_alive, unset_env, wait_child_timeout,
 };
 #[cfg(target_os = "linux")]
 pub(crate) use shm::{SealedBuffer, SharedMapping, shm_unlink};

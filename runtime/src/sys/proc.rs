@@ -79,6 +79,16 @@ pub(crate) fn parent_pid() -> u32 {
     rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32)
 }
 
+/// A descriptor for child `pid` that becomes readable when it ends (a pidfd, close-on-exec;
+/// Linux 5.3 and later). Open it before the child is reaped: the number may be reused after.
+pub(crate) fn pidfd_open(pid: u32) -> io::Result<std::os::fd::OwnedFd> {
+    use rustix::process::{Pid, PidfdFlags};
+    let Some(pid) = Pid::from_raw(pid as i32) else {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    };
+    Ok(rustix::process::pidfd_open(pid, PidfdFlags::empty())?)
+}
+
 /// How child `pid` ended, without reaping it (`waitid` with `WNOWAIT`); `None` while it runs.
 pub(crate) fn peek_exit(pid: u32) -> io::Result<Option<std::process::ExitStatus>> {
     use rustix::process::{Pid, WaitId, WaitIdOptions, waitid};

@@ -191,10 +191,13 @@ pub(crate) fn wait_for_eof(fd: BorrowedFd<'_>) {
     }
 }
 
-/// Borrows a raw descriptor that the caller knows is open for `'a`.
-pub(crate) fn borrow_raw_fd<'a>(fd: RawFd) -> BorrowedFd<'a> {
-    // SAFETY: callers pass descriptors owned by handles that outlive the borrow (they are
-    // collected while encoding a value the caller holds until the send returns).
+/// Borrows a raw descriptor by number.
+///
+/// # Safety
+/// `fd` must be open, and stay open and refer to the same file, for all of `'a`: the caller
+/// knows who owns it (typically a handle inside a value it holds for longer than the borrow).
+pub(crate) unsafe fn borrow_raw_fd<'a>(fd: RawFd) -> BorrowedFd<'a> {
+    // SAFETY: the caller guarantees that `fd` is open for `'a` (this function's contract).
     unsafe { BorrowedFd::borrow_raw(fd) }
 }
 

@@ -162,9 +162,13 @@ impl Channel {
         if len > limit {
             return Err(Error::TooLarge { len, limit });
         }
-        // The raw descriptors belong to handles inside `value`, which outlives this call.
-        let mut borrowed: Vec<BorrowedFd<'_>> =
-            fds.iter().map(|&fd| sys::borrow_raw_fd(fd)).collect();
+        #[allow(unsafe_code)]
+        let mut borrowed: Vec<BorrowedFd<'_>> = fds
+            .iter()
+            // SAFETY: recorded by `codec::Fd` while `body` encoded a value borrowed for this
+            // call (handles inside it own them); sent before it returns.
+            .map(|&fd| unsafe { sys::borrow_raw_fd(fd) })
+            .collect();
         if let Some(s) = &sealed {
             borrowed.push(s.fd());
         }
