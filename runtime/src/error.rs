@@ -237,6 +237,11 @@ pub enum Error {
         /// What happened on the connection.
         why: String,
     },
+    /// The queue was shut down ([`Queue::shutdown`](crate::Queue::shutdown), Python 3.13's
+    /// `ShutDown`): no more `put`s; `get` returns what is left, then this error (at once after
+    /// an immediate shutdown, which dropped the pending messages).
+    #[error("the queue was shut down")]
+    ShutDown,
 }
 
 fn chunk_note(tasks: usize) -> String {
@@ -285,6 +290,7 @@ impl Error {
             Error::InitializerFailed(..) => "InitializerFailed",
             Error::AuthenticationFailed(..) => "AuthenticationFailed",
             Error::ManagerGone { .. } => "ManagerGone",
+            Error::ShutDown => "ShutDown",
         }
     }
 }

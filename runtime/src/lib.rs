@@ -86,7 +86,7 @@ pub use pool::{AsyncResult, CallOptions, Imap, Pool, PoolBuilder};
 pub use process::{
     ParentProcess, Process, ProcessInfo, active_children, current_process, parent_process, spawn,
 };
-pub use queue::{DEFAULT_QUEUE_CAPACITY, JoinableQueue, Queue, SimpleQueue};
+pub use queue::{DEFAULT_QUEUE_CAPACITY, JoinableQueue, Queue, QueueIter, SimpleQueue};
 pub use shared::{
     Array, ArrayGuard, ArrayReadGuard, RawArray, RawValue, SharedMemory, SharedView, Value,
     ValueGuard,
