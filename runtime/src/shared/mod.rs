@@ -5,6 +5,7 @@ mod array;
 mod memory;
 mod raw_array;
 mod region;
+mod shared_lock;
 mod tracker;
 mod value;
 
