@@ -257,6 +257,11 @@ pub enum Error {
         /// The message received.
         message: Vec<u8>,
     },
+    /// The queue was shut down ([`Queue::shutdown`](crate::Queue::shutdown), Python 3.13's
+    /// `ShutDown`): no more `put`s; `get` returns what is left, then this error (at once after
+    /// an immediate shutdown, which dropped the pending messages).
+    #[error("the queue was shut down")]
+    ShutDown,
 }
 
 fn chunk_note(tasks: usize) -> String {
@@ -307,6 +312,7 @@ impl Error {
             Error::AuthenticationFailed(..) => "AuthenticationFailed",
             Error::ManagerGone { .. } => "ManagerGone",
             Error::BufferTooShort { .. } => "BufferTooShort",
+            Error::ShutDown => "ShutDown",
         }
     }
 }

@@ -31,9 +31,11 @@
 //! | `Pipe(duplex=True)` / `Pipe(False)` | [`pipe`] / [`pipe_one_way`] |
 //! | `Queue`, `SimpleQueue`, `JoinableQueue` | [`Queue`], [`SimpleQueue`], [`JoinableQueue`] |
 //! | `queue.Empty`, `queue.Full`, `EOFError` | [`Error::Empty`], [`Error::Full`], [`Error::Disconnected`] |
+//! | `queue.ShutDown`, `Queue.shutdown(immediate)` | [`Error::ShutDown`], [`Queue::shutdown`], [`Queue::shutdown_immediate`] |
 //! | `log_to_stderr`, `get_logger` | [`log_to_stderr`], [`get_logger`] |
 //! | `Value`, `Array`, `RawValue`, `RawArray` | [`Value`], [`Array`], [`RawValue`], [`RawArray`] (element types: [`Plain`]) |
 //! | `shared_memory.SharedMemory` | [`SharedMemory`] |
+//! | `shared_memory.ShareableList`, `managers.SharedMemoryManager` | [`ShareableList`], [`SharedMemoryManager`] |
 //! | `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore` | [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`] |
 //! | `Event`, `Condition`, `Barrier`, `BrokenBarrierError` | [`Event`], [`Condition`], [`Barrier`], [`Error::BrokenBarrier`] |
 //! | `Pool`, `map`, `starmap`, `imap`, `imap_unordered`, `apply`, `apply_async`, `map_async` | [`Pool`], [`PoolBuilder`], [`CallOptions`] (`chunksize`, `buffersize`, progress bar); `callback=` is [`Pool::apply_async_with`] |
@@ -97,10 +99,10 @@ pub use pool::{AsyncResult, CallOptions, Imap, Pool, PoolBuilder};
 pub use process::{
     ParentProcess, Process, ProcessInfo, active_children, current_process, parent_process, spawn,
 };
-pub use queue::{DEFAULT_QUEUE_CAPACITY, JoinableQueue, Queue, SimpleQueue};
+pub use queue::{DEFAULT_QUEUE_CAPACITY, JoinableQueue, Queue, QueueIter, SimpleQueue};
 pub use shared::{
-    Array, ArrayGuard, ArrayReadGuard, RawArray, RawValue, SharedMemory, SharedView, Value,
-    ValueGuard,
+    Array, ArrayGuard, ArrayReadGuard, RawArray, RawValue, ShareableItem, ShareableList,
+    SharedMemory, SharedMemoryManager, SharedView, Value, ValueGuard,
 };
 pub use sync::{
     Barrier, BoundedSemaphore, Condition, ConditionGuard, Event, Lock, LockGuard, RLock,

@@ -233,6 +233,124 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         self.raw.len() == 0
     }
 
+    /// The number of messages in the queue: [`qsize`](Self::qsize) under its Rust name.
+    ///
+    /// ```
+    /// let q = mp::Queue::new()?;
+    /// q.put('a')?;
+    /// assert_eq!(q.len(), 1);
+    /// assert!(!q.is_empty());
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    #[doc(alias = "qsize")]
+    pub fn len(&self) -> usize {
+        self.qsize()
+    }
+
+    /// Whether the queue holds no message: [`empty`](Self::empty) under its Rust name.
+    ///
+    /// ```
+    /// let q = mp::Queue::<u8>::new()?;
+    /// assert!(q.is_empty());
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    #[doc(alias = "empty")]
+    pub fn is_empty(&self) -> bool {
+        self.empty()
+    }
+
+    /// Shuts the queue down, for every handle in every process (Python 3.13's
+    /// `shutdown()`): from now on `put` fails with [`Error::ShutDown`](crate::Error::ShutDown),
+    /// and so do putters blocked on a full queue, at once; `get` still returns the messages
+    /// left, then fails with `ShutDown` (getters blocked on the empty queue wake with it).
+    /// A `put` racing with this call either lands before it returns or fails.
+    ///
+    /// Iteration ([`iter`](Self::iter), `for m in &queue`) ends once the queue is drained, so
+    /// a producer's `shutdown` replaces the sentinel value of the classic pattern.
+    ///
+    /// ```
+    /// # mp::guard!();
+    /// #[mp::worker]
+    /// fn produce(q: mp::Queue<u32>) -> mp::Result<()> {
+    ///     for i in 0..3 {
+    ///         q.put(i)?;
+    ///     }
+    ///     q.shutdown(); // no sentinel needed
+    ///     Ok(())
+    /// }
+    ///
+    /// let q = mp::Queue::new()?;
+    /// let mut p = mp::spawn(produce, q.clone())?;
+    /// let got: Vec<u32> = q.iter().collect::<mp::Result<_>>()?;
+    /// assert_eq!(got, [0, 1, 2]);
+    /// p.join()??;
+    /// assert!(matches!(q.put(3), Err(e) if matches!(e.error, mp::Error::ShutDown)));
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn shutdown(&self) {
+        self.raw.shutdown(false)
+    }
+
+    /// Shuts the queue down and drops the messages it holds (Python's
+    /// `shutdown(immediate=True)`): as [`shutdown`](Self::shutdown), but `get` fails with
+    /// [`Error::ShutDown`](crate::Error::ShutDown) at once. For a [`JoinableQueue`] each
+    /// dropped message counts as done, so `join` returns once the messages already taken are
+    /// acknowledged.
+    ///
+    /// ```
+    /// let q = mp::Queue::new()?;
+    /// q.put(1)?;
+    /// q.shutdown_immediate();
+    /// assert!(q.is_empty());
+    /// assert!(matches!(q.get(), Err(mp::Error::ShutDown)));
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    #[doc(alias = "shutdown(immediate=True)")]
+    pub fn shutdown_immediate(&self) {
+        self.raw.shutdown(true)
+    }
+
+    /// Whether the queue was shut down (by any handle, in any process).
+    ///
+    /// ```
+    /// let q = mp::Queue::<u8>::new()?;
+    /// assert!(!q.is_shutdown());
+    /// q.shutdown();
+    /// assert!(q.is_shutdown());
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn is_shutdown(&self) -> bool {
+        self.raw.shutdown_state() != ring::OPEN
+    }
+
+    /// An iterator that takes messages with [`get`](Self::get) until the queue is shut down
+    /// and drained ([`shutdown`](Self::shutdown)) or this handle is [closed](Self::close);
+    /// then it ends. Any other error (a message that does not decode, say) is yielded once as
+    /// `Err`, and the iteration ends after it: it never loops on a lasting error. The same
+    /// iterator as `for message in &queue`.
+    ///
+    /// There is no "all writers are gone" end: every handle may put, in any process, and a
+    /// queue does not count its handles; a producer's `shutdown` is the end-of-stream mark.
+    ///
+    /// ```
+    /// let q = mp::Queue::new()?;
+    /// q.put("a".to_string())?;
+    /// q.put("b".to_string())?;
+    /// q.shutdown();
+    /// let mut seen = Vec::new();
+    /// for message in &q {
+    ///     seen.push(message?);
+    /// }
+    /// assert_eq!(seen, ["a", "b"]);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn iter(&self) -> QueueIter<'_, T> {
+        QueueIter {
+            queue: self,
+            done: false,
+        }
+    }
+
     /// Whether the queue holds `maxsize` messages (never, for an unbounded queue).
     pub fn full(&self) -> bool {
         let max = self.raw.shared.maxsize();
@@ -244,6 +362,59 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// handles.
     pub fn close(&self) {
         self.raw.closed.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Iterates over a queue's messages until it is shut down and drained (see [`Queue::iter`]).
+pub struct QueueIter<'a, T> {
+    queue: &'a Queue<T>,
+    done: bool,
+}
+
+impl<T: Serialize + DeserializeOwned> Iterator for QueueIter<'_, T> {
+    type Item = Result<T>;
+
+    fn next(&mut self) -> Option<Result<T>> {
+        if self.done {
+            return None;
+        }
+        match self.queue.get() {
+            Ok(message) => Some(Ok(message)),
+            Err(crate::Error::ShutDown | crate::Error::Closed) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> std::iter::FusedIterator for QueueIter<'_, T> {}
+
+impl<T> fmt::Debug for QueueIter<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueueIter")
+            .field("done", &self.done)
+            .finish()
+    }
+}
+
+impl<'a, T: Serialize + DeserializeOwned> IntoIterator for &'a Queue<T> {
+    type Item = Result<T>;
+    type IntoIter = QueueIter<'a, T>;
+    fn into_iter(self) -> QueueIter<'a, T> {
+        self.iter()
+    }
+}
+
+impl<'a, T: Serialize + DeserializeOwned> IntoIterator for &'a JoinableQueue<T> {
+    type Item = Result<T>;
+    type IntoIter = QueueIter<'a, T>;
+    fn into_iter(self) -> QueueIter<'a, T> {
+        self.inner.iter()
     }
 }
 
@@ -296,6 +467,22 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
     /// See [`Queue::empty`].
     pub fn empty(&self) -> bool {
         self.inner.empty()
+    }
+    /// The number of messages in the queue (Python's `SimpleQueue` has no `qsize`; Rust
+    /// collections have `len`).
+    ///
+    /// ```
+    /// let q = mp::SimpleQueue::new()?;
+    /// q.put(1u8)?;
+    /// assert_eq!((q.len(), q.is_empty()), (1, false));
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn len(&self) -> usize {
+        self.inner.len()
+    }
+    /// See [`Queue::is_empty`].
+    pub fn is_empty(&self) -> bool {
+        self.inner.is_empty()
     }
     /// See [`Queue::close`].
     pub fn close(&self) {
@@ -353,7 +540,17 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     pub fn task_done(&self) -> Result<()> {
         self.inner.raw.task_done()
     }
-    /// Waits until every message put has been marked done.
+    /// Waits until every message put has been marked done (or dropped by
+    /// [`shutdown_immediate`](Queue::shutdown_immediate)).
+    ///
+    /// ```
+    /// let q = mp::JoinableQueue::new()?;
+    /// q.put(1u32)?;
+    /// q.put(2u32)?;
+    /// q.shutdown_immediate(); // drops both: nothing left to wait for
+    /// q.join()?;
+    /// # Ok::<(), mp::Error>(())
+    /// ```
     pub fn join(&self) -> Result<()> {
         self.inner.raw.join(None)
     }

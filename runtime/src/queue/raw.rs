@@ -60,6 +60,75 @@ impl Raw {
         }
     }
 
+    /// The shutdown state: [`OPEN`], [`SHUT_DOWN`] or [`SHUT_DOWN_NOW`].
+    pub(super) fn shutdown_state(&self) -> u32 {
+        self.shared.u32(OFF_SHUTDOWN).load(Ordering::SeqCst)
+    }
+
+    /// Shuts the queue down for every handle in every process (see `README.md`): puts fail
+    /// with [`Error::ShutDown`] from now on, and every sleeper wakes to see it. `immediate`
+    /// also drops the pending messages (one unfinished task each, for `JoinableQueue`).
+    /// Waits for a producer inside its publish, so no put lands after this returns.
+    pub(super) fn shutdown(&self, immediate: bool) {
+        let s = &self.shared;
+        let state = if immediate { SHUT_DOWN_NOW } else { SHUT_DOWN };
+        s.u32(OFF_SHUTDOWN).fetch_max(state, Ordering::SeqCst);
+        // Putters waiting for room, and a producer waiting on the side channel under the
+        // producer lock, see the state and give up: the lock is ours soon.
+        bump_and_wake(s.u32(OFF_SPACE_SEQ), s.u32(OFF_SPACE_SEQ + 4));
+        if let Ok(recovered) = self.plock().lock(None) {
+            if recovered {
+                self.recover_producer();
+            }
+            if immediate {
+                self.drain_locked_producer();
+            }
+            self.plock().unlock();
+        }
+        bump_and_wake(s.u32(OFF_DATA_SEQ), s.u32(OFF_DATA_SEQ + 4));
+        bump_and_wake(s.u32(OFF_SPACE_SEQ), s.u32(OFF_SPACE_SEQ + 4));
+        bump_and_wake(s.u32(OFF_DONE_SEQ), s.u32(OFF_DONE_SEQ + 4));
+    }
+
+    /// With the producer lock held: takes the consumer lock and drops every pending message
+    /// (an immediate shutdown), with its descriptors; a joinable queue counts each as done.
+    fn drain_locked_producer(&self) {
+        let s = &self.shared;
+        if self.clock().lock(None).is_err() {
+            return;
+        }
+        let tail = s.u64(OFF_TAIL).load(Ordering::Acquire);
+        let mut pos = s.u64(OFF_HEAD).load(Ordering::Acquire);
+        let mut dropped = 0u64;
+        while pos < tail {
+            let Ok(record) = s.read_record_head(pos) else {
+                break;
+            };
+            pos = record.pos + record.len();
+            dropped += 1;
+        }
+        s.u64(OFF_HEAD).store(tail, Ordering::Release);
+        s.u64(OFF_LEN).store(0, Ordering::SeqCst);
+        s.side.discard_all();
+        if self.joinable && dropped > 0 {
+            let puts = s.u64(OFF_PUTS);
+            let mut current = puts.load(Ordering::SeqCst);
+            loop {
+                let done = (current & UNFINISHED).min(dropped);
+                match puts.compare_exchange(
+                    current,
+                    current - done,
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                ) {
+                    Ok(_) => break,
+                    Err(now) => current = now,
+                }
+            }
+        }
+        self.clock().unlock();
+    }
+
     /// Encodes `value` as a frame of the stream transport into `frame` (a buffer reused
     /// across puts, so large messages do not regrow it); the transport decides what goes out
     /// of line.
@@ -71,6 +140,9 @@ impl Raw {
 
     pub(super) fn put(&self, msg: &Outgoing, timeout: Option<Duration>) -> Result<()> {
         self.check_open()?;
+        if self.shutdown_state() != OPEN {
+            return Err(Error::ShutDown);
+        }
         let s = &self.shared;
         let deadline = raw::deadline_after(timeout);
         let record = record_len(msg.frame.len());
@@ -83,18 +155,28 @@ impl Raw {
                 let room = s.room_for(head, tail, record);
                 room && (maxsize == 0 || s.u64(OFF_LEN).load(Ordering::Acquire) < maxsize)
             };
+            let ready = || fits() || self.shutdown_state() != OPEN;
             if !wait_until(
                 s.u32(OFF_SPACE_SEQ),
                 s.u32(OFF_SPACE_SEQ + 4),
                 deadline,
-                fits,
+                ready,
             ) {
                 return Err(Error::Full);
+            }
+            if self.shutdown_state() != OPEN {
+                return Err(Error::ShutDown);
             }
             if self.plock().lock(deadline).map_err(|_| Error::Full)? {
                 self.recover_producer();
             } else if s.u64(OFF_RECOUNT).load(Ordering::Relaxed) != 0 {
                 self.recount_locked_producer();
+            }
+            // Checked under the lock that `shutdown` takes after setting the state: a put
+            // either lands before `shutdown` returns or fails.
+            if self.shutdown_state() != OPEN {
+                self.plock().unlock();
+                return Err(Error::ShutDown);
             }
             if fits() {
                 break s.u64(OFF_TAIL).load(Ordering::Relaxed);
@@ -127,7 +209,8 @@ impl Raw {
         let mut fd_seq = 0;
         if !fds.is_empty() {
             fd_seq = s.u64(OFF_FD_SEQ).fetch_add(1, Ordering::Relaxed);
-            s.side.send(fd_seq, &fds, deadline)?;
+            s.side
+                .send(fd_seq, &fds, deadline, || self.shutdown_state() != OPEN)?;
         }
         // Only producers change the put count, under the producer lock: this is our number.
         let number = (s.u64(OFF_PUTS).load(Ordering::Acquire) >> 32) as u32;
@@ -236,6 +319,14 @@ impl Raw {
             let nonempty = || {
                 s.u64(OFF_HEAD).load(Ordering::Acquire) != s.u64(OFF_TAIL).load(Ordering::Acquire)
             };
+            // After a shutdown, what is left is still taken (unless it was immediate); then
+            // the error. No put lands after `shutdown` returned, so empty stays empty.
+            match self.shutdown_state() {
+                OPEN => {}
+                SHUT_DOWN if nonempty() => {}
+                _ => return Err(Error::ShutDown),
+            }
+            let ready = || nonempty() || self.shutdown_state() != OPEN;
             // Wait in slices: a producer that died after completing its record never wakes
             // us, so an empty ring is checked for one every `raw::OWNER_CHECK`.
             let slice = Instant::now() + raw::OWNER_CHECK;
@@ -244,7 +335,7 @@ impl Raw {
                 s.u32(OFF_DATA_SEQ),
                 s.u32(OFF_DATA_SEQ + 4),
                 Some(until),
-                nonempty,
+                ready,
             ) {
                 if self.rescue_dead_producer() {
                     continue;

@@ -45,6 +45,14 @@ pub(super) const OFF_INTENT_TAIL: usize = 640;
 pub(super) const OFF_INTENT_PUTS: usize = 648;
 /// Set when `len` must be recounted by the next producer (a consumer died holding its lock).
 pub(super) const OFF_RECOUNT: usize = 656;
+/// The shutdown state ([`OPEN`], [`SHUT_DOWN`], [`SHUT_DOWN_NOW`]); only ever grows.
+pub(super) const OFF_SHUTDOWN: usize = 704;
+/// Not shut down.
+pub(super) const OPEN: u32 = 0;
+/// Shut down: no more puts; gets drain what is left.
+pub(super) const SHUT_DOWN: u32 = 1;
+/// Shut down immediately: the pending messages were dropped; gets fail at once.
+pub(super) const SHUT_DOWN_NOW: u32 = 2;
 const DATA: usize = 4096;
 
 // Record: kind u32 | number u32 | fd_seq u64 | frame, padded to 8. The frame is the stream

@@ -33,12 +33,14 @@ impl SideChannel {
     }
 
     /// Sends `fds` tagged `seq`, in packets of at most [`sys::MAX_FDS_PER_MSG`], waiting for
-    /// room until `deadline` ([`Error::Full`]).
+    /// room until `deadline` ([`Error::Full`]) or until `stop()` holds (the queue was shut
+    /// down: [`Error::ShutDown`]).
     pub(super) fn send(
         &self,
         seq: u64,
         fds: &[BorrowedFd<'_>],
         deadline: Option<Instant>,
+        stop: impl Fn() -> bool,
     ) -> Result<()> {
         for batch in fds.chunks(sys::MAX_FDS_PER_MSG) {
             let mut tag = [0u8; TAG];
@@ -54,6 +56,9 @@ impl SideChannel {
                             deadline.map(|d| d.saturating_duration_since(Instant::now()));
                         if remaining.is_some_and(|r| r.is_zero()) {
                             return Err(Error::Full);
+                        }
+                        if stop() {
+                            return Err(Error::ShutDown);
                         }
                         let nap = remaining.map_or(Duration::from_millis(50), |r| {
                             r.min(Duration::from_millis(50))
@@ -75,6 +80,11 @@ impl SideChannel {
         let mut tag = [0u8; TAG];
         let mut copies = VecDeque::new();
         let _ = sys::recv_with_fds(self.rx.as_fd(), &mut tag, &mut copies, true);
+    }
+
+    /// Discards every queued packet (an immediate shutdown dropped their messages).
+    pub(super) fn discard_all(&self) {
+        let _ = self.discard_before(u64::MAX);
     }
 
     /// Peeks the tag of the first packet, if any.

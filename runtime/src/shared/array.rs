@@ -15,10 +15,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
 use super::region::resolve;
+use super::shared_lock::{SharedLock, SharedLockGuard};
 use crate::error::{Error, Result};
 use crate::sync::raw::{self, OWNER_CHECK, RawMutex};
-use crate::sync::{DATA, Kind, NotSend, OFF_TABLE, Segment, fingerprint, typed_segment_handle};
+use crate::sync::{
+    DATA, Kind, Lock, NotSend, OFF_TABLE, RLock, Segment, fingerprint, typed_segment_handle,
+};
 use crate::sys::{self, Plain};
 
 const TABLE_LOCK: usize = 0;
@@ -60,9 +65,15 @@ const CLAIM_SIZE: usize = 24;
 /// assert_eq!(data.get(999)?, 999.0);
 /// # Ok::<(), mp::Error>(())
 /// ```
+///
+/// Python's `Array(t, n, lock=l)`, one lock for several arrays and values, is
+/// [`with_lock`](Array::with_lock) / [`with_rlock`](Array::with_rlock); `lock=False` is
+/// [`RawArray`](crate::RawArray).
 pub struct Array<T> {
     seg: Arc<Segment>,
     _type: PhantomData<T>,
+    /// The lock shared with other values, held with every claim (see `shared_lock.rs`).
+    shared: Option<SharedLock>,
 }
 
 /// A locked range of an [`Array`]; dereferences to a slice; unlocks on drop.
@@ -86,6 +97,8 @@ struct Claim<'a, T> {
     slot: usize,
     range: Range<usize>,
     _not_send: NotSend,
+    /// Released after the claim is removed (fields drop after `Drop::drop`).
+    _shared: Option<SharedLockGuard<'a>>,
 }
 
 const EXCLUSIVE: u32 = 0;
@@ -113,7 +126,52 @@ impl<T: Plain> Array<T> {
         Ok(Array {
             seg: Segment::create(Kind::Array, fingerprint::<T>(), len, size_of::<T>())?,
             _type: PhantomData,
+            shared: None,
         })
+    }
+
+    /// A shared array of `len` zeroed elements guarded by `lock`, which other arrays and
+    /// values may share (Python's `Array(t, n, lock=l)`): every range lock, read lock, `get`
+    /// and `set` takes `lock` first and holds it with the range, so ranges no longer proceed
+    /// in parallel. The lock travels with the array. With a [`Lock`], a thread holds one
+    /// guard at a time; see [`with_rlock`](Array::with_rlock).
+    ///
+    /// ```
+    /// let lock = mp::Lock::new()?;
+    /// let xs = mp::Array::<f64>::with_lock(4, &lock)?;
+    /// let total = mp::Value::with_lock(0.0f64, &lock)?;
+    /// xs.set(1, 2.5)?;
+    /// total.set(2.5)?;
+    /// assert_eq!(xs.get(1)?, total.get()?);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn with_lock(len: usize, lock: &Lock) -> Result<Array<T>> {
+        let mut array = Self::new(len)?;
+        array.shared = Some(SharedLock::Lock(lock.clone()));
+        Ok(array)
+    }
+
+    /// A shared array of `len` zeroed elements guarded by the re-entrant `lock`, which other
+    /// arrays and values may share: holding the `RLock` (or a guard of one of them), a thread
+    /// may lock the others too, for one critical section over all of them. Overlapping
+    /// guards of the same array in one thread are [`Error::Deadlock`], as without it.
+    ///
+    /// ```
+    /// let lock = mp::RLock::new()?;
+    /// let xs = mp::Array::<u32>::with_rlock(3, &lock)?;
+    /// let count = mp::Value::with_rlock(0u32, &lock)?;
+    /// {
+    ///     let mut all = xs.lock()?;
+    ///     all[0] = 7;
+    ///     *count.lock()? += 1; // still inside the same critical section
+    /// }
+    /// assert_eq!((xs.get(0)?, count.get()?), (7, 1));
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn with_rlock(len: usize, lock: &RLock) -> Result<Array<T>> {
+        let mut array = Self::new(len)?;
+        array.shared = Some(SharedLock::RLock(lock.clone()));
+        Ok(array)
     }
 
     /// A shared array holding a copy of `values` (Python's `Array('i', [0, 1, 2])`).
@@ -161,6 +219,10 @@ impl<T: Plain> Array<T> {
         mode: u32,
         deadline: Option<Instant>,
     ) -> Result<Claim<'_, T>> {
+        let shared = match &self.shared {
+            Some(lock) => Some(lock.acquire(deadline)?),
+            None => None,
+        };
         let me = sys::gettid();
         let table = RawMutex::new(self.seg.word(TABLE_LOCK));
         // When to check the owners of conflicting claims; set on the first wait, so the
@@ -232,6 +294,7 @@ impl<T: Plain> Array<T> {
                     slot,
                     range,
                     _not_send: NotSend::default(),
+                    _shared: shared,
                 });
             }
             // Wait for a release, re-checking owners now and then.
@@ -504,4 +567,51 @@ impl<T> fmt::Debug for ArrayReadGuard<'_, T> {
     }
 }
 
-typed_segment_handle!(Array, Kind::Array);
+/// An array's own segment, as it travels (the shared lock travels beside it).
+struct Own<T> {
+    seg: Arc<Segment>,
+    _type: PhantomData<T>,
+}
+
+typed_segment_handle!(Own, Kind::Array);
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename = "mp::Array", bound(serialize = "", deserialize = "T: Plain"))]
+struct ArrayWire<T> {
+    array: Own<T>,
+    shared: Option<SharedLock>,
+}
+
+impl<T> Clone for Array<T> {
+    fn clone(&self) -> Self {
+        Array {
+            seg: self.seg.clone(),
+            _type: PhantomData,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<T> Serialize for Array<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        ArrayWire {
+            array: Own::<T> {
+                seg: self.seg.clone(),
+                _type: PhantomData,
+            },
+            shared: self.shared.clone(),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de, T: Plain> Deserialize<'de> for Array<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let wire = ArrayWire::<T>::deserialize(deserializer)?;
+        Ok(Array {
+            seg: wire.array.seg,
+            _type: PhantomData,
+            shared: wire.shared,
+        })
+    }
+}

@@ -7,9 +7,13 @@ use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::error::Result;
+use serde::{Deserialize, Serialize};
+
+use super::shared_lock::{SharedLock, SharedLockGuard};
+use crate::error::{Error, Result};
 use crate::sync::raw::{self, RawMutex};
 use crate::sync::{DATA, Kind, NotSend, Segment, fingerprint, typed_segment_handle};
+use crate::sync::{Lock, RLock};
 use crate::sys::{HasAtomic, Plain};
 
 /// One value of a [`Plain`] type in shared memory, with a lock (Python's
@@ -31,9 +35,15 @@ use crate::sys::{HasAtomic, Plain};
 /// assert_eq!(val.get()?, 3.14);
 /// # Ok::<(), mp::Error>(())
 /// ```
+///
+/// Python's `Value(t, v, lock=l)`, one lock for several values, is
+/// [`with_lock`](Value::with_lock) / [`with_rlock`](Value::with_rlock); `lock=False` is
+/// [`RawValue`].
 pub struct Value<T> {
     seg: Arc<Segment>,
     _type: PhantomData<T>,
+    /// The lock shared with other values, taken before the own one (see `shared_lock.rs`).
+    shared: Option<SharedLock>,
 }
 
 /// The locked value of a [`Value`]; dereferences to `T`; unlocks on drop.
@@ -42,6 +52,8 @@ pub struct ValueGuard<'a, T> {
     mutex: RawMutex<'a>,
     data: &'a mut T,
     _not_send: NotSend,
+    /// Released after `mutex` (fields drop after `Drop::drop`).
+    _shared: Option<SharedLockGuard<'a>>,
 }
 
 impl<T: Plain> Value<T> {
@@ -58,12 +70,77 @@ impl<T: Plain> Value<T> {
         Ok(Value {
             seg,
             _type: PhantomData,
+            shared: None,
         })
+    }
+
+    /// A new shared value guarded by `lock`, which other values may share (Python's
+    /// `Value(t, v, lock=l)`): locking any of them takes `lock`, so one critical section
+    /// covers them all. The lock travels with the value to other processes.
+    ///
+    /// With a [`Lock`], one thread holds at most one of the values at a time (locking a second
+    /// is [`Error::Deadlock`]); use [`with_rlock`](Value::with_rlock) to hold several.
+    ///
+    /// ```
+    /// let lock = mp::Lock::new()?;
+    /// let a = mp::Value::with_lock(1u32, &lock)?;
+    /// let b = mp::Value::with_lock(2u32, &lock)?;
+    /// let held = a.lock()?;
+    /// assert!(lock.is_locked());
+    /// assert!(matches!(b.lock(), Err(mp::Error::Deadlock))); // the same lock, this thread
+    /// drop(held);
+    /// assert_eq!(b.get()?, 2);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn with_lock(value: T, lock: &Lock) -> Result<Value<T>> {
+        let mut v = Self::new(value)?;
+        v.shared = Some(SharedLock::Lock(lock.clone()));
+        Ok(v)
+    }
+
+    /// A new shared value guarded by the re-entrant `lock`, which other values may share
+    /// (Python's default: `Value` locks are `RLock`s). Holding the `RLock`, or a guard of one
+    /// value, a thread may lock the others too, so an update of several values is atomic for
+    /// every process; a second guard of the same value is [`Error::Deadlock`].
+    ///
+    /// ```
+    /// let lock = mp::RLock::new()?;
+    /// let from = mp::Value::with_rlock(10i64, &lock)?;
+    /// let to = mp::Value::with_rlock(0i64, &lock)?;
+    /// {
+    ///     let _transfer = lock.acquire()?; // one critical section for both
+    ///     *from.lock()? -= 4;
+    ///     *to.lock()? += 4;
+    /// }
+    /// assert_eq!((from.get()?, to.get()?), (6, 4));
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn with_rlock(value: T, lock: &RLock) -> Result<Value<T>> {
+        let mut v = Self::new(value)?;
+        v.shared = Some(SharedLock::RLock(lock.clone()));
+        Ok(v)
     }
 
     fn lock_until(&self, deadline: Option<Instant>) -> Result<ValueGuard<'_, T>> {
         let mutex = RawMutex::new(self.seg.word(0));
-        raw::acquire_reporting(mutex, deadline)?;
+        let shared = match &self.shared {
+            None => {
+                raw::acquire_reporting(mutex, deadline)?;
+                None
+            }
+            Some(lock) => {
+                let shared = lock.acquire(deadline)?;
+                if mutex.held_by_me() {
+                    return Err(Error::Deadlock);
+                }
+                // Under the shared lock, a holder of the own lock other than us is dead (its
+                // death was reported by the shared lock): take it over silently.
+                if mutex.take_over_dead().is_none() {
+                    mutex.lock(deadline)?;
+                }
+                Some(shared)
+            }
+        };
         #[allow(unsafe_code)]
         // SAFETY: the segment holds one `T` at `DATA` (created so, or checked on receipt by
         // type fingerprint and size). Every access to it goes through this lock, which we now
@@ -73,6 +150,7 @@ impl<T: Plain> Value<T> {
             mutex,
             data,
             _not_send: NotSend::default(),
+            _shared: shared,
         })
     }
 
@@ -241,5 +319,52 @@ impl<T: fmt::Debug> fmt::Debug for ValueGuard<'_, T> {
     }
 }
 
-typed_segment_handle!(Value, Kind::Value);
+/// A value's own segment, as it travels (the shared lock travels beside it).
+struct Own<T> {
+    seg: Arc<Segment>,
+    _type: PhantomData<T>,
+}
+
+typed_segment_handle!(Own, Kind::Value);
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename = "mp::Value", bound(serialize = "", deserialize = "T: Plain"))]
+struct ValueWire<T> {
+    value: Own<T>,
+    shared: Option<SharedLock>,
+}
+
+impl<T> Clone for Value<T> {
+    fn clone(&self) -> Self {
+        Value {
+            seg: self.seg.clone(),
+            _type: PhantomData,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<T> Serialize for Value<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        ValueWire {
+            value: Own::<T> {
+                seg: self.seg.clone(),
+                _type: PhantomData,
+            },
+            shared: self.shared.clone(),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de, T: Plain> Deserialize<'de> for Value<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let wire = ValueWire::<T>::deserialize(deserializer)?;
+        Ok(Value {
+            seg: wire.value.seg,
+            _type: PhantomData,
+            shared: wire.shared,
+        })
+    }
+}
 typed_segment_handle!(RawValue, Kind::RawValue);

@@ -123,6 +123,15 @@ impl Lock {
     }
 
     /// Whether some thread in some process holds the lock right now.
+    ///
+    /// ```
+    /// let lock = mp::Lock::new()?;
+    /// let held = lock.acquire()?;
+    /// assert!(lock.is_locked());
+    /// drop(held);
+    /// assert!(!lock.is_locked());
+    /// # Ok::<(), mp::Error>(())
+    /// ```
     pub fn is_locked(&self) -> bool {
         self.seg.word(0).load(Ordering::Relaxed) != 0
     }
@@ -240,6 +249,22 @@ impl RLock {
                 Error::Timeout => Error::WouldBlock,
                 e => e,
             })
+    }
+
+    /// Whether some thread in some process holds the lock right now (Python's
+    /// `RLock._is_owned` asks about the caller; [`depth`](RLock::depth) does that).
+    ///
+    /// ```
+    /// let lock = mp::RLock::new()?;
+    /// assert!(!lock.is_locked());
+    /// let held = lock.acquire()?;
+    /// assert!(lock.is_locked());
+    /// drop(held);
+    /// assert!(!lock.is_locked());
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn is_locked(&self) -> bool {
+        self.seg.word(0).load(Ordering::Relaxed) != 0
     }
 
     /// How many times the calling thread holds the lock (0 if it does not).
