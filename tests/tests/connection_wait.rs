@@ -119,3 +119,21 @@ fn not_started_and_nothing_to_wait_on_are_errors() {
             .is_empty()
     );
 }
+
+#[mp::worker]
+fn shut_down_later(queue: Queue<u32>) {
+    std::thread::sleep(Duration::from_millis(50));
+    queue.shutdown();
+}
+
+#[test]
+fn a_queue_shut_down_in_another_process_is_ready() {
+    let _w = limit();
+    let queue = Queue::<u32>::new().unwrap();
+    let mut p = mp::spawn(shut_down_later, queue.clone()).unwrap();
+    let objects: [&dyn Waitable; 1] = [&queue];
+    // An empty queue that was shut down: `get` returns at once (with ShutDown), so it is ready.
+    assert_eq!(wait(&objects, Some(Duration::from_secs(30))).unwrap(), [0]);
+    assert!(matches!(queue.get(), Err(Error::ShutDown)));
+    p.join().unwrap();
+}

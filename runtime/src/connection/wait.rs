@@ -168,8 +168,9 @@ impl Waitable for Listener {
 
 impl<T> sealed::Sealed for Queue<T> {}
 impl<T: Serialize + DeserializeOwned> Waitable for Queue<T> {
+    /// A message can be taken, or the queue is shut down (`get` returns at once).
     fn __ready(&self) -> Result<bool> {
-        Ok(!self.empty())
+        Ok(!self.empty() || self.is_shutdown())
     }
     fn __wait_fd(&self) -> Option<BorrowedFd<'_>> {
         None
@@ -189,7 +190,7 @@ impl<T: Serialize + DeserializeOwned> Waitable for SimpleQueue<T> {
 impl<T> sealed::Sealed for JoinableQueue<T> {}
 impl<T: Serialize + DeserializeOwned> Waitable for JoinableQueue<T> {
     fn __ready(&self) -> Result<bool> {
-        Ok(!self.empty())
+        Ok(!self.empty() || self.is_shutdown())
     }
     fn __wait_fd(&self) -> Option<BorrowedFd<'_>> {
         None
