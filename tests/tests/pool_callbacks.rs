@@ -155,3 +155,13 @@ fn close_and_join_wait_for_the_callbacks() {
     pool.join().unwrap();
     assert_eq!(log.lock().unwrap().len(), 6);
 }
+
+#[test]
+fn handles_stay_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<mp::Pool>();
+    send_sync::<mp::Executor>();
+    send_sync::<mp::AsyncResult<Vec<u64>>>();
+    // A worker is its own (unit struct) type.
+    send_sync::<mp::Imap<'static, square, std::ops::Range<u64>>>();
+}
