@@ -78,8 +78,10 @@ pub use connection::{
 pub use error::{Error, ExitStatus, Result, SendError};
 pub use logging::{Level, Logger, get_logger, log_to_stderr};
 pub use manager::{
-    DictProxy, EventProxy, ListProxy, LockProxy, LockProxyGuard, Manager, ManagerBuilder,
-    ManagerServer, Proxy, QueueProxy, ValueProxy,
+    ArrayProxy, BarrierProxy, ConditionProxy, ConditionProxyGuard, DictIter, DictProxy, EventProxy,
+    ListIter, ListProxy, LockProxy, LockProxyGuard, Manager, ManagerBuilder, ManagerServer, Proxy,
+    QueueProxy, RLockProxy, RLockProxyGuard, SemaphoreProxy, SemaphoreProxyGuard, SetProxy,
+    ValueProxy,
 };
 pub use pool::executor::{AsCompleted, Executor, as_completed};
 pub use pool::{AsyncResult, CallOptions, Imap, Pool, PoolBuilder};

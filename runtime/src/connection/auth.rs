@@ -41,7 +41,7 @@ pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The limit in force until the peer is authenticated.
 pub(crate) const HANDSHAKE_LIMIT: u64 = 256;
 const MAGIC: [u8; 8] = *b"mp-auth\x01";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 const CLIENT_LABEL: &[u8] = b"mp client";
 const SERVER_LABEL: &[u8] = b"mp server";
 

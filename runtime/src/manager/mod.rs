@@ -11,6 +11,9 @@
 //! `value`, `queue`, `lock`, `event`: its proxy and its server-side operations), `kinds`
 //! (the list of kinds), `server` (sessions and object lifetime) and `serve` (its entries).
 
+mod array;
+mod barrier;
+mod condition;
 mod dict;
 mod event;
 mod handle;
@@ -21,8 +24,11 @@ mod object;
 mod protocol;
 mod proxy;
 mod queue;
+mod rlock;
+mod semaphore;
 mod serve;
 mod server;
+mod set;
 mod value;
 
 use std::fmt;
@@ -35,14 +41,20 @@ use crate::codec::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use dict::DictProxy;
+pub use array::ArrayProxy;
+pub use barrier::BarrierProxy;
+pub use condition::{ConditionProxy, ConditionProxyGuard};
+pub use dict::{DictIter, DictProxy};
 pub use event::EventProxy;
-pub use list::ListProxy;
+pub use list::{ListIter, ListProxy};
 pub use lock::{LockProxy, LockProxyGuard};
 pub use proxy::Proxy;
 pub use queue::QueueProxy;
+pub use rlock::{RLockProxy, RLockProxyGuard};
+pub use semaphore::{SemaphoreProxy, SemaphoreProxyGuard};
 pub use serve::ManagerServer;
 pub(crate) use serve::serve_child;
+pub use set::SetProxy;
 pub use value::ValueProxy;
 
 use handle::Endpoint;
@@ -266,6 +278,74 @@ impl Manager {
     /// A new shared event (Python's `manager.Event()`).
     pub fn event(&self) -> Result<EventProxy> {
         EventProxy::create(&self.creator, None)
+    }
+
+    /// A new unbounded shared queue with `task_done` and `join` (Python's
+    /// `manager.JoinableQueue()`): the same [`QueueProxy`] as [`queue`](Manager::queue), since
+    /// every manager queue counts unfinished items, as Python's `queue.Queue` does.
+    #[doc(alias = "JoinableQueue")]
+    pub fn joinable_queue<T: Serialize + DeserializeOwned>(&self) -> Result<QueueProxy<T>> {
+        self.queue()
+    }
+
+    /// A new shared re-entrant lock (Python's `manager.RLock()`).
+    #[doc(alias = "RLock")]
+    pub fn rlock(&self) -> Result<RLockProxy> {
+        RLockProxy::create(&self.creator, None)
+    }
+
+    /// A new shared semaphore with `value` permits (Python's `manager.Semaphore(value)`).
+    #[doc(alias = "Semaphore")]
+    pub fn semaphore(&self, value: u32) -> Result<SemaphoreProxy> {
+        SemaphoreProxy::create(&self.creator, None, value, false)
+    }
+
+    /// A new shared semaphore with `value` permits that refuses to go above `value`
+    /// ([`Error::TooManyReleases`]; Python's `manager.BoundedSemaphore(value)`).
+    #[doc(alias = "BoundedSemaphore")]
+    pub fn bounded_semaphore(&self, value: u32) -> Result<SemaphoreProxy> {
+        SemaphoreProxy::create(&self.creator, None, value, true)
+    }
+
+    /// A new shared condition variable with its own lock (Python's `manager.Condition()`).
+    #[doc(alias = "Condition")]
+    pub fn condition(&self) -> Result<ConditionProxy> {
+        ConditionProxy::create(&self.creator, None)
+    }
+
+    /// A new shared barrier for `parties` parties (Python's `manager.Barrier(parties)`).
+    #[doc(alias = "Barrier")]
+    pub fn barrier(&self, parties: u32) -> Result<BarrierProxy> {
+        BarrierProxy::create(&self.creator, None, parties)
+    }
+
+    /// The barrier called `name`, created for `parties` parties if there is none (an existing
+    /// one keeps its own number of parties). [`named`](Manager::named) finds an existing one.
+    pub fn named_barrier(&self, name: &str, parties: u32) -> Result<BarrierProxy> {
+        BarrierProxy::create(&self.creator, Some(name), parties)
+    }
+
+    /// A new shared fixed-length array holding `items` (Python's
+    /// `manager.Array(typecode, sequence)`).
+    #[doc(alias = "Array")]
+    pub fn array<T: Serialize + DeserializeOwned>(
+        &self,
+        items: impl IntoIterator<Item = T>,
+    ) -> Result<ArrayProxy<T>> {
+        ArrayProxy::create(&self.creator, items.into_iter().collect())
+    }
+
+    /// A new, empty shared set.
+    pub fn set<T: Serialize + DeserializeOwned>(&self) -> Result<SetProxy<T>> {
+        SetProxy::create(&self.creator, None, Vec::new())
+    }
+
+    /// A new shared set holding `items`.
+    pub fn set_from<T: Serialize + DeserializeOwned>(
+        &self,
+        items: impl IntoIterator<Item = T>,
+    ) -> Result<SetProxy<T>> {
+        SetProxy::create(&self.creator, None, items.into_iter().collect())
     }
 
     /// The object called `name` on this manager's server, created empty if there is none:
