@@ -79,9 +79,9 @@ pub use error::{Error, ExitStatus, Result, SendError};
 pub use logging::{Level, Logger, get_logger, log_to_stderr};
 pub use manager::{
     ArrayProxy, BarrierProxy, ConditionProxy, ConditionProxyGuard, DictIter, DictProxy, EventProxy,
-    ListIter, ListProxy, LockProxy, LockProxyGuard, Manager, ManagerBuilder, ManagerServer, Proxy,
-    QueueProxy, RLockProxy, RLockProxyGuard, SemaphoreProxy, SemaphoreProxyGuard, SetProxy,
-    ValueProxy,
+    ListIter, ListProxy, LockProxy, LockProxyGuard, Managed, ManagedProxy, Manager, ManagerBuilder,
+    ManagerServer, Proxy, QueueProxy, RLockProxy, RLockProxyGuard, SemaphoreProxy,
+    SemaphoreProxyGuard, SetProxy, ValueProxy,
 };
 pub use pool::executor::{AsCompleted, Executor, as_completed};
 pub use pool::{AsyncResult, CallOptions, Imap, Pool, PoolBuilder};
@@ -206,6 +206,7 @@ pub mod __private {
     //! Names used by generated code. Not public API.
     pub use crate::bootstrap::reap::leave_main;
     pub use crate::bootstrap::route::enter_main;
+    pub use crate::manager::{MANAGED_TYPES, ManagedType};
     pub use crate::sys::Plain;
     pub use crate::worker::Invocation;
     pub use crate::worker::{GUARDS, SealedWorker, WORKERS, WorkerEntry};

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::object::{ObjectKind, Out, Pending, Registered, wrong_kind};
 use super::protocol::{Blob, Reply, Type};
 use super::{
-    array, barrier, condition, dict, event, list, lock, queue, rlock, semaphore, set, value,
+    array, barrier, condition, custom, dict, event, list, lock, queue, rlock, semaphore, set, value,
 };
 use crate::error::{Error, Result};
 
@@ -125,6 +125,7 @@ kinds! {
     Barrier(barrier::StoredBarrier),
     Array(array::StoredArray),
     Set(set::StoredSet),
+    Custom(custom::StoredCustom),
 }
 
 impl Contents {

@@ -14,6 +14,7 @@
 mod array;
 mod barrier;
 mod condition;
+mod custom;
 mod dict;
 mod event;
 mod handle;
@@ -44,6 +45,7 @@ use serde::de::DeserializeOwned;
 pub use array::ArrayProxy;
 pub use barrier::BarrierProxy;
 pub use condition::{ConditionProxy, ConditionProxyGuard};
+pub use custom::{MANAGED_TYPES, Managed, ManagedProxy, ManagedType};
 pub use dict::{DictIter, DictProxy};
 pub use event::EventProxy;
 pub use list::{ListIter, ListProxy};
@@ -162,6 +164,8 @@ pub struct ManagerBuilder {
     address: Option<Result<Address>>,
     authkey: Option<Vec<u8>>,
     max_message: u64,
+    /// Custom shared types: registered name and type name.
+    types: Vec<(String, String)>,
 }
 
 impl Manager {
@@ -177,6 +181,7 @@ impl Manager {
             address: None,
             authkey: None,
             max_message: DEFAULT_MAX_MESSAGE,
+            types: Vec::new(),
         }
     }
 
@@ -335,6 +340,14 @@ impl Manager {
         ArrayProxy::create(&self.creator, items.into_iter().collect())
     }
 
+    /// A new object of the custom shared type the server registered as `name` (Python's
+    /// `manager.<typeid>(...)` after `BaseManager.register(typeid, ...)`), holding `value`; see
+    /// [`Managed`]. A name the server did not register, or registered for another type, is
+    /// [`Error::InvalidArgument`].
+    pub fn managed<T: Managed>(&self, name: &str, value: T) -> Result<ManagedProxy<T>> {
+        ManagedProxy::create(&self.creator, name, &value)
+    }
+
     /// A new, empty shared set.
     pub fn set<T: Serialize + DeserializeOwned>(&self) -> Result<SetProxy<T>> {
         SetProxy::create(&self.creator, None, Vec::new())
@@ -451,9 +464,23 @@ impl ManagerBuilder {
         self
     }
 
+    /// Serves the custom shared type `T` under `name` (Python's `BaseManager.register(name,
+    /// T)`): clients create its objects with [`Manager::managed`]. `T` must also be declared
+    /// with [`mp::managed!`](crate::managed), which is how the server process finds its code;
+    /// [`start`](ManagerBuilder::start) fails with [`Error::InvalidArgument`] otherwise. See
+    /// [`Managed`] for an example.
+    pub fn register<T: Managed>(mut self, name: &str) -> ManagerBuilder {
+        self.types
+            .push((name.to_owned(), std::any::type_name::<T>().to_owned()));
+        self
+    }
+
     /// Binds the address here (so a taken port fails now, in this process), then starts the
     /// server process and waits until it is serving.
     pub fn start(self) -> Result<Manager> {
+        for (_, type_name) in &self.types {
+            custom::declared(type_name)?;
+        }
         let authkey = match self.authkey {
             Some(key) => key,
             None => auth::random_key()?,
@@ -474,6 +501,7 @@ impl ManagerBuilder {
             listener: ListenerFd(listener),
             authkey: Bytes(authkey.clone()),
             max_message: self.max_message,
+            types: self.types,
         };
         let (mut child, channel) = start_child(Role::ManagerServer, &spec, "mp-manager", false)?;
         // The server owns the listening socket now (it removes a socket file when it stops).
