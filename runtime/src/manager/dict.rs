@@ -384,7 +384,7 @@ where
     }
 }
 
-impl<'a, K, V> IntoIterator for &'a DictProxy<K, V>
+impl<K, V> IntoIterator for &DictProxy<K, V>
 where
     K: Serialize + DeserializeOwned,
     V: Serialize + DeserializeOwned,

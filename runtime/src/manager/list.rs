@@ -315,7 +315,7 @@ impl<T: Serialize + DeserializeOwned> Iterator for ListIter<T> {
     }
 }
 
-impl<'a, T: Serialize + DeserializeOwned> IntoIterator for &'a ListProxy<T> {
+impl<T: Serialize + DeserializeOwned> IntoIterator for &ListProxy<T> {
     type Item = Result<T>;
     type IntoIter = ListIter<T>;
 

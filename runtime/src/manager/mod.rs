@@ -1,5 +1,6 @@
 //! Managers (Python's `multiprocessing.managers`): a server process that owns shared lists,
-//! dicts, values, queues, locks and events, and typed proxies that talk to it over an
+//! dicts, values, queues, locks, events, re-entrant locks, semaphores, conditions, barriers,
+//! arrays, sets and values of custom types, and typed proxies that talk to it over an
 //! authenticated local socket or TCP. Requests are typed enums, never code. Protocol, object
 //! lifetime and failure handling: `README.md` beside this file.
 //!
@@ -8,7 +9,8 @@
 //! no serving. The layers, bottom up: `protocol`
 //! (requests and replies, no kind named), `object` (what a kind is), `handle` (a proxy's
 //! connections) and `proxy` (what proxies share), one file per kind (`list`, `dict`,
-//! `value`, `queue`, `lock`, `event`: its proxy and its server-side operations), `kinds`
+//! `value`, `queue`, `lock`, `event`, `rlock`, `semaphore`, `condition`, `barrier`, `array`,
+//! `set`, `custom`: its proxy and its server-side operations), `kinds`
 //! (the list of kinds), `server` (sessions and object lifetime) and `serve` (its entries).
 
 mod array;
@@ -83,8 +85,11 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(2);
 /// random auth key; [`Manager::builder`] can make it listen on TCP with a key of your choice,
 /// and [`Manager::connect`] reaches a server started elsewhere. Proxies
 /// ([`ListProxy`], [`DictProxy`], [`ValueProxy`], [`QueueProxy`], [`LockProxy`],
-/// [`EventProxy`]) are ordinary worker arguments: they travel as the server's address, the
-/// key and the object's id.
+/// [`EventProxy`], [`RLockProxy`], [`SemaphoreProxy`], [`ConditionProxy`], [`BarrierProxy`],
+/// [`ArrayProxy`], [`SetProxy`], and [`ManagedProxy`] for custom types registered with
+/// [`ManagerBuilder::register`]) are ordinary worker arguments: they travel as the server's
+/// address, the key and the object's id. [`Manager::object_count`] tells how many objects
+/// the server holds (diagnostics: a leak shows there).
 ///
 /// Dropping a `Manager` that started its server shuts the server down (the objects are gone;
 /// proxies then fail with [`Error::ManagerGone`]); the server also exits when this process

@@ -112,7 +112,10 @@ impl Server {
                 Err(e) => tracing::warn!(target: "mp", "manager: cannot start a thread: {e}"),
             }
         }
+        let objects = lock(&self.store).len();
         self.close_all();
+        // The count `Manager::object_count` reports: objects a leak (a cycle) kept are here.
+        tracing::info!(target: "mp", "manager stopped; it held {objects} shared objects");
         Ok(())
     }
 
