@@ -89,7 +89,9 @@ impl BarrierProxy {
 
     /// Breaks the barrier: current and later waiters get [`Error::BrokenBarrier`].
     pub fn abort(&self) -> Result<()> {
-        self.handle.done::<StoredBarrier>(BarrierOp::Abort)
+        self.handle
+            .bool::<StoredBarrier>(BarrierOp::Abort { during: None })
+            .map(|_| ())
     }
 
     /// Returns the barrier to its initial state; current waiters get
@@ -126,10 +128,13 @@ impl BarrierProxy {
             .done::<StoredBarrier>(BarrierOp::AwaitPass { generation, wait })
         {
             Ok(()) => Ok(index),
-            Err(Error::Timeout) => {
-                self.abort()?;
-                Err(Error::BrokenBarrier)
-            }
+            // Time is up: break the pass, unless the last party opened it meanwhile.
+            Err(Error::Timeout) => match self.handle.bool::<StoredBarrier>(BarrierOp::Abort {
+                during: Some(generation),
+            })? {
+                true => Err(Error::BrokenBarrier),
+                false => Ok(index),
+            },
             Err(e) => Err(e),
         }
     }
@@ -145,7 +150,11 @@ pub(crate) enum BarrierOp {
         generation: u64,
         wait: Wait,
     },
-    Abort,
+    /// Breaks the barrier; with a pass number (a waiter whose time is up), only if that pass
+    /// has not happened. Answers whether the barrier is broken.
+    Abort {
+        during: Option<u64>,
+    },
     Reset,
     Parties,
     Waiting,
@@ -244,10 +253,18 @@ impl ObjectKind for StoredBarrier {
                 }
                 Reply::Done
             }
-            BarrierOp::Abort => {
-                self.break_pass();
-                Reply::Done
-            }
+            BarrierOp::Abort { during } => match during {
+                // That pass happened (and was not broken): the waiter passed.
+                Some(g) if g != self.generation && self.broken_pass != Some(g) => {
+                    Reply::Bool(false)
+                }
+                // Already broken while it waited.
+                Some(g) if self.broken_pass == Some(g) => Reply::Bool(true),
+                _ => {
+                    self.break_pass();
+                    Reply::Bool(true)
+                }
+            },
             BarrierOp::Reset => {
                 if !self.arrived.is_empty() {
                     self.broken_pass = Some(self.generation);
@@ -306,6 +323,13 @@ mod tests {
         ));
         assert!(b.must_wait(&pass, 1).is_none());
         apply_keeping_refs(&mut b, pass).unwrap();
+        // A waiter whose time ran out just as the pass opened: it passed, nothing breaks.
+        let late = BarrierOp::Abort { during: Some(0) };
+        assert!(matches!(
+            apply_keeping_refs(&mut b, late),
+            Ok(Reply::Bool(false))
+        ));
+        assert!(!b.broken);
 
         arrive(&mut b, 1).unwrap();
         assert!(b.release_held_by(1));

@@ -185,8 +185,9 @@ impl ConditionProxyGuard<'_> {
             other => return Err(unexpected(other)),
         };
         let notified = handle.bool::<StoredCondition>(ConditionOp::WaitEnd { ticket, wait });
+        // Answers whether the ticket had been notified by then.
         let acquire = || {
-            handle.done::<StoredCondition>(ConditionOp::Acquire {
+            handle.bool::<StoredCondition>(ConditionOp::Acquire {
                 holder: self.holder,
                 wait: Wait::Forever,
                 ticket: Some(ticket),
@@ -198,8 +199,8 @@ impl ConditionProxyGuard<'_> {
             other => other,
         };
         let notified = notified?;
-        again?;
-        Ok(notified)
+        // A notification that came after the time ran out, before the lock was back, counts.
+        Ok(again? || notified)
     }
 }
 
@@ -219,7 +220,8 @@ impl Drop for ConditionProxyGuard<'_> {
 /// An operation on a condition.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum ConditionOp {
-    /// Takes the lock; with a ticket (the end of a wait), also drops it from the queue.
+    /// Takes the lock; with a ticket (the end of a wait), also drops it from the queue and
+    /// answers whether it had been notified.
     Acquire {
         holder: Holder,
         wait: Wait,
@@ -322,14 +324,19 @@ impl ObjectKind for StoredCondition {
                     Some(_) => return Err(Error::WouldBlock),
                     None => {}
                 }
-                if let Some(t) = ticket {
-                    self.waiters.retain(|&(w, _)| w != t);
-                }
                 if let Some(dead) = self.abandoned_by.take() {
                     return Err(Error::OwnerDied { tid: dead.tid });
                 }
                 self.holder = Some((me, conn));
-                Reply::Done
+                match ticket {
+                    Some(t) => {
+                        let queued = self.waiters.len();
+                        self.waiters.retain(|&(w, _)| w != t);
+                        // Off the queue already: a `Notify` took it.
+                        Reply::Bool(queued == self.waiters.len())
+                    }
+                    None => Reply::Done,
+                }
             }
             ConditionOp::Release { holder: me } => {
                 self.check_holder(me, "release")?;
@@ -407,6 +414,7 @@ mod tests {
         assert!(c.must_wait(&end, 0).is_none());
         assert!(c.must_wait(&acquire(a, Some(t)), 0).is_some());
         apply_keeping_refs(&mut c, ConditionOp::Release { holder: b }).unwrap();
-        apply_keeping_refs(&mut c, acquire(a, Some(t))).unwrap();
+        let notified = apply_keeping_refs(&mut c, acquire(a, Some(t))).unwrap();
+        assert!(matches!(notified, Reply::Bool(true)));
     }
 }
