@@ -80,7 +80,7 @@ pub use logging::{Level, Logger, get_logger, log_to_stderr};
 pub use manager::{
     ArrayProxy, BarrierProxy, ConditionProxy, ConditionProxyGuard, DictIter, DictProxy, EventProxy,
     ListIter, ListProxy, LockProxy, LockProxyGuard, Managed, ManagedProxy, Manager, ManagerBuilder,
-    ManagerServer, Proxy, QueueProxy, RLockProxy, RLockProxyGuard, SemaphoreProxy,
+    ManagerServer, PoolProxy, Proxy, QueueProxy, RLockProxy, RLockProxyGuard, SemaphoreProxy,
     SemaphoreProxyGuard, SetProxy, ValueProxy,
 };
 pub use pool::executor::{AsCompleted, Executor, as_completed};

@@ -221,6 +221,7 @@ impl ObjectKind for StoredBarrier {
                     wait: *wait,
                     busy: Err(Error::Timeout),
                     expired: Err(Error::Timeout),
+                    poll: None,
                 })
             }
             _ => None,

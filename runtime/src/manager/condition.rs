@@ -304,6 +304,7 @@ impl ObjectKind for StoredCondition {
                     wait: *wait,
                     busy: Ok(Reply::Bool(false)),
                     expired: Ok(Reply::Bool(false)),
+                    poll: None,
                 }),
             _ => None,
         }

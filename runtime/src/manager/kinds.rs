@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use super::object::{ObjectKind, Out, Pending, Registered, wrong_kind};
 use super::protocol::{Blob, Reply, Type};
 use super::{
-    array, barrier, condition, custom, dict, event, list, lock, queue, rlock, semaphore, set, value,
+    array, barrier, condition, custom, dict, event, list, lock, pool, queue, rlock, semaphore, set,
+    value,
 };
 use crate::error::{Error, Result};
 
@@ -126,6 +127,7 @@ kinds! {
     Array(array::StoredArray),
     Set(set::StoredSet),
     Custom(custom::StoredCustom),
+    Pool(pool::StoredPool),
 }
 
 impl Contents {

@@ -24,6 +24,7 @@ mod kinds;
 mod list;
 mod lock;
 mod object;
+mod pool;
 mod protocol;
 mod proxy;
 mod queue;
@@ -52,6 +53,8 @@ pub use dict::{DictIter, DictProxy};
 pub use event::EventProxy;
 pub use list::{ListIter, ListProxy};
 pub use lock::{LockProxy, LockProxyGuard};
+pub use pool::PoolProxy;
+pub(crate) use pool::{BUILTIN_WORKERS, call_bytes};
 pub use proxy::Proxy;
 pub use queue::QueueProxy;
 pub use rlock::{RLockProxy, RLockProxyGuard};
@@ -351,6 +354,14 @@ impl Manager {
     /// [`Error::InvalidArgument`].
     pub fn managed<T: Managed>(&self, name: &str, value: T) -> Result<ManagedProxy<T>> {
         ManagedProxy::create(&self.creator, name, &value)
+    }
+
+    /// A process pool of `processes` workers held by the server (Python's
+    /// `manager.Pool(processes)`): its `map` and `apply` run `#[mp::worker]`s in the server's
+    /// worker processes. See [`PoolProxy`].
+    #[doc(alias = "Pool")]
+    pub fn pool(&self, processes: usize) -> Result<PoolProxy> {
+        PoolProxy::create(&self.creator, processes)
     }
 
     /// A new, empty shared set.

@@ -413,6 +413,7 @@ impl Server {
                 wait,
                 busy,
                 expired,
+                poll,
             } = pending;
             let slice = match wait {
                 Wait::No => return busy.map(|r| (r, false)),
@@ -425,6 +426,7 @@ impl Server {
                 }
                 Wait::Forever => WATCH_CLIENT,
             };
+            let slice = poll.map_or(slice, |p| slice.min(p));
             object.waiters.fetch_add(1, Ordering::Relaxed);
             contents = object
                 .changed
