@@ -185,6 +185,10 @@ pub enum Error {
     /// An argument is invalid (Python's `ValueError`); the message says which and why.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A shared container changed size while it was being iterated over (Python's
+    /// `RuntimeError: dictionary changed size during iteration`); the message names it.
+    #[error("{0} changed size during iteration")]
+    ChangedDuringIteration(String),
     /// A pool worker died (exit, signal, OOM kill, abort) while it held this task. The pool
     /// replaced the worker; with retries enabled this error means the retry was lost too.
     #[error("pool worker (pid {pid}) {status} while running task {task_index}{}", chunk_note(*tasks))]
@@ -303,6 +307,7 @@ impl Error {
             Error::TooManyReleases => "TooManyReleases",
             Error::OutOfRange { .. } => "OutOfRange",
             Error::InvalidArgument(..) => "InvalidArgument",
+            Error::ChangedDuringIteration(..) => "ChangedDuringIteration",
             Error::WorkerDied { .. } => "WorkerDied",
             Error::TaskTimeout { .. } => "TaskTimeout",
             Error::Interrupted => "Interrupted",

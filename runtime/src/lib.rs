@@ -89,8 +89,10 @@ pub use connection::{
 pub use error::{Error, ExitStatus, Result, SendError};
 pub use logging::{Level, Logger, get_logger, log_to_stderr};
 pub use manager::{
-    DictProxy, EventProxy, ListProxy, LockProxy, LockProxyGuard, Manager, ManagerBuilder,
-    ManagerServer, Proxy, QueueProxy, ValueProxy,
+    ArrayProxy, BarrierProxy, ConditionProxy, ConditionProxyGuard, DictIter, DictProxy, EventProxy,
+    ListIter, ListProxy, LockProxy, LockProxyGuard, Managed, ManagedProxy, Manager, ManagerBuilder,
+    ManagerServer, PoolProxy, Proxy, QueueProxy, RLockProxy, RLockProxyGuard, SemaphoreProxy,
+    SemaphoreProxyGuard, SetProxy, ValueProxy,
 };
 pub use pool::executor::{
     AsCompleted, AsCompletedTimeout, Executor, ReturnWhen, as_completed, wait,
@@ -219,6 +221,7 @@ pub mod __private {
     //! Names used by generated code. Not public API.
     pub use crate::bootstrap::reap::leave_main;
     pub use crate::bootstrap::route::enter_main;
+    pub use crate::manager::{MANAGED_TYPES, ManagedType};
     pub use crate::sys::Plain;
     pub use crate::worker::Invocation;
     pub use crate::worker::{GUARDS, SealedWorker, WORKERS, WorkerEntry};

@@ -76,6 +76,9 @@ pub struct WorkerEntry {
     pub pool_init: fn(Invocation<'_>) -> i32,
     /// A chunk of pool tasks; 0 when the results were sent.
     pub pool_chunk: fn(Invocation<'_>) -> i32,
+    /// One call on encoded arguments, answering the encoded result (a panic is an error):
+    /// how a manager's pool runs a worker it knows only by name.
+    pub call_bytes: fn(&[u8]) -> crate::error::Result<Vec<u8>>,
 }
 
 /// A worker call in a child: the encoded arguments and where the result goes.
@@ -122,7 +125,11 @@ pub(crate) fn lookup(
     signature: &str,
     location: &str,
 ) -> Result<&'static WorkerEntry, String> {
-    let mut same_name = WORKERS.iter().filter(|e| e.name == name).peekable();
+    let mut same_name = WORKERS
+        .iter()
+        .chain(crate::manager::BUILTIN_WORKERS.iter())
+        .filter(|e| e.name == name)
+        .peekable();
     if same_name.peek().is_none() {
         return Err(String::new());
     }

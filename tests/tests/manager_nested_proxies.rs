@@ -24,8 +24,8 @@ fn a_dict_in_a_dict_outlives_its_handle() {
     outer.insert("k".into(), inner).unwrap();
     // `inner` was moved into the insert and is gone: only the dict refers to the object now.
     for round in 0..3 {
-        let got = outer.get(&"k".into()).unwrap().expect("the entry is there");
-        assert_eq!(got.get(&"x".into()).unwrap(), Some(1), "read {round}");
+        let got = outer.get("k").unwrap().expect("the entry is there");
+        assert_eq!(got.get("x").unwrap(), Some(1), "read {round}");
         got.insert("x".into(), 1).unwrap();
         drop(got);
         // Let the server notice that handle's connection closing (before the fix, the
@@ -33,9 +33,9 @@ fn a_dict_in_a_dict_outlives_its_handle() {
         std::thread::sleep(Duration::from_millis(50));
     }
     // Reading it without using it, then reading again, works too.
-    drop(outer.get(&"k".into()).unwrap());
+    drop(outer.get("k").unwrap());
     std::thread::sleep(Duration::from_millis(50));
-    let again = outer.get(&"k".into()).unwrap().unwrap();
+    let again = outer.get("k").unwrap().unwrap();
     assert_eq!(again.len().unwrap(), 1);
 }
 
@@ -211,8 +211,8 @@ fn nesting_both_ways() {
     let dict = manager.dict_from([("l".to_string(), inner)]).unwrap();
     for _ in 0..3 {
         let d = list.get(0).unwrap().unwrap();
-        assert_eq!(d.get(&"a".into()).unwrap(), Some(1));
-        let l = dict.get(&"l".into()).unwrap().unwrap();
+        assert_eq!(d.get("a").unwrap(), Some(1));
+        let l = dict.get("l").unwrap().unwrap();
         assert_eq!(l.to_vec().unwrap(), [1, 2]);
         let items = dict.items().unwrap();
         assert_eq!(items[0].1.len().unwrap(), 2);
@@ -237,7 +237,7 @@ fn mutate_nested(
     more: mp::ListProxy<mp::ListProxy<i64>>,
     address: mp::Address,
 ) -> mp::Result<()> {
-    let inner = outer.get(&"k".into())?.expect("the entry is there");
+    let inner = outer.get("k")?.expect("the entry is there");
     inner.insert("from child".into(), 42)?;
     more.get(0)?.expect("the item is there").append(42)?;
     // A list created here outlives this process, held by the parent's list.
@@ -262,8 +262,8 @@ fn a_reader_in_another_process_mutates_the_nested_object() {
         .join()
         .unwrap()
         .unwrap();
-    let inner = outer.get(&"k".into()).unwrap().unwrap();
-    assert_eq!(inner.get(&"from child".into()).unwrap(), Some(42));
+    let inner = outer.get("k").unwrap().unwrap();
+    assert_eq!(inner.get("from child").unwrap(), Some(42));
     assert_eq!(more.get(0).unwrap().unwrap().to_vec().unwrap(), [42]);
     assert_eq!(more.get(1).unwrap().unwrap().to_vec().unwrap(), [7]);
     wait_for_count(&manager, 5, "nothing freed by the child's exit");

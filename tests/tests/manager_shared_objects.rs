@@ -140,7 +140,10 @@ fn list_operations_and_the_copy_semantics() {
     ));
     list.extend([vec![3], vec![1], vec![2]]).unwrap();
     list.sort().unwrap();
-    assert_eq!(list.iter().unwrap().collect::<Vec<_>>(), [[1], [2], [3]]);
+    assert_eq!(
+        list.iter().collect::<mp::Result<Vec<_>>>().unwrap(),
+        [[1], [2], [3]]
+    );
     list.clear().unwrap();
     assert_eq!(list.len().unwrap(), 0);
 }

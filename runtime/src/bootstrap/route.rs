@@ -199,6 +199,7 @@ impl WorkerEntry {
             call_one: call_one::<W>,
             pool_init: crate::pool::child::run_init::<W>,
             pool_chunk: crate::pool::child::run_batch::<W>,
+            call_bytes: crate::manager::call_bytes::<W>,
         }
     }
 }

@@ -3,6 +3,8 @@
 //! dict on the server's side, [`StoredDict`]: its operations ([`DictOp`]) and how each
 //! applies. Must not know other kinds, sessions or the store.
 
+use std::borrow::Borrow;
+
 use indexmap::IndexMap;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -11,7 +13,7 @@ use super::handle;
 use super::object::{ObjectKind, Out, discard, refs_of};
 use super::protocol::{Blob, Key, Reply, unexpected};
 use super::proxy::{Creator, Named, proxy};
-use crate::error::{Result, SendError};
+use crate::error::{Error, Result, SendError};
 
 proxy! {
     /// A dictionary that lives in a [`Manager`](crate::Manager)'s server process (Python's
@@ -109,15 +111,30 @@ where
         }
     }
 
-    /// The value for `key`, if any.
-    pub fn get(&self, key: &K) -> Result<Option<V>> {
+    /// The value for `key`, if any. `key` may be any borrowed form of `K` that encodes as `K`
+    /// does (`&str` for `String`, `&[T]` for `Vec<T>`), as with `HashMap::get`.
+    ///
+    /// ```
+    /// # mp::guard!();
+    /// let manager = mp::Manager::new()?;
+    /// let ages = manager.dict_from([("ada".to_string(), 36)])?;
+    /// assert_eq!(ages.get("ada")?, Some(36));
+    /// assert!(!ages.contains_key("bob")?);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn get<Q>(&self, key: &Q) -> Result<Option<V>>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
         self.maybe(DictOp::Get(self.handle.encode_key(key)?))
     }
 
     /// The values for many keys in one round trip, in the keys' order.
-    pub fn get_many<'k>(&self, keys: impl IntoIterator<Item = &'k K>) -> Result<Vec<Option<V>>>
+    pub fn get_many<'k, Q>(&self, keys: impl IntoIterator<Item = &'k Q>) -> Result<Vec<Option<V>>>
     where
-        K: 'k,
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized + 'k,
     {
         let keys = keys
             .into_iter()
@@ -134,14 +151,22 @@ where
 
     /// Removes `key`; returns its value, if it had one.
     #[doc(alias = "pop")]
-    pub fn remove(&self, key: &K) -> Result<Option<V>> {
+    pub fn remove<Q>(&self, key: &Q) -> Result<Option<V>>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
         self.maybe(DictOp::Remove(self.handle.encode_key(key)?))
     }
 
     /// Whether `key` is present (Python's `key in d`).
     #[doc(alias = "contains")]
     #[doc(alias = "__contains__")]
-    pub fn contains_key(&self, key: &K) -> Result<bool> {
+    pub fn contains_key<Q>(&self, key: &Q) -> Result<bool>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
         self.handle
             .bool::<StoredDict>(DictOp::Contains(self.handle.encode_key(key)?))
     }
@@ -158,6 +183,57 @@ where
     pub fn values(&self) -> Result<Vec<V>> {
         match self.op(DictOp::Values)? {
             Reply::Blobs(values) => values.iter().map(|b| self.handle.decode(b)).collect(),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Iterates over the entries live, in insertion order, fetching 256 entries per round
+    /// trip (see [`iter_batched`](DictProxy::iter_batched)); [`items`](DictProxy::items) is
+    /// the snapshot in one round trip.
+    pub fn iter(&self) -> DictIter<K, V> {
+        self.iter_batched(DEFAULT_BATCH)
+    }
+
+    /// Iterates over the entries live, fetching `batch` entries (at least one) per round
+    /// trip. As in Python, a dict that changes size while it is iterated over yields an
+    /// [`Error::ChangedDuringIteration`](crate::Error::ChangedDuringIteration) item (seen
+    /// at the next fetch), then ends; an entry removed and another inserted between fetches
+    /// may shift entries past the iterator or show one twice.
+    ///
+    /// ```
+    /// # mp::guard!();
+    /// let manager = mp::Manager::new()?;
+    /// let squares = manager.dict_from((0..10u32).map(|i| (i, i * i)))?;
+    /// let sum: u32 = squares.iter_batched(3).map(|e| e.map(|(_, v)| v)).sum::<mp::Result<u32>>()?;
+    /// assert_eq!(sum, 285);
+    ///
+    /// let mut entries = squares.iter_batched(3);
+    /// entries.next().unwrap()?;
+    /// squares.insert(10, 100)?; // the size changes while iterating
+    /// let rest: Vec<_> = entries.collect();
+    /// assert!(matches!(rest.last(), Some(Err(mp::Error::ChangedDuringIteration(_)))));
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn iter_batched(&self, batch: usize) -> DictIter<K, V> {
+        DictIter {
+            dict: self.clone(),
+            batch: batch.max(1) as u64,
+            next: 0,
+            len: None,
+            page: std::collections::VecDeque::new(),
+            done: false,
+        }
+    }
+
+    fn page(&self, start: u64, max: u64) -> Result<(Vec<(K, V)>, u64)> {
+        match self.op(DictOp::Page { start, max })? {
+            Reply::Page { pairs, len } => {
+                let pairs = pairs
+                    .iter()
+                    .map(|(k, v)| Ok((handle::decode_key(k)?, self.handle.decode(v)?)))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok((pairs, len))
+            }
             other => Err(unexpected(other)),
         }
     }
@@ -221,11 +297,15 @@ where
     /// assert!(hits.is_empty()?);
     /// # Ok::<(), mp::Error>(())
     /// ```
-    pub fn update_with(
+    pub fn update_with<Q>(
         &self,
-        key: &K,
+        key: &Q,
         mut f: impl FnMut(Option<V>) -> Option<V>,
-    ) -> Result<Option<V>> {
+    ) -> Result<Option<V>>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
         let key = self.handle.encode_key(key)?;
         let (mut current, mut version) = match self.op(DictOp::Entry(key.clone()))? {
             Reply::Entry { value, version } => (value, version),
@@ -248,6 +328,73 @@ where
                 other => return Err(unexpected(other)),
             }
         }
+    }
+}
+
+/// How many entries or items a live iterator fetches per round trip by default.
+const DEFAULT_BATCH: usize = 256;
+
+/// A live iterator over a [`DictProxy`]'s entries ([`DictProxy::iter`]), fetching a batch
+/// per round trip; yields an error item and ends if the dict changes size meanwhile.
+#[derive(Debug)]
+pub struct DictIter<K, V> {
+    dict: DictProxy<K, V>,
+    batch: u64,
+    /// The position of the next entry to fetch.
+    next: u64,
+    /// The dict's size at the first fetch.
+    len: Option<u64>,
+    page: std::collections::VecDeque<(K, V)>,
+    done: bool,
+}
+
+impl<K, V> Iterator for DictIter<K, V>
+where
+    K: Serialize + DeserializeOwned,
+    V: Serialize + DeserializeOwned,
+{
+    type Item = Result<(K, V)>;
+
+    fn next(&mut self) -> Option<Result<(K, V)>> {
+        if let Some(entry) = self.page.pop_front() {
+            return Some(Ok(entry));
+        }
+        if self.done || self.len.is_some_and(|len| self.next >= len) {
+            return None;
+        }
+        let (pairs, len) = match self.dict.page(self.next, self.batch) {
+            Ok(page) => page,
+            Err(e) => {
+                self.done = true;
+                return Some(Err(e));
+            }
+        };
+        if self.len.is_some_and(|l| l != len) {
+            self.done = true;
+            return Some(Err(Error::ChangedDuringIteration("shared dict".to_owned())));
+        }
+        self.len = Some(len);
+        if pairs.is_empty() {
+            self.done = true;
+            return None;
+        }
+        self.next += pairs.len() as u64;
+        self.page.extend(pairs);
+        self.page.pop_front().map(Ok)
+    }
+}
+
+impl<K, V> IntoIterator for &DictProxy<K, V>
+where
+    K: Serialize + DeserializeOwned,
+    V: Serialize + DeserializeOwned,
+{
+    type Item = Result<(K, V)>;
+    type IntoIter = DictIter<K, V>;
+
+    /// See [`DictProxy::iter`].
+    fn into_iter(self) -> DictIter<K, V> {
+        self.iter()
     }
 }
 
@@ -291,6 +438,11 @@ pub(crate) enum DictOp {
     },
     Len,
     Clear,
+    /// At most `max` entries from position `start` on, with the dict's size.
+    Page {
+        start: u64,
+        max: u64,
+    },
 }
 
 /// A dict as the server keeps it: entries in insertion order, as Python's dicts, each with
@@ -347,6 +499,19 @@ impl ObjectKind for StoredDict {
             ),
             DictOp::Contains(key) => (Reply::Bool(self.map.contains_key(&key)), Copied),
             DictOp::Keys => (Reply::Keys(self.map.keys().cloned().collect()), Copied),
+            DictOp::Page { start, max } => {
+                let skip = usize::try_from(start).unwrap_or(usize::MAX);
+                let take = usize::try_from(max).unwrap_or(usize::MAX);
+                let pairs = self
+                    .map
+                    .iter()
+                    .skip(skip)
+                    .take(take)
+                    .map(|(k, (v, _))| (k.clone(), v.clone()))
+                    .collect();
+                let len = self.map.len() as u64;
+                (Reply::Page { pairs, len }, Copied)
+            }
             DictOp::Values => (
                 Reply::Blobs(self.map.values().map(|(v, _)| v.clone()).collect()),
                 Copied,

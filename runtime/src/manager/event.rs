@@ -120,6 +120,7 @@ impl ObjectKind for StoredEvent {
                 wait: *wait,
                 busy: Ok(Reply::Bool(false)),
                 expired: Ok(Reply::Bool(false)),
+                poll: None,
             }),
             _ => None,
         }

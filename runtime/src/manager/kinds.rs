@@ -9,7 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use super::object::{ObjectKind, Out, Pending, Registered, wrong_kind};
 use super::protocol::{Blob, Reply, Type};
-use super::{dict, event, list, lock, queue, value};
+use super::{
+    array, barrier, condition, custom, dict, event, list, lock, pool, queue, rlock, semaphore, set,
+    value,
+};
 use crate::error::{Error, Result};
 
 macro_rules! kinds {
@@ -117,6 +120,14 @@ kinds! {
     Queue(queue::StoredQueue),
     Lock(lock::StoredLock),
     Event(event::StoredEvent),
+    RLock(rlock::StoredRLock),
+    Semaphore(semaphore::StoredSemaphore),
+    Condition(condition::StoredCondition),
+    Barrier(barrier::StoredBarrier),
+    Array(array::StoredArray),
+    Set(set::StoredSet),
+    Custom(custom::StoredCustom),
+    Pool(pool::StoredPool),
 }
 
 impl Contents {

@@ -135,9 +135,41 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
         Ok(self.snapshot()?.0)
     }
 
-    /// Iterates over a snapshot of the list taken now (later changes are not seen).
-    pub fn iter(&self) -> Result<std::vec::IntoIter<T>> {
-        Ok(self.to_vec()?.into_iter())
+    /// Iterates over the list live, by position, fetching 256 items per round trip (see
+    /// [`iter_batched`](ListProxy::iter_batched)); [`to_vec`](ListProxy::to_vec) is the
+    /// snapshot in one round trip.
+    pub fn iter(&self) -> ListIter<T> {
+        self.iter_batched(256)
+    }
+
+    /// Iterates over the list live, by position as Python does (`list[0]`, `list[1]`, … until
+    /// the end), fetching `batch` items (at least one) per round trip: items appended while
+    /// iterating are seen, and items removed before the current position shift others past
+    /// it, as in Python; a failed fetch is an error item, after which the iterator ends.
+    ///
+    /// ```
+    /// # mp::guard!();
+    /// let manager = mp::Manager::new()?;
+    /// let list = manager.list_from(0..10u32)?;
+    /// let mut seen = Vec::new();
+    /// for item in list.iter_batched(4) {
+    ///     let item = item?;
+    ///     if item == 0 {
+    ///         list.append(10)?; // seen: the iteration reads live
+    ///     }
+    ///     seen.push(item);
+    /// }
+    /// assert_eq!(seen, (0..=10).collect::<Vec<_>>());
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn iter_batched(&self, batch: usize) -> ListIter<T> {
+        ListIter {
+            list: self.clone(),
+            batch: batch.max(1) as u64,
+            next: 0,
+            page: std::collections::VecDeque::new(),
+            done: false,
+        }
     }
 
     /// Changes the whole list atomically: `f` runs here on a copy, and the result replaces
@@ -227,6 +259,70 @@ pub(crate) enum ListOp {
     },
     Len,
     Clear,
+    /// At most `max` items from position `start` on.
+    Slice {
+        start: u64,
+        max: u64,
+    },
+}
+
+/// A live iterator over a [`ListProxy`] ([`ListProxy::iter`]), fetching a batch of items per
+/// round trip.
+#[derive(Debug)]
+pub struct ListIter<T> {
+    list: ListProxy<T>,
+    batch: u64,
+    /// The position of the next item to fetch.
+    next: u64,
+    page: std::collections::VecDeque<T>,
+    done: bool,
+}
+
+impl<T: Serialize + DeserializeOwned> Iterator for ListIter<T> {
+    type Item = Result<T>;
+
+    fn next(&mut self) -> Option<Result<T>> {
+        if let Some(item) = self.page.pop_front() {
+            return Some(Ok(item));
+        }
+        if self.done {
+            return None;
+        }
+        let fetched = match self.list.handle.op::<StoredList>(ListOp::Slice {
+            start: self.next,
+            max: self.batch,
+        }) {
+            Ok(Reply::Blobs(items)) => items
+                .iter()
+                .map(|b| self.list.handle.decode(b))
+                .collect::<Result<Vec<T>>>(),
+            Ok(other) => Err(unexpected(other)),
+            Err(e) => Err(e),
+        };
+        match fetched {
+            Ok(items) => {
+                // A short batch: the list ended there.
+                self.done = (items.len() as u64) < self.batch;
+                self.next += items.len() as u64;
+                self.page.extend(items);
+                self.page.pop_front().map(Ok)
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> IntoIterator for &ListProxy<T> {
+    type Item = Result<T>;
+    type IntoIter = ListIter<T>;
+
+    /// See [`ListProxy::iter`].
+    fn into_iter(self) -> ListIter<T> {
+        self.iter()
+    }
 }
 
 /// A list as the server keeps it: its items and a version that every change advances.
@@ -262,6 +358,14 @@ impl ObjectKind for StoredList {
         let StoredList { items, version } = self;
         let reply = match op {
             ListOp::Len => return Ok((Reply::Len(items.len() as u64), Copied)),
+            ListOp::Slice { start, max } => {
+                let start = usize::try_from(start)
+                    .unwrap_or(usize::MAX)
+                    .min(items.len());
+                let end = start.saturating_add(usize::try_from(max).unwrap_or(usize::MAX));
+                let end = end.min(items.len());
+                return Ok((Reply::Blobs(items[start..end].to_vec()), Copied));
+            }
             ListOp::Get(i) => {
                 return Ok((
                     Reply::MaybeBlob(usize::try_from(i).ok().and_then(|i| items.get(i)).cloned()),

@@ -1,5 +1,6 @@
 //! Managers (Python's `multiprocessing.managers`): a server process that owns shared lists,
-//! dicts, values, queues, locks and events, and typed proxies that talk to it over an
+//! dicts, values, queues, locks, events, re-entrant locks, semaphores, conditions, barriers,
+//! arrays, sets and values of custom types, and typed proxies that talk to it over an
 //! authenticated local socket or TCP. Requests are typed enums, never code. Protocol, object
 //! lifetime and failure handling: `README.md` beside this file.
 //!
@@ -8,9 +9,14 @@
 //! no serving. The layers, bottom up: `protocol`
 //! (requests and replies, no kind named), `object` (what a kind is), `handle` (a proxy's
 //! connections) and `proxy` (what proxies share), one file per kind (`list`, `dict`,
-//! `value`, `queue`, `lock`, `event`: its proxy and its server-side operations), `kinds`
+//! `value`, `queue`, `lock`, `event`, `rlock`, `semaphore`, `condition`, `barrier`, `array`,
+//! `set`, `custom`: its proxy and its server-side operations), `kinds`
 //! (the list of kinds), `server` (sessions and object lifetime) and `serve` (its entries).
 
+mod array;
+mod barrier;
+mod condition;
+mod custom;
 mod dict;
 mod event;
 mod handle;
@@ -18,11 +24,15 @@ mod kinds;
 mod list;
 mod lock;
 mod object;
+mod pool;
 mod protocol;
 mod proxy;
 mod queue;
+mod rlock;
+mod semaphore;
 mod serve;
 mod server;
+mod set;
 mod value;
 
 use std::fmt;
@@ -35,14 +45,23 @@ use crate::codec::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use dict::DictProxy;
+pub use array::ArrayProxy;
+pub use barrier::BarrierProxy;
+pub use condition::{ConditionProxy, ConditionProxyGuard};
+pub use custom::{MANAGED_TYPES, Managed, ManagedProxy, ManagedType};
+pub use dict::{DictIter, DictProxy};
 pub use event::EventProxy;
-pub use list::ListProxy;
+pub use list::{ListIter, ListProxy};
 pub use lock::{LockProxy, LockProxyGuard};
+pub use pool::PoolProxy;
+pub(crate) use pool::{BUILTIN_WORKERS, call_bytes};
 pub use proxy::Proxy;
 pub use queue::QueueProxy;
+pub use rlock::{RLockProxy, RLockProxyGuard};
+pub use semaphore::{SemaphoreProxy, SemaphoreProxyGuard};
 pub use serve::ManagerServer;
 pub(crate) use serve::serve_child;
+pub use set::SetProxy;
 pub use value::ValueProxy;
 
 use handle::Endpoint;
@@ -69,8 +88,11 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(2);
 /// random auth key; [`Manager::builder`] can make it listen on TCP with a key of your choice,
 /// and [`Manager::connect`] reaches a server started elsewhere. Proxies
 /// ([`ListProxy`], [`DictProxy`], [`ValueProxy`], [`QueueProxy`], [`LockProxy`],
-/// [`EventProxy`]) are ordinary worker arguments: they travel as the server's address, the
-/// key and the object's id.
+/// [`EventProxy`], [`RLockProxy`], [`SemaphoreProxy`], [`ConditionProxy`], [`BarrierProxy`],
+/// [`ArrayProxy`], [`SetProxy`], and [`ManagedProxy`] for custom types registered with
+/// [`ManagerBuilder::register`]) are ordinary worker arguments: they travel as the server's
+/// address, the key and the object's id. [`Manager::object_count`] tells how many objects
+/// the server holds (diagnostics: a leak shows there).
 ///
 /// Dropping a `Manager` that started its server shuts the server down (the objects are gone;
 /// proxies then fail with [`Error::ManagerGone`]); the server also exits when this process
@@ -150,6 +172,8 @@ pub struct ManagerBuilder {
     address: Option<Result<Address>>,
     authkey: Option<Vec<u8>>,
     max_message: u64,
+    /// Custom shared types: registered name and type name.
+    types: Vec<(String, String)>,
 }
 
 impl Manager {
@@ -179,6 +203,7 @@ impl Manager {
             address: None,
             authkey: None,
             max_message: DEFAULT_MAX_MESSAGE,
+            types: Vec::new(),
         }
     }
 
@@ -280,6 +305,90 @@ impl Manager {
     /// A new shared event (Python's `manager.Event()`).
     pub fn event(&self) -> Result<EventProxy> {
         EventProxy::create(&self.creator, None)
+    }
+
+    /// A new unbounded shared queue with `task_done` and `join` (Python's
+    /// `manager.JoinableQueue()`): the same [`QueueProxy`] as [`queue`](Manager::queue), since
+    /// every manager queue counts unfinished items, as Python's `queue.Queue` does.
+    #[doc(alias = "JoinableQueue")]
+    pub fn joinable_queue<T: Serialize + DeserializeOwned>(&self) -> Result<QueueProxy<T>> {
+        self.queue()
+    }
+
+    /// A new shared re-entrant lock (Python's `manager.RLock()`).
+    #[doc(alias = "RLock")]
+    pub fn rlock(&self) -> Result<RLockProxy> {
+        RLockProxy::create(&self.creator, None)
+    }
+
+    /// A new shared semaphore with `value` permits (Python's `manager.Semaphore(value)`).
+    #[doc(alias = "Semaphore")]
+    pub fn semaphore(&self, value: u32) -> Result<SemaphoreProxy> {
+        SemaphoreProxy::create(&self.creator, None, value, false)
+    }
+
+    /// A new shared semaphore with `value` permits that refuses to go above `value`
+    /// ([`Error::TooManyReleases`]; Python's `manager.BoundedSemaphore(value)`).
+    #[doc(alias = "BoundedSemaphore")]
+    pub fn bounded_semaphore(&self, value: u32) -> Result<SemaphoreProxy> {
+        SemaphoreProxy::create(&self.creator, None, value, true)
+    }
+
+    /// A new shared condition variable with its own lock (Python's `manager.Condition()`).
+    #[doc(alias = "Condition")]
+    pub fn condition(&self) -> Result<ConditionProxy> {
+        ConditionProxy::create(&self.creator, None)
+    }
+
+    /// A new shared barrier for `parties` parties (Python's `manager.Barrier(parties)`).
+    #[doc(alias = "Barrier")]
+    pub fn barrier(&self, parties: u32) -> Result<BarrierProxy> {
+        BarrierProxy::create(&self.creator, None, parties)
+    }
+
+    /// The barrier called `name`, created for `parties` parties if there is none (an existing
+    /// one keeps its own number of parties). [`named`](Manager::named) finds an existing one.
+    pub fn named_barrier(&self, name: &str, parties: u32) -> Result<BarrierProxy> {
+        BarrierProxy::create(&self.creator, Some(name), parties)
+    }
+
+    /// A new shared fixed-length array holding `items` (Python's
+    /// `manager.Array(typecode, sequence)`).
+    #[doc(alias = "Array")]
+    pub fn array<T: Serialize + DeserializeOwned>(
+        &self,
+        items: impl IntoIterator<Item = T>,
+    ) -> Result<ArrayProxy<T>> {
+        ArrayProxy::create(&self.creator, items.into_iter().collect())
+    }
+
+    /// A new object of the custom shared type the server registered as `name` (Python's
+    /// `manager.<typeid>(...)` after `BaseManager.register(typeid, ...)`), holding `value`; see
+    /// [`Managed`]. A name the server did not register, or registered for another type, is
+    /// [`Error::InvalidArgument`].
+    pub fn managed<T: Managed>(&self, name: &str, value: T) -> Result<ManagedProxy<T>> {
+        ManagedProxy::create(&self.creator, name, &value)
+    }
+
+    /// A process pool of `processes` workers held by the server (Python's
+    /// `manager.Pool(processes)`): its `map` and `apply` run `#[mp::worker]`s in the server's
+    /// worker processes. See [`PoolProxy`].
+    #[doc(alias = "Pool")]
+    pub fn pool(&self, processes: usize) -> Result<PoolProxy> {
+        PoolProxy::create(&self.creator, processes)
+    }
+
+    /// A new, empty shared set.
+    pub fn set<T: Serialize + DeserializeOwned>(&self) -> Result<SetProxy<T>> {
+        SetProxy::create(&self.creator, None, Vec::new())
+    }
+
+    /// A new shared set holding `items`.
+    pub fn set_from<T: Serialize + DeserializeOwned>(
+        &self,
+        items: impl IntoIterator<Item = T>,
+    ) -> Result<SetProxy<T>> {
+        SetProxy::create(&self.creator, None, items.into_iter().collect())
     }
 
     /// The object called `name` on this manager's server, created empty if there is none:
@@ -386,9 +495,23 @@ impl ManagerBuilder {
         self
     }
 
+    /// Serves the custom shared type `T` under `name` (Python's `BaseManager.register(name,
+    /// T)`): clients create its objects with [`Manager::managed`]. `T` must also be declared
+    /// with [`mp::managed!`](crate::managed), which is how the server process finds its code;
+    /// [`start`](ManagerBuilder::start) fails with [`Error::InvalidArgument`] otherwise. See
+    /// [`Managed`] for an example.
+    pub fn register<T: Managed>(mut self, name: &str) -> ManagerBuilder {
+        self.types
+            .push((name.to_owned(), std::any::type_name::<T>().to_owned()));
+        self
+    }
+
     /// Binds the address here (so a taken port fails now, in this process), then starts the
     /// server process and waits until it is serving.
     pub fn start(self) -> Result<Manager> {
+        for (_, type_name) in &self.types {
+            custom::declared(type_name)?;
+        }
         let authkey = match self.authkey {
             Some(key) => key,
             None => crate::process::authkey()?.to_vec(),
@@ -409,6 +532,7 @@ impl ManagerBuilder {
             listener: ListenerFd(listener),
             authkey: Bytes(authkey.clone()),
             max_message: self.max_message,
+            types: self.types,
         };
         let (mut child, channel) = start_child(Role::ManagerServer, &spec, "mp-manager", false)?;
         // The server owns the listening socket now (it removes a socket file when it stops).

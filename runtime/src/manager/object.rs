@@ -7,6 +7,7 @@
 //! `apply` is a plain function on its contents, so it can be tested without a server.
 
 use std::fmt;
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -86,6 +87,9 @@ pub(crate) struct Pending {
     pub(crate) busy: Response,
     /// The answer when the time allowed has run out.
     pub(crate) expired: Response,
+    /// For a state that changes without any operation on the object (a pool's call
+    /// finishing): how often to check again.
+    pub(crate) poll: Option<Duration>,
 }
 
 impl Pending {
@@ -96,6 +100,7 @@ impl Pending {
             wait,
             busy: Err(busy),
             expired: Err(Error::Timeout),
+            poll: None,
         }
     }
 }

@@ -108,6 +108,16 @@ pub(crate) struct Holder {
     pub(crate) tid: u32,
 }
 
+impl Holder {
+    /// The calling thread.
+    pub(crate) fn current() -> Holder {
+        Holder {
+            pid: crate::sys::getpid(),
+            tid: crate::sys::gettid(),
+        }
+    }
+}
+
 /// A request on a connection. After `Create` or `Attach` a connection belongs to one object,
 /// which every `Op` addresses.
 ///
@@ -199,6 +209,21 @@ pub(crate) enum Reply {
     },
     /// A compare-and-swap went through.
     Swapped,
+    /// A number that names something on the server (a condition's waiter ticket).
+    Ticket(u64),
+    /// A party arrived at a barrier: its arrival index in pass `generation`, and whether it
+    /// was the last one (the pass happened).
+    Arrival {
+        index: u64,
+        generation: u64,
+        last: bool,
+    },
+    /// Entries from position `start` on (a page of a dict's live iteration), with the
+    /// dict's size now.
+    Page {
+        pairs: Vec<(Key, Blob)>,
+        len: u64,
+    },
 }
 
 impl Reply {
@@ -210,7 +235,9 @@ impl Reply {
             Reply::MaybeBlob(b) | Reply::Entry { value: b, .. } => b.iter_mut().for_each(f),
             Reply::Blobs(items) | Reply::Items { items, .. } => items.iter_mut().for_each(f),
             Reply::MaybeBlobs(items) => items.iter_mut().flatten().for_each(f),
-            Reply::Pairs(pairs) => pairs.iter_mut().for_each(|(_, v)| f(v)),
+            Reply::Pairs(pairs) | Reply::Page { pairs, .. } => {
+                pairs.iter_mut().for_each(|(_, v)| f(v))
+            }
             Reply::Done
             | Reply::Created { .. }
             | Reply::Stats { .. }
@@ -218,7 +245,9 @@ impl Reply {
             | Reply::Len(_)
             | Reply::Bool(_)
             | Reply::Keys(_)
-            | Reply::Swapped => {}
+            | Reply::Swapped
+            | Reply::Ticket(_)
+            | Reply::Arrival { .. } => {}
         }
     }
 }

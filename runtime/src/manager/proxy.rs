@@ -18,7 +18,11 @@ use crate::error::Result;
 /// Something [`Manager::named`](crate::Manager::named) can find or create by name: every
 /// proxy type ([`ListProxy`](crate::ListProxy), [`DictProxy`](crate::DictProxy),
 /// [`ValueProxy`](crate::ValueProxy), [`QueueProxy`](crate::QueueProxy),
-/// [`LockProxy`](crate::LockProxy), [`EventProxy`](crate::EventProxy)).
+/// [`LockProxy`](crate::LockProxy), [`EventProxy`](crate::EventProxy),
+/// [`RLockProxy`](crate::RLockProxy), [`SemaphoreProxy`](crate::SemaphoreProxy) (created with
+/// one permit), [`ConditionProxy`](crate::ConditionProxy), [`SetProxy`](crate::SetProxy), and
+/// [`BarrierProxy`](crate::BarrierProxy), found only: create it with
+/// [`Manager::named_barrier`](crate::Manager::named_barrier)).
 ///
 /// Sealed: only the proxy types of `mp` implement it, since each needs its own operations on
 /// the server.

@@ -125,6 +125,41 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
         Ok(self.qsize()? == 0)
     }
 
+    /// Marks one item taken earlier as processed (Python's `task_done()`, which every
+    /// manager queue has, as `queue.Queue` does); more calls than items put is
+    /// [`Error::TaskDoneTooOften`].
+    ///
+    /// ```
+    /// # mp::guard!();
+    /// let manager = mp::Manager::new()?;
+    /// let jobs = manager.joinable_queue::<u32>()?;
+    /// jobs.put(1)?;
+    /// assert!(matches!(jobs.join_timeout(std::time::Duration::from_millis(10)), Err(mp::Error::Timeout)));
+    /// assert_eq!(jobs.get()?, 1);
+    /// jobs.task_done()?;
+    /// jobs.join()?; // every item put was processed
+    /// assert!(matches!(jobs.task_done(), Err(mp::Error::TaskDoneTooOften)));
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn task_done(&self) -> Result<()> {
+        self.handle.done::<StoredQueue>(QueueOp::TaskDone)
+    }
+
+    /// Waits until every item put has been marked processed with
+    /// [`task_done`](QueueProxy::task_done) (Python's `join()`).
+    pub fn join(&self) -> Result<()> {
+        self.handle.done::<StoredQueue>(QueueOp::Join {
+            wait: Wait::Forever,
+        })
+    }
+
+    /// Like [`join`](QueueProxy::join), waiting at most `timeout` ([`Error::Timeout`]).
+    pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
+        self.handle.done::<StoredQueue>(QueueOp::Join {
+            wait: Wait::from_timeout(Some(timeout)),
+        })
+    }
+
     fn put_wait(&self, item: T, wait: Wait) -> Result<(), SendError<T>> {
         self.handle
             .send_value::<StoredQueue, T>(item, |blob| QueueOp::Put {
@@ -163,6 +198,12 @@ pub(crate) enum QueueOp {
         max: u64,
         wait: Wait,
     },
+    /// One item taken earlier is processed.
+    TaskDone,
+    /// Waits until every item put is processed.
+    Join {
+        wait: Wait,
+    },
 }
 
 /// A queue as the server keeps it.
@@ -170,6 +211,8 @@ pub(crate) enum QueueOp {
 pub(crate) struct StoredQueue {
     items: VecDeque<Blob>,
     maxsize: Option<usize>,
+    /// Items put and not yet marked processed (`task_done`).
+    unfinished: u64,
 }
 
 impl ObjectKind for StoredQueue {
@@ -182,6 +225,7 @@ impl ObjectKind for StoredQueue {
         Ok(StoredQueue {
             items: VecDeque::new(),
             maxsize: maxsize.map(|m| usize::try_from(m).unwrap_or(usize::MAX)),
+            unfinished: 0,
         })
     }
 
@@ -192,7 +236,9 @@ impl ObjectKind for StoredQueue {
     fn incoming(op: &QueueOp) -> Vec<u64> {
         match op {
             QueueOp::Put { items, .. } => refs_of(items),
-            QueueOp::Len | QueueOp::Take { .. } => Vec::new(),
+            QueueOp::Len | QueueOp::Take { .. } | QueueOp::TaskDone | QueueOp::Join { .. } => {
+                Vec::new()
+            }
         }
     }
 
@@ -208,7 +254,10 @@ impl ObjectKind for StoredQueue {
                 .items
                 .is_empty()
                 .then(|| Pending::or_fail(*wait, Error::Empty)),
-            QueueOp::Len => None,
+            QueueOp::Join { wait } => {
+                (self.unfinished > 0).then(|| Pending::or_fail(*wait, Error::Timeout))
+            }
+            QueueOp::Len | QueueOp::TaskDone => None,
         }
     }
 
@@ -224,6 +273,7 @@ impl ObjectKind for StoredQueue {
                         items.len()
                     )));
                 }
+                self.unfinished += items.len() as u64;
                 self.items.extend(items);
                 (Reply::Done, Out::Copied)
             }
@@ -232,6 +282,14 @@ impl ObjectKind for StoredQueue {
                 let n = max.min(self.items.len());
                 (Reply::Blobs(self.items.drain(..n).collect()), Out::Dequeued)
             }
+            QueueOp::TaskDone => {
+                if self.unfinished == 0 {
+                    return Err(Error::TaskDoneTooOften);
+                }
+                self.unfinished -= 1;
+                (Reply::Done, Out::Copied)
+            }
+            QueueOp::Join { .. } => (Reply::Done, Out::Copied),
         })
     }
 

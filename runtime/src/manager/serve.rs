@@ -88,6 +88,15 @@ impl ManagerServer {
         }
     }
 
+    /// Serves the custom shared type `T` under `name` (Python's `BaseManager.register`);
+    /// clients create its objects with [`Manager::managed`](crate::Manager::managed). The
+    /// registration holds for every manager server of this process. See
+    /// [`Managed`](crate::Managed).
+    pub fn register<T: super::Managed>(self, name: &str) -> ManagerServer {
+        super::custom::register::<T>(name);
+        self
+    }
+
     /// The address it listens on.
     pub fn address(&self) -> &Address {
         self.listener.address()
@@ -106,6 +115,8 @@ pub(crate) struct ServerSpec {
     pub(crate) listener: ListenerFd,
     pub(crate) authkey: Bytes,
     pub(crate) max_message: u64,
+    /// Custom shared types: registered name and type name (see `custom.rs`).
+    pub(crate) types: Vec<(String, String)>,
 }
 
 /// A listening socket that travels to the server process as its descriptor.
@@ -131,6 +142,7 @@ pub(crate) fn serve_child(channel: &Channel, args: Frame) -> i32 {
     // `Manager`, or exits, not halfway through the parent's clean-up.
     sys::ignore_sigint();
     let server = args.decode::<ServerSpec>().and_then(|spec| {
+        super::custom::register_declared(&spec.types)?;
         let listener = Listener::from_parts(spec.listener.0, spec.authkey.0)?
             .with_max_message(spec.max_message);
         Server::new(listener)

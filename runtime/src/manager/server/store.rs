@@ -193,7 +193,8 @@ impl Store {
 
 fn gone(id: u64) -> Error {
     Error::InvalidArgument(format!(
-        "shared object #{id} no longer exists (every proxy to it was dropped)"
+        "shared object #{id} no longer exists (every proxy to it was dropped; \
+         `Manager::object_count` tells how many objects the server holds)"
     ))
 }
 
