@@ -182,3 +182,49 @@ fn iteration_ends_on_a_closed_handle() {
     assert!(it.next().is_none());
     assert!(it.next().is_none());
 }
+
+#[mp::worker]
+fn put_until_shut_down(q: Queue<u64>) -> u64 {
+    let mut ok = 0;
+    loop {
+        match q.put(ok) {
+            Ok(()) => ok += 1,
+            Err(e) if matches!(e.error, Error::ShutDown) => return ok,
+            Err(e) => panic!("unexpected: {e}"),
+        }
+    }
+}
+
+#[mp::worker]
+fn count_until_shut_down(q: Queue<u64>) -> mp::Result<u64> {
+    let mut n = 0;
+    for message in &q {
+        message?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+#[test]
+fn every_put_that_succeeded_before_a_racing_shutdown_is_received() {
+    let _w = limit();
+    for _ in 0..3 {
+        let q = Queue::with_maxsize(64).unwrap();
+        let mut producers: Vec<_> = (0..2)
+            .map(|_| mp::spawn(put_until_shut_down, q.clone()).unwrap())
+            .collect();
+        let mut consumer = mp::spawn(count_until_shut_down, q.clone()).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        q.shutdown();
+        let put: u64 = producers
+            .iter_mut()
+            .map(|p| p.join_timeout(Duration::from_secs(10)).unwrap())
+            .sum();
+        let received = consumer
+            .join_timeout(Duration::from_secs(10))
+            .unwrap()
+            .unwrap();
+        assert!(put > 0);
+        assert_eq!(received, put, "a put that returned Ok was lost");
+    }
+}

@@ -120,3 +120,27 @@ fn a_second_guard_of_the_same_value_is_refused_even_under_an_rlock() {
     drop(g);
     assert_eq!(q.get().unwrap(), 2);
 }
+
+#[mp::worker]
+fn die_holding(v: Value<u32>, xs: Array<u32>, rlock: RLock) {
+    let _section = rlock.acquire().unwrap();
+    let _v = v.lock().unwrap();
+    let _xs = xs.lock().unwrap();
+    std::process::abort();
+}
+
+#[test]
+fn a_holder_that_dies_is_reported_once_by_the_shared_lock() {
+    let _w = limit();
+    let rlock = RLock::new().unwrap();
+    let v = Value::with_rlock(1u32, &rlock).unwrap();
+    let xs = Array::<u32>::with_rlock(4, &rlock).unwrap();
+    let mut p = mp::spawn(die_holding, (v.clone(), xs.clone(), rlock.clone())).unwrap();
+    assert!(p.join_timeout(Duration::from_secs(10)).is_err());
+    // The death is reported once, by the shared lock; the value's own lock and the array's
+    // claim of the dead holder are taken over silently.
+    assert!(matches!(v.lock(), Err(Error::OwnerDied { .. })));
+    assert_eq!(*v.lock().unwrap(), 1);
+    assert_eq!(xs.lock().unwrap().len(), 4);
+    assert_eq!(xs.get(0).unwrap(), 0);
+}

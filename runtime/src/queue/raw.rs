@@ -320,10 +320,23 @@ impl Raw {
                 s.u64(OFF_HEAD).load(Ordering::Acquire) != s.u64(OFF_TAIL).load(Ordering::Acquire)
             };
             // After a shutdown, what is left is still taken (unless it was immediate); then
-            // the error. No put lands after `shutdown` returned, so empty stays empty.
+            // the error. A put that passed its check before the shutdown may still be
+            // publishing: wait for the producer lock (which also finishes a dead producer's
+            // publish) and look again. No put lands after that, so empty stays empty.
             match self.shutdown_state() {
                 OPEN => {}
                 SHUT_DOWN if nonempty() => {}
+                SHUT_DOWN => {
+                    if let Ok(recovered) = self.plock().lock(deadline) {
+                        if recovered {
+                            self.recover_producer();
+                        }
+                        self.plock().unlock();
+                    }
+                    if !nonempty() {
+                        return Err(Error::ShutDown);
+                    }
+                }
                 _ => return Err(Error::ShutDown),
             }
             let ready = || nonempty() || self.shutdown_state() != OPEN;

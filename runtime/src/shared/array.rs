@@ -226,8 +226,9 @@ impl<T: Plain> Array<T> {
         let me = sys::gettid();
         let table = RawMutex::new(self.seg.word(TABLE_LOCK));
         // When to check the owners of conflicting claims; set on the first wait, so the
-        // uncontended path reads no clock.
-        let mut next_check: Option<Instant> = None;
+        // uncontended path reads no clock. Under a shared lock, a claim of another thread is
+        // a dead one (every holder holds the shared lock): check at once.
+        let mut next_check: Option<Instant> = shared.as_ref().map(|_| Instant::now());
         let mut died = None;
         loop {
             let check_owners = next_check.is_some_and(|c| Instant::now() >= c);
@@ -255,10 +256,11 @@ impl<T: Plain> Array<T> {
                 let overlaps = theirs.start < range.end
                     && range.start < theirs.end
                     && (mode == EXCLUSIVE || their_mode == EXCLUSIVE);
-                if check_owners && !sys::thread_alive(owner) {
+                if check_owners && owner != me && !sys::thread_alive(owner) {
                     self.claim_owner(i).store(0, Ordering::Relaxed);
                     free = free.or(Some(i));
-                    if overlaps {
+                    // Under a shared lock the death was reported by that lock: silent.
+                    if overlaps && shared.is_none() {
                         died = Some(owner);
                     } else {
                         tracing::warn!(target: "mp", "array range holder (thread {owner}) died");
