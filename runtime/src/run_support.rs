@@ -7,7 +7,7 @@
 //! `peak <pid> <KiB>`, its peak resident memory). Without them nothing here does anything.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::Child;
+use crate::sys::Child;
 use std::sync::{Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};

@@ -1,9 +1,10 @@
 //! Who this process is: `MainProcess`, or the name, daemon flag and parent a child was given
 //! in its bootstrap; and the numbers of the children it names.
 //!
-//! Set once by the router (`route.rs`) in a child; read everywhere. Imports nothing of `mp`.
+//! Set by the router (`route.rs`) in a child (once, or again in a child made by `fork`); read
+//! everywhere. Imports nothing of `mp`.
 
-use std::sync::OnceLock;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Who this process is: filled in by the bootstrap in a child, defaults in the main process.
@@ -16,21 +17,25 @@ pub(crate) struct Identity {
     pub(crate) parent_name: String,
 }
 
-static IDENTITY: OnceLock<Identity> = OnceLock::new();
+static IDENTITY: Mutex<Option<&'static Identity>> = Mutex::new(None);
 
 /// This process's identity (the main process's, unless the router set a child's).
 pub(crate) fn identity() -> &'static Identity {
-    IDENTITY.get_or_init(|| Identity {
-        name: "MainProcess".to_owned(),
-        daemon: false,
-        parent: None,
-        parent_name: String::new(),
+    let mut id = IDENTITY.lock().unwrap_or_else(|e| e.into_inner());
+    id.get_or_insert_with(|| {
+        Box::leak(Box::new(Identity {
+            name: "MainProcess".to_owned(),
+            daemon: false,
+            parent: None,
+            parent_name: String::new(),
+        }))
     })
 }
 
-/// Called by the router once, before the child runs anything else.
+/// Called by the router, before the child runs anything else: once in a spawned child, and
+/// again in a child made by `fork`, which replaces the identity it copied from its parent.
 pub(crate) fn set(identity: Identity) {
-    let _ = IDENTITY.set(identity);
+    *IDENTITY.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::leak(Box::new(identity)));
 }
 
 /// Numbers `Process-N` names.

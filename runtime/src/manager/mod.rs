@@ -26,7 +26,7 @@ mod server;
 mod value;
 
 use std::fmt;
-use std::process::Child;
+use crate::sys::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;

@@ -15,7 +15,7 @@
 //! is running — which is what a death or a time-out costs (the queued ones are requeued).
 
 use std::collections::VecDeque;
-use std::process::Child;
+use crate::sys::Child;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -43,6 +43,8 @@ pub(crate) struct PoolConfig {
     pub(crate) retry: bool,
     pub(crate) task_timeout: Option<Duration>,
     pub(crate) name: String,
+    /// `None`: the process-wide start method.
+    pub(crate) start_method: Option<crate::StartMethod>,
 }
 
 /// A chunk of tasks of one call, encoded once (it may be sent again after a death).

@@ -7,7 +7,9 @@ use std::io::{self};
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
+use super::fork::Child;
 
 /// Where a started child's stdout and stderr go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +99,7 @@ pub(crate) fn spawn_self(
             Ok(())
         });
     }
-    cmd.spawn()
+    cmd.spawn().map(Child::from_std)
 }
 
 /// `close_range(first, last, CLOSE_RANGE_CLOEXEC)`: marks a range of descriptors close-on-exec
