@@ -76,7 +76,11 @@ fn report(n: u32, cases: &mut [(&str, Box<dyn FnMut()>)]) {
             }
         }
         for (i, (what, _)) in cases.iter().enumerate() {
-            println!("{what:<28} {:.3} ms  ({:.2}x exec)", best[i], best[i] / best[0]);
+            println!(
+                "{what:<28} {:.3} ms  ({:.2}x exec)",
+                best[i],
+                best[i] / best[0]
+            );
         }
     }
 }

@@ -2,8 +2,8 @@
 //! Python's `multiprocessing.Process`, with `spawn` and `current_process`. How a child is
 //! started and routed lives in `bootstrap/`.
 
-use std::fmt;
 use crate::sys::Child;
+use std::fmt;
 use std::time::Duration;
 
 use crate::bootstrap::identity::{identity, next_child_number};

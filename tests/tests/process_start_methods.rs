@@ -75,12 +75,16 @@ fn run_case(method: StartMethod, case: &str) -> Result<(), String> {
             })?;
             let v = p.join().map_err(|e| format!("join: {e}"))?;
             check(v == 42, || format!("got {v}"))?;
-            check(p.exitcode() == Some(0), || format!("exitcode {:?}", p.exitcode()))?;
+            check(p.exitcode() == Some(0), || {
+                format!("exitcode {:?}", p.exitcode())
+            })?;
             let mut who = process(whoami, (), method).with_name("who");
             who.start().map_err(|e| e.to_string())?;
             let child_pid = who.pid();
             let (pid, parent, name) = who.join().map_err(|e| e.to_string())?;
-            check(Some(pid) == child_pid, || format!("pid {pid} vs {child_pid:?}"))?;
+            check(Some(pid) == child_pid, || {
+                format!("pid {pid} vs {child_pid:?}")
+            })?;
             check(parent == std::process::id(), || format!("parent {parent}"))?;
             check(name == "who", || format!("name {name}"))
         }
@@ -91,7 +95,9 @@ fn run_case(method: StartMethod, case: &str) -> Result<(), String> {
                 Err(Error::WorkerPanicked { message, .. }) if message == "boom from the child" => {}
                 other => return Err(format!("expected WorkerPanicked, got {other:?}")),
             }
-            check(p.exitcode() == Some(1), || format!("exitcode {:?}", p.exitcode()))
+            check(p.exitcode() == Some(1), || {
+                format!("exitcode {:?}", p.exitcode())
+            })
         }
         "exitcode" => {
             let mut p = process(exit_with, 7, method);
@@ -103,7 +109,9 @@ fn run_case(method: StartMethod, case: &str) -> Result<(), String> {
                 }) => {}
                 other => return Err(format!("expected ProcessDied(7), got {other:?}")),
             }
-            check(p.exitcode() == Some(7), || format!("exitcode {:?}", p.exitcode()))
+            check(p.exitcode() == Some(7), || {
+                format!("exitcode {:?}", p.exitcode())
+            })
         }
         "kill" => {
             let mut p = process(sleeper, (), method);
@@ -117,12 +125,16 @@ fn run_case(method: StartMethod, case: &str) -> Result<(), String> {
                 }) => {}
                 other => return Err(format!("expected ProcessDied(SIGKILL), got {other:?}")),
             }
-            check(p.exitcode() == Some(-9), || format!("exitcode {:?}", p.exitcode()))?;
+            check(p.exitcode() == Some(-9), || {
+                format!("exitcode {:?}", p.exitcode())
+            })?;
             let mut t = process(sleeper, (), method);
             t.start().map_err(|e| e.to_string())?;
             t.terminate().map_err(|e| e.to_string())?;
             let _ = t.join();
-            check(t.exitcode() == Some(-15), || format!("exitcode {:?}", t.exitcode()))
+            check(t.exitcode() == Some(-15), || {
+                format!("exitcode {:?}", t.exitcode())
+            })
         }
         "queue" => {
             let q = mp::Queue::new().map_err(|e| e.to_string())?;
@@ -154,9 +166,10 @@ fn run_case(method: StartMethod, case: &str) -> Result<(), String> {
             let squares = pool
                 .map(double, 0..50u64)
                 .map_err(|e| format!("map: {e}"))?;
-            check(squares == (0..50).map(|x| x * 2).collect::<Vec<_>>(), || {
-                format!("{squares:?}")
-            })
+            check(
+                squares == (0..50).map(|x| x * 2).collect::<Vec<_>>(),
+                || format!("{squares:?}"),
+            )
         }
         "process-wide" => {
             mp::set_start_method(method);
@@ -253,7 +266,10 @@ fn fork_is_refused_while_threads_run() {
         other => panic!("expected ForkWithThreads, got {other:?}"),
     }
     let message = Error::ForkWithThreads { threads: 3 }.to_string();
-    assert!(message.contains("use the forkserver or spawn start method"), "{message}");
+    assert!(
+        message.contains("use the forkserver or spawn start method"),
+        "{message}"
+    );
 }
 
 #[mp::worker]
@@ -269,7 +285,10 @@ fn fork_after_a_thread() -> String {
 fn fork_is_refused_in_a_child_that_started_a_thread() {
     let _w = limit();
     let message = mp::spawn(fork_after_a_thread, ()).unwrap().join().unwrap();
-    assert!(message.starts_with("cannot fork: this process runs 2 threads"), "{message}");
+    assert!(
+        message.starts_with("cannot fork: this process runs 2 threads"),
+        "{message}"
+    );
 }
 
 #[mp::worker]
@@ -308,7 +327,10 @@ fn children_of_self() -> Vec<u32> {
     for task in std::fs::read_dir("/proc/self/task").unwrap() {
         let path = task.unwrap().path().join("children");
         if let Ok(list) = std::fs::read_to_string(path) {
-            pids.extend(list.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+            pids.extend(
+                list.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
         }
     }
     pids
@@ -335,7 +357,9 @@ fn restart_after_the_server_dies() -> Result<(), String> {
     run()?;
     let now = children_of_self();
     if now.len() != 1 || now == servers {
-        return Err(format!("expected a new fork server, found {now:?} (was {servers:?})"));
+        return Err(format!(
+            "expected a new fork server, found {now:?} (was {servers:?})"
+        ));
     }
     Ok(())
 }

@@ -109,7 +109,11 @@ fn launch() -> Result<Server> {
 }
 
 /// One request and its reply.
-fn request(channel: &Channel, flags: u8, fds: &[BorrowedFd<'_>]) -> std::result::Result<u32, Failed> {
+fn request(
+    channel: &Channel,
+    flags: u8,
+    fds: &[BorrowedFd<'_>],
+) -> std::result::Result<u32, Failed> {
     let sent = sys::send_with_fds(channel.fd(), &[IoSlice::new(&[flags])], fds, false);
     match sent {
         Ok(1) => {}

@@ -116,10 +116,14 @@ fn run_child(boot: OwnedFd, liveness: OwnedFd) -> i32 {
             Role::Call(target) => call(&channel, args, &target),
             Role::PoolWorker => crate::pool::serve(&channel, args),
             Role::ManagerServer => crate::manager::serve_child(&channel, args),
-            Role::ForkServer => match liveness {
-                Some(liveness) => super::forkserver::serve(&channel, liveness),
-                None => CHILD_FAILED,
-            },
+            // `mp`'s machinery: no children of its own (its forks are its requester's), and
+            // nothing to log as it ends with the requester.
+            Role::ForkServer => {
+                return match liveness {
+                    Some(liveness) => super::forkserver::serve(&channel, liveness),
+                    None => CHILD_FAILED,
+                };
+            }
         },
         Err(code) => code,
     };

@@ -191,6 +191,9 @@ pub(crate) fn start_child_frame_with(
 ) -> Result<(Child, Channel)> {
     check_may_spawn()?;
     let method = start_method::resolve(method)?;
+    // The fork server is `mp`'s machinery, not a process of the program's: it is not logged
+    // (it has no exit to log either: it ends with the process that started it).
+    let machinery = matches!(role, Role::ForkServer);
     let what = match &role {
         Role::Call(target) => format!("running `{}`", target.worker),
         Role::PoolWorker => "as a pool worker".to_owned(),
@@ -218,7 +221,9 @@ pub(crate) fn start_child_frame_with(
     if piped {
         crate::run_support::forward_output(&mut child, name);
     }
-    crate::run_support::record_start(child.id(), name);
+    if !machinery {
+        crate::run_support::record_start(child.id(), name);
+    }
     drop(theirs);
     let channel = Channel::new(ours);
     let sent = channel
@@ -229,7 +234,9 @@ pub(crate) fn start_child_frame_with(
         let _ = child.wait();
         return Err(e);
     }
-    tracing::debug!(target: "mp", "started {name} (pid {}) by {method} {what}", child.id());
+    if !machinery {
+        tracing::debug!(target: "mp", "started {name} (pid {}) by {method} {what}", child.id());
+    }
     Ok((child, channel))
 }
 

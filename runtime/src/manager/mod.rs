@@ -25,8 +25,8 @@ mod serve;
 mod server;
 mod value;
 
-use std::fmt;
 use crate::sys::Child;
+use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;

@@ -14,8 +14,8 @@
 //! blocks. Replies come back in order, so the front of a worker's queue is always the task it
 //! is running — which is what a death or a time-out costs (the queued ones are requeued).
 
-use std::collections::VecDeque;
 use crate::sys::Child;
+use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 

@@ -8,9 +8,9 @@
 //! adds or removes workers; it must not decode results (callers do) or hold the pool's lock
 //! while it starts or waits for a process.
 
+use crate::sys::Child;
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, RawFd};
-use crate::sys::Child;
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};

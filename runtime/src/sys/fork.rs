@@ -51,7 +51,8 @@ impl Child {
 
     /// Waits for the child to end and reaps it (at once if it was reaped already).
     pub(crate) fn wait(&mut self) -> io::Result<ExitStatus> {
-        self.wait_flags(0).map(|s| s.expect("a blocking wait returns a status"))
+        self.wait_flags(0)
+            .map(|s| s.expect("a blocking wait returns a status"))
     }
 
     /// The child's exit status if it ended (reaping it), `None` while it runs.

@@ -2,8 +2,8 @@
 //! `main`, and reading a child's end without reaping it.
 #![allow(unsafe_code)]
 
-use std::io::{self};
 use super::fork::Child;
+use std::io::{self};
 use std::time::Duration;
 
 /// The calling process's id.

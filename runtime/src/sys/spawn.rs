@@ -111,7 +111,8 @@ pub(crate) fn spawn_self(
 
 /// `posix_spawn_file_actions_addclosefrom_np` (glibc 2.34), looked up at run time so that a
 /// binary built here still starts on an older glibc (which takes the `fork` path instead).
-type AddCloseFrom = unsafe extern "C" fn(*mut libc::posix_spawn_file_actions_t, libc::c_int) -> libc::c_int;
+type AddCloseFrom =
+    unsafe extern "C" fn(*mut libc::posix_spawn_file_actions_t, libc::c_int) -> libc::c_int;
 
 fn add_close_from() -> Option<AddCloseFrom> {
     static FOUND: std::sync::OnceLock<Option<AddCloseFrom>> = std::sync::OnceLock::new();
@@ -218,11 +219,23 @@ fn posix_spawn_self(
                 0,
             ))?;
             if let Some(((_, out), (_, err))) = &pipes {
-                check(libc::posix_spawn_file_actions_adddup2(a, out.as_raw_fd(), 1))?;
-                check(libc::posix_spawn_file_actions_adddup2(a, err.as_raw_fd(), 2))?;
+                check(libc::posix_spawn_file_actions_adddup2(
+                    a,
+                    out.as_raw_fd(),
+                    1,
+                ))?;
+                check(libc::posix_spawn_file_actions_adddup2(
+                    a,
+                    err.as_raw_fd(),
+                    2,
+                ))?;
             }
             for (stage, &fd) in staged.iter().zip(&keep) {
-                check(libc::posix_spawn_file_actions_adddup2(a, stage.as_raw_fd(), fd))?;
+                check(libc::posix_spawn_file_actions_adddup2(
+                    a,
+                    stage.as_raw_fd(),
+                    fd,
+                ))?;
             }
             // Below the highest kept number, close the others one by one (closing one that is
             // not open is not an error there); above it, all at once.
