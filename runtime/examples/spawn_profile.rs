@@ -9,6 +9,9 @@ use std::time::Instant;
 #[mp::worker]
 fn trivial() {}
 
+/// A measured case: its label and one run.
+type Case = (&'static str, Box<dyn FnMut()>);
+
 fn batch(n: u32, f: &mut dyn FnMut()) -> f64 {
     let start = Instant::now();
     for _ in 0..n {
@@ -43,7 +46,7 @@ fn double(x: u64) -> u64 {
 mp::main! {
     fn main() {
         let n: u32 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(200);
-        let mut cases: Vec<(&str, Box<dyn FnMut()>)> = vec![
+        let mut cases: Vec<Case> = vec![
             ("exec /bin/true", Box::new(|| {
                 Command::new("/bin/true").status().unwrap();
             })),
@@ -53,7 +56,7 @@ mp::main! {
         ];
         report(n, &mut cases);
         // A pool leaves a thread behind (its interrupt listener): `fork` is measured before.
-        let mut pools: Vec<(&str, Box<dyn FnMut()>)> = vec![
+        let mut pools: Vec<Case> = vec![
             ("exec /bin/true", Box::new(|| {
                 Command::new("/bin/true").status().unwrap();
             })),
@@ -64,7 +67,7 @@ mp::main! {
     }
 }
 
-fn report(n: u32, cases: &mut [(&str, Box<dyn FnMut()>)]) {
+fn report(n: u32, cases: &mut [Case]) {
     {
         let mut best = vec![f64::INFINITY; cases.len()];
         for (_, f) in cases.iter_mut() {

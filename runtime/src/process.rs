@@ -324,6 +324,11 @@ impl<W: Worker> Process<W> {
     }
 
     /// The start method chosen for this process, if any (`None`: the process-wide one).
+    ///
+    /// ```
+    /// # #[mp::worker] fn nothing() {}
+    /// assert_eq!(mp::Process::new(nothing, ()).start_method(), None);
+    /// ```
     pub fn start_method(&self) -> Option<StartMethod> {
         self.start_method
     }

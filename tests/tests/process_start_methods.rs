@@ -308,13 +308,27 @@ fn a_child_exits_when_its_parent_is_killed_under_every_method() {
         let mut parent = mp::spawn(middle, (method.to_string(), q.clone())).unwrap();
         let grandchild = q.get_timeout(Duration::from_secs(10)).unwrap();
         assert!(!mp_tests::gone(grandchild), "{method}");
+        // Under `forkserver` the parent's fork server must go too.
+        let mut descendants = children_of(parent.pid().unwrap());
+        assert!(
+            descendants.contains(&grandchild),
+            "{method}: {descendants:?}"
+        );
+        if method == StartMethod::ForkServer {
+            assert_eq!(
+                descendants.len(),
+                2,
+                "grandchild and fork server: {descendants:?}"
+            );
+        }
+        descendants.push(grandchild);
         parent.kill().unwrap();
         let _ = parent.join();
         let killed = Instant::now();
-        while !mp_tests::gone(grandchild) {
+        while let Some(left) = descendants.iter().find(|&&pid| !mp_tests::gone(pid)) {
             assert!(
                 killed.elapsed() < Duration::from_secs(2),
-                "grandchild {grandchild} outlived its parent under {method}"
+                "{left} (of {descendants:?}) outlived its parent under {method}"
             );
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -323,8 +337,13 @@ fn a_child_exits_when_its_parent_is_killed_under_every_method() {
 
 /// This process's children (every thread's), by pid.
 fn children_of_self() -> Vec<u32> {
+    children_of(std::process::id())
+}
+
+/// Process `pid`'s children (every thread's).
+fn children_of(pid: u32) -> Vec<u32> {
     let mut pids = Vec::new();
-    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
         let path = task.unwrap().path().join("children");
         if let Ok(list) = std::fs::read_to_string(path) {
             pids.extend(

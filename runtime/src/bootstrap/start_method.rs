@@ -9,7 +9,12 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::error::{Error, Result};
 
-/// The environment variable that picks the start method: `spawn`, `forkserver` or `fork`.
+/// The environment variable that picks the start method: `spawn`, `forkserver` or `fork`
+/// (read by [`get_start_method`] when [`set_start_method`] was not called).
+///
+/// ```
+/// assert_eq!(mp::START_METHOD_ENV, "MP_START_METHOD");
+/// ```
 pub const START_METHOD_ENV: &str = "MP_START_METHOD";
 
 /// How a child process is started (Python's `multiprocessing` start methods).
@@ -55,6 +60,11 @@ pub enum StartMethod {
 
 impl StartMethod {
     /// Every start method, in Python's order of `get_all_start_methods()` on Linux.
+    ///
+    /// ```
+    /// let names: Vec<_> = mp::StartMethod::ALL.iter().map(|m| m.name()).collect();
+    /// assert_eq!(names, ["fork", "spawn", "forkserver"]);
+    /// ```
     pub const ALL: [StartMethod; 3] = [
         StartMethod::Fork,
         StartMethod::Spawn,
