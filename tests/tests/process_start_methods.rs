@@ -55,6 +55,15 @@ fn whoami() -> (u32, u32, String) {
     (me.pid(), parent.pid(), me.name().to_owned())
 }
 
+#[mp::worker]
+fn take_lock(lock: mp::Lock) -> Result<(), String> {
+    // Waits for the parent to release it; a thread id copied from the parent by `fork` would
+    // make this `Error::Deadlock` ("this thread already holds the lock").
+    lock.acquire_timeout(Duration::from_secs(10))
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
 fn process<W: mp::Worker>(worker: W, args: W::Args, method: StartMethod) -> mp::Process<W> {
     mp::Process::new(worker, args).with_start_method(method)
 }
@@ -171,6 +180,15 @@ fn run_case(method: StartMethod, case: &str) -> Result<(), String> {
                 || format!("{squares:?}"),
             )
         }
+        "lock" => {
+            let lock = mp::Lock::new().map_err(|e| e.to_string())?;
+            let held = lock.acquire().map_err(|e| e.to_string())?;
+            let mut p = process(take_lock, lock.clone(), method);
+            p.start().map_err(|e| e.to_string())?;
+            std::thread::sleep(Duration::from_millis(50));
+            drop(held);
+            p.join().map_err(|e| e.to_string())?
+        }
         "process-wide" => {
             mp::set_start_method(method);
             let got = mp::get_start_method().map_err(|e| e.to_string())?;
@@ -234,6 +252,11 @@ fn a_pipe_end_as_argument_under_every_method() {
 #[test]
 fn a_pool_map_under_every_method() {
     under_every_method("pool");
+}
+
+#[test]
+fn a_lock_held_by_the_parent_under_every_method() {
+    under_every_method("lock");
 }
 
 #[test]
