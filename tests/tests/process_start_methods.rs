@@ -56,6 +56,15 @@ fn whoami() -> (u32, u32, String) {
 }
 
 #[mp::worker]
+fn first_child_name() -> (String, String) {
+    let child = mp::Process::new(double, 0);
+    (
+        mp::current_process().name().to_owned(),
+        child.name().to_owned(),
+    )
+}
+
+#[mp::worker]
 fn take_lock(lock: mp::Lock) -> Result<(), String> {
     // Waits for the parent to release it; a thread id copied from the parent by `fork` would
     // make this `Error::Deadlock` ("this thread already holds the lock").
@@ -180,6 +189,16 @@ fn run_case(method: StartMethod, case: &str) -> Result<(), String> {
                 || format!("{squares:?}"),
             )
         }
+        "numbering" => {
+            // This process names a few children first: a forked child must not continue.
+            let _named: Vec<_> = (0..3).map(|_| mp::Process::new(double, 0)).collect();
+            let mut p = process(first_child_name, (), method).with_name("numbered");
+            p.start().map_err(|e| e.to_string())?;
+            let (me, first) = p.join().map_err(|e| e.to_string())?;
+            check(me == "numbered" && first == "numbered:1", || {
+                format!("the child {me} named its first child {first}")
+            })
+        }
         "lock" => {
             let lock = mp::Lock::new().map_err(|e| e.to_string())?;
             let held = lock.acquire().map_err(|e| e.to_string())?;
@@ -252,6 +271,11 @@ fn a_pipe_end_as_argument_under_every_method() {
 #[test]
 fn a_pool_map_under_every_method() {
     under_every_method("pool");
+}
+
+#[test]
+fn a_childs_children_are_numbered_from_one_under_every_method() {
+    under_every_method("numbering");
 }
 
 #[test]

@@ -45,3 +45,9 @@ static COUNTER: AtomicU64 = AtomicU64::new(1);
 pub(crate) fn next_child_number() -> u64 {
     COUNTER.fetch_add(1, Ordering::Relaxed)
 }
+
+/// In a child made by `fork`: numbers its own children from 1, as a spawned child does (and
+/// as Python resets its counter in a forked child).
+pub(crate) fn restart_numbering() {
+    COUNTER.store(1, Ordering::Relaxed);
+}

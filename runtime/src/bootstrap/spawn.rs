@@ -305,6 +305,7 @@ fn fork(theirs: RawFd, ours: RawFd, piped: bool) -> Result<Child> {
             }
             drop(pipes);
             LIVENESS_WATCHER.store(0, Ordering::Release);
+            super::identity::restart_numbering();
             super::reap::forget_parents_children();
             super::forkserver::forget_parents_server();
             match take_parent_liveness() {
