@@ -44,6 +44,9 @@ def main():
     out = {}
     out["spawn_join_s"] = spawn_join(mp.get_context("spawn"), spawn_n)
     out["fork_join_s"] = spawn_join(mp.get_context("fork"), spawn_n)
+    forkserver = mp.get_context("forkserver")
+    spawn_join(forkserver, 1)  # starts the server: not part of the figure
+    out["forkserver_join_s"] = spawn_join(forkserver, spawn_n)
 
     ctx = mp.get_context("spawn")
     a, b = ctx.Pipe()

@@ -132,6 +132,17 @@ pub enum Error {
          test crate)"
     )]
     MissingGuard,
+    /// The `fork` start method was asked for while this process runs other threads: a lock one
+    /// of them holds would stay locked forever in the copy. Use `StartMethod::ForkServer` (or
+    /// the default `StartMethod::Spawn`), or fork before starting threads.
+    #[error(
+        "cannot fork: this process runs {threads} threads, and a lock one of them holds would \
+         stay locked forever in the child; use the forkserver or spawn start method"
+    )]
+    ForkWithThreads {
+        /// The threads counted, the caller's included.
+        threads: usize,
+    },
     /// A daemonic process tried to start a child (as in Python, daemons have no children).
     #[error("daemonic processes are not allowed to have children")]
     DaemonWithChildren,
@@ -294,6 +305,7 @@ impl Error {
             Error::ProcessDied { .. } => "ProcessDied",
             Error::WorkerNotFound { .. } => "WorkerNotFound",
             Error::MissingGuard => "MissingGuard",
+            Error::ForkWithThreads { .. } => "ForkWithThreads",
             Error::DaemonWithChildren => "DaemonWithChildren",
             Error::AlreadyStarted => "AlreadyStarted",
             Error::NotStarted => "NotStarted",

@@ -81,6 +81,9 @@ mod wire;
 mod worker;
 
 pub use any_process::AnyProcess;
+pub use bootstrap::start_method::{
+    START_METHOD_ENV, StartMethod, get_start_method, set_start_method,
+};
 pub use codec::MAX_MESSAGE;
 pub use connection::{
     Address, Connection, DEFAULT_MAX_MESSAGE, Listener, NetConnection, PipeReader, PipeWriter,

@@ -4,7 +4,6 @@
 
 use std::fmt;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::process::Child;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -12,9 +11,10 @@ use crate::bootstrap::identity::{self, identity, next_child_number};
 use crate::bootstrap::reap::{
     Running, detach, register_running, status_of, unregister_running, wait_child,
 };
-use crate::bootstrap::spawn::{Outcome, Role, start_child};
+use crate::bootstrap::spawn::{Outcome, Role, start_child_with};
+use crate::bootstrap::start_method::StartMethod;
 use crate::error::{Error, ExitStatus, Result};
-use crate::sys;
+use crate::sys::{self, Child};
 use crate::wire::Channel;
 use crate::worker::{Target, Worker};
 
@@ -237,6 +237,7 @@ pub struct Process<W: Worker> {
     args: Option<W::Args>,
     name: String,
     daemon: bool,
+    start_method: Option<StartMethod>,
     state: State,
     /// Readable once the child has ended (a pidfd), opened when it starts; kept after `join`.
     sentinel: Option<std::result::Result<OwnedFd, Error>>,
@@ -255,6 +256,7 @@ impl<W: Worker> fmt::Debug for Process<W> {
             .field("worker", &W::NAME)
             .field("pid", &self.pid())
             .field("daemon", &self.daemon)
+            .field("start_method", &self.start_method)
             .finish()
     }
 }
@@ -302,6 +304,7 @@ impl<W: Worker> Process<W> {
             name,
             // As in Python, a process inherits the daemon flag of the process creating it.
             daemon: identity().daemon,
+            start_method: None,
             state: State::Created,
             sentinel: None,
         }
@@ -379,6 +382,38 @@ impl<W: Worker> Process<W> {
         Ok(())
     }
 
+    /// Starts this process by `method` (Python's `get_context(method).Process(...)`), instead
+    /// of the process-wide method ([`get_start_method`](crate::get_start_method)).
+    ///
+    /// ```
+    /// # mp::guard!();
+    /// #[mp::worker]
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// let mut p = mp::Process::new(square, 7).with_start_method(mp::StartMethod::ForkServer);
+    /// assert_eq!(p.start_method(), Some(mp::StartMethod::ForkServer));
+    /// p.start()?;
+    /// assert_eq!(p.join()?, 49);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    #[doc(alias = "get_context")]
+    pub fn with_start_method(mut self, method: StartMethod) -> Self {
+        self.start_method = Some(method);
+        self
+    }
+
+    /// The start method chosen for this process, if any (`None`: the process-wide one).
+    ///
+    /// ```
+    /// # #[mp::worker] fn nothing() {}
+    /// assert_eq!(mp::Process::new(nothing, ()).start_method(), None);
+    /// ```
+    pub fn start_method(&self) -> Option<StartMethod> {
+        self.start_method
+    }
+
     /// The process's name (Python's `p.name`).
     pub fn name(&self) -> &str {
         &self.name
@@ -435,7 +470,8 @@ impl<W: Worker> Process<W> {
         }
         let args = self.args.as_ref().expect("args present until started");
         let role = Role::Call(Target::of(self.worker.__entry()));
-        let (child, channel) = start_child(role, args, &self.name, self.daemon)?;
+        let (child, channel) =
+            start_child_with(self.start_method, role, args, &self.name, self.daemon)?;
         // Opened now, while the child cannot have been reaped: its pid is still its own.
         self.sentinel = Some(
             sys::pidfd_open(child.id())

@@ -6,8 +6,8 @@
 //! returns, `main` under `mp::main!`; not one that calls `process::exit` itself or is killed),
 //! `peak <pid> <KiB>`, its peak resident memory). Without them nothing here does anything.
 
+use crate::sys::Child;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::Child;
 use std::sync::{Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};

@@ -1,4 +1,5 @@
-//! `fork-with-threads`: `fork` called after the same function started threads.
+//! `fork-with-threads`: `fork` called, or `mp`'s `fork` start method chosen, after the same
+//! function started threads.
 
 use syn::visit::Visit;
 
@@ -13,24 +14,33 @@ pub(super) const LINT: Lint = Lint {
     summary: "a process is forked after the same function started threads",
     doc: r#"
 ### What it does
-Finds a call of `fork` (`libc::fork`, `nix::unistd::fork`) in a function that has already
-called `std::thread::spawn`, `thread::scope` or a thread builder's `spawn`.
+Finds a call of `fork` (`libc::fork`, `nix::unistd::fork`), or a choice of `mp`'s `fork` start
+method (`mp::StartMethod::Fork`, given to `Process::with_start_method`,
+`PoolBuilder::start_method` or `mp::set_start_method`), in a function that has already called
+`std::thread::spawn`, `thread::scope` or a thread builder's `spawn`.
 
 ### Why is this bad
 A forked child has only the thread that called `fork`; locks that other threads held (the
 allocator's, stdout's, a logger's) stay locked forever in the child, which then hangs at its
 first allocation or print. Python's `fork` start method has this problem, which is why `mp`
-starts children by re-executing the binary (`spawn`), safe with threads.
+starts children by re-executing the binary (`spawn`) by default, and refuses
+`StartMethod::Fork` at run time (`Error::ForkWithThreads`) while other threads run.
 
 ### Example
 ```rust,ignore
 let handle = std::thread::spawn(background);
 let pid = unsafe { libc::fork() };
 ```
+```rust,ignore
+let handle = std::thread::spawn(background);
+let p = mp::Process::new(work, args).with_start_method(mp::StartMethod::Fork);
+```
 Use instead:
 ```rust,ignore
 let handle = std::thread::spawn(background);
 let child = mp::spawn(work, args)?; // a fresh process, not a copy of this one
+// or, as fast and safe with threads: a child forked by a single-threaded server
+let p = mp::Process::new(work, args).with_start_method(mp::StartMethod::ForkServer);
 ```
 
 ### Known limits
@@ -72,6 +82,24 @@ impl<'a> Visit<'a> for Body<'_> {
                 .help("start the child with `mp::spawn` (a fresh process), or fork before starting threads"),
             ),
             _ => {}
+        }
+    }
+
+    fn visit_expr_path(&mut self, p: &'a syn::ExprPath) {
+        syn::visit::visit_expr_path(self, p);
+        let path = self.file.names.expand(&p.path);
+        let tail: Vec<&str> = path.iter().map(String::as_str).collect();
+        if self.threads_started && matches!(tail[..], [.., "StartMethod", "Fork"]) {
+            self.found.push(
+                Diagnostic::new(
+                    LINT.name,
+                    self.file,
+                    p,
+                    "the `fork` start method is chosen after this function started threads",
+                    "mp refuses to fork while other threads run (`Error::ForkWithThreads`)",
+                )
+                .help("use `StartMethod::ForkServer` (as fast, safe with threads), or fork before starting threads"),
+            );
         }
     }
 

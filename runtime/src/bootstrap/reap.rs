@@ -2,7 +2,7 @@
 //! for by a reaper thread), and what a process does as it ends through `mp` (daemons
 //! terminated, the others waited for), as Python's `util._exit_function` does.
 
-use std::process::Child;
+use crate::sys::Child;
 use std::sync::Mutex;
 use std::thread::JoinHandle;
 
@@ -116,4 +116,13 @@ pub(crate) fn finish_children() {
     for (_, _, reaper) in detached {
         let _ = reaper.join();
     }
+}
+
+/// In a child made by `fork`: the parent's children are not this process's to wait for or
+/// terminate (their reaper threads do not exist here either).
+pub(crate) fn forget_parents_children() {
+    RUNNING.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    let detached = std::mem::take(&mut *DETACHED.lock().unwrap_or_else(|e| e.into_inner()));
+    // The handles name threads of the parent: joining one here would wait forever.
+    std::mem::forget(detached);
 }

@@ -1,17 +1,22 @@
 //! The pre-`main` router: what this process is, decided before any user code runs (one
-//! `match` over roles: a worker listing, the resource tracker, a child started by `mp` for a
-//! call, as a pool worker or as a manager server; otherwise the program itself). The `sys` hook
+//! `match` over roles: a worker listing, the resource tracker, a child started by `mp` (by any
+//! start method) for a call, as a pool worker, as a manager server or as the fork server;
+//! otherwise the program itself). The `sys` hook
 //! that calls [`child_entry`] is the crate's one deliberate upward arrow.
 //!
 //! At the top of the module graph: it may import every module, and nothing imports it but
 //! `lib.rs` and that hook.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::Ordering;
 
 use super::identity::{self, Identity};
 use super::panic::{PanicReport, catch_panic};
 use super::reap::finish_children;
-use super::spawn::{BOOTSTRAP_ENV, Bootstrap, Outcome, Role, mark_main_entered};
+use super::spawn::{
+    BOOTSTRAP_ENV, Bootstrap, LIVENESS_WATCHER, Outcome, Role, WATCHER_STARTING, mark_main_entered,
+    take_forked,
+};
 use crate::error::{CHILD_FAILED, Error};
 use crate::sys;
 use crate::wire::{Channel, Frame};
@@ -35,10 +40,16 @@ enum Start {
     Tracker(String),
     /// A child started by `mp`; its bootstrap descriptors (the role follows on the socket).
     Child(String),
+    /// A child made by `fork` (the `fork` and `forkserver` start methods), entering here as a
+    /// spawned child does: its bootstrap socket and liveness pipe.
+    Forked(OwnedFd, OwnedFd),
 }
 
 impl Start {
     fn from_env() -> Option<Start> {
+        if let Some((boot, liveness)) = take_forked() {
+            return Some(Start::Forked(boot, liveness));
+        }
         if std::env::var_os(LIST_WORKERS_ENV).is_some() {
             return Some(Start::ListWorkers);
         }
@@ -70,24 +81,56 @@ pub(crate) fn child_entry() {
             crate::shared::run_tracker(&spec)
         }
         Start::Child(spec) => {
-            sys::ignore_sigpipe();
-            sys::raise_fd_limit();
-            name_after_program();
-            let code = match accept_role(&spec) {
-                Ok((role, channel, args)) => match role {
-                    Role::Call(target) => call(&channel, args, &target),
-                    Role::PoolWorker => crate::pool::serve(&channel, args),
-                    Role::ManagerServer => crate::manager::serve_child(&channel, args),
-                },
-                Err(code) => code,
-            };
-            finish_children();
-            crate::run_support::record_peak();
-            crate::run_support::drain_output();
-            code
+            let mut fds = spec
+                .split(',')
+                .map(|s| s.parse::<i32>().ok().and_then(sys::adopt_inherited_fd));
+            match (fds.next(), fds.next()) {
+                (Some(Some(boot)), Some(Some(liveness))) => run_child(boot, liveness),
+                _ => {
+                    crate::logging::report_failure(format_args!(
+                        "malformed {BOOTSTRAP_ENV}={spec:?}; was this process started by mp?"
+                    ));
+                    CHILD_FAILED
+                }
+            }
+        }
+        Start::Forked(boot, liveness) => {
+            let code = run_child(boot, liveness);
+            // A copy of its parent: the parent's `atexit` handlers and C buffers are not its own.
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            let _ = std::io::stderr().flush();
+            sys::exit_now(code)
         }
     };
     std::process::exit(code);
+}
+
+/// A child started by `mp`, by any start method: does what it was started for; the exit code.
+fn run_child(boot: OwnedFd, liveness: OwnedFd) -> i32 {
+    sys::ignore_sigpipe();
+    sys::raise_fd_limit();
+    name_after_program();
+    let code = match accept_role(boot, liveness) {
+        Ok((role, channel, args, liveness)) => match role {
+            Role::Call(target) => call(&channel, args, &target),
+            Role::PoolWorker => crate::pool::serve(&channel, args),
+            Role::ManagerServer => crate::manager::serve_child(&channel, args),
+            // `mp`'s machinery: no children of its own (its forks are its requester's), and
+            // nothing to log as it ends with the requester.
+            Role::ForkServer => {
+                return match liveness {
+                    Some(liveness) => super::forkserver::serve(&channel, liveness),
+                    None => CHILD_FAILED,
+                };
+            }
+        },
+        Err(code) => code,
+    };
+    finish_children();
+    crate::run_support::record_peak();
+    crate::run_support::drain_output();
+    code
 }
 
 /// Shows this child in `ps`, `top` and `pgrep` under the program's name (as Python's children
@@ -98,25 +141,15 @@ fn name_after_program() {
     }
 }
 
-/// Adopts the bootstrap descriptors, starts watching the parent, reads the bootstrap frame
-/// (taking on the identity it gives) and the argument frame; or the exit code if that fails.
-fn accept_role(spec: &str) -> Result<(Role, Channel, Frame), i32> {
-    let mut fds = spec
-        .split(',')
-        .map(|s| s.parse::<i32>().ok().and_then(sys::adopt_inherited_fd));
-    let (Some(Some(boot)), Some(Some(liveness))) = (fds.next(), fds.next()) else {
-        crate::logging::report_failure(format_args!(
-            "malformed {BOOTSTRAP_ENV}={spec:?}; was this process started by mp?"
-        ));
-        return Err(CHILD_FAILED);
-    };
-    // Die with the parent: the liveness pipe reports end-of-file when the parent is gone.
-    let _ = std::thread::Builder::new()
-        .name("mp-liveness".into())
-        .spawn(move || {
-            sys::wait_for_eof(liveness.as_fd());
-            sys::exit_now(1);
-        });
+/// Reads the bootstrap frame (taking on the identity it gives) and the argument frame, and
+/// starts watching the parent; or the exit code if that fails. The fork server watches the
+/// parent in its own loop (it must stay single-threaded): it gets the liveness pipe back.
+#[allow(clippy::type_complexity)]
+fn accept_role(
+    boot: OwnedFd,
+    liveness: OwnedFd,
+) -> Result<(Role, Channel, Frame, Option<OwnedFd>), i32> {
+    // A parent that dies before sending the frames closes the socket: the read below fails.
     let channel = Channel::new(boot);
     let bootstrap: Bootstrap = match channel.recv_frame(None).and_then(Frame::decode) {
         Ok(b) => b,
@@ -124,6 +157,13 @@ fn accept_role(spec: &str) -> Result<(Role, Channel, Frame), i32> {
         Err(e) => {
             crate::logging::report_failure(format_args!("cannot read the bootstrap message: {e}"));
             return Err(CHILD_FAILED);
+        }
+    };
+    let liveness = match bootstrap.role {
+        Role::ForkServer => Some(liveness),
+        _ => {
+            watch_parent(liveness);
+            None
         }
     };
     identity::set(Identity {
@@ -136,8 +176,26 @@ fn accept_role(spec: &str) -> Result<(Role, Channel, Frame), i32> {
     crate::shared::adopt_tracker_tree_name(bootstrap.tracker);
     crate::logging::install_from_code(bootstrap.log_level);
     match channel.recv_frame(None) {
-        Ok(args) => Ok((bootstrap.role, channel, args)),
+        Ok(args) => Ok((bootstrap.role, channel, args, liveness)),
         Err(_) => Err(1),
+    }
+}
+
+/// Dies with the parent: the liveness pipe reports end-of-file when the parent is gone. The
+/// watcher's small stack keeps its start cheap; it records its thread id (see
+/// `LIVENESS_WATCHER`) only once it holds nothing but the wait.
+fn watch_parent(liveness: OwnedFd) {
+    LIVENESS_WATCHER.store(WATCHER_STARTING, Ordering::Release);
+    let started = std::thread::Builder::new()
+        .name("mp-liveness".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            LIVENESS_WATCHER.store(sys::gettid(), Ordering::Release);
+            sys::wait_for_eof(liveness.as_fd());
+            sys::exit_now(1);
+        });
+    if started.is_err() {
+        LIVENESS_WATCHER.store(0, Ordering::Release);
     }
 }
 

@@ -5,16 +5,16 @@
 //! Below the pool and the manager (they start their workers and servers here); must not import
 //! them.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::process::Child;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use serde::{Deserialize, Serialize};
 
 use super::identity::identity;
+use super::start_method::{self, StartMethod};
 use crate::error::{Error, Result};
-use crate::sys;
+use crate::sys::{self, Child};
 use crate::wire::{self, Channel};
 use crate::worker::{self, Target};
 
@@ -38,6 +38,8 @@ pub(crate) enum Role {
     PoolWorker,
     /// A manager's server: its listening socket and key follow (see `manager/mod.rs`).
     ManagerServer,
+    /// The zygote of the `forkserver` start method (see `forkserver.rs`).
+    ForkServer,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -66,15 +68,65 @@ pub(crate) enum Outcome<T> {
     NotFound(String),
 }
 
+/// This process's liveness pipe `(read, write)`, made at the first start.
+static LIVENESS: Mutex<Option<(OwnedFd, OwnedFd)>> = Mutex::new(None);
+
 /// The write end stays open in this process for its whole life; children hold the read end
 /// and exit when it reports end-of-file, i.e. when this process is gone (even by `SIGKILL`).
-fn liveness_read_end() -> Result<&'static OwnedFd> {
-    static LIVENESS: OnceLock<(OwnedFd, OwnedFd)> = OnceLock::new();
-    if let Some((read, _)) = LIVENESS.get() {
-        return Ok(read);
+/// Returns the read end's number (open until this process ends).
+fn liveness_read_end() -> Result<RawFd> {
+    let mut live = LIVENESS.lock().unwrap_or_else(|e| e.into_inner());
+    if live.is_none() {
+        *live = Some(sys::pipe().map_err(Error::io("cannot create the liveness pipe"))?);
     }
-    let pair = sys::pipe().map_err(Error::io("cannot create the liveness pipe"))?;
-    Ok(&LIVENESS.get_or_init(|| pair).0)
+    Ok(live.as_ref().map_or(-1, |(read, _)| read.as_raw_fd()))
+}
+
+/// In a forked child: the parent's liveness pipe, whose read end the child keeps watching;
+/// its write end is closed here (the child holding it would never see the parent die), and
+/// the child makes a pipe of its own for its own children.
+fn take_parent_liveness() -> Option<OwnedFd> {
+    let (read, write) = LIVENESS.lock().unwrap_or_else(|e| e.into_inner()).take()?;
+    drop(write);
+    Some(read)
+}
+
+/// This process's liveness watcher (see `route.rs`): 0 if it has none, [`WATCHER_STARTING`]
+/// while its thread starts, its thread id once it only waits.
+pub(crate) static LIVENESS_WATCHER: AtomicU32 = AtomicU32::new(0);
+/// [`LIVENESS_WATCHER`] while the watcher's thread starts (and may hold the allocator's lock).
+pub(crate) const WATCHER_STARTING: u32 = u32::MAX;
+
+/// Whether this process's liveness watcher runs: a thread that holds no lock once it waits in
+/// `read`, so `fork` need not count it. One still starting is waited for (briefly).
+fn liveness_watcher_running() -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        match LIVENESS_WATCHER.load(Ordering::Acquire) {
+            0 => return false,
+            WATCHER_STARTING if std::time::Instant::now() < deadline => std::thread::yield_now(),
+            WATCHER_STARTING => return false,
+            tid => return sys::thread_alive(tid),
+        }
+    }
+}
+
+/// The descriptors a forked child runs on, left for the router (`route.rs`), which the child
+/// enters through the pre-`main` hook as a re-executed child does: `(bootstrap socket,
+/// liveness pipe)`.
+static FORKED: Mutex<Option<(OwnedFd, OwnedFd)>> = Mutex::new(None);
+
+/// Taken by the router: set only in a child made by `fork` (either start method).
+pub(crate) fn take_forked() -> Option<(OwnedFd, OwnedFd)> {
+    FORKED.lock().unwrap_or_else(|e| e.into_inner()).take()
+}
+
+/// In a child made by `fork`: runs the router on `boot` and `liveness`, as the pre-`main` hook
+/// does in a re-executed child, and exits.
+pub(crate) fn enter_forked(boot: OwnedFd, liveness: OwnedFd) -> ! {
+    *FORKED.lock().unwrap_or_else(|e| e.into_inner()) = Some((boot, liveness));
+    (sys::CHILD_HOOK)();
+    sys::exit_now(crate::error::CHILD_FAILED)
 }
 
 /// Whether this process may start children: its entry point was guarded, or it is itself a
@@ -86,8 +138,21 @@ fn guarded() -> bool {
         || identity().parent.is_some()
 }
 
-/// Starts a child for `role`, sending it `args` after the bootstrap message.
+/// Starts a child for `role` by the process-wide start method, sending it `args` after the
+/// bootstrap message.
 pub(crate) fn start_child<A: Serialize + ?Sized>(
+    role: Role,
+    args: &A,
+    name: &str,
+    daemon: bool,
+) -> Result<(Child, Channel)> {
+    start_child_with(None, role, args, name, daemon)
+}
+
+/// Starts a child for `role` by `method` (`None`: the process-wide one), sending it `args`
+/// after the bootstrap message.
+pub(crate) fn start_child_with<A: Serialize + ?Sized>(
+    method: Option<StartMethod>,
     role: Role,
     args: &A,
     name: &str,
@@ -107,7 +172,7 @@ pub(crate) fn start_child<A: Serialize + ?Sized>(
     if let Some(s) = &sealed {
         fds.push(s.fd());
     }
-    start_child_frame(role, &args_frame, &fds, name, daemon)
+    start_child_frame_with(method, role, &args_frame, &fds, name, daemon)
 }
 
 fn check_may_spawn() -> Result<()> {
@@ -122,8 +187,10 @@ fn check_may_spawn() -> Result<()> {
     Ok(())
 }
 
-/// Starts a child for `role`, sending it an already encoded argument frame with `fds`.
-pub(crate) fn start_child_frame(
+/// Starts a child for `role` by `method` (`None`: the process-wide one), sending it an already
+/// encoded argument frame with `fds`.
+pub(crate) fn start_child_frame_with(
+    method: Option<StartMethod>,
     role: Role,
     args_frame: &[u8],
     fds: &[std::os::fd::BorrowedFd<'_>],
@@ -131,10 +198,15 @@ pub(crate) fn start_child_frame(
     daemon: bool,
 ) -> Result<(Child, Channel)> {
     check_may_spawn()?;
+    let method = start_method::resolve(method)?;
+    // The fork server is `mp`'s machinery, not a process of the program's: it is not logged
+    // (it has no exit to log either: it ends with the process that started it).
+    let machinery = matches!(role, Role::ForkServer);
     let what = match &role {
         Role::Call(target) => format!("running `{}`", target.worker),
         Role::PoolWorker => "as a pool worker".to_owned(),
         Role::ManagerServer => "as a manager server".to_owned(),
+        Role::ForkServer => "as the fork server".to_owned(),
     };
     let bootstrap = Bootstrap {
         role,
@@ -153,35 +225,18 @@ pub(crate) fn start_child_frame(
     let (ours, theirs) =
         sys::socketpair_stream().map_err(Error::io("cannot create a socket pair"))?;
     let liveness = liveness_read_end()?;
-    let env = [(
-        BOOTSTRAP_ENV,
-        format!("{},{}", theirs.as_raw_fd(), liveness.as_raw_fd()),
-    )];
-    let argv: Vec<_> = std::env::args_os().collect();
-    let argv0 = argv
-        .first()
-        .map(|a| a.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "mp-child".into());
-    let rest = argv.get(1..).unwrap_or(&[]);
     let piped = crate::run_support::prefix_output();
-    let inherit = [theirs.as_fd(), liveness.as_fd()];
-    let output = match piped {
-        true => sys::SpawnOutput::Piped,
-        false => sys::SpawnOutput::Inherit,
+    let mut child = match method {
+        StartMethod::Spawn => spawn(&theirs, liveness, piped)?,
+        StartMethod::ForkServer => super::forkserver::start(theirs.as_fd(), piped)?,
+        StartMethod::Fork => fork(theirs.as_raw_fd(), ours.as_raw_fd(), piped)?,
     };
-    let mut child = sys::spawn_self(
-        &argv0,
-        rest,
-        &env,
-        &inherit,
-        output,
-        sys::Interrupts::Default,
-    )
-    .map_err(Error::io("cannot start the child process"))?;
     if piped {
         crate::run_support::forward_output(&mut child, name);
     }
-    crate::run_support::record_start(child.id(), name);
+    if !machinery {
+        crate::run_support::record_start(child.id(), name);
+    }
     drop(theirs);
     let channel = Channel::new(ours);
     let sent = channel
@@ -192,6 +247,88 @@ pub(crate) fn start_child_frame(
         let _ = child.wait();
         return Err(e);
     }
-    tracing::debug!(target: "mp", "started {name} (pid {}) {what}", child.id());
+    if !machinery {
+        tracing::debug!(target: "mp", "started {name} (pid {}) by {method} {what}", child.id());
+    }
     Ok((child, channel))
+}
+
+/// The `spawn` start method: `/proc/self/exe` again, the two descriptors named in the
+/// bootstrap variable.
+fn spawn(theirs: &OwnedFd, liveness: RawFd, piped: bool) -> Result<Child> {
+    let env = [(BOOTSTRAP_ENV, format!("{},{liveness}", theirs.as_raw_fd()))];
+    let argv: Vec<_> = std::env::args_os().collect();
+    let argv0 = argv
+        .first()
+        .map(|a| a.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "mp-child".into());
+    let rest = argv.get(1..).unwrap_or(&[]);
+    // SAFETY: `liveness` is the read end held in `LIVENESS`, open for this process's whole
+    // life (only a forked child takes it, before it starts any child of its own).
+    #[allow(unsafe_code)]
+    let inherit = [theirs.as_fd(), unsafe { sys::borrow_raw_fd(liveness) }];
+    let output = match piped {
+        true => sys::SpawnOutput::Piped,
+        false => sys::SpawnOutput::Inherit,
+    };
+    sys::spawn_self(
+        &argv0,
+        rest,
+        &env,
+        &inherit,
+        output,
+        sys::Interrupts::Default,
+    )
+    .map_err(Error::io("cannot start the child process"))
+}
+
+/// Output pipes for a child started without `exec` under `cargo mp run`: `(read, write)` for
+/// stdout, then for stderr.
+pub(crate) type OutputPipes = ((OwnedFd, OwnedFd), (OwnedFd, OwnedFd));
+
+pub(crate) fn output_pipes() -> Result<OutputPipes> {
+    let pipe = || sys::pipe().map_err(Error::io("cannot create an output pipe"));
+    Ok((pipe()?, pipe()?))
+}
+
+/// The `fork` start method: this process, copied; refused while other threads run.
+fn fork(theirs: RawFd, ours: RawFd, piped: bool) -> Result<Child> {
+    let threads = sys::thread_count().map_err(Error::io("cannot count this process's threads"))?;
+    // The liveness watcher of a child started by `mp` holds no lock: it only waits in `read`.
+    let threads = threads - usize::from(liveness_watcher_running());
+    if threads > 1 {
+        return Err(Error::ForkWithThreads { threads });
+    }
+    let pipes = if piped { Some(output_pipes()?) } else { None };
+    // What is buffered now would be written twice, by the parent and by the child.
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    match sys::fork_process().map_err(Error::io("cannot fork"))? {
+        sys::Forked::Parent(pid) => {
+            let (out, err) = match pipes {
+                Some(((out, _), (err, _))) => (Some(out.into()), Some(err.into())),
+                None => (None, None),
+            };
+            Ok(Child::from_pid(pid, out, err))
+        }
+        sys::Forked::Child => {
+            drop(sys::own_fd(ours));
+            let _ = sys::redirect_stdio(None, 0);
+            if let Some(((_, out), (_, err))) = &pipes {
+                let _ = sys::redirect_stdio(Some(out.as_fd()), 1);
+                let _ = sys::redirect_stdio(Some(err.as_fd()), 2);
+            }
+            drop(pipes);
+            LIVENESS_WATCHER.store(0, Ordering::Release);
+            super::identity::restart_numbering();
+            super::reap::forget_parents_children();
+            super::forkserver::forget_parents_server();
+            match take_parent_liveness() {
+                // The caller's handles are never dropped here: the child exits from the router.
+                Some(liveness) => enter_forked(sys::own_fd(theirs), liveness),
+                None => sys::exit_now(crate::error::CHILD_FAILED),
+            }
+        }
+    }
 }

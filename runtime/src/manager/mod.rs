@@ -35,8 +35,8 @@ mod server;
 mod set;
 mod value;
 
+use crate::sys::Child;
 use std::fmt;
-use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;

@@ -14,8 +14,8 @@
 //! blocks. Replies come back in order, so the front of a worker's queue is always the task it
 //! is running — which is what a death or a time-out costs (the queued ones are requeued).
 
+use crate::sys::Child;
 use std::collections::VecDeque;
-use std::process::Child;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -44,6 +44,8 @@ pub(crate) struct PoolConfig {
     pub(crate) retry: bool,
     pub(crate) task_timeout: Option<Duration>,
     pub(crate) name: String,
+    /// `None`: the process-wide start method.
+    pub(crate) start_method: Option<crate::StartMethod>,
 }
 
 /// A chunk of tasks of one call, encoded once (it may be sent again after a death).

@@ -95,6 +95,7 @@ pub struct PoolBuilder {
     retry: bool,
     task_timeout: Option<Duration>,
     name: String,
+    start_method: Option<crate::StartMethod>,
 }
 
 impl std::fmt::Debug for PoolBuilder {
@@ -105,6 +106,7 @@ impl std::fmt::Debug for PoolBuilder {
             .field("max_tasks_per_child", &self.max_tasks_per_child)
             .field("retry", &self.retry)
             .field("task_timeout", &self.task_timeout)
+            .field("start_method", &self.start_method)
             .finish()
     }
 }
@@ -175,6 +177,30 @@ impl PoolBuilder {
         self
     }
 
+    /// Starts the workers (and their replacements) by `method` instead of the process-wide
+    /// start method ([`get_start_method`](crate::get_start_method)); Python's
+    /// `get_context(method).Pool(...)`.
+    ///
+    /// ```
+    /// # mp::guard!();
+    /// #[mp::worker]
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// let pool = mp::Pool::builder()
+    ///     .processes(2)
+    ///     .start_method(mp::StartMethod::ForkServer)
+    ///     .build()?;
+    /// assert_eq!(pool.map(square, [1, 2, 3])?, [1, 4, 9]);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    #[doc(alias = "get_context")]
+    pub fn start_method(mut self, method: crate::StartMethod) -> Self {
+        self.start_method = Some(method);
+        self
+    }
+
     /// Starts the workers. Fails if a process cannot start (including an unguarded entry
     /// point, see [`mp::main!`](crate::main)), if `processes` is 0, or if the initializer's
     /// arguments cannot be encoded.
@@ -206,6 +232,7 @@ impl PoolBuilder {
             retry: self.retry,
             task_timeout: self.task_timeout,
             name: self.name,
+            start_method: self.start_method,
         })?;
         Ok(Pool {
             shared,
@@ -231,6 +258,7 @@ impl Pool {
             retry: false,
             task_timeout: None,
             name: "PoolWorker".to_owned(),
+            start_method: None,
         }
     }
 

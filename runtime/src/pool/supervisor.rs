@@ -8,9 +8,9 @@
 //! adds or removes workers; it must not decode results (callers do) or hold the pool's lock
 //! while it starts or waits for a process.
 
+use crate::sys::Child;
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, RawFd};
-use std::process::Child;
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -21,7 +21,7 @@ use super::core::{
 };
 use super::outcome::{ChunkFailure, ChunkResult, StopReason};
 use crate::bootstrap::reap::status_of;
-use crate::bootstrap::spawn::{Role, start_child_frame};
+use crate::bootstrap::spawn::{Role, start_child_frame_with};
 use crate::error::{Error, ExitStatus, Result};
 use crate::sys;
 use crate::wire::INLINE_MAX;
@@ -80,8 +80,14 @@ fn start_worker(shared: &PoolCore) -> Result<WorkerSlot> {
     let n = shared.next_number();
     let name = format!("{}-{n}", shared.config.name);
     let init = &shared.config.init;
-    let (child, channel) =
-        start_child_frame(Role::PoolWorker, init.bytes(), &init.fds(), &name, false)?;
+    let (child, channel) = start_child_frame_with(
+        shared.config.start_method,
+        Role::PoolWorker,
+        init.bytes(),
+        &init.fds(),
+        &name,
+        false,
+    )?;
     let send_buffer = match sys::grow_send_buffer(channel.fd(), SEND_BUFFER) {
         Ok(size) => size,
         Err(e) => {

@@ -19,15 +19,19 @@
 //! * TCP and local stream listeners and connections, a non-blocking "peer gone" check and
 //!   cryptographic random bytes ([`net`]), for managers and `Listener`/`Connection`;
 //! * starting the current executable again with chosen descriptors inherited ([`spawn_self`]),
-//!   and a pre-`main` hook that routes such a child to its worker ([`CHILD_HOOK`]).
+//!   and a pre-`main` hook that routes such a child to its worker ([`CHILD_HOOK`]);
+//! * children without `exec` (`fork`, and a zygote's `clone(CLONE_PARENT)`), and one handle
+//!   for a child however it was started ([`Child`]).
 //!
-//! One file per mechanism (`socket`, `poll`, `futex` with `park` as its portable twin, `shm`,
-//! `spawn`, `signal`, `proc`, `cpu`, `net`, `interrupt`, `plain`), each re-exported by name
+//! One file per mechanism (`socket`, `poll`, `fork`, `futex` with `park` as its portable twin
+//! (the `wait` module is one of them, chosen by file), `shm`, `spawn`, `signal`, `proc`, `cpu`, `net`, `interrupt`, `plain`), each re-exported by name
 //! below. Linux is implemented; macOS needs `shm_open` in place of `memfd` and `__mod_init_func` in
 //! place of `.init_array`, and can wait with `park.rs` (or natively with `__ulock_wait`).
 
 #[cfg(target_os = "linux")]
 mod cpu;
+#[cfg(target_os = "linux")]
+mod fork;
 mod interrupt;
 #[cfg(target_os = "linux")]
 pub(crate) mod net;
@@ -53,6 +57,10 @@ mod wait;
 
 #[cfg(target_os = "linux")]
 pub use cpu::{cpu_count, host_cpu_count};
+#[cfg(target_os = "linux")]
+pub(crate) use fork::{
+    Child, Forked, clone_sibling, fork_process, own_fd, redirect_stdio, thread_count,
+};
 pub(crate) use interrupt::{arm as arm_interrupts, wait_for_interrupt};
 pub use plain::{AtomicCell, HasAtomic, Numeric, Plain};
 pub(crate) use plain::{

@@ -2,8 +2,8 @@
 //! `main`, and reading a child's end without reaping it.
 #![allow(unsafe_code)]
 
+use super::fork::Child;
 use std::io::{self};
-use std::process::Child;
 use std::time::Duration;
 
 /// The calling process's id.
@@ -14,12 +14,27 @@ pub(crate) fn getpid() -> u32 {
 /// The calling thread's id (equal to the process id in a single-threaded process).
 ///
 /// Cached per thread: every lock operation needs it, and a system call would double the cost
-/// of an uncontended lock. (`mp` never `fork`s without `exec`, so the cache cannot go stale.)
+/// of an uncontended lock. A process made by `fork` (the `fork` and `forkserver` start
+/// methods) forgets its copy of the cache at once ([`forget_tid`]).
 pub(crate) fn gettid() -> u32 {
-    thread_local! {
-        static TID: u32 = rustix::thread::gettid().as_raw_nonzero().get() as u32;
-    }
-    TID.with(|t| *t)
+    TID.with(|t| match t.get() {
+        0 => {
+            let tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
+            t.set(tid);
+            tid
+        }
+        tid => tid,
+    })
+}
+
+thread_local! {
+    /// The calling thread's id, 0 until read.
+    static TID: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// In a forked child: drops the thread id cached by the parent's thread.
+pub(crate) fn forget_tid() {
+    TID.with(|t| t.set(0));
 }
 
 /// This process's peak resident memory so far, in KiB (`VmHWM`).
