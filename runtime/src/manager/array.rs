@@ -14,7 +14,8 @@ use crate::error::{Result, SendError};
 proxy! {
     /// A fixed-length array of `T` that lives in a [`Manager`](crate::Manager)'s server
     /// process (Python's `manager.Array(typecode, sequence)`; the element type is `T`, not a
-    /// type code). An index past the end is [`Error::OutOfRange`].
+    /// type code). An index past the end is
+    /// [`Error::OutOfRange`](crate::Error::OutOfRange).
     ///
     /// Between processes of one program, [`mp::Array`](crate::Array) (shared memory) is much
     /// faster; a manager array is for unrelated programs, other machines, or element types that
