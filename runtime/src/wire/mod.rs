@@ -131,9 +131,64 @@ pub(crate) fn encode_frame<T: serde::Serialize + ?Sized>(
     out: &mut Vec<u8>,
     fds: &mut Vec<RawFd>,
 ) -> Result<Option<sys::SealedBuffer>> {
-    encode_frame_as(out, fds, true, true, |out, fds| {
-        codec::encode(value, out, fds).map(|()| &[][..])
-    })
+    encode_value_frame(value, out, fds, true, MAX_MESSAGE)
+}
+
+/// A refused write at least this large marks a bulk value (a vector of numbers, a string):
+/// one that is measured and encoded straight into its sealed buffer.
+const BULK_WRITE: usize = 16 * 1024;
+
+/// Encodes `value` as one frame of at most `limit` payload bytes (see [`encode_frame`]). A
+/// payload above [`INLINE_MAX`] whose bulk is one large piece (`Vec<u8>`, `String`, a vector
+/// of numbers: see the codec's performance notes) is written straight into its sealed buffer,
+/// with no copy of its own; other large payloads are encoded into `out` and copied there.
+pub(crate) fn encode_value_frame<T: serde::Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+    fds: &mut Vec<RawFd>,
+    pass_fds: bool,
+    limit: u64,
+) -> Result<Option<sys::SealedBuffer>> {
+    let limit = limit.min(MAX_MESSAGE);
+    let whole = |out: &mut Vec<u8>, fds: &mut Vec<RawFd>| {
+        codec::encode_within(value, out, fds, limit).map(|()| &[][..])
+    };
+    if !pass_fds || limit <= INLINE_MAX as u64 {
+        return encode_frame_as(out, fds, pass_fds, true, whole);
+    }
+    out.clear();
+    fds.clear();
+    out.extend_from_slice(&[0; HEADER]);
+    match codec::encode_or_refuse(value, out, fds, INLINE_MAX as u64) {
+        Ok(()) => {
+            let len = out.len() - HEADER;
+            write_header(out, 0, len, fds.len());
+            Ok(None)
+        }
+        Err((Error::TooLarge { .. }, refused)) if refused >= BULK_WRITE => {
+            let len = codec::measure(value, limit)?;
+            fds.clear();
+            let mut encoded = Ok(());
+            let buffer = sys::SealedBuffer::create_with(len, |bytes| {
+                encoded = codec::encode_to_slice(value, bytes, fds);
+            })
+            .map_err(Error::io("cannot create a buffer for a large message"))?;
+            encoded?;
+            out.truncate(HEADER);
+            write_header(out, FLAG_OUT_OF_LINE, len, fds.len());
+            Ok(Some(buffer))
+        }
+        Err((Error::TooLarge { .. }, _)) => encode_frame_as(out, fds, true, true, whole),
+        Err((e, _)) => Err(e),
+    }
+}
+
+/// Fills in the header at the start of `out`.
+fn write_header(out: &mut [u8], flags: u32, len: usize, nfds: usize) {
+    out[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+    out[4..8].copy_from_slice(&flags.to_le_bytes());
+    out[8..12].copy_from_slice(&(len as u32).to_le_bytes());
+    out[12..16].copy_from_slice(&(nfds as u32).to_le_bytes());
 }
 
 /// Encodes one frame whose payload `body` writes: it appends to `out` and returns a tail of
@@ -166,7 +221,7 @@ pub(crate) fn encode_frame_as<'t>(
             limit: MAX_MESSAGE,
         });
     }
-    let nfds = fds.len() as u32;
+    let nfds = fds.len();
     let sealed = if pass_fds && len > INLINE_MAX {
         let buffer = sys::SealedBuffer::create(&[&out[HEADER..], tail])
             .map_err(Error::io("cannot create a buffer for a large message"))?;
@@ -183,10 +238,7 @@ pub(crate) fn encode_frame_as<'t>(
     } else {
         0
     };
-    out[0..4].copy_from_slice(&MAGIC.to_le_bytes());
-    out[4..8].copy_from_slice(&flags.to_le_bytes());
-    out[8..12].copy_from_slice(&(len as u32).to_le_bytes());
-    out[12..16].copy_from_slice(&nfds.to_le_bytes());
+    write_header(out, flags, len, nfds);
     Ok(sealed)
 }
 
