@@ -1,7 +1,8 @@
 //! Bytes, strings and vectors of numbers cross byte-exact, large and small, on every path: a
 //! spawned worker's argument and result, pipes, queues, the pool and manager values; nested
-//! in a struct, in an `Option` or an enum, empty, and around the inline limit (64 KiB), where
-//! payloads switch to sealed buffers written in place.
+//! in a struct, in an `Option` or an enum, empty, and around the inline limits (64 KiB on
+//! sockets, 256 KiB in a queue's ring), where payloads switch to sealed buffers written in
+//! place.
 mp::guard!();
 
 use std::time::Duration;
@@ -151,6 +152,9 @@ fn queue_items_are_byte_exact_around_the_inline_limit() {
         64 * 1024 - 8,
         64 * 1024,
         64 * 1024 + 1,
+        256 * 1024 - 24, // the ring's inline maximum, with the frame's length and header
+        256 * 1024 - 8,
+        256 * 1024,
         1 << 20,
         9 << 20,
     ];
