@@ -83,7 +83,14 @@ pub(crate) fn encode_within<T: Serialize + ?Sized>(
     fds: &mut Vec<RawFd>,
     limit: u64,
 ) -> Result<()> {
-    encode_or_refuse(value, buf, fds, limit).map_err(|(e, _)| e)
+    let start = buf.len();
+    encode_or_refuse(value, buf, fds, limit).map_err(|(e, _)| {
+        if matches!(e, Error::TooLarge { .. }) {
+            // A value refused for its size gives back what the buffer grew to for it.
+            buf.shrink_to(start.max(64 * 1024));
+        }
+        e
+    })
 }
 
 /// [`encode_within`], telling on failure how large the write was that the limit refused (0
@@ -112,9 +119,9 @@ pub(crate) fn encode_or_refuse<T: Serialize + ?Sized>(
         buf, over, refused, ..
     } = encoder.sink;
     if let Some(over) = over {
-        // What was written is of no use: give it back.
+        // What was written is of no use. (The capacity stays: a caller that tried a small
+        // limit first encodes again into the same, warm buffer.)
         buf.truncate(start);
-        buf.shrink_to(start.max(64 * 1024));
         let error = Error::TooLarge {
             len: limit + over,
             limit,

@@ -149,8 +149,11 @@ pub(crate) fn encode_frame_for_ring<T: serde::Serialize + ?Sized>(
 }
 
 /// A refused write at least this large marks a bulk value (a vector of numbers, a string):
-/// one that is measured and encoded straight into its sealed buffer.
-const BULK_WRITE: usize = 16 * 1024;
+/// one that is measured and encoded straight into its sealed buffer. Below it, encoding into
+/// the (warm, reused) frame buffer and copying that into the memfd with `pwrite` costs less
+/// than mapping the memfd writable and unmapping it again (1 MiB queue items: 2.0–2.9 GB/s
+/// copied, 1.4–1.7 GB/s written in place, same run).
+const BULK_WRITE: usize = 4 << 20;
 
 /// Encodes `value` as one frame of at most `limit` payload bytes (see [`encode_frame`]). A
 /// payload above [`INLINE_MAX`] whose bulk is one large piece (`Vec<u8>`, `String`, a vector
