@@ -1,6 +1,7 @@
-//! `cargo run --release -p mp-bench -- <foundation|shared|pool|manager|lint>`: mp against Python's
+//! `cargo run --release -p mp-bench -- <foundation|bytes|shared|pool|manager|lint>`: mp against Python's
 //! multiprocessing and the raw OS floor, measured side by side in one run; prints a table with
-//! the ratios. `foundation`: processes, pipes, queues; `shared`: shared values and arrays; `pool`: `Pool` against
+//! the ratios. `foundation`: processes, pipes, queues; `bytes`: large bytes and strings as
+//! arguments and results, large queue items; `shared`: shared values and arrays; `pool`: `Pool` against
 //! Python's `Pool` and rayon; `manager`: manager proxies against Python's `Manager`; `lint`: `cargo mp check` on a generated
 //! 50 000-line workspace.
 //!
@@ -69,6 +70,7 @@ struct Sizes {
     big: u64,
 }
 
+mod bytes;
 mod lint;
 mod lint_corpus;
 mod manager;
@@ -343,6 +345,13 @@ mp::main! {
                 Ok(())
             }
             Some("lint-corpus") => lint_corpus::run(),
+            Some("bytes") => {
+                let start = Instant::now();
+                let rows = bytes::run(quick, with_python)?;
+                print(&rows);
+                println!("(medians; arg+res: spawn, argument and result, join; total {:.1?})", start.elapsed());
+                Ok(())
+            }
             Some("shared") => {
                 let start = Instant::now();
                 let rows = shared::run(quick, with_python)?;
@@ -351,7 +360,7 @@ mp::main! {
                 Ok(())
             }
             Some(other) => {
-                eprintln!("unknown benchmark `{other}`; available: foundation, shared, pool, manager, lint, lint-corpus");
+                eprintln!("unknown benchmark `{other}`; available: foundation, bytes, shared, pool, manager, lint, lint-corpus");
                 std::process::exit(2);
             }
         }

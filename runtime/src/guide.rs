@@ -186,13 +186,12 @@
 //!   [`Plain`](crate::Plain) type crosses as one descriptor whatever its size; workers read
 //!   and write it in place (disjoint [`lock_range`](crate::Array::lock_range)s do not wait for
 //!   each other).
-//! - **Bytes and strings, as of this version:** a `String`, and bytes marked for serde as bytes
-//!   (`serde_bytes::ByteBuf`, or a `Vec<u8>` field with `#[serde(with = "serde_bytes")]`), are
-//!   encoded with one copy. A bare `Vec<u8>` (or `Vec<f64>` as *one* argument) is encoded
-//!   element by element: the same size on the wire, but slower to make; wrap large byte
-//!   buffers, or put large numeric vectors in an `Array`. A message above 64 KiB travels in a
-//!   sealed memory file rather than through the socket, so its size costs one copy, not a
-//!   stream of socket writes.
+//! - **Bytes, strings and numeric vectors are one copy.** A `String`, a `Vec<u8>`, a
+//!   `Vec<f64>` (any `Vec` or boxed slice of primitive numbers), wherever it sits in a value,
+//!   is encoded as one block copy of its memory, not element by element. A message above
+//!   256 KiB on a queue, or above 64 KiB on a pipe or pool channel, travels in a sealed memory
+//!   file rather than through the socket; one of 4 MiB or more is encoded straight into that
+//!   file, so its size costs one copy each way.
 //! - **Few round trips.** A [`Manager`](crate::Manager) proxy call is a round trip to the
 //!   server process; prefer the batched calls (`extend`, `get_many`, `update_with`) in loops.
 //!

@@ -15,7 +15,7 @@ use super::ring::*;
 use crate::error::{Error, Result};
 use crate::sync::raw::{self, RawMutex};
 use crate::sys;
-use crate::wire::{Frame, encode_frame};
+use crate::wire::{Frame, encode_frame_for_ring};
 
 /// How long a consumer repairing after a dead consumer waits for the producer lock before
 /// leaving the recount to the next producer.
@@ -130,11 +130,11 @@ impl Raw {
     }
 
     /// Encodes `value` as a frame of the stream transport into `frame` (a buffer reused
-    /// across puts, so large messages do not regrow it); the transport decides what goes out
-    /// of line.
+    /// across puts, so large messages do not regrow it); payloads above the ring's inline
+    /// maximum (`wire::RING_INLINE_MAX`) go out of line.
     pub(super) fn encode<T: Serialize>(value: &T, mut frame: Vec<u8>) -> Result<Outgoing> {
         let mut fds = Vec::new();
-        let sealed = encode_frame(value, &mut frame, &mut fds)?;
+        let sealed = encode_frame_for_ring(value, &mut frame, &mut fds)?;
         Ok(Outgoing { frame, fds, sealed })
     }
 

@@ -15,7 +15,7 @@ use crate::codec::MAX_MESSAGE;
 use crate::error::{Error, Result};
 use crate::sync::raw::{self, Acquired, RawMutex};
 use crate::sys::{self, SharedMapping};
-use crate::wire::{HEADER, Header};
+use crate::wire::{HEADER, Header, RING_INLINE_MAX};
 
 /// Default ring size: what an unbounded queue holds in flight before `put` waits for readers.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 64 * 1024 * 1024;
@@ -274,8 +274,8 @@ impl Shared {
             return Err(corrupted(format!("unknown record kind {:#x}", word(0))));
         }
         let header: &[u8; HEADER] = bytes[PREFIX..].try_into().expect("frame header");
-        let frame =
-            Header::parse(header, MAX_MESSAGE, true).map_err(|e| corrupted(e.to_string()))?;
+        let frame = Header::parse_inline(header, MAX_MESSAGE, true, RING_INLINE_MAX)
+            .map_err(|e| corrupted(e.to_string()))?;
         Ok(RecordHead {
             pos,
             number: word(4),

@@ -40,6 +40,7 @@ mod plain;
 mod poll;
 #[cfg(target_os = "linux")]
 mod proc;
+pub(crate) mod same_type;
 #[cfg(target_os = "linux")]
 mod shm;
 #[cfg(target_os = "linux")]

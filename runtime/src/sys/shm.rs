@@ -348,6 +348,9 @@ impl Drop for SharedMapping {
     }
 }
 
+/// From this size on, a received buffer's pages are mapped in one go.
+const POPULATE_FROM: usize = 256 * 1024;
+
 /// A sealed, immutable buffer in its own memfd: how large messages travel between processes.
 pub(crate) struct SealedBuffer {
     ptr: NonNull<u8>,
@@ -381,7 +384,44 @@ impl SealedBuffer {
             &fd,
             SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE | SealFlags::SEAL,
         )?;
-        Self::map(fd, len)
+        Self::map(fd, len, false)
+    }
+
+    /// A new memfd of `len` bytes written in place by `fill` (a message encoded straight into
+    /// it, with no copy of its own), then sealed against every change. Its pages are
+    /// allocated in one go before `fill` writes them.
+    pub(crate) fn create_with(len: usize, fill: impl FnOnce(&mut [u8])) -> io::Result<Self> {
+        let fd = rustix::fs::memfd_create(
+            "mp-message",
+            MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+        )?;
+        rustix::fs::ftruncate(&fd, len as u64)?;
+        if len > 0 {
+            // SAFETY: a fresh shared writable mapping, at an address the kernel chooses, of the
+            // memfd just created and sized; no other process has the descriptor yet.
+            let ptr = unsafe {
+                rustix::mm::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    ProtFlags::READ | ProtFlags::WRITE,
+                    MapFlags::SHARED | MapFlags::POPULATE,
+                    &fd,
+                    0,
+                )?
+            };
+            // SAFETY: the mapping holds `len` zero-filled bytes that only this slice refers to
+            // until the `munmap` below, after its last use.
+            let bytes = unsafe { std::slice::from_raw_parts_mut(ptr.cast::<u8>(), len) };
+            fill(bytes);
+            // SAFETY: unmaps the mapping made above; `bytes` is not used again. (The write seal
+            // below requires that no writable mapping remains.)
+            unsafe { rustix::mm::munmap(ptr, len)? };
+        }
+        rustix::fs::fcntl_add_seals(
+            &fd,
+            SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE | SealFlags::SEAL,
+        )?;
+        Self::map(fd, len, false)
     }
 
     /// Maps a buffer received from another process; it must be sealed against writes and
@@ -394,10 +434,11 @@ impl SealedBuffer {
                 "message buffer is not sealed or has the wrong size",
             ));
         }
-        Self::map(fd, len)
+        // The receiver reads every byte: mapping the pages at once beats a fault per page.
+        Self::map(fd, len, len >= POPULATE_FROM)
     }
 
-    fn map(fd: OwnedFd, len: usize) -> io::Result<Self> {
+    fn map(fd: OwnedFd, len: usize, populate: bool) -> io::Result<Self> {
         if len == 0 {
             return Ok(Self {
                 ptr: NonNull::dangling(),
@@ -411,7 +452,11 @@ impl SealedBuffer {
                 std::ptr::null_mut(),
                 len,
                 ProtFlags::READ,
-                MapFlags::SHARED,
+                if populate {
+                    MapFlags::SHARED | MapFlags::POPULATE
+                } else {
+                    MapFlags::SHARED
+                },
                 &fd,
                 0,
             )?

@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{
-    Frame, HEADER, Header, INLINE_MAX, Payload, deadline_after, encode_frame_as, open_out_of_line,
-    send_frame_bytes, send_frame_parts,
+    Frame, HEADER, Header, INLINE_MAX, Payload, deadline_after, encode_frame_as,
+    encode_value_frame, open_out_of_line, send_frame_bytes, send_frame_parts,
 };
 use crate::codec::{self, MAX_MESSAGE};
 use crate::error::{Error, Result, SendError};
@@ -137,7 +137,10 @@ impl Channel {
     /// its bytes pass the limit, not after it was encoded whole.
     pub(crate) fn send<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<()> {
         let limit = self.peer_limit.load(Ordering::Relaxed);
-        self.send_body(|out, fds| codec::encode_within(value, out, fds, limit).map(|()| &[][..]))
+        let mut tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        let Tx { buf, fds } = &mut *tx;
+        let sealed = encode_value_frame(value, buf, fds, self.pass_fds, limit)?;
+        self.send_encoded(buf, fds, sealed)
     }
 
     /// Sends one frame whose payload `body` writes (see [`encode_frame_as`]; its tail is
@@ -149,6 +152,16 @@ impl Channel {
         let mut tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
         let Tx { buf, fds } = &mut *tx;
         let sealed = encode_frame_as(buf, fds, self.pass_fds, true, body)?;
+        self.send_encoded(buf, fds, sealed)
+    }
+
+    /// Sends a frame encoded into `buf` (and `sealed`, out of line), under the send lock.
+    fn send_encoded(
+        &self,
+        buf: &mut Vec<u8>,
+        fds: &[RawFd],
+        sealed: Option<sys::SealedBuffer>,
+    ) -> Result<()> {
         // A small inline message after a large inline one (socket mode) gives the memory
         // back; an out-of-line payload leaves only its header here and keeps the capacity
         // for the next one.

@@ -1,28 +1,67 @@
-//! The wire format, in one place: bincode 2 in serde mode with fixed-size little-endian integers,
-//! size-limited decoding, and the side table through which OS handles inside values travel next
-//! to the bytes (`SCM_RIGHTS`).
+//! The wire format, in one place: its encoder (`ser.rs`) and decoder (`de.rs`), size-limited
+//! encoding and decoding, the bulk paths for sequences of numbers, and the side table through
+//! which OS handles inside values travel next to the bytes (`SCM_RIGHTS`). It knows nothing of
+//! frames, sockets or rings (that is `wire/`).
 //!
-//! Switching the format (postcard, wincode) means changing this file only.
+//! The format is bincode 2's with fixed-size little-endian integers, byte for byte: integers
+//! and floats are their little-endian bytes (`usize` as 64 bits), `bool` one byte, `char` its
+//! UTF-8, strings, byte strings, sequences and maps a `u64` length then their contents,
+//! `Option` a tag byte, enum variants a `u32` index, structs and tuples their fields in order.
+//! Switching the format (postcard, wincode) means changing this module only.
+//!
+//! # Performance
+//!
+//! Copied in one piece, wherever they sit inside a value (an argument, a result, a queue item,
+//! a field of a struct, an `Option`, an enum variant, a map's value): `String` and `&str`,
+//! `serde_bytes` types, and `Vec<T>` and `Box<[T]>` for `T` any of `u8`, `i8`, `u16`, ...,
+//! `u128`, `i128`, `usize`, `isize`, `f32`, `f64` (on little-endian machines). Everything else
+//! is encoded value by value; among what still takes that slower path: arrays (`[u8; N]`),
+//! `VecDeque`, `Vec<bool>`, `Vec<char>`, vectors of tuples or structs (each element visited),
+//! and a `&Vec<u8>` or `&[u8]` borrowed inside a value (the encoder sees only the reference;
+//! wrap it in `serde_bytes::Bytes` to have it copied in one piece).
+
+mod de;
+#[cfg(test)]
+mod format_tests;
+mod ser;
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
-use bincode::config;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use self::de::Decoder;
+use self::ser::{Encoder, SizeSink, SliceSink, VecSink};
 use crate::error::{Error, Result};
 use crate::sys;
 
 /// The largest message `mp` sends or accepts (4 GiB - 1: frame lengths are 32-bit).
 pub const MAX_MESSAGE: u64 = u32::MAX as u64;
 
-/// Little-endian, fixed-size integers: an integer is one plain copy on either side, which is
-/// what dominates bulk data (a million `u64` results), at the price of a few bytes on small
-/// ones.
-fn base() -> config::Configuration<config::LittleEndian, config::Fixint> {
-    config::standard().with_fixed_int_encoding()
+/// Why encoding or decoding stopped: the serializer's or a type's own message.
+#[derive(Debug)]
+pub(crate) struct Fault(pub(crate) String);
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Fault {}
+
+impl serde::ser::Error for Fault {
+    fn custom<M: std::fmt::Display>(message: M) -> Self {
+        Fault(message.to_string())
+    }
+}
+
+impl serde::de::Error for Fault {
+    fn custom<M: std::fmt::Display>(message: M) -> Self {
+        Fault(message.to_string())
+    }
 }
 
 /// Encodes `value` into `buf` (appending). Handles inside the value record their descriptors
@@ -62,96 +101,112 @@ pub(crate) fn encode_collected<T: Serialize + ?Sized>(
     buf: &mut Vec<u8>,
     limit: u64,
 ) -> Result<()> {
-    struct Sink<'a> {
-        buf: &'a mut Vec<u8>,
-        /// `buf`'s length at which the limit is reached.
-        end: usize,
-        /// How far past the limit the refused write would have gone.
-        over: Option<u64>,
-    }
-    impl bincode::enc::write::Writer for Sink<'_> {
-        #[inline(always)]
-        fn write(&mut self, bytes: &[u8]) -> std::result::Result<(), bincode::error::EncodeError> {
-            if bytes.len() > self.end - self.buf.len() {
-                self.over = Some((self.buf.len() + bytes.len() - self.end) as u64);
-                return Err(bincode::error::EncodeError::Other(
-                    "the message is too large",
-                ));
-            }
-            // Inlined, a fixed-size integer's write is a compare and a single store.
-            self.buf.extend_from_slice(bytes);
-            Ok(())
+    let start = buf.len();
+    encode_refusing(value, buf, limit).map_err(|(e, _)| {
+        if matches!(e, Error::TooLarge { .. }) {
+            // A value refused for its size gives back what the buffer grew to for it.
+            buf.shrink_to(start.max(64 * 1024));
         }
-    }
+        e
+    })
+}
+
+/// [`encode_within`], telling on failure how large the write was that the limit refused (0
+/// for other errors): one large write is a bulk value, which the caller may rather encode
+/// straight into a buffer of its own.
+pub(crate) fn encode_or_refuse<T: Serialize + ?Sized>(
+    value: &T,
+    buf: &mut Vec<u8>,
+    fds: &mut Vec<RawFd>,
+    limit: u64,
+) -> std::result::Result<(), (Error, usize)> {
+    collecting_fds(fds, || encode_refusing(value, buf, limit))
+}
+
+/// Encodes `value` at the end of `buf`, the descriptors going to whoever collects them.
+fn encode_refusing<T: Serialize + ?Sized>(
+    value: &T,
+    buf: &mut Vec<u8>,
+    limit: u64,
+) -> std::result::Result<(), (Error, usize)> {
     let start = buf.len();
     let limit = limit.min(MAX_MESSAGE);
-    let mut sink = Sink {
-        end: start.saturating_add(usize::try_from(limit).unwrap_or(usize::MAX)),
-        buf,
-        over: None,
+    let mut encoder = Encoder {
+        sink: VecSink {
+            end: start.saturating_add(usize::try_from(limit).unwrap_or(usize::MAX)),
+            buf,
+            over: None,
+            refused: 0,
+        },
     };
-    let result = bincode::serde::encode_into_writer(value, &mut sink, base());
-    if let Some(over) = sink.over {
-        // What was written is of no use: give it back.
+    let result = encoder.value(value);
+    let VecSink {
+        buf, over, refused, ..
+    } = encoder.sink;
+    if let Some(over) = over {
+        // What was written is of no use. (The capacity stays: a caller that tried a small
+        // limit first encodes again into the same, warm buffer.)
         buf.truncate(start);
-        buf.shrink_to(start.max(64 * 1024));
-        return Err(Error::TooLarge {
+        let error = Error::TooLarge {
             len: limit + over,
+            limit,
+        };
+        return Err((error, refused));
+    }
+    result.map_err(|Fault(message)| (Error::Encode(message), 0))
+}
+
+/// How many bytes `value` encodes to, if at most `limit` ([`Error::TooLarge`] otherwise):
+/// the size of a buffer to encode it into with [`encode_to_slice`]. Handles inside the value
+/// are visited but not recorded.
+pub(crate) fn measure<T: Serialize + ?Sized>(value: &T, limit: u64) -> Result<usize> {
+    let mut encoder = Encoder { sink: SizeSink(0) };
+    let result = collecting_fds(&mut Vec::new(), || encoder.value(value));
+    result.map_err(|Fault(message)| Error::Encode(message))?;
+    let len = encoder.sink.0;
+    if len as u64 > limit {
+        return Err(Error::TooLarge {
+            len: len as u64,
             limit,
         });
     }
-    result.map_err(encode_error)
+    Ok(len)
 }
 
-/// `Error::Encode` with the serializer's own message (a type's `custom` error as it wrote it).
-fn encode_error(e: bincode::error::EncodeError) -> Error {
-    Error::Encode(match e {
-        bincode::error::EncodeError::OtherString(message) => message,
-        bincode::error::EncodeError::Other(message) => message.to_owned(),
-        e => e.to_string(),
-    })
-}
-
-/// `Error::Decode` with the deserializer's own message.
-fn decode_error(e: bincode::error::DecodeError) -> Error {
-    Error::Decode(match e {
-        bincode::error::DecodeError::OtherString(message) => message,
-        bincode::error::DecodeError::Other(message) => message.to_owned(),
-        e => e.to_string(),
-    })
+/// Encodes `value` into exactly `out` (sized by [`measure`]), recording the descriptors of the
+/// handles inside it in `fds`. A value that encodes to another size than it measured (a
+/// `Serialize` that is not deterministic) is an [`Error::Encode`].
+pub(crate) fn encode_to_slice<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut [u8],
+    fds: &mut Vec<RawFd>,
+) -> Result<()> {
+    let len = out.len();
+    let mut encoder = Encoder {
+        sink: SliceSink { buf: out, at: 0 },
+    };
+    let result = collecting_fds(fds, || encoder.value(value));
+    result.map_err(|Fault(message)| Error::Encode(message))?;
+    if encoder.sink.at != len {
+        return Err(Error::Encode(
+            "the value encoded to fewer bytes than it measured".to_owned(),
+        ));
+    }
+    Ok(())
 }
 
 /// Decodes a `T` from exactly `bytes`, giving handles inside it the received descriptors.
 ///
 /// Decoding is limited: no length inside the message can make the decoder allocate more than
-/// a bounded multiple of the message's size. Descriptors no handle claimed are closed.
+/// the message's size (see [`decode_from`]). Descriptors no handle claimed are closed.
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T> {
     let table = FdTable {
         fds: fds.into_iter().map(Some).collect(),
     };
     let previous = FD_SOURCE.with(|s| s.replace(Some(table)));
-    // The limit bounds what announced lengths may claim; a few size classes keep the bound
-    // proportional to the message without one instantiation per size.
-    let result = match bytes.len() {
-        0..=0x10_0000 => decode_limited::<T, 0x100_0000>(bytes),
-        0x10_0001..=0x400_0000 => decode_limited::<T, 0x4000_0000>(bytes),
-        _ => decode_limited::<T, 0x10_0000_0000>(bytes),
-    };
+    let result = decode_from::<T>(bytes);
     FD_SOURCE.with(|s| s.replace(previous));
-    result
-}
-
-/// Decodes a `T` that carries no handles from the start of `bytes`; returns it and the number
-/// of bytes it took.
-pub(crate) fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize)> {
-    bincode::serde::decode_from_slice::<T, _>(bytes, base().with_limit::<0x10_0000>())
-        .map_err(decode_error)
-}
-
-fn decode_limited<T: DeserializeOwned, const LIMIT: usize>(bytes: &[u8]) -> Result<T> {
-    let (value, used) =
-        bincode::serde::decode_from_slice::<T, _>(bytes, base().with_limit::<LIMIT>())
-            .map_err(decode_error)?;
+    let (value, used) = result?;
     if used != bytes.len() {
         return Err(Error::Decode(format!(
             "{} trailing bytes after the value",
@@ -159,6 +214,20 @@ fn decode_limited<T: DeserializeOwned, const LIMIT: usize>(bytes: &[u8]) -> Resu
         )));
     }
     Ok(value)
+}
+
+/// Decodes a `T` that carries no handles from the start of `bytes`; returns it and the number
+/// of bytes it took.
+pub(crate) fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize)> {
+    decode_from(bytes)
+}
+
+/// Decodes a `T` from the start of `bytes`: the value and the number of bytes it took. No
+/// length inside the message makes the decoder reserve more than the bytes that remain.
+fn decode_from<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize)> {
+    let mut decoder = Decoder::new(bytes);
+    let value = T::deserialize(&mut decoder).map_err(|Fault(message)| Error::Decode(message))?;
+    Ok((value, bytes.len() - decoder.input.len()))
 }
 
 /// Encodes `items` exactly as a `Vec<T>` of them, in two parts: what is appended to `buf`,
@@ -637,7 +706,11 @@ mod tests {
         assert!(push_fd(0).is_err());
         assert!(take_fd(0).is_err());
         let (a, _b) = sys::socketpair_stream().unwrap();
-        let e = bincode::serde::encode_to_vec(Fd(&a), base()).unwrap_err();
+        let e = bincode::serde::encode_to_vec(
+            Fd(&a),
+            bincode::config::standard().with_fixed_int_encoding(),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("only be serialized by mp"), "{e}");
     }
 
