@@ -325,6 +325,34 @@ impl Encoded {
         })
     }
 
+    /// The same frame for a socket-mode channel (a network peer): a payload that went out of
+    /// line is copied inline; a value holding an OS handle is refused with [`Error::Encode`].
+    pub(crate) fn into_network(self) -> Result<Encoded> {
+        if !self.fds.is_empty() {
+            return Err(Error::Encode(
+                "a value holding an OS handle (queue, pipe end, shared memory, lock) cannot \
+                 travel over a network connection; share it through a manager proxy instead"
+                    .to_owned(),
+            ));
+        }
+        let Some(sealed) = &self.sealed else {
+            return Ok(self);
+        };
+        let payload = sealed.as_slice();
+        let mut bytes = Vec::with_capacity(HEADER + payload.len());
+        bytes.extend_from_slice(&MAGIC.to_le_bytes());
+        bytes.extend_from_slice(&0u32.to_le_bytes());
+        bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&0u32.to_le_bytes());
+        bytes.extend_from_slice(payload);
+        Ok(Encoded {
+            bytes,
+            tail: None,
+            fds: Vec::new(),
+            sealed: None,
+        })
+    }
+
     /// The frame's bytes on the socket without a shared tail (a large payload travels out
     /// of line): the whole frame of an [`Encoded::new`].
     pub(crate) fn bytes(&self) -> &[u8] {

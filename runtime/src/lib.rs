@@ -60,6 +60,8 @@ mod connection;
 mod error;
 mod logging;
 mod manager;
+#[cfg(feature = "mpi")]
+pub mod mpi;
 mod pool;
 mod process;
 mod queue;
@@ -82,7 +84,7 @@ pub use manager::{
     ManagerServer, Proxy, QueueProxy, ValueProxy,
 };
 pub use pool::executor::{AsCompleted, Executor, as_completed};
-pub use pool::{AsyncResult, CallOptions, Imap, Pool, PoolBuilder};
+pub use pool::{AsyncResult, Backend, CallOptions, Imap, Pool, PoolBuilder};
 pub use process::{
     ParentProcess, Process, ProcessInfo, active_children, current_process, parent_process, spawn,
 };

@@ -300,6 +300,7 @@ fn a_killed_worker_fails_its_task_fast_and_is_replaced() {
             status,
             task_index,
             tasks,
+            ..
         } => {
             assert_eq!(pid, victim);
             assert_eq!(status, mp::ExitStatus::Signaled(libc::SIGKILL));

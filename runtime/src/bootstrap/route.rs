@@ -1,6 +1,7 @@
 //! The pre-`main` router: what this process is, decided before any user code runs (one
 //! `match` over roles: a worker listing, the resource tracker, a child started by `mp` for a
-//! call, as a pool worker or as a manager server; otherwise the program itself). The `sys` hook
+//! call, as a pool worker or as a manager server, a rank of an MPI job; otherwise the program
+//! itself). The `sys` hook
 //! that calls [`child_entry`] is the crate's one deliberate upward arrow.
 //!
 //! At the top of the module graph: it may import every module, and nothing imports it but
@@ -35,6 +36,9 @@ enum Start {
     Tracker(String),
     /// A child started by `mp`; its bootstrap descriptors (the role follows on the socket).
     Child(String),
+    /// A rank of an MPI job (feature `mpi`): rank 0 goes on to `main`, the others serve.
+    #[cfg(feature = "mpi")]
+    MpiRank,
 }
 
 impl Start {
@@ -46,7 +50,14 @@ impl Start {
             sys::unset_env(crate::shared::TRACKER_ENV);
             return Some(Start::Tracker(spec.to_string_lossy().into_owned()));
         }
-        let spec = std::env::var_os(BOOTSTRAP_ENV)?;
+        let Some(spec) = std::env::var_os(BOOTSTRAP_ENV) else {
+            // A local child is never a rank: it was routed above (and has no launcher variables).
+            #[cfg(feature = "mpi")]
+            if crate::mpi::launched() {
+                return Some(Start::MpiRank);
+            }
+            return None;
+        };
         sys::unset_env(BOOTSTRAP_ENV);
         Some(Start::Child(spec.to_string_lossy().into_owned()))
     }
@@ -64,6 +75,12 @@ pub(crate) fn child_entry() {
                 println!("{}\t{}\t{}", entry.name, entry.signature, entry.location);
             }
             0
+        }
+        #[cfg(feature = "mpi")]
+        Start::MpiRank => {
+            // Rank 0 comes back and runs `main`; the other ranks serve and exit.
+            crate::mpi::enter();
+            return;
         }
         Start::Tracker(spec) => {
             name_after_program();

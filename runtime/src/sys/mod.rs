@@ -31,6 +31,8 @@ mod cpu;
 #[cfg(target_os = "linux")]
 mod futex;
 mod interrupt;
+#[cfg(all(target_os = "linux", feature = "mpi"))]
+pub(crate) mod mpi;
 #[cfg(target_os = "linux")]
 pub(crate) mod net;
 #[cfg_attr(not(feature = "portable-sync"), allow(dead_code))]
