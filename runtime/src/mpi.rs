@@ -48,6 +48,8 @@ const OPT_OUT_ENV: &str = "MP_MPI";
 /// The address (IP or host name) rank 0 advertises to the other ranks; default: the address
 /// its host name resolves to (a non-loopback one when there is one).
 pub const ADDR_ENV: &str = "MP_MPI_ADDR";
+/// Set by `cargo mp run --mpi` on rank 0 when a wrapper of its own started it.
+const WRAPPED_ENV: &str = "__MP_MPI_WRAPPED";
 /// Bytes of the one broadcast: rank 0's address and the auth key.
 const BCAST_LEN: usize = 1024;
 /// TCP keepalive on every connection between ranks: idle time, probe interval, probes.
@@ -73,6 +75,8 @@ enum Hello {
 enum Control {
     /// Finalize MPI and exit 0.
     Stop,
+    /// Exit 0 without finalizing: a rank was lost, and `MPI_Finalize` would wait for it.
+    Abandon,
 }
 
 /// This process's place in the MPI job.
@@ -228,6 +232,13 @@ pub(crate) fn enter() {
     let host = sys::mpi::processor_name().unwrap_or_else(|_| local_hostname());
     let _ = WORLD.set(World { rank, size, host });
     if rank == 0 {
+        if std::env::var_os(WRAPPED_ENV).is_some() {
+            // `cargo mp run --mpi` started rank 0 under a wrapper that records its exit
+            // status: die with the wrapper, as the launcher expects of its process.
+            let _ = rustix::process::set_parent_process_death_signal(Some(
+                rustix::process::Signal::KILL,
+            ));
+        }
         if let Err(e) = start_hub(size) {
             eprintln!("mp: rank 0 cannot start serving the other ranks: {e}");
             sys::mpi::abort(1);
@@ -266,8 +277,9 @@ struct HubState {
 struct Hub {
     state: Mutex<HubState>,
     changed: Condvar,
-    /// The stop frame, encoded ahead: at process exit the encoder's thread-local state is gone.
+    /// The stop frames, encoded ahead: at process exit the encoder's thread-local state is gone.
     stop: Encoded,
+    abandon: Encoded,
 }
 
 impl Hub {
@@ -307,6 +319,7 @@ fn advertised_ip() -> Result<std::net::IpAddr> {
 fn start_hub(size: u32) -> Result<()> {
     let hub = Arc::new(Hub {
         stop: Encoded::new(&Control::Stop)?,
+        abandon: Encoded::new(&Control::Abandon)?,
         state: Mutex::new(HubState {
             idle: VecDeque::new(),
             control: Vec::new(),
@@ -317,6 +330,7 @@ fn start_hub(size: u32) -> Result<()> {
         changed: Condvar::new(),
     });
     let _ = HUB.set(Arc::clone(&hub));
+    crate::run_support::record_rank(0, &hostname());
     if size <= 1 {
         return Ok(());
     }
@@ -361,9 +375,10 @@ fn accept_ranks(listener: &Listener, hub: &Hub) {
             .and_then(|f| f.decode::<Hello>());
         let mut st = hub.lock();
         match hello {
-            Ok(Hello::Control { rank, .. }) => {
+            Ok(Hello::Control { rank, host, .. }) => {
+                crate::run_support::record_rank(rank, &host);
                 if st.stopping {
-                    let _ = hub.stop.send(&channel);
+                    let _ = hub.abandon.send(&channel);
                 }
                 st.control.push((rank, channel));
             }
@@ -388,6 +403,12 @@ fn accept_ranks(listener: &Listener, hub: &Hub) {
 /// The ranks for an MPI pool: every rank ≥ 1 not lost (or `want` of them), waiting for their
 /// pool connections; the caller gives them back by closing them (they reconnect).
 pub(crate) fn take_ranks(want: Option<usize>) -> Result<Vec<RankLink>> {
+    if WORLD.get().is_some_and(|w| w.rank != 0) {
+        return Err(Error::InvalidArgument(
+            "only rank 0 can build an MPI pool (a task on a worker rank builds local pools)"
+                .to_owned(),
+        ));
+    }
     let (Some(world), Some(hub)) = (WORLD.get(), HUB.get()) else {
         return Err(Error::InvalidArgument(
             "an MPI pool needs the program started by an MPI launcher: `cargo mp run --mpi N`, \
@@ -466,6 +487,7 @@ pub(crate) fn rank_lost(rank: u32, host: &str) {
     if let Some(hub) = HUB.get() {
         let mut st = hub.lock();
         if !st.lost.iter().any(|(r, _)| *r == rank) {
+            crate::run_support::record_lost(rank, host);
             st.lost.push((rank, host.to_owned()));
         }
     }
@@ -501,15 +523,71 @@ pub(crate) fn leave() {
     if world.rank != 0 || LEFT.swap(true, Ordering::SeqCst) {
         return;
     }
+    let mut lost = Vec::new();
     if let Some(hub) = HUB.get() {
         let mut st = hub.lock();
+        // Ranks still starting get a moment to connect, so that they can finalize with us.
+        let deadline = Instant::now() + CONNECT_GRACE;
+        while (st.control.len() as u32) + 1 < world.size && st.lost.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            st = hub
+                .changed
+                .wait_timeout(st, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
         st.stopping = true;
+        // A rank whose control connection ended (or never came) cannot finalize with us.
+        lost = st.lost.iter().map(|(r, _)| *r).collect();
+        for (rank, channel) in &st.control {
+            if sys::net::peer_closed_or_sent(channel.fd()) && !lost.contains(rank) {
+                lost.push(*rank);
+            }
+        }
+        let connected = st.control.len() as u32;
+        let complete = connected + 1 == world.size;
+        let frame = if lost.is_empty() && complete {
+            &hub.stop
+        } else {
+            &hub.abandon
+        };
         for (_, channel) in &st.control {
-            let _ = hub.stop.send(channel);
+            let _ = frame.send(channel);
+        }
+        if !complete && lost.is_empty() {
+            lost.push(u32::MAX);
         }
     }
+    if !lost.is_empty() {
+        // `MPI_Finalize` waits for every rank: with one gone it would never return.
+        eprintln!("mp: rank 0 leaves without MPI_Finalize: a worker rank was lost");
+        return;
+    }
+    finalize_or_exit();
+}
+
+/// How long rank 0, leaving, waits for ranks that have not connected yet.
+const CONNECT_GRACE: Duration = Duration::from_secs(10);
+/// How long `MPI_Finalize` may take before the process exits without it.
+const FINALIZE_GRACE: Duration = Duration::from_secs(10);
+
+/// `MPI_Finalize`, with a watchdog: if it has not returned within [`FINALIZE_GRACE`] (a rank
+/// vanished during it), the process exits with status 1 instead of hanging.
+fn finalize_or_exit() {
+    let _ = std::thread::Builder::new()
+        .name("mp-mpi-finalize".into())
+        .spawn(|| {
+            std::thread::sleep(FINALIZE_GRACE);
+            eprintln!(
+                "mp: MPI_Finalize did not return within {FINALIZE_GRACE:?}; exiting without it"
+            );
+            sys::exit_now(1);
+        });
     if let Err(e) = sys::mpi::finalize() {
-        eprintln!("mp: MPI_Finalize on rank 0: {e}");
+        eprintln!("mp: MPI_Finalize on rank {}: {e}", rank());
     }
 }
 
@@ -597,7 +675,11 @@ fn serve_rank(rank: u32) -> ! {
     }
     match control.recv_frame(None).and_then(|f| f.decode::<Control>()) {
         Ok(Control::Stop) => {
-            let _ = sys::mpi::finalize();
+            finalize_or_exit();
+            crate::run_support::drain_output();
+            sys::exit_now(0);
+        }
+        Ok(Control::Abandon) => {
             crate::run_support::drain_output();
             sys::exit_now(0);
         }

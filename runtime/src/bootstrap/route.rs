@@ -74,6 +74,9 @@ pub(crate) fn child_entry() {
             for entry in crate::worker::WORKERS.iter() {
                 println!("{}\t{}\t{}", entry.name, entry.signature, entry.location);
             }
+            // For `cargo mp run --mpi`: the MPI this binary links (not a worker line).
+            #[cfg(feature = "mpi")]
+            println!("mpi\t{}", crate::mpi::linked());
             0
         }
         #[cfg(feature = "mpi")]

@@ -66,10 +66,8 @@ pub(crate) fn processor_name() -> io::Result<String> {
     let mut buf = vec![0u8; cap + 1];
     let mut len: c_int = 0;
     // SAFETY: `buf` holds MPI_MAX_PROCESSOR_NAME bytes (plus one), as the call requires.
-    check(
-        unsafe { mp_mpi_processor_name(buf.as_mut_ptr().cast(), &mut len) },
-        "MPI_Get_processor_name",
-    )?;
+    let rc = unsafe { mp_mpi_processor_name(buf.as_mut_ptr().cast(), &mut len) };
+    check(rc, "MPI_Get_processor_name")?;
     buf.truncate((len.max(0) as usize).min(cap));
     Ok(String::from_utf8_lossy(&buf).into_owned())
 }
@@ -79,10 +77,8 @@ pub(crate) fn bcast(buf: &mut [u8], root: u32) -> io::Result<()> {
     let len =
         c_int::try_from(buf.len()).map_err(|_| io::Error::other("broadcast buffer too large"))?;
     // SAFETY: `buf` is valid for `len` bytes of writes (the receivers) and reads (the root).
-    check(
-        unsafe { mp_mpi_bcast(buf.as_mut_ptr().cast(), len, root as c_int) },
-        "MPI_Bcast",
-    )
+    let rc = unsafe { mp_mpi_bcast(buf.as_mut_ptr().cast(), len, root as c_int) };
+    check(rc, "MPI_Bcast")
 }
 
 /// `MPI_Abort(MPI_COMM_WORLD, code)`: ends every rank of the job.
