@@ -185,3 +185,27 @@ fn outside_a_launcher_an_mpi_pool_is_a_clear_error() {
         r.err
     );
 }
+
+#[test]
+fn leaving_after_a_lost_rank_does_not_wait_in_mpi_finalize() {
+    // Rank 0 in a child of the launched process (as `cargo mp run --enable-recovery` starts
+    // it): Open MPI's MPI_Finalize then waited for the dead rank (1 run in 3 here) until the
+    // watchdog gave up after 10 s.
+    for _ in 0..3 {
+        let mut cmd = Command::new("mpirun");
+        cmd.args([
+            "--oversubscribe",
+            "--enable-recovery",
+            "-n",
+            "3",
+            "sh",
+            "-c",
+        ])
+        .arg(format!("{PROBE} die; exit $?"));
+        let r = run(&mut cmd, Duration::from_secs(60));
+        assert!(r.out.contains("die ok: rank 2 on "), "{}", r.out);
+        assert!(!r.err.contains("did not return"), "{}", r.err);
+        assert!(r.took < Duration::from_secs(8), "{:?}", r.took);
+        assert_eq!(r.code, Some(0));
+    }
+}
