@@ -125,6 +125,35 @@ fn a_killed_rank_is_worker_died_naming_it_and_the_map_completes_on_the_other() {
 }
 
 #[test]
+fn with_retries_a_lost_ranks_task_runs_on_the_other() {
+    let r = run(
+        &mut mpirun(&["--enable-recovery"], "die-retry"),
+        Duration::from_secs(60),
+    );
+    assert!(r.out.contains("retry ok: 200 results"), "{}", r.out);
+    assert_eq!(r.code, Some(0));
+}
+
+#[test]
+fn initializer_map_async_progress_imap_and_an_executor_from_mp_backend() {
+    let r = run(
+        &mut mpirun(&["-x", "MP_BACKEND=mpi"], "features"),
+        Duration::from_secs(60),
+    );
+    assert!(
+        r.out.contains("features: async [100, 101, 102, 103, 104, 105, 106, 107, 108, 109], progress 6225, imap [100, 101, 102, 103, 104]"),
+        "{}",
+        r.out
+    );
+    assert!(
+        r.out.contains("executor on ranks: [1, 4, 9, 16]"),
+        "{}",
+        r.out
+    );
+    assert_eq!(r.code, Some(0));
+}
+
+#[test]
 fn a_panic_in_rank_zeros_main_ends_the_job_with_a_failure() {
     let r = run(&mut mpirun(&[], "main-panic"), Duration::from_secs(30));
     assert!(r.out.contains("before: [0, 1, 4]"), "{}", r.out);

@@ -31,6 +31,18 @@ fn die_on_rank_two(n: u64) -> u64 {
     n
 }
 
+static OFFSET: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+#[mp::worker]
+fn set_offset(n: u64) {
+    OFFSET.store(n, std::sync::atomic::Ordering::Relaxed);
+}
+
+#[mp::worker]
+fn add_offset(x: u64) -> u64 {
+    x + OFFSET.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 #[mp::worker]
 fn sleep_ms(ms: u64) -> u64 {
     std::thread::sleep(Duration::from_millis(ms));
@@ -101,6 +113,40 @@ mp::main! {
                 }
                 // The last rank: still serving.
                 println!("after: {:?}", pool.map(square, 0..3)?);
+            }
+            "die-retry" => {
+                let pool = mp::Pool::builder()
+                    .backend(mp::Backend::Mpi)
+                    .retry_lost_tasks(true)
+                    .build()?;
+                let results = pool.chunksize(1).map(die_on_rank_two, 0..200)?;
+                println!("retry ok: {} results, all on the last rank", results.len());
+            }
+            "features" => {
+                // Initializer, map_async, progress, imap, Executor (MP_BACKEND=mpi), as_completed.
+                let pool = mp::Pool::builder()
+                    .backend(mp::Backend::Mpi)
+                    .initializer(set_offset, 100)
+                    .build()?;
+                let pending = pool.map_async(add_offset, 0..10u64)?;
+                let shown = pool.progress().chunksize(7).map(add_offset, 0..50u64)?;
+                let lazy: Vec<u64> = pool.imap(add_offset, 0..5u64).collect::<mp::Result<_>>()?;
+                println!(
+                    "features: async {:?}, progress {}, imap {lazy:?}",
+                    pending.get()?,
+                    shown.iter().sum::<u64>()
+                );
+                drop(pool);
+                let executor = mp::Executor::new(2)?;
+                let futures: Vec<_> = (1..=4u64)
+                    .map(|n| executor.submit(square, n))
+                    .collect::<mp::Result<_>>()?;
+                let mut done: Vec<u64> = mp::as_completed(futures)
+                    .map(|f| f.get())
+                    .collect::<mp::Result<_>>()?;
+                done.sort_unstable();
+                println!("executor on {}: {done:?}", if std::env::var("MP_BACKEND").is_ok_and(|b| b == "mpi") { "ranks" } else { "local" });
+                executor.shutdown(true)?;
             }
             "handles" => {
                 let pool = mpi_pool()?;
