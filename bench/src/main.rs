@@ -74,6 +74,8 @@ mod bytes;
 mod lint;
 mod lint_corpus;
 mod manager;
+#[cfg(feature = "mpi")]
+mod mpi;
 mod pool;
 mod shared;
 
@@ -359,8 +361,23 @@ mp::main! {
                 println!("(total {:.1?})", start.elapsed());
                 Ok(())
             }
+            #[cfg(feature = "mpi")]
+            Some("mpi") => {
+                let start = Instant::now();
+                let rows = mpi::run(quick)?;
+                if !rows.is_empty() {
+                    print(&rows);
+                    println!("(one host; best of runs; total {:.1?})", start.elapsed());
+                }
+                Ok(())
+            }
+            #[cfg(not(feature = "mpi"))]
+            Some("mpi") => {
+                eprintln!("the `mpi` benchmark needs `--features mpi` (and Open MPI)");
+                std::process::exit(2);
+            }
             Some(other) => {
-                eprintln!("unknown benchmark `{other}`; available: foundation, bytes, shared, pool, manager, lint, lint-corpus");
+                eprintln!("unknown benchmark `{other}`; available: foundation, bytes, shared, pool, manager, lint, lint-corpus, mpi");
                 std::process::exit(2);
             }
         }

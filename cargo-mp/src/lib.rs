@@ -18,6 +18,7 @@ pub mod check;
 pub mod diagnostic;
 mod flow;
 pub mod lints;
+pub mod mpirun;
 pub mod names;
 pub mod run;
 pub mod source;
@@ -60,6 +61,8 @@ enum Command {
         /// Do not prefix children's output with their names.
         #[arg(long)]
         no_prefix: bool,
+        #[command(flatten)]
+        mpi: mpirun::MpiArgs,
         /// Arguments for the program (after `--`).
         #[arg(last = true)]
         args: Vec<String>,
@@ -131,6 +134,10 @@ enum Color {
 /// Runs `cargo mp` with `args` (the program name first); returns the exit code.
 pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
     let mut args: Vec<std::ffi::OsString> = args.into_iter().collect();
+    // `cargo mp run --mpi --enable-recovery` starts every rank through this wrapper.
+    if args.get(1).is_some_and(|a| a == mpirun::RANK0_WRAPPER) {
+        return mpirun::rank0_wrapper(&args[2..]);
+    }
     // Cargo calls `cargo-mp mp check ...`.
     if args.get(1).is_some_and(|a| a == "mp") {
         args.remove(1);
@@ -162,8 +169,9 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
         Command::Run {
             build,
             no_prefix,
+            mpi,
             args,
-        } => match run::run(&build, &args, !no_prefix) {
+        } => match run::run(&build, &mpi, &args, !no_prefix) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("error: {e}");

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 /// The cargo flags `run` and `workers` forward to `cargo build`.
-#[derive(clap::Args, Debug, Default)]
+#[derive(clap::Args, Debug, Default, Clone)]
 pub struct BuildArgs {
     /// Path to Cargo.toml.
     #[arg(long, value_name = "PATH")]
@@ -169,6 +169,12 @@ pub struct RunLog {
     pub failed: usize,
     /// The process with the highest peak resident memory: its name and the peak in KiB.
     pub busiest: Option<(String, u64)>,
+    /// MPI ranks and their hosts (`rank <r> <host>` lines; rank 0 writes them).
+    pub ranks: Vec<(u32, String)>,
+    /// MPI ranks whose connection was lost (`lost <r> <host>`).
+    pub lost: Vec<(u32, String)>,
+    /// Rank 0's exit status, written by the rank-0 wrapper (`main-exit <code>`).
+    pub main_exit: Option<i32>,
 }
 
 /// Parses the `start <pid> <name>`, `exit <pid> <code>` and `peak <pid> <KiB>` lines of
@@ -186,6 +192,17 @@ pub fn parse_log(text: &str, main_pid: u32) -> RunLog {
                 names.insert(pid.to_owned(), name.to_owned());
             }
             (Some("exit"), Some(_), Some(code)) if code != "0" => log.failed += 1,
+            (Some("rank"), Some(rank), Some(host)) => {
+                if let Ok(rank) = rank.parse() {
+                    log.ranks.push((rank, host.to_owned()));
+                }
+            }
+            (Some("lost"), Some(rank), Some(host)) => {
+                if let Ok(rank) = rank.parse() {
+                    log.lost.push((rank, host.to_owned()));
+                }
+            }
+            (Some("main-exit"), Some(code), None) => log.main_exit = code.parse().ok(),
             (Some("peak"), Some(pid), Some(kib)) => {
                 if let Ok(kib) = kib.parse::<u64>() {
                     peaks.push((pid.to_owned(), kib));
@@ -209,13 +226,31 @@ pub fn parse_log(text: &str, main_pid: u32) -> RunLog {
 
 /// `cargo mp run`: builds, runs with the program's arguments, prints a summary; returns the
 /// program's exit code (128 + N for a signal N).
-pub fn run(args: &BuildArgs, program_args: &[String], prefix: bool) -> Result<i32, String> {
-    let exe = build(args)?;
+pub fn run(
+    args: &BuildArgs,
+    mpi: &crate::mpirun::MpiArgs,
+    program_args: &[String],
+    prefix: bool,
+) -> Result<i32, String> {
+    let exe = if mpi.mpi.is_some() {
+        let mut args = BuildArgs { ..args.clone() };
+        args.features.push("mp/mpi".to_owned());
+        build(&args)?
+    } else {
+        build(args)?
+    };
     let log_path = std::env::temp_dir().join(format!("cargo-mp-run-{}.log", std::process::id()));
     let _ = std::fs::remove_file(&log_path);
     let start = Instant::now();
-    let mut cmd = Command::new(&exe);
-    cmd.args(program_args).env("MP_RUN_LOG", &log_path);
+    let mut cmd = match mpi.mpi {
+        Some(_) => crate::mpirun::command(&exe, mpi, program_args, prefix)?,
+        None => {
+            let mut cmd = Command::new(&exe);
+            cmd.args(program_args);
+            cmd
+        }
+    };
+    cmd.env("MP_RUN_LOG", &log_path);
     if prefix {
         cmd.env("MP_PREFIX_OUTPUT", "1");
     }
@@ -233,6 +268,8 @@ pub fn run(args: &BuildArgs, program_args: &[String], prefix: bool) -> Result<i3
     let code = status
         .code()
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    // Under recovery, `mpirun` exits 0 whatever rank 0 did: its own status is in the log.
+    let code = log.main_exit.unwrap_or(code);
     eprintln!("{}", summary(&exe, &log, wall.as_secs_f64(), code));
     Ok(code)
 }
@@ -250,9 +287,32 @@ pub fn summary(exe: &Path, log: &RunLog, wall_s: f64, code: i32) -> String {
         ),
         None => String::new(),
     };
+    let mut ranks = String::new();
+    if !log.ranks.is_empty() {
+        let mut hosts: Vec<&str> = log.ranks.iter().map(|(_, h)| h.as_str()).collect();
+        hosts.sort_unstable();
+        hosts.dedup();
+        let lost: Vec<String> = log
+            .lost
+            .iter()
+            .map(|(r, h)| format!("rank {r} on {h}"))
+            .collect();
+        ranks = format!(
+            "ranks {} on {} host{}; workers lost: {}{}; ",
+            log.ranks.len(),
+            hosts.len(),
+            if hosts.len() == 1 { "" } else { "s" },
+            lost.len(),
+            if lost.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", lost.join(", "))
+            }
+        );
+    }
     format!(
-        "cargo mp run: `{name}` exited with {code} after {wall_s:.2} s; processes started: {}, \
-         failed: {}{busiest}",
+        "cargo mp run: `{name}` exited with {code} after {wall_s:.2} s; {ranks}processes started: \
+         {}, failed: {}{busiest}",
         log.started, log.failed
     )
 }
@@ -316,10 +376,27 @@ mod tests {
                 started: 3,
                 failed: 2,
                 busiest: Some(("main".to_owned(), 4096)),
+                ..RunLog::default()
             }
         );
         let without_main = parse_log("start 10 Process-1\npeak 10 2048\n", 9);
         assert_eq!(without_main.busiest, Some(("Process-1".to_owned(), 2048)));
+    }
+
+    #[test]
+    fn the_summary_names_ranks_hosts_and_lost_ranks() {
+        let log = parse_log(
+            "rank 0 node1\nrank 1 node1\nrank 2 node2\nrank 3 node2\nlost 3 node2\nmain-exit 4\n",
+            1,
+        );
+        assert_eq!(log.main_exit, Some(4));
+        let line = summary(Path::new("/t/app"), &log, 2.1, 4);
+        assert!(
+            line.contains("`app` exited with 4 after 2.10 s; ranks 4 on 2 hosts; workers lost: 1 (rank 3 on node2); processes started: 0"),
+            "{line}"
+        );
+        let plain = summary(Path::new("/t/app"), &parse_log("start 5 x\n", 1), 1.0, 0);
+        assert!(!plain.contains("ranks"), "{plain}");
     }
 
     #[test]

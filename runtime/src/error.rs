@@ -202,7 +202,11 @@ pub enum Error {
     ChangedDuringIteration(String),
     /// A pool worker died (exit, signal, OOM kill, abort) while it held this task. The pool
     /// replaced the worker; with retries enabled this error means the retry was lost too.
-    #[error("pool worker (pid {pid}) {status} while running task {task_index}{}", chunk_note(*tasks))]
+    ///
+    /// A worker rank of an MPI pool ([`Backend::Mpi`](crate::Backend::Mpi)) is not replaced:
+    /// `rank` and `host` name it, `pid` is its process id on that host, and `status` is
+    /// `Exited(-1)` (how a remote process ended is unknown; its connection was lost).
+    #[error("{}while running task {task_index}{}", died_note(*pid, *status, *rank, host.as_deref()), chunk_note(*tasks))]
     WorkerDied {
         /// The dead worker's process id.
         pid: u32,
@@ -212,6 +216,10 @@ pub enum Error {
         task_index: usize,
         /// How many tasks were lost with it (its chunk); they start at `task_index`.
         tasks: usize,
+        /// The worker's MPI rank, for a pool on MPI ranks.
+        rank: Option<u32>,
+        /// The host the lost rank ran on, for a pool on MPI ranks.
+        host: Option<String>,
     },
     /// A task ran past the pool's per-task time limit; its worker was killed and replaced.
     #[error(
@@ -277,6 +285,16 @@ pub enum Error {
     /// an immediate shutdown, which dropped the pending messages).
     #[error("the queue was shut down")]
     ShutDown,
+}
+
+fn died_note(pid: u32, status: ExitStatus, rank: Option<u32>, host: Option<&str>) -> String {
+    match rank {
+        Some(rank) => format!(
+            "pool worker rank {rank} on {} (pid {pid}) lost its connection ",
+            host.unwrap_or("an unknown host")
+        ),
+        None => format!("pool worker (pid {pid}) {status} "),
+    }
 }
 
 fn chunk_note(tasks: usize) -> String {
@@ -546,6 +564,8 @@ mod tests {
             status: ExitStatus::Signaled(9),
             task_index: 3,
             tasks: 2,
+            rank: None,
+            host: None,
         };
         assert_eq!(round_trip(&e).to_string(), e.to_string());
         assert!(matches!(

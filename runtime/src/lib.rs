@@ -70,6 +70,8 @@ mod error;
 pub mod guide;
 mod logging;
 mod manager;
+#[cfg(feature = "mpi")]
+pub mod mpi;
 mod pool;
 mod process;
 mod queue;
@@ -100,7 +102,7 @@ pub use manager::{
 pub use pool::executor::{
     AsCompleted, AsCompletedTimeout, Executor, ReturnWhen, as_completed, wait,
 };
-pub use pool::{AsyncResult, CallOptions, Imap, Pool, PoolBuilder};
+pub use pool::{AsyncResult, Backend, CallOptions, Imap, Pool, PoolBuilder};
 pub use process::{
     ParentProcess, Process, ProcessInfo, active_children, current_process, parent_process, spawn,
 };

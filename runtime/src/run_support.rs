@@ -54,6 +54,18 @@ pub(crate) fn record_start(pid: u32, name: &str) {
     log_line(|| format!("start {pid} {}\n", name.replace(char::is_whitespace, "_")));
 }
 
+/// Logs a rank of an MPI job (rank 0 logs each as it connects): `rank <rank> <host>`.
+#[cfg(feature = "mpi")]
+pub(crate) fn record_rank(rank: u32, host: &str) {
+    log_line(|| format!("rank {rank} {}\n", host.replace(char::is_whitespace, "_")));
+}
+
+/// Logs an MPI rank whose connection was lost: `lost <rank> <host>`.
+#[cfg(feature = "mpi")]
+pub(crate) fn record_lost(rank: u32, host: &str) {
+    log_line(|| format!("lost {rank} {}\n", host.replace(char::is_whitespace, "_")));
+}
+
 /// Logs a child that was reaped.
 pub(crate) fn record_exit(pid: u32, status: ExitStatus) {
     log_line(|| format!("exit {pid} {}\n", status.code()));

@@ -300,6 +300,7 @@ fn a_killed_worker_fails_its_task_fast_and_is_replaced() {
             status,
             task_index,
             tasks,
+            ..
         } => {
             assert_eq!(pid, victim);
             assert_eq!(status, mp::ExitStatus::Signaled(libc::SIGKILL));
@@ -585,4 +586,32 @@ fn handles_travel_inside_pool_tasks() {
         .map(die_once, (0..30).map(|n| (hits.clone(), n, u32::MAX)))
         .unwrap();
     assert_eq!(got.len(), 30);
+}
+
+#[test]
+fn an_mpi_pool_refuses_the_options_that_need_local_children() {
+    let builders = [
+        (
+            mp::Pool::builder()
+                .backend(mp::Backend::Mpi)
+                .start_method(mp::StartMethod::Spawn),
+            "start_method",
+        ),
+        (
+            mp::Pool::builder()
+                .backend(mp::Backend::Mpi)
+                .max_tasks_per_child(1),
+            "max_tasks_per_child",
+        ),
+    ];
+    for (builder, option) in builders {
+        let e = builder
+            .build()
+            .err()
+            .expect("an MPI pool with a local-only option");
+        assert!(
+            matches!(&e, mp::Error::InvalidArgument(m) if m.contains(option)),
+            "{e}"
+        );
+    }
 }

@@ -95,6 +95,9 @@ pub fn leave_main() {
     finish_children();
     crate::run_support::drain_output();
     crate::run_support::record_peak();
+    // Rank 0 of an MPI job: stop the worker ranks, then finalize.
+    #[cfg(feature = "mpi")]
+    crate::mpi::leave();
 }
 
 /// What a process does as it ends through `mp` (Python's `util._exit_function`): terminates

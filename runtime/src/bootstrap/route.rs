@@ -1,7 +1,7 @@
 //! The pre-`main` router: what this process is, decided before any user code runs (one
 //! `match` over roles: a worker listing, the resource tracker, a child started by `mp` (by any
-//! start method) for a call, as a pool worker, as a manager server or as the fork server;
-//! otherwise the program itself). The `sys` hook
+//! start method) for a call, as a pool worker, as a manager server or as the fork server, a rank
+//! of an MPI job; otherwise the program itself). The `sys` hook
 //! that calls [`child_entry`] is the crate's one deliberate upward arrow.
 //!
 //! At the top of the module graph: it may import every module, and nothing imports it but
@@ -43,6 +43,9 @@ enum Start {
     /// A child made by `fork` (the `fork` and `forkserver` start methods), entering here as a
     /// spawned child does: its bootstrap socket and liveness pipe.
     Forked(OwnedFd, OwnedFd),
+    /// A rank of an MPI job (feature `mpi`): rank 0 goes on to `main`, the others serve.
+    #[cfg(feature = "mpi")]
+    MpiRank,
 }
 
 impl Start {
@@ -57,7 +60,14 @@ impl Start {
             sys::unset_env(crate::shared::TRACKER_ENV);
             return Some(Start::Tracker(spec.to_string_lossy().into_owned()));
         }
-        let spec = std::env::var_os(BOOTSTRAP_ENV)?;
+        let Some(spec) = std::env::var_os(BOOTSTRAP_ENV) else {
+            // A local child is never a rank: it was routed above (and has no launcher variables).
+            #[cfg(feature = "mpi")]
+            if crate::mpi::launched() {
+                return Some(Start::MpiRank);
+            }
+            return None;
+        };
         sys::unset_env(BOOTSTRAP_ENV);
         Some(Start::Child(spec.to_string_lossy().into_owned()))
     }
@@ -74,7 +84,16 @@ pub(crate) fn child_entry() {
             for entry in crate::worker::WORKERS.iter() {
                 println!("{}\t{}\t{}", entry.name, entry.signature, entry.location);
             }
+            // For `cargo mp run --mpi`: the MPI this binary links (not a worker line).
+            #[cfg(feature = "mpi")]
+            println!("mpi\t{}", crate::mpi::linked());
             0
+        }
+        #[cfg(feature = "mpi")]
+        Start::MpiRank => {
+            // Rank 0 comes back and runs `main`; the other ranks serve and exit.
+            crate::mpi::enter();
+            return;
         }
         Start::Tracker(spec) => {
             name_after_program();

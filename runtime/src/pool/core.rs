@@ -16,6 +16,8 @@
 
 use crate::sys::Child;
 use std::collections::VecDeque;
+
+use super::link::{Backend, Link};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -46,6 +48,7 @@ pub(crate) struct PoolConfig {
     pub(crate) name: String,
     /// `None`: the process-wide start method.
     pub(crate) start_method: Option<crate::StartMethod>,
+    pub(crate) backend: Backend,
 }
 
 /// A chunk of tasks of one call, encoded once (it may be sent again after a death).
@@ -64,7 +67,9 @@ pub(super) struct InFlight {
 }
 
 pub(super) struct WorkerSlot {
-    pub(super) child: Child,
+    /// A child process or an MPI rank (`link.rs`).
+    pub(super) link: Link,
+    /// The worker's process id (on its host, for a rank).
     pub(super) pid: u32,
     pub(super) channel: Channel,
     pub(super) in_flight: VecDeque<InFlight>,
@@ -107,6 +112,15 @@ pub(crate) struct PoolState {
     pub(super) outstanding: usize,
     pub(super) started: u64,
     pub(super) startup_failures: u32,
+    /// The workers are MPI ranks lent by `mp::mpi`, given back when the pool stops.
+    pub(super) ranks: bool,
+}
+
+impl WorkerSlot {
+    /// Stops the worker at once (see [`Link::kill`]); its end-of-file follows.
+    pub(super) fn kill(&self) {
+        self.link.kill(self.pid, &self.channel);
+    }
 }
 
 /// The part of a pool that its handle, its calls and its supervisor thread share.
@@ -261,7 +275,7 @@ pub(super) fn dispatch(st: &mut PoolState, config: &PoolConfig) {
             if chunk.msg.send(&slot.channel).is_err() {
                 // The worker is dying, or its connection is unusable: make sure it dies; the
                 // supervisor sees its end-of-file and replaces it.
-                let _ = sys::kill(slot.pid, sys::Signal::Kill);
+                slot.kill();
                 slot.broken = true;
                 pending.push_front(chunk);
                 break;
@@ -361,7 +375,7 @@ fn finish_front(st: &mut PoolState, i: usize, result: ChunkResult) {
 
 fn protocol_violation(slot: &mut WorkerSlot, what: &str) {
     tracing::error!(target: "mp", "pool worker (pid {}) broke the protocol ({what}); killing it", slot.pid);
-    let _ = sys::kill(slot.pid, sys::Signal::Kill);
+    slot.kill();
     slot.dead = true;
 }
 

@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use super::child::ToWorker;
 use super::core::{Chunk, PoolCore};
 use super::job::{Job, Pump};
+use super::link::Backend;
 use super::outcome::Decoded;
 use super::progress::Progress;
 use super::wire::{self, Encoded};
@@ -213,11 +214,19 @@ pub(super) fn submit_chunk<W: Worker>(
     items: Vec<W::Args>,
 ) -> Result<()> {
     let header = ToWorker::Task(Target::of(worker.__entry()));
+    let len = items.len();
+    let mut msg = encode_chunk(&header, items)?;
+    if shared.config.backend == Backend::Mpi {
+        let what = format!("argument of type `{}`", std::any::type_name::<W::Args>());
+        msg = msg
+            .into_network()
+            .map_err(|e| super::network_refusal(e, &what))?;
+    }
     let chunk = Chunk {
         job: Arc::clone(job),
         index,
-        len: items.len(),
-        msg: encode_chunk(&header, items)?,
+        len,
+        msg,
         attempts: 0,
     };
     shared.submit(chunk)

@@ -18,12 +18,13 @@ mod core;
 pub(crate) mod executor;
 mod input;
 mod job;
+mod link;
 mod map;
 mod outcome;
 mod progress;
 mod result;
 mod supervisor;
-mod wire;
+pub(crate) mod wire;
 
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
@@ -41,6 +42,7 @@ use crate::worker::Target;
 use crate::worker::Worker;
 
 pub(crate) use child::serve;
+pub use link::Backend;
 pub use result::{AsyncResult, Imap};
 use result::{ImapOptions, Submitted};
 
@@ -96,6 +98,7 @@ pub struct PoolBuilder {
     task_timeout: Option<Duration>,
     name: String,
     start_method: Option<crate::StartMethod>,
+    backend: Option<Backend>,
 }
 
 impl std::fmt::Debug for PoolBuilder {
@@ -107,6 +110,7 @@ impl std::fmt::Debug for PoolBuilder {
             .field("retry", &self.retry)
             .field("task_timeout", &self.task_timeout)
             .field("start_method", &self.start_method)
+            .field("backend", &self.backend)
             .finish()
     }
 }
@@ -201,10 +205,31 @@ impl PoolBuilder {
         self
     }
 
+    /// Where the workers run: local child processes ([`Backend::Local`], the default) or the
+    /// ranks of the MPI job this program runs in ([`Backend::Mpi`], feature `mpi`: one worker
+    /// per rank ≥ 1, or [`processes`](PoolBuilder::processes) of them). Without this call the
+    /// environment variable `MP_BACKEND` (`local` or `mpi`) decides, so an unchanged program
+    /// moves to a cluster with `MP_BACKEND=mpi`.
+    ///
+    /// ```
+    /// # mp::guard!();
+    /// let pool = mp::Pool::builder().backend(mp::Backend::Local).processes(1).build()?;
+    /// assert_eq!(pool.processes(), 1);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = Some(backend);
+        self
+    }
+
     /// Starts the workers. Fails if a process cannot start (including an unguarded entry
     /// point, see [`mp::main!`](crate::main)), if `processes` is 0, or if the initializer's
     /// arguments cannot be encoded.
     pub fn build(self) -> Result<Pool> {
+        let backend = match self.backend {
+            Some(backend) => backend,
+            None => link::backend_from_env()?,
+        };
         let processes = self.processes.unwrap_or_else(crate::cpu_count);
         if processes == 0 {
             return Err(Error::InvalidArgument(
@@ -225,20 +250,74 @@ impl PoolBuilder {
             Some(init) => init?,
             None => Encoded::new(&(None::<Target>, ()))?,
         };
-        let (shared, supervisor) = supervisor::start(PoolConfig {
-            processes,
-            init,
-            max_tasks_per_child: self.max_tasks_per_child,
-            retry: self.retry,
-            task_timeout: self.task_timeout,
-            name: self.name,
-            start_method: self.start_method,
-        })?;
+        let (init, ranks) = match backend {
+            Backend::Local => (init, Vec::new()),
+            Backend::Mpi => {
+                if self.max_tasks_per_child.is_some() {
+                    return Err(Error::InvalidArgument(
+                        "max_tasks_per_child cannot be used with Backend::Mpi: an MPI rank cannot \
+                         be replaced"
+                            .into(),
+                    ));
+                }
+                if self.start_method.is_some() {
+                    return Err(Error::InvalidArgument(
+                        "start_method cannot be used with Backend::Mpi: the MPI launcher starts \
+                         the ranks"
+                            .into(),
+                    ));
+                }
+                let init = init
+                    .into_network()
+                    .map_err(|e| network_refusal(e, "initializer"))?;
+                (init, take_ranks(self.processes)?)
+            }
+        };
+        let processes = match backend {
+            Backend::Local => processes,
+            Backend::Mpi => ranks.len(),
+        };
+        let (shared, supervisor) = supervisor::start(
+            PoolConfig {
+                processes,
+                init,
+                max_tasks_per_child: self.max_tasks_per_child,
+                retry: self.retry,
+                task_timeout: self.task_timeout,
+                name: self.name,
+                start_method: self.start_method,
+                backend,
+            },
+            ranks,
+        )?;
         Ok(Pool {
             shared,
             supervisor: Some(supervisor),
             callbacks: OnceLock::new(),
         })
+    }
+}
+
+/// The worker ranks for an MPI pool.
+#[cfg(feature = "mpi")]
+fn take_ranks(processes: Option<usize>) -> Result<link::Ranks> {
+    crate::mpi::take_ranks(processes)
+}
+
+#[cfg(not(feature = "mpi"))]
+fn take_ranks(_: Option<usize>) -> Result<link::Ranks> {
+    Err(link::mpi_missing())
+}
+
+/// The error for a value that cannot travel to an MPI rank, naming what it was.
+pub(crate) fn network_refusal(error: Error, what: &str) -> Error {
+    match error {
+        Error::Encode(_) => Error::Encode(format!(
+            "the {what} holds a local OS handle (a Queue, Pipe end, Value, Array, lock or \
+             SharedMemory), which cannot travel to an MPI rank; share it through a Manager \
+             proxy instead"
+        )),
+        other => other,
     }
 }
 
@@ -259,6 +338,7 @@ impl Pool {
             task_timeout: None,
             name: "PoolWorker".to_owned(),
             start_method: None,
+            backend: None,
         }
     }
 

@@ -35,9 +35,11 @@ impl StopReason {
 /// Why one chunk has no results.
 #[derive(Debug, Clone)]
 pub(crate) enum ChunkFailure {
+    /// `rank`: an MPI worker rank and its host.
     Died {
         pid: u32,
         status: ExitStatus,
+        rank: Option<(u32, String)>,
     },
     Timeout {
         pid: u32,
@@ -55,11 +57,13 @@ impl ChunkFailure {
     /// The error for the chunk whose tasks are `first..first + len`.
     pub(crate) fn error(&self, first: usize, len: usize) -> Error {
         match self {
-            ChunkFailure::Died { pid, status } => Error::WorkerDied {
+            ChunkFailure::Died { pid, status, rank } => Error::WorkerDied {
                 pid: *pid,
                 status: *status,
                 task_index: first,
                 tasks: len,
+                rank: rank.as_ref().map(|(r, _)| *r),
+                host: rank.as_ref().map(|(_, h)| h.clone()),
             },
             ChunkFailure::Timeout { pid, limit } => Error::TaskTimeout {
                 task_index: first,

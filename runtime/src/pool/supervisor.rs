@@ -19,8 +19,8 @@ use super::core::{
     Chunk, InFlight, PoolConfig, PoolCore, PoolState, PoolStatus, WorkerSlot, dispatch,
     read_replies,
 };
+use super::link::{Backend, Link, Ranks, reap};
 use super::outcome::{ChunkFailure, ChunkResult, StopReason};
-use crate::bootstrap::reap::status_of;
 use crate::bootstrap::spawn::{Role, start_child_frame_with};
 use crate::error::{Error, ExitStatus, Result};
 use crate::sys;
@@ -37,7 +37,7 @@ const TERMINATE_GRACE: Duration = Duration::from_millis(200);
 /// Starts `config.processes` workers and the supervisor thread. A worker or the thread that
 /// cannot start stops and reaps the workers started so far: no zombie is left behind a pool
 /// that never existed for its caller.
-pub(crate) fn start(config: PoolConfig) -> Result<(Arc<PoolCore>, JoinHandle<()>)> {
+pub(crate) fn start(config: PoolConfig, ranks: Ranks) -> Result<(Arc<PoolCore>, JoinHandle<()>)> {
     let shared = Arc::new(PoolCore {
         state: Mutex::new(PoolState {
             status: PoolStatus::Open,
@@ -47,12 +47,19 @@ pub(crate) fn start(config: PoolConfig) -> Result<(Arc<PoolCore>, JoinHandle<()>
             outstanding: 0,
             started: 0,
             startup_failures: 0,
+            ranks: false,
         }),
         finished: Condvar::new(),
         wakeup: sys::Wakeup::new().map_err(Error::io("cannot create the pool's wake-up"))?,
         config,
     });
+    if shared.config.backend == Backend::Mpi {
+        start_ranks(&shared, ranks);
+    }
     for _ in 0..shared.config.processes {
+        if shared.config.backend != Backend::Local {
+            break;
+        }
         match start_worker(&shared) {
             Ok(slot) => shared.lock().workers.push(slot),
             Err(e) => {
@@ -101,7 +108,7 @@ fn start_worker(shared: &PoolCore) -> Result<WorkerSlot> {
     };
     Ok(WorkerSlot {
         pid: child.id(),
-        child,
+        link: Link::Process(child),
         channel,
         in_flight: VecDeque::new(),
         ready: false,
@@ -113,6 +120,48 @@ fn start_worker(shared: &PoolCore) -> Result<WorkerSlot> {
         timed_out: None,
         dead: false,
     })
+}
+
+/// Takes the MPI job's worker ranks as the pool's workers and sends each the pool's first
+/// message (its initializer). The ranks are the pool's until it stops.
+#[cfg(feature = "mpi")]
+fn start_ranks(shared: &PoolCore, ranks: Ranks) {
+    let mut st = shared.lock();
+    st.ranks = true;
+    for link in ranks {
+        // The kernel's default when it cannot be read (TCP's usual 16 KiB at least).
+        let send_buffer = sys::grow_send_buffer(link.channel.fd(), SEND_BUFFER).unwrap_or(16384);
+        let slot = WorkerSlot {
+            pid: link.pid,
+            link: Link::Rank {
+                rank: link.rank,
+                host: link.host,
+            },
+            channel: link.channel,
+            in_flight: VecDeque::new(),
+            ready: false,
+            sent: 0,
+            send_budget: send_buffer / 2,
+            fast: false,
+            retiring: false,
+            broken: false,
+            timed_out: None,
+            dead: false,
+        };
+        if shared.config.init.send(&slot.channel).is_err() {
+            // Lost before it started: the supervisor sees its end-of-file.
+            slot.kill();
+        }
+        st.workers.push(slot);
+    }
+}
+
+#[cfg(not(feature = "mpi"))]
+fn start_ranks(_: &PoolCore, ranks: Ranks) {
+    match ranks.into_iter().next() {
+        None => {}
+        Some(never) => match never {},
+    }
 }
 
 /// The supervisor thread's body.
@@ -148,7 +197,17 @@ fn run(shared: Arc<PoolCore>) {
             fds.clear();
             fds.push(shared.wakeup.fd().as_raw_fd());
             fds.extend(st.workers.iter().map(|s| s.channel.fd().as_raw_fd()));
-            let missing = shared.config.processes.saturating_sub(st.workers.len());
+            let missing = match shared.config.backend {
+                Backend::Local => shared.config.processes.saturating_sub(st.workers.len()),
+                // Ranks are not replaced; without any, the pool cannot go on.
+                Backend::Mpi => {
+                    if st.workers.is_empty() {
+                        st.status = PoolStatus::Stopping(StopReason::Broken(no_ranks_message()));
+                        continue;
+                    }
+                    0
+                }
+            };
             (timeout, missing)
         };
         if missing > 0 {
@@ -213,7 +272,7 @@ fn check_timeouts(st: &mut PoolState, limit: Option<Duration>) {
         if let Some((deadline, limit)) = slot.deadline(limit) {
             if deadline <= now {
                 tracing::warn!(target: "mp", "pool worker (pid {}) ran past the chunk limit of {limit:?}; killing it", slot.pid);
-                let _ = sys::kill(slot.pid, sys::Signal::Kill);
+                slot.kill();
                 slot.timed_out = Some(limit);
             }
         }
@@ -233,19 +292,29 @@ fn bury_dead(st: &mut PoolState, config: &PoolConfig) {
         let slot = st.workers.swap_remove(i);
         if retire {
             // Closing its connection makes it exit; it is reaped later.
-            let WorkerSlot { child, .. } = slot;
-            st.retired.push(child);
+            let WorkerSlot { link, .. } = slot;
+            st.retired.extend(link.into_child());
         } else {
             settle_death(st, slot, config);
         }
     }
 }
 
-fn settle_death(st: &mut PoolState, mut slot: WorkerSlot, config: &PoolConfig) {
-    let status = reap(&mut slot.child);
-    let pid = slot.pid;
-    let mut lost = std::mem::take(&mut slot.in_flight);
-    if !slot.ready {
+fn settle_death(st: &mut PoolState, slot: WorkerSlot, config: &PoolConfig) {
+    let WorkerSlot {
+        link,
+        pid,
+        in_flight: mut lost,
+        ready,
+        timed_out,
+        ..
+    } = slot;
+    let (status, rank) = link.bury(timed_out.is_some());
+    let who = match &rank {
+        Some((r, h)) => format!("rank {r} on {h} (pid {pid}) lost its connection"),
+        None => format!("(pid {pid}) {status}"),
+    };
+    if !ready {
         // It never started a task: they all go back. Dying again and again while starting is
         // a broken environment or initializer, which would otherwise loop forever.
         st.startup_failures += 1;
@@ -259,20 +328,20 @@ fn settle_death(st: &mut PoolState, mut slot: WorkerSlot, config: &PoolConfig) {
     }
     if let Some(running) = lost.pop_front() {
         let chunk = running.chunk;
-        if let Some(limit) = slot.timed_out {
+        if let Some(limit) = timed_out {
             fail(st, chunk, ChunkFailure::Timeout { pid, limit });
         } else if status == ExitStatus::Signaled(libc::SIGINT) {
             // Interrupted on purpose: not a loss to retry.
             tracing::warn!(target: "mp", "pool worker (pid {pid}) {status}; its chunk is interrupted");
             fail(st, chunk, ChunkFailure::Interrupted);
         } else if config.retry && chunk.attempts == 0 {
-            tracing::warn!(target: "mp", "pool worker (pid {pid}) {status}; retrying its chunk");
+            tracing::warn!(target: "mp", "pool worker {who}; retrying its chunk");
             let mut chunk = chunk;
             chunk.attempts += 1;
             st.pending.push_front(chunk);
         } else {
-            tracing::warn!(target: "mp", "pool worker (pid {pid}) {status}; failing its chunk");
-            fail(st, chunk, ChunkFailure::Died { pid, status });
+            tracing::warn!(target: "mp", "pool worker {who}; failing its chunk");
+            fail(st, chunk, ChunkFailure::Died { pid, status, rank });
         }
     }
     requeue(st, lost);
@@ -288,20 +357,6 @@ fn requeue(st: &mut PoolState, lost: VecDeque<InFlight>) {
 fn fail(st: &mut PoolState, chunk: Chunk, why: ChunkFailure) {
     chunk.job.complete(chunk.index, ChunkResult::Failed(why));
     st.outstanding -= 1;
-}
-
-/// Waits for a dead worker; it has closed its socket, so this is quick.
-fn reap(child: &mut Child) -> ExitStatus {
-    let status = match sys::wait_child_timeout(child, Duration::from_secs(1)) {
-        Ok(Some(s)) => Some(s),
-        _ => {
-            let _ = child.kill();
-            child.wait().ok()
-        }
-    };
-    let status = status.map_or(ExitStatus::Exited(-1), status_of);
-    crate::run_support::record_exit(child.id(), status);
-    status
 }
 
 fn reap_retired(st: &mut PoolState) {
@@ -321,18 +376,43 @@ fn stop(st: &mut PoolState, reason: &StopReason) {
             fail(st, f.chunk, why.clone());
         }
     }
-    let mut children: Vec<Child> = workers.into_iter().map(|s| s.child).collect();
+    let mut children: Vec<Child> = workers
+        .into_iter()
+        .filter_map(|s| s.link.into_child())
+        .collect();
     children.append(&mut st.retired);
+    release_ranks(st);
     terminate_all(children);
+}
+
+/// The message when an MPI pool has no rank left.
+fn no_ranks_message() -> String {
+    #[cfg(feature = "mpi")]
+    {
+        crate::mpi::no_ranks_left_message()
+    }
+    #[cfg(not(feature = "mpi"))]
+    {
+        "no MPI worker ranks left".to_owned()
+    }
+}
+
+/// An MPI pool whose connections are closed gives its ranks back (they reconnect).
+fn release_ranks(st: &mut PoolState) {
+    if std::mem::take(&mut st.ranks) {
+        #[cfg(feature = "mpi")]
+        crate::mpi::release_ranks();
+    }
 }
 
 /// Closes every worker's connection (they exit when idle) and waits for them.
 fn shut_down(st: &mut PoolState) {
     let mut children: Vec<Child> = std::mem::take(&mut st.workers)
         .into_iter()
-        .map(|s| s.child)
+        .filter_map(|s| s.link.into_child())
         .collect();
     children.append(&mut st.retired);
+    release_ranks(st);
     for child in &mut children {
         if !matches!(
             sys::wait_child_timeout(child, Duration::from_secs(5)),

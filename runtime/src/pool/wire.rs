@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::sys;
-use crate::wire::{Channel, encode_frame_as};
+use crate::wire::{Channel, encode_frame_as, inline_frame};
 
 /// The body of a frame that is a header `H` followed by a sequence of `T` (a pool chunk):
 /// encoded exactly as the tuple `(header, items)`, with the items' bytes copied once, straight
@@ -150,6 +150,27 @@ impl Encoded {
             tail: None,
             fds,
             sealed,
+        })
+    }
+
+    /// The same frame for a socket-mode channel (a network peer): a payload that went out of
+    /// line is copied inline; a value holding an OS handle is refused with [`Error::Encode`].
+    pub(crate) fn into_network(self) -> Result<Encoded> {
+        if !self.fds.is_empty() {
+            return Err(Error::Encode(
+                "a value holding an OS handle (queue, pipe end, shared memory, lock) cannot \
+                 travel over a network connection; share it through a manager proxy instead"
+                    .to_owned(),
+            ));
+        }
+        let Some(sealed) = &self.sealed else {
+            return Ok(self);
+        };
+        Ok(Encoded {
+            bytes: inline_frame(sealed.as_slice()),
+            tail: None,
+            fds: Vec::new(),
+            sealed: None,
         })
     }
 

@@ -33,6 +33,8 @@ mod cpu;
 #[cfg(target_os = "linux")]
 mod fork;
 mod interrupt;
+#[cfg(all(target_os = "linux", feature = "mpi"))]
+pub(crate) mod mpi;
 #[cfg(target_os = "linux")]
 pub(crate) mod net;
 mod plain;

@@ -53,6 +53,14 @@ pub(crate) fn spawn_self(
     let exe = Path::new("/proc/self/exe");
     let mut cmd = Command::new(exe);
     cmd.arg0(argv0).args(args).stdin(Stdio::null());
+    // A local child is never an MPI rank: the launcher's variables stay with this process (a
+    // child that inherits them and calls `MPI_Init` fails and garbles the launcher's output).
+    for (key, _) in std::env::vars_os() {
+        let k = key.to_string_lossy();
+        if k.starts_with("OMPI_") || k.starts_with("PMIX_") || k.starts_with("PMI_") {
+            cmd.env_remove(&key);
+        }
+    }
     if output == SpawnOutput::Piped {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     }

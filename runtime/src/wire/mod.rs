@@ -214,6 +214,15 @@ fn encode_value_frame_inline<T: serde::Serialize + ?Sized>(
     }
 }
 
+/// An inline frame (no flags, no descriptors) carrying `payload`: what a socket-mode peer
+/// reads.
+pub(crate) fn inline_frame(payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![0; HEADER + payload.len()];
+    write_header(&mut out, 0, payload.len(), 0);
+    out[HEADER..].copy_from_slice(payload);
+    out
+}
+
 /// Fills in the header at the start of `out`.
 fn write_header(out: &mut [u8], flags: u32, len: usize, nfds: usize) {
     out[0..4].copy_from_slice(&MAGIC.to_le_bytes());

@@ -1,0 +1,354 @@
+//! `cargo mp run --mpi N`: the program on N MPI ranks (rank 0 runs `main`; the others serve
+//! `Backend::Mpi` pools). Builds with `mp/mpi`, asks the binary which MPI it links, and starts
+//! it with the matching launcher: `srun` inside a Slurm allocation, else Open MPI's `mpirun` or
+//! MPICH's `mpiexec` (a launcher of the other MPI is refused before anything starts: it would
+//! run N unrelated single-rank copies). Output lines carry the rank (the launcher's
+//! `--tag-output` / `-prepend-rank`); the summary names the ranks, their hosts and the ranks
+//! lost. With `--enable-recovery` (Open MPI: the job survives a lost rank, and `mpirun` then
+//! exits 0 whatever happened), rank 0 runs under a small wrapper (`cargo-mp __mp-rank0`) that
+//! writes its exit status to the run log, and that status is the command's.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Options of `cargo mp run` for MPI.
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct MpiArgs {
+    /// Run on N MPI ranks: rank 0 runs `main`, ranks 1.. serve `mp::Backend::Mpi` pools.
+    /// Builds with the `mp/mpi` feature.
+    #[arg(long, value_name = "N")]
+    pub mpi: Option<u32>,
+    /// Hosts and their slots, one `host slots=N` a line (Open MPI) or `host:N` (MPICH).
+    #[arg(long, value_name = "PATH", requires = "mpi")]
+    pub hostfile: Option<PathBuf>,
+    /// Hosts to run on, comma-separated (`node1:4,node2:4`).
+    #[arg(long, value_name = "HOSTS", requires = "mpi")]
+    pub host: Option<String>,
+    /// More ranks than cores (Open MPI refuses that otherwise).
+    #[arg(long, requires = "mpi")]
+    pub oversubscribe: bool,
+    /// Let Open MPI run as root (CI containers).
+    #[arg(long, requires = "mpi")]
+    pub allow_run_as_root: bool,
+    /// Keep the job alive when a rank dies (Open MPI's `--enable-recovery`), for pools that
+    /// retry or fail lost tasks instead of losing the job; the exit status then comes from
+    /// rank 0 itself.
+    #[arg(long, requires = "mpi")]
+    pub enable_recovery: bool,
+}
+
+/// An MPI implementation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// Open MPI (`mpirun`).
+    OpenMpi,
+    /// MPICH (`mpiexec`, hydra).
+    Mpich,
+}
+
+impl Flavor {
+    /// From `mp::mpi::linked()`'s first word.
+    pub fn from_linked(linked: &str) -> Option<Flavor> {
+        match linked.split_whitespace().next()? {
+            "openmpi" => Some(Flavor::OpenMpi),
+            "mpich" => Some(Flavor::Mpich),
+            _ => None,
+        }
+    }
+
+    /// From a launcher's `--version` output.
+    pub fn from_version(text: &str) -> Option<Flavor> {
+        if text.contains("Open MPI") || text.contains("OpenRTE") {
+            Some(Flavor::OpenMpi)
+        } else if text.contains("HYDRA") || text.contains("MPICH") {
+            Some(Flavor::Mpich)
+        } else {
+            None
+        }
+    }
+
+    fn launcher(self) -> &'static str {
+        match self {
+            Flavor::OpenMpi => "mpirun",
+            Flavor::Mpich => "mpiexec",
+        }
+    }
+}
+
+/// The MPI the binary links, as it says itself (`mpi\topenmpi 4.1.4` among its worker lines).
+pub fn linked(exe: &Path) -> Result<String, String> {
+    let out = Command::new(exe)
+        .env("__MP_LIST_WORKERS", "1")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("mpi\t").map(str::to_owned))
+        .ok_or_else(|| {
+            format!(
+                "{} was not built with mp's `mpi` feature (does it depend on mp?)",
+                exe.display()
+            )
+        })
+}
+
+/// The launcher's command line (without the environment), for `ranks` copies of `program`.
+pub fn launcher_args(
+    flavor: Flavor,
+    slurm: bool,
+    mpi: &MpiArgs,
+    prefix: bool,
+    program: &[String],
+) -> Result<(String, Vec<String>), String> {
+    let n = mpi.mpi.unwrap_or(1).to_string();
+    let mut a: Vec<String> = Vec::new();
+    if slurm {
+        if mpi.hostfile.is_some() || mpi.host.is_some() {
+            return Err(
+                "inside a Slurm allocation the allocation chooses the hosts; drop \
+                        --hostfile/--host"
+                    .to_owned(),
+            );
+        }
+        a.extend(["-n".into(), n]);
+        a.push(
+            match flavor {
+                Flavor::OpenMpi => "--mpi=pmix",
+                Flavor::Mpich => "--mpi=pmi2",
+            }
+            .to_owned(),
+        );
+        if prefix {
+            a.push("--label".into());
+        }
+        a.extend(program.iter().cloned());
+        return Ok(("srun".to_owned(), a));
+    }
+    match flavor {
+        Flavor::OpenMpi => {
+            a.extend(["-n".into(), n]);
+            if let Some(f) = &mpi.hostfile {
+                a.extend(["--hostfile".into(), f.display().to_string()]);
+            }
+            if let Some(h) = &mpi.host {
+                a.extend(["--host".into(), h.clone()]);
+            }
+            if mpi.oversubscribe {
+                a.push("--oversubscribe".into());
+            }
+            if mpi.allow_run_as_root {
+                a.push("--allow-run-as-root".into());
+            }
+            if mpi.enable_recovery {
+                a.push("--enable-recovery".into());
+            }
+            if prefix {
+                a.push("--tag-output".into());
+            }
+            for var in [
+                "MP_RUN_LOG",
+                "MP_PREFIX_OUTPUT",
+                "MP_BACKEND",
+                "MP_MPI_ADDR",
+            ] {
+                if var == "MP_RUN_LOG"
+                    || var == "MP_PREFIX_OUTPUT" && prefix
+                    || std::env::var_os(var).is_some()
+                {
+                    a.extend(["-x".into(), var.into()]);
+                }
+            }
+        }
+        Flavor::Mpich => {
+            a.extend(["-n".into(), n]);
+            if let Some(f) = &mpi.hostfile {
+                a.extend(["-f".into(), f.display().to_string()]);
+            }
+            if let Some(h) = &mpi.host {
+                a.extend(["-hosts".into(), h.clone()]);
+            }
+            if mpi.enable_recovery {
+                a.push("-disable-auto-cleanup".into());
+            }
+            if prefix {
+                a.push("-prepend-rank".into());
+            }
+            a.extend(["-genvlist".into(), "MP_RUN_LOG,MP_PREFIX_OUTPUT".into()]);
+        }
+    }
+    a.extend(program.iter().cloned());
+    Ok((flavor.launcher().to_owned(), a))
+}
+
+/// Which MPI a launcher belongs to (`--version`), `None` when it is missing or unknown.
+fn launcher_flavor(launcher: &str) -> Option<Flavor> {
+    let out = Command::new(launcher)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Flavor::from_version(&text)
+}
+
+/// Builds the launcher's command for `exe` (already built): checks that the launcher matches
+/// the MPI the binary links.
+pub fn command(
+    exe: &Path,
+    mpi: &MpiArgs,
+    program_args: &[String],
+    prefix: bool,
+) -> Result<Command, String> {
+    let linked = linked(exe)?;
+    let flavor = Flavor::from_linked(&linked).ok_or_else(|| {
+        format!(
+            "{} links an MPI that cargo mp does not know: {linked}",
+            exe.display()
+        )
+    })?;
+    let slurm = std::env::var_os("SLURM_JOB_ID").is_some();
+    if !slurm {
+        let launcher = flavor.launcher();
+        match launcher_flavor(launcher) {
+            Some(f) if f == flavor => {}
+            Some(other) => {
+                return Err(format!(
+                    "`{launcher}` on PATH belongs to {other:?}, but {} links {linked}: it would start \
+                     single-rank copies; put the launcher of {linked} first on PATH",
+                    exe.display()
+                ));
+            }
+            None => {
+                return Err(format!(
+                    "`{launcher}` (the launcher of {linked}, which {} links) was not found on PATH",
+                    exe.display()
+                ));
+            }
+        }
+    }
+    let mut program: Vec<String> = Vec::new();
+    if mpi.enable_recovery {
+        let me =
+            std::env::current_exe().map_err(|e| format!("cannot find cargo-mp itself: {e}"))?;
+        program.push(me.display().to_string());
+        program.push(RANK0_WRAPPER.to_owned());
+    }
+    program.push(exe.display().to_string());
+    program.extend(program_args.iter().cloned());
+    let (launcher, args) = launcher_args(flavor, slurm, mpi, prefix, &program)?;
+    let mut cmd = Command::new(launcher);
+    cmd.args(args);
+    if mpi.allow_run_as_root && flavor == Flavor::OpenMpi {
+        cmd.env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+            .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
+    }
+    Ok(cmd)
+}
+
+/// The hidden first argument that makes `cargo-mp` the rank-0 wrapper.
+pub const RANK0_WRAPPER: &str = "__mp-rank0";
+
+/// `cargo-mp __mp-rank0 <program> [args]`: on rank 0, runs the program as a child and writes
+/// `main-exit <code>` to the run log before exiting with that code; on the other ranks, becomes
+/// the program.
+pub fn rank0_wrapper(args: &[std::ffi::OsString]) -> i32 {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let Some((program, rest)) = args.split_first() else {
+        eprintln!("cargo-mp: {RANK0_WRAPPER} needs a program");
+        return 2;
+    };
+    let rank = [
+        "OMPI_COMM_WORLD_RANK",
+        "PMI_RANK",
+        "PMIX_RANK",
+        "SLURM_PROCID",
+    ]
+    .iter()
+    .find_map(|v| std::env::var(v).ok());
+    if rank.as_deref() != Some("0") {
+        let e = Command::new(program).args(rest).exec();
+        eprintln!("cargo-mp: cannot run {}: {e}", Path::new(program).display());
+        return 127;
+    }
+    let status = match Command::new(program)
+        .args(rest)
+        .env("__MP_MPI_WRAPPED", "1")
+        .status()
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("cargo-mp: cannot run {}: {e}", Path::new(program).display());
+            return 127;
+        }
+    };
+    let code = status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    if let Some(log) = std::env::var_os("MP_RUN_LOG") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(log)
+        {
+            let _ = f.write_all(format!("main-exit {code}\n").as_bytes());
+        }
+    }
+    code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_launcher_matches_the_linked_mpi_and_passes_the_options() {
+        let mpi = MpiArgs {
+            mpi: Some(3),
+            hostfile: Some("hosts".into()),
+            oversubscribe: true,
+            enable_recovery: true,
+            ..MpiArgs::default()
+        };
+        let (l, a) = launcher_args(Flavor::OpenMpi, false, &mpi, true, &["app".into()]).unwrap();
+        assert_eq!(l, "mpirun");
+        let line = a.join(" ");
+        assert!(
+            line.starts_with(
+                "-n 3 --hostfile hosts --oversubscribe --enable-recovery --tag-output"
+            ),
+            "{line}"
+        );
+        assert!(line.ends_with(" app"), "{line}");
+        assert!(!line.contains("allow-run-as-root"));
+        let (l, a) = launcher_args(
+            Flavor::Mpich,
+            true,
+            &MpiArgs {
+                mpi: Some(8),
+                ..MpiArgs::default()
+            },
+            false,
+            &["app".into()],
+        )
+        .unwrap();
+        assert_eq!(
+            (l.as_str(), a.join(" ").as_str()),
+            ("srun", "-n 8 --mpi=pmi2 app")
+        );
+        assert_eq!(Flavor::from_linked("openmpi 4.1.4"), Some(Flavor::OpenMpi));
+        assert_eq!(
+            Flavor::from_version("mpirun (Open MPI) 4.1.4"),
+            Some(Flavor::OpenMpi)
+        );
+        assert_eq!(
+            Flavor::from_version("HYDRA build details:"),
+            Some(Flavor::Mpich)
+        );
+    }
+}

@@ -1,0 +1,240 @@
+//! The MPI backend across real ranks: each test starts `mpirun --oversubscribe -n 3` on the
+//! `mpi_probe` program (rank 0 runs a scenario on a pool over ranks 1 and 2) and checks its
+//! output and exit status. Needs the `mpi` feature and Open MPI's `mpirun`:
+//! `cargo test -p mp-tests --features mpi --test mpi_backend`. Each run has a deadline: on
+//! expiry the launcher's whole process group is killed and the test fails.
+#![cfg(feature = "mpi")]
+
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+mp::guard!();
+
+const PROBE: &str = env!("CARGO_BIN_EXE_mpi_probe");
+
+struct Run {
+    code: Option<i32>,
+    out: String,
+    err: String,
+    took: Duration,
+}
+
+/// Runs `mpirun [extra] -n 3 mpi_probe <mode>` (or `launcher` as given) within `deadline`.
+fn run(cmd: &mut Command, deadline: Duration) -> Run {
+    cmd.env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env_remove("MP_BACKEND")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let start = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .expect("cannot start mpirun (is Open MPI installed?)");
+    let pgid = child.id() as i32;
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > deadline {
+            // SAFETY-free: a plain kill of the launcher's process group (ranks included).
+            let _ = rustix::process::kill_process_group(
+                rustix::process::Pid::from_raw(pgid).unwrap(),
+                rustix::process::Signal::KILL,
+            );
+            let _ = child.wait();
+            let (o, e) = (out.join().unwrap(), err.join().unwrap());
+            panic!("the MPI job did not end within {deadline:?}\nstdout:\n{o}\nstderr:\n{e}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = start.elapsed();
+    // Leftovers of the group (none expected) go too.
+    let _ = rustix::process::kill_process_group(
+        rustix::process::Pid::from_raw(pgid).unwrap(),
+        rustix::process::Signal::KILL,
+    );
+    let r = Run {
+        code: status.code(),
+        out: out.join().unwrap(),
+        err: err.join().unwrap(),
+        took,
+    };
+    eprintln!(
+        "--- exit {:?} after {:?}\n--- stdout\n{}--- stderr\n{}",
+        r.code, r.took, r.out, r.err
+    );
+    r
+}
+
+fn mpirun(extra: &[&str], mode: &str) -> Command {
+    let mut cmd = Command::new("mpirun");
+    cmd.args(["--oversubscribe", "-n", "3"])
+        .args(extra)
+        .arg(PROBE)
+        .arg(mode);
+    cmd
+}
+
+#[test]
+fn map_over_two_ranks_equals_the_local_result() {
+    let r = run(&mut mpirun(&[], "map"), Duration::from_secs(60));
+    assert_eq!(r.code, Some(0));
+    assert!(r.out.contains("map ok: 10000 items equal, workers 2, ranks [1, 2], apply 144, async 81, starmap [1, 4, 9], imap_unordered 328350"), "{}", r.out);
+    assert!(r.out.contains("second pool: [0, 1, 4, 9]"), "{}", r.out);
+}
+
+#[test]
+fn a_task_panic_is_worker_panicked_and_the_rank_keeps_serving() {
+    let r = run(&mut mpirun(&[], "panic"), Duration::from_secs(60));
+    assert_eq!(r.code, Some(0));
+    assert!(
+        r.out
+            .contains("panic ok: panicked 1, fine 7, both ranks serve after: true"),
+        "{}",
+        r.out
+    );
+}
+
+#[test]
+fn a_killed_rank_is_worker_died_naming_it_and_the_map_completes_on_the_other() {
+    let r = run(
+        &mut mpirun(&["--enable-recovery"], "die"),
+        Duration::from_secs(60),
+    );
+    assert!(r.out.contains("die ok: rank 2 on "), "{}", r.out);
+    assert!(r.out.contains(", 199 completed"), "{}", r.out);
+    assert!(r.out.contains("after: [0, 1, 4]"), "{}", r.out);
+    assert!(r.out.contains("pool worker rank 2 on "), "{}", r.out);
+    assert_eq!(r.code, Some(0));
+}
+
+#[test]
+fn with_retries_a_lost_ranks_task_runs_on_the_other() {
+    let r = run(
+        &mut mpirun(&["--enable-recovery"], "die-retry"),
+        Duration::from_secs(60),
+    );
+    assert!(r.out.contains("retry ok: 200 results"), "{}", r.out);
+    assert_eq!(r.code, Some(0));
+}
+
+#[test]
+fn initializer_map_async_progress_imap_and_an_executor_from_mp_backend() {
+    let r = run(
+        &mut mpirun(&["-x", "MP_BACKEND=mpi"], "features"),
+        Duration::from_secs(60),
+    );
+    assert!(
+        r.out.contains("features: async [100, 101, 102, 103, 104, 105, 106, 107, 108, 109], progress 6225, imap [100, 101, 102, 103, 104]"),
+        "{}",
+        r.out
+    );
+    assert!(
+        r.out.contains("executor on ranks: [1, 4, 9, 16]"),
+        "{}",
+        r.out
+    );
+    assert_eq!(r.code, Some(0));
+}
+
+#[test]
+fn a_panic_in_rank_zeros_main_ends_the_job_with_a_failure() {
+    let r = run(&mut mpirun(&[], "main-panic"), Duration::from_secs(30));
+    assert!(r.out.contains("before: [0, 1, 4]"), "{}", r.out);
+    assert!(r.err.contains("rank 0's main gives up"), "{}", r.err);
+    assert_ne!(r.code, Some(0));
+    // Start-up included; the finalize-hang regression would hit the deadline instead.
+    assert!(r.took < Duration::from_secs(15), "{:?}", r.took);
+}
+
+#[test]
+fn process_exit_on_rank_zero_stops_the_workers_and_keeps_its_code() {
+    let r = run(&mut mpirun(&[], "exit"), Duration::from_secs(30));
+    assert!(r.out.contains("before: [0, 1, 4]"), "{}", r.out);
+    assert_eq!(r.code, Some(3));
+}
+
+#[test]
+fn local_handles_in_arguments_are_refused_naming_the_type() {
+    let r = run(&mut mpirun(&[], "handles"), Duration::from_secs(60));
+    assert_eq!(r.code, Some(0));
+    assert!(r.out.contains("refused: "), "{}", r.out);
+    assert!(r.out.contains("mp::queue::Queue<u64>"), "{}", r.out);
+}
+
+#[test]
+fn a_task_past_its_time_limit_fails_and_the_job_still_ends() {
+    let r = run(&mut mpirun(&[], "timeout"), Duration::from_secs(60));
+    assert!(r.out.contains("timeout ok"), "{}", r.out);
+    assert_eq!(r.code, Some(0));
+}
+
+#[test]
+fn a_size_mismatch_with_the_launcher_stops_with_both_numbers() {
+    // MPICH's variables, but this binary links Open MPI: a singleton of size 1.
+    let mut cmd = Command::new(PROBE);
+    cmd.arg("map").env("PMI_SIZE", "4").env("PMI_RANK", "0");
+    let r = run(&mut cmd, Duration::from_secs(30));
+    assert_eq!(r.code, Some(2));
+    assert!(
+        r.err
+            .contains("MPI reports 1 rank(s) but the launcher started 4 (PMI_SIZE=4)"),
+        "{}",
+        r.err
+    );
+    assert!(!r.out.contains("rank 0 of"), "main ran: {}", r.out);
+}
+
+#[test]
+fn outside_a_launcher_an_mpi_pool_is_a_clear_error() {
+    let mut cmd = Command::new(PROBE);
+    cmd.arg("map");
+    let r = run(&mut cmd, Duration::from_secs(30));
+    assert_ne!(r.code, Some(0));
+    assert!(
+        r.err
+            .contains("needs the program started by an MPI launcher"),
+        "{}",
+        r.err
+    );
+}
+
+#[test]
+fn leaving_after_a_lost_rank_does_not_wait_in_mpi_finalize() {
+    // Rank 0 in a child of the launched process (as `cargo mp run --enable-recovery` starts
+    // it): Open MPI's MPI_Finalize then waited for the dead rank (1 run in 3 here) until the
+    // watchdog gave up after 10 s.
+    for _ in 0..3 {
+        let mut cmd = Command::new("mpirun");
+        cmd.args([
+            "--oversubscribe",
+            "--enable-recovery",
+            "-n",
+            "3",
+            "sh",
+            "-c",
+        ])
+        .arg(format!("{PROBE} die; exit $?"));
+        let r = run(&mut cmd, Duration::from_secs(60));
+        assert!(r.out.contains("die ok: rank 2 on "), "{}", r.out);
+        assert!(!r.err.contains("did not return"), "{}", r.err);
+        assert!(r.took < Duration::from_secs(8), "{:?}", r.took);
+        assert_eq!(r.code, Some(0));
+    }
+}
