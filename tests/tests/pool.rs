@@ -607,8 +607,7 @@ fn an_mpi_pool_refuses_the_options_that_need_local_children() {
     for (builder, option) in builders {
         let e = builder
             .build()
-            .err()
-            .expect("an MPI pool with a local-only option");
+            .expect_err("an MPI pool with a local-only option");
         assert!(
             matches!(&e, mp::Error::InvalidArgument(m) if m.contains(option)),
             "{e}"
