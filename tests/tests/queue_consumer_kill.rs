@@ -21,8 +21,10 @@ use mp::{Error, Queue, RawArray};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_bytes::ByteBuf;
 
-/// Items above the queue's inline limit (64 KiB) travel out of line.
-const LARGE: usize = 70 * 1024;
+/// Items above the queue's inline limit (256 KiB in the ring) travel out of line.
+const LARGE: usize = 260 * 1024;
+/// Large items that still travel inline, wrapping around the ring.
+const MEDIUM: usize = 70 * 1024;
 const MAX_ITEMS: usize = 60_000;
 const CONSUMERS: usize = 2;
 const KILLS: usize = 200;
@@ -58,10 +60,10 @@ impl<'de> Deserialize<'de> for Item {
 }
 
 fn payload_of(index: u32) -> Vec<u8> {
-    let len = if index % 3 == 0 {
-        LARGE + index as usize % 7
-    } else {
-        16 + index as usize % 50
+    let len = match index % 6 {
+        0 => LARGE + index as usize % 7,
+        3 => MEDIUM + index as usize % 7,
+        _ => 16 + index as usize % 50,
     };
     vec![(index % 251) as u8; len]
 }
