@@ -220,7 +220,7 @@ pub(super) fn submit_chunk<W: Worker>(
         let what = format!("argument of type `{}`", std::any::type_name::<W::Args>());
         msg = msg
             .into_network()
-            .map_err(|e| super::network_refusal(e, &what))?;
+            .map_err(|e| super::builder::network_refusal(e, &what))?;
     }
     let chunk = Chunk {
         job: Arc::clone(job),

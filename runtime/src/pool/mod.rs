@@ -1,6 +1,7 @@
 //! `Pool`: a supervised pool of worker processes (Python's `multiprocessing.Pool`), and an
 //! `Executor` in the style of `concurrent.futures.ProcessPoolExecutor`. This file is the
-//! public API ([`Pool`], [`PoolBuilder`], [`CallOptions`]); it holds no machinery.
+//! public API's [`Pool`]; `builder.rs` holds [`PoolBuilder`] and `options.rs` [`CallOptions`].
+//! None of them holds machinery.
 //!
 //! The rest, from the caller down: `map.rs` cuts inputs into chunks and feeds them,
 //! `result.rs` holds the handles a call returns, `job.rs` one call's arriving chunks and its
@@ -11,6 +12,7 @@
 //! queued chunks, `callbacks.rs` the thread that runs result callbacks. See `core.rs` and
 //! `supervisor.rs` for how tasks move and how deaths are handled.
 
+mod builder;
 mod callbacks;
 mod cancel;
 pub(crate) mod child;
@@ -20,6 +22,7 @@ mod input;
 mod job;
 mod link;
 mod map;
+mod options;
 mod outcome;
 mod progress;
 mod result;
@@ -28,23 +31,22 @@ pub(crate) mod wire;
 
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 use self::callbacks::Callbacks;
-use self::core::{PoolConfig, PoolCore, PoolStatus};
+use self::core::{PoolCore, PoolStatus};
 use self::job::Job;
-use self::map::{Cut, Feed, Feeder, collect, exact_len, submit_chunk};
+use self::map::{Cut, collect, submit_chunk};
 use self::outcome::StopReason;
 use self::progress::Progress;
-use self::wire::Encoded;
 use crate::error::{Error, Result};
-use crate::worker::Target;
 use crate::worker::Worker;
 
+pub use builder::PoolBuilder;
 pub(crate) use child::serve;
 pub use link::Backend;
+pub use options::CallOptions;
+use result::Submitted;
 pub use result::{AsyncResult, Imap};
-use result::{ImapOptions, Submitted};
 
 /// A pool of worker processes that run registered workers on many inputs (Python's
 /// `multiprocessing.Pool`).
@@ -85,239 +87,6 @@ pub struct Pool {
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.shared.fmt(f)
-    }
-}
-
-/// Configures a [`Pool`]: `Pool::builder().processes(4).initializer(..).build()`.
-#[must_use = "a builder does nothing until `build` is called"]
-pub struct PoolBuilder {
-    processes: Option<usize>,
-    initializer: Option<Result<Encoded>>,
-    max_tasks_per_child: Option<usize>,
-    retry: bool,
-    task_timeout: Option<Duration>,
-    name: String,
-    start_method: Option<crate::StartMethod>,
-    backend: Option<Backend>,
-}
-
-impl std::fmt::Debug for PoolBuilder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PoolBuilder")
-            .field("processes", &self.processes)
-            .field("initializer", &self.initializer.is_some())
-            .field("max_tasks_per_child", &self.max_tasks_per_child)
-            .field("retry", &self.retry)
-            .field("task_timeout", &self.task_timeout)
-            .field("start_method", &self.start_method)
-            .field("backend", &self.backend)
-            .finish()
-    }
-}
-
-impl PoolBuilder {
-    /// The number of worker processes (default: [`cpu_count`](crate::cpu_count)).
-    pub fn processes(mut self, n: usize) -> Self {
-        self.processes = Some(n);
-        self
-    }
-
-    /// A worker each process runs once, with `args`, before its first task (Python's
-    /// `initializer` and `initargs`). If it panics, the pool stops and every call returns
-    /// [`Error::InitializerFailed`] (Python's `Pool` restarts failing workers forever).
-    ///
-    /// ```
-    /// # mp::guard!();
-    /// use std::sync::atomic::{AtomicU64, Ordering};
-    /// static OFFSET: AtomicU64 = AtomicU64::new(0);
-    ///
-    /// #[mp::worker]
-    /// fn set_offset(n: u64) {
-    ///     OFFSET.store(n, Ordering::Relaxed);
-    /// }
-    ///
-    /// #[mp::worker]
-    /// fn add_offset(x: u64) -> u64 {
-    ///     x + OFFSET.load(Ordering::Relaxed)
-    /// }
-    ///
-    /// let pool = mp::Pool::builder().processes(2).initializer(set_offset, 100).build()?;
-    /// assert_eq!(pool.map(add_offset, [1, 2, 3])?, [101, 102, 103]);
-    /// # Ok::<(), mp::Error>(())
-    /// ```
-    pub fn initializer<W: Worker>(mut self, worker: W, args: W::Args) -> Self {
-        let target = Target::of(worker.__entry());
-        self.initializer = Some(Encoded::new(&(Some(target), args)));
-        self
-    }
-
-    /// Replaces a worker after it has run `n` tasks (Python's `maxtasksperchild`; a chunk of a
-    /// `map` counts as one task, as in Python). Frees whatever a task leaks.
-    #[doc(alias = "maxtasksperchild")]
-    pub fn max_tasks_per_child(mut self, n: usize) -> Self {
-        self.max_tasks_per_child = Some(n);
-        self
-    }
-
-    /// Whether a task whose worker died is run once more on a fresh worker before it fails
-    /// with [`Error::WorkerDied`] (default: `false`). A task that kills every worker it runs
-    /// on fails after its second attempt.
-    pub fn retry_lost_tasks(mut self, retry: bool) -> Self {
-        self.retry = retry;
-        self
-    }
-
-    /// A time limit per task: a task still running after it is failed with
-    /// [`Error::TaskTimeout`], and its worker is killed and replaced. A chunk of `k` tasks
-    /// gets `k` times the limit (use `chunksize(1)` for exact limits).
-    pub fn task_timeout(mut self, limit: Duration) -> Self {
-        self.task_timeout = Some(limit);
-        self
-    }
-
-    /// The workers' name prefix (default `PoolWorker`): workers are `PoolWorker-1`, ...
-    pub fn name(mut self, prefix: impl Into<String>) -> Self {
-        self.name = prefix.into();
-        self
-    }
-
-    /// Starts the workers (and their replacements) by `method` instead of the process-wide
-    /// start method ([`get_start_method`](crate::get_start_method)); Python's
-    /// `get_context(method).Pool(...)`.
-    ///
-    /// ```
-    /// # mp::guard!();
-    /// #[mp::worker]
-    /// fn square(x: u64) -> u64 {
-    ///     x * x
-    /// }
-    ///
-    /// let pool = mp::Pool::builder()
-    ///     .processes(2)
-    ///     .start_method(mp::StartMethod::ForkServer)
-    ///     .build()?;
-    /// assert_eq!(pool.map(square, [1, 2, 3])?, [1, 4, 9]);
-    /// # Ok::<(), mp::Error>(())
-    /// ```
-    #[doc(alias = "get_context")]
-    pub fn start_method(mut self, method: crate::StartMethod) -> Self {
-        self.start_method = Some(method);
-        self
-    }
-
-    /// Where the workers run: local child processes ([`Backend::Local`], the default) or the
-    /// ranks of the MPI job this program runs in ([`Backend::Mpi`], feature `mpi`: one worker
-    /// per rank ≥ 1, or [`processes`](PoolBuilder::processes) of them). Without this call the
-    /// environment variable `MP_BACKEND` (`local` or `mpi`) decides, so an unchanged program
-    /// moves to a cluster with `MP_BACKEND=mpi`.
-    ///
-    /// ```
-    /// # mp::guard!();
-    /// let pool = mp::Pool::builder().backend(mp::Backend::Local).processes(1).build()?;
-    /// assert_eq!(pool.processes(), 1);
-    /// # Ok::<(), mp::Error>(())
-    /// ```
-    pub fn backend(mut self, backend: Backend) -> Self {
-        self.backend = Some(backend);
-        self
-    }
-
-    /// Starts the workers. Fails if a process cannot start (including an unguarded entry
-    /// point, see [`mp::main!`](crate::main)), if `processes` is 0, or if the initializer's
-    /// arguments cannot be encoded.
-    pub fn build(self) -> Result<Pool> {
-        let backend = match self.backend {
-            Some(backend) => backend,
-            None => link::backend_from_env()?,
-        };
-        let processes = self.processes.unwrap_or_else(crate::cpu_count);
-        if processes == 0 {
-            return Err(Error::InvalidArgument(
-                "a pool needs at least one process".into(),
-            ));
-        }
-        if self.max_tasks_per_child == Some(0) {
-            return Err(Error::InvalidArgument(
-                "max_tasks_per_child must be at least 1".into(),
-            ));
-        }
-        if self.task_timeout.is_some_and(|t| t.is_zero()) {
-            return Err(Error::InvalidArgument(
-                "task_timeout must not be zero".into(),
-            ));
-        }
-        let init = match self.initializer {
-            Some(init) => init?,
-            None => Encoded::new(&(None::<Target>, ()))?,
-        };
-        let (init, ranks) = match backend {
-            Backend::Local => (init, Vec::new()),
-            Backend::Mpi => {
-                if self.max_tasks_per_child.is_some() {
-                    return Err(Error::InvalidArgument(
-                        "max_tasks_per_child cannot be used with Backend::Mpi: an MPI rank cannot \
-                         be replaced"
-                            .into(),
-                    ));
-                }
-                if self.start_method.is_some() {
-                    return Err(Error::InvalidArgument(
-                        "start_method cannot be used with Backend::Mpi: the MPI launcher starts \
-                         the ranks"
-                            .into(),
-                    ));
-                }
-                let init = init
-                    .into_network()
-                    .map_err(|e| network_refusal(e, "initializer"))?;
-                (init, take_ranks(self.processes)?)
-            }
-        };
-        let processes = match backend {
-            Backend::Local => processes,
-            Backend::Mpi => ranks.len(),
-        };
-        let (shared, supervisor) = supervisor::start(
-            PoolConfig {
-                processes,
-                init,
-                max_tasks_per_child: self.max_tasks_per_child,
-                retry: self.retry,
-                task_timeout: self.task_timeout,
-                name: self.name,
-                start_method: self.start_method,
-                backend,
-            },
-            ranks,
-        )?;
-        Ok(Pool {
-            shared,
-            supervisor: Some(supervisor),
-            callbacks: OnceLock::new(),
-        })
-    }
-}
-
-/// The worker ranks for an MPI pool.
-#[cfg(feature = "mpi")]
-fn take_ranks(processes: Option<usize>) -> Result<link::Ranks> {
-    crate::mpi::take_ranks(processes)
-}
-
-#[cfg(not(feature = "mpi"))]
-fn take_ranks(_: Option<usize>) -> Result<link::Ranks> {
-    Err(link::mpi_missing())
-}
-
-/// The error for a value that cannot travel to an MPI rank, naming what it was.
-pub(crate) fn network_refusal(error: Error, what: &str) -> Error {
-    match error {
-        Error::Encode(_) => Error::Encode(format!(
-            "the {what} holds a local OS handle (a Queue, Pipe end, Value, Array, lock or \
-             SharedMemory), which cannot travel to an MPI rank; share it through a Manager \
-             proxy instead"
-        )),
-        other => other,
     }
 }
 
@@ -750,242 +519,5 @@ impl Drop for Pool {
             // its own once the calls it waits for are done.
             self.close_callbacks(false);
         }
-    }
-}
-
-/// Options for one `map`-like call: from [`Pool::chunksize`] or [`Pool::progress`].
-///
-/// ```
-/// # mp::guard!();
-/// #[mp::worker]
-/// fn square(n: u64) -> u64 {
-///     n * n
-/// }
-///
-/// let pool = mp::Pool::new(2)?;
-/// let squares = pool.chunksize(10).progress().map(square, 0..1000)?;
-/// assert_eq!(squares[999], 998_001);
-/// # Ok::<(), mp::Error>(())
-/// ```
-#[derive(Debug, Clone, Copy)]
-#[must_use = "call `map`, `imap`, ... on it"]
-pub struct CallOptions<'p> {
-    pool: &'p Pool,
-    chunksize: Option<usize>,
-    buffersize: Option<usize>,
-    progress: bool,
-}
-
-impl<'p> CallOptions<'p> {
-    /// Sets the chunk size: tasks travel to workers `n` at a time.
-    pub fn chunksize(mut self, n: usize) -> Self {
-        self.chunksize = Some(n);
-        self
-    }
-
-    /// Bounds the read-ahead of an `imap`-like call (see [`Pool::buffersize`]).
-    pub fn buffersize(mut self, n: usize) -> Self {
-        self.buffersize = Some(n);
-        self
-    }
-
-    /// Shows a progress bar on stderr (only when stderr is a terminal).
-    pub fn progress(mut self) -> Self {
-        self.progress = true;
-        self
-    }
-
-    /// [`Pool::map`] with these options.
-    pub fn map<W: Worker>(
-        self,
-        worker: W,
-        items: impl IntoIterator<Item = W::Args>,
-    ) -> Result<Vec<W::Output>> {
-        let items = items.into_iter();
-        match exact_len(&items) {
-            Some(n) => self.map_input(worker, items, n),
-            None => {
-                let items: Vec<W::Args> = items.collect();
-                let n = items.len();
-                self.map_input(worker, items.into_iter(), n)
-            }
-        }
-    }
-
-    fn map_input<W: Worker>(
-        self,
-        worker: W,
-        input: impl Iterator<Item = W::Args>,
-        n: usize,
-    ) -> Result<Vec<W::Output>> {
-        // Enough chunks ahead that every worker holds its fill and a few more wait queued
-        // while the caller sleeps; the rest is cut from the input as results come in, so the
-        // chunks alive at once (and their memory) do not grow with the input.
-        let window = 8 * self.pool.processes();
-        let mut feed = Feeder::new(
-            &self.pool.shared,
-            self.chunksize,
-            worker,
-            input,
-            Some(n),
-            window,
-            true,
-        )?;
-        feed.refill(0)?;
-        let job = Arc::clone(&feed.job);
-        let progress = Progress::new(self.progress, Some(n));
-        collect(&job, n, &progress, &mut feed, &*self.pool.shared)
-    }
-
-    /// [`Pool::starmap`] with these options.
-    pub fn starmap<W: Worker>(
-        self,
-        worker: W,
-        items: impl IntoIterator<Item = W::Args>,
-    ) -> Result<Vec<W::Output>> {
-        self.map(worker, items)
-    }
-
-    /// [`Pool::map_async`] with these options (the progress bar does not apply). Every chunk
-    /// is submitted before it returns: nobody is there to feed the workers later.
-    pub fn map_async<W: Worker>(
-        self,
-        worker: W,
-        items: impl IntoIterator<Item = W::Args>,
-    ) -> Result<AsyncResult<Vec<W::Output>>> {
-        let (job, cut, finish) = self.submit_all(worker, items)?;
-        Ok(AsyncResult::new(job, &self.pool.shared, cut, finish))
-    }
-
-    /// [`Pool::map_async_with`] with these options.
-    pub fn map_async_with<W: Worker>(
-        self,
-        worker: W,
-        items: impl IntoIterator<Item = W::Args>,
-        callback: impl FnOnce(&Vec<W::Output>) + Send + 'static,
-        error_callback: impl FnOnce(&Error) + Send + 'static,
-    ) -> Result<AsyncResult<Vec<W::Output>>> {
-        let callbacks = self.pool.callbacks()?;
-        let (job, cut, finish) = self.submit_all(worker, items)?;
-        Ok(AsyncResult::with_callbacks(
-            job,
-            &self.pool.shared,
-            (cut, finish),
-            callbacks,
-            (callback, error_callback),
-        ))
-    }
-
-    /// Submits every chunk of a `map_async`: its call, cut, and decoder.
-    fn submit_all<W: Worker>(
-        self,
-        worker: W,
-        items: impl IntoIterator<Item = W::Args>,
-    ) -> Result<Submitted<Vec<W::Output>>> {
-        let items = items.into_iter();
-        match exact_len(&items) {
-            Some(n) => self.submit_input(worker, items, n),
-            None => {
-                let items: Vec<W::Args> = items.collect();
-                let n = items.len();
-                self.submit_input(worker, items.into_iter(), n)
-            }
-        }
-    }
-
-    fn submit_input<W: Worker>(
-        self,
-        worker: W,
-        input: impl Iterator<Item = W::Args>,
-        n: usize,
-    ) -> Result<Submitted<Vec<W::Output>>> {
-        let mut feed = Feeder::new(
-            &self.pool.shared,
-            self.chunksize,
-            worker,
-            input,
-            Some(n),
-            usize::MAX,
-            true,
-        )?;
-        feed.refill(0)?;
-        let job = Arc::clone(&feed.job);
-        Ok((job, feed.cut, |job, mut cut, pump| {
-            collect::<W::Output>(job, cut.items, &Progress::off(), &mut cut, pump)
-        }))
-    }
-
-    fn imap_options(self, ordered: bool) -> ImapOptions {
-        ImapOptions {
-            chunksize: self.chunksize,
-            buffersize: self.buffersize,
-            progress: self.progress,
-            ordered,
-            deadline: None,
-        }
-    }
-
-    /// [`Pool::imap`] with these options.
-    pub fn imap<W: Worker, I: IntoIterator<Item = W::Args>>(
-        self,
-        worker: W,
-        items: I,
-    ) -> Imap<'p, W, I::IntoIter> {
-        let options = self.imap_options(true);
-        Imap::new(&self.pool.shared, options, (worker, items.into_iter(), Ok))
-    }
-
-    /// [`Pool::imap_unordered`] with these options.
-    pub fn imap_unordered<W: Worker, I: IntoIterator<Item = W::Args>>(
-        self,
-        worker: W,
-        items: I,
-    ) -> Imap<'p, W, I::IntoIter> {
-        let options = self.imap_options(false);
-        Imap::new(&self.pool.shared, options, (worker, items.into_iter(), Ok))
-    }
-
-    /// [`Pool::try_imap`] with these options.
-    pub fn try_imap<W, E, I>(self, worker: W, items: I) -> Imap<'p, W, I::IntoIter>
-    where
-        W: Worker,
-        E: Into<Error>,
-        I: IntoIterator<Item = std::result::Result<W::Args, E>>,
-    {
-        let options = self.imap_options(true);
-        let convert = |item: std::result::Result<W::Args, E>| item.map_err(Into::into);
-        Imap::new(
-            &self.pool.shared,
-            options,
-            (worker, items.into_iter(), convert),
-        )
-    }
-
-    /// [`Pool::try_imap_unordered`] with these options.
-    pub fn try_imap_unordered<W, E, I>(self, worker: W, items: I) -> Imap<'p, W, I::IntoIter>
-    where
-        W: Worker,
-        E: Into<Error>,
-        I: IntoIterator<Item = std::result::Result<W::Args, E>>,
-    {
-        let options = self.imap_options(false);
-        let convert = |item: std::result::Result<W::Args, E>| item.map_err(Into::into);
-        Imap::new(
-            &self.pool.shared,
-            options,
-            (worker, items.into_iter(), convert),
-        )
-    }
-
-    /// `imap` with a deadline for every result (`Executor::map_timeout`).
-    pub(super) fn imap_until<W: Worker, I: IntoIterator<Item = W::Args>>(
-        self,
-        worker: W,
-        items: I,
-        deadline: Instant,
-    ) -> Imap<'p, W, I::IntoIter> {
-        let mut options = self.imap_options(true);
-        options.deadline = Some(deadline);
-        Imap::new(&self.pool.shared, options, (worker, items.into_iter(), Ok))
     }
 }

@@ -20,12 +20,14 @@
 //!
 //! Files: `ring.rs` the shared memory (layout, records, locks, waits), `raw.rs` the put and
 //! get protocols and the repairs after a death, `side.rs` the descriptors' side channel; this
-//! file the typed handles and how they travel. It must not touch the ring or the side
-//! channel itself.
+//! file `Queue`, its iterator and how a queue travels; `simple.rs` and `joinable.rs` the two
+//! typed handles built on `Queue`. It must not touch the ring or the side channel itself.
 
+mod joinable;
 mod raw;
 mod ring;
 mod side;
+mod simple;
 #[cfg(test)]
 mod tests;
 
@@ -46,6 +48,9 @@ use raw::Raw;
 pub use ring::DEFAULT_QUEUE_CAPACITY;
 use ring::Shared;
 use side::SideChannel;
+
+pub use joinable::JoinableQueue;
+pub use simple::SimpleQueue;
 
 /// A process-shared FIFO queue of `T` (Python's `multiprocessing.Queue`).
 ///
@@ -410,164 +415,6 @@ impl<'a, T: Serialize + DeserializeOwned> IntoIterator for &'a Queue<T> {
     }
 }
 
-impl<'a, T: Serialize + DeserializeOwned> IntoIterator for &'a JoinableQueue<T> {
-    type Item = Result<T>;
-    type IntoIter = QueueIter<'a, T>;
-    fn into_iter(self) -> QueueIter<'a, T> {
-        self.inner.iter()
-    }
-}
-
-/// A queue without size limits or counts (Python's `SimpleQueue`): `put`, `get`, `empty`.
-///
-/// ```
-/// let q = mp::SimpleQueue::new()?;
-/// q.put("x".to_string())?;
-/// assert!(!q.empty());
-/// assert_eq!(q.get()?, "x");
-/// # Ok::<(), mp::Error>(())
-/// ```
-pub struct SimpleQueue<T> {
-    inner: Queue<T>,
-}
-
-impl<T> Clone for SimpleQueue<T> {
-    fn clone(&self) -> Self {
-        SimpleQueue {
-            inner: self.inner.clone(),
-        }
-    }
-}
-
-impl<T> fmt::Debug for SimpleQueue<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("SimpleQueue").field(&self.inner).finish()
-    }
-}
-
-impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
-    /// A new, empty queue.
-    pub fn new() -> Result<Self> {
-        Ok(SimpleQueue {
-            inner: Queue::new()?,
-        })
-    }
-    /// See [`Queue::put`].
-    pub fn put(&self, value: T) -> Result<(), SendError<T>> {
-        self.inner.put(value)
-    }
-    /// See [`Queue::get`].
-    pub fn get(&self) -> Result<T> {
-        self.inner.get()
-    }
-    /// See [`Queue::get_timeout`].
-    pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
-        self.inner.get_timeout(timeout)
-    }
-    /// See [`Queue::empty`].
-    pub fn empty(&self) -> bool {
-        self.inner.empty()
-    }
-    /// The number of messages in the queue (Python's `SimpleQueue` has no `qsize`; Rust
-    /// collections have `len`).
-    ///
-    /// ```
-    /// let q = mp::SimpleQueue::new()?;
-    /// q.put(1u8)?;
-    /// assert_eq!((q.len(), q.is_empty()), (1, false));
-    /// # Ok::<(), mp::Error>(())
-    /// ```
-    pub fn len(&self) -> usize {
-        self.inner.len()
-    }
-    /// See [`Queue::is_empty`].
-    pub fn is_empty(&self) -> bool {
-        self.inner.is_empty()
-    }
-    /// See [`Queue::close`].
-    pub fn close(&self) {
-        self.inner.close()
-    }
-}
-
-/// A queue whose consumers acknowledge each message with [`task_done`](Self::task_done), so a
-/// producer can [`join`](Self::join) until all were processed (Python's `JoinableQueue`).
-///
-/// ```
-/// let q = mp::JoinableQueue::new()?;
-/// q.put(1u32)?;
-/// let job = q.get()?;
-/// q.task_done()?;
-/// q.join()?; // returns: every put was acknowledged
-/// # let _ = job;
-/// # Ok::<(), mp::Error>(())
-/// ```
-pub struct JoinableQueue<T> {
-    inner: Queue<T>,
-}
-
-impl<T> Clone for JoinableQueue<T> {
-    fn clone(&self) -> Self {
-        JoinableQueue {
-            inner: self.inner.clone(),
-        }
-    }
-}
-
-impl<T> fmt::Debug for JoinableQueue<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("JoinableQueue").field(&self.inner).finish()
-    }
-}
-
-impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
-    /// A new unbounded joinable queue.
-    pub fn new() -> Result<Self> {
-        Self::with_maxsize(0)
-    }
-    /// A joinable queue holding at most `maxsize` messages (0: no limit).
-    pub fn with_maxsize(maxsize: usize) -> Result<Self> {
-        let raw = Raw::new(DEFAULT_QUEUE_CAPACITY, maxsize, true)?;
-        Ok(JoinableQueue {
-            inner: Queue {
-                raw: Arc::new(raw),
-                _type: PhantomData,
-            },
-        })
-    }
-    /// Marks one message taken with `get` as processed. Calling it more often than messages
-    /// were put is an error.
-    pub fn task_done(&self) -> Result<()> {
-        self.inner.raw.task_done()
-    }
-    /// Waits until every message put has been marked done (or dropped by
-    /// [`shutdown_immediate`](Queue::shutdown_immediate)).
-    ///
-    /// ```
-    /// let q = mp::JoinableQueue::new()?;
-    /// q.put(1u32)?;
-    /// q.put(2u32)?;
-    /// q.shutdown_immediate(); // drops both: nothing left to wait for
-    /// q.join()?;
-    /// # Ok::<(), mp::Error>(())
-    /// ```
-    pub fn join(&self) -> Result<()> {
-        self.inner.raw.join(None)
-    }
-    /// Like [`join`](Self::join), giving up after `timeout`
-    /// ([`Error::Timeout`](crate::Error::Timeout)).
-    pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
-        self.inner.raw.join(Some(timeout))
-    }
-}
-
-impl<T> std::ops::Deref for JoinableQueue<T> {
-    type Target = Queue<T>;
-    fn deref(&self) -> &Queue<T> {
-        &self.inner
-    }
-}
-
 // Handles: the shared memory and the two side-channel sockets travel as descriptors.
 
 impl<T> Serialize for Queue<T> {
@@ -613,37 +460,5 @@ impl<'de, T> Deserialize<'de> for Queue<T> {
             raw: Arc::new(raw),
             _type: PhantomData,
         })
-    }
-}
-
-impl<T> Serialize for SimpleQueue<T> {
-    fn serialize<Z: Serializer>(&self, serializer: Z) -> std::result::Result<Z::Ok, Z::Error> {
-        self.inner.serialize(serializer)
-    }
-}
-
-impl<'de, T> Deserialize<'de> for SimpleQueue<T> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        Ok(SimpleQueue {
-            inner: Queue::deserialize(deserializer)?,
-        })
-    }
-}
-
-impl<T> Serialize for JoinableQueue<T> {
-    fn serialize<Z: Serializer>(&self, serializer: Z) -> std::result::Result<Z::Ok, Z::Error> {
-        self.inner.serialize(serializer)
-    }
-}
-
-impl<'de, T> Deserialize<'de> for JoinableQueue<T> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        let inner = Queue::deserialize(deserializer)?;
-        if !inner.raw.joinable {
-            return Err(serde::de::Error::custom(
-                "expected a JoinableQueue, got a plain Queue",
-            ));
-        }
-        Ok(JoinableQueue { inner })
     }
 }
