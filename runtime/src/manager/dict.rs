@@ -9,11 +9,12 @@ use indexmap::IndexMap;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::dict_iter::{DEFAULT_BATCH, DictIter};
 use super::handle;
 use super::object::{ObjectKind, Out, discard, refs_of};
 use super::protocol::{Blob, Key, Reply, unexpected};
 use super::proxy::{Creator, Named, proxy};
-use crate::error::{Error, Result, SendError};
+use crate::error::{Result, SendError};
 
 proxy! {
     /// A dictionary that lives in a [`Manager`](crate::Manager)'s server process (Python's
@@ -225,7 +226,7 @@ where
         }
     }
 
-    fn page(&self, start: u64, max: u64) -> Result<(Vec<(K, V)>, u64)> {
+    pub(super) fn page(&self, start: u64, max: u64) -> Result<(Vec<(K, V)>, u64)> {
         match self.op(DictOp::Page { start, max })? {
             Reply::Page { pairs, len } => {
                 let pairs = pairs
@@ -328,73 +329,6 @@ where
                 other => return Err(unexpected(other)),
             }
         }
-    }
-}
-
-/// How many entries or items a live iterator fetches per round trip by default.
-const DEFAULT_BATCH: usize = 256;
-
-/// A live iterator over a [`DictProxy`]'s entries ([`DictProxy::iter`]), fetching a batch
-/// per round trip; yields an error item and ends if the dict changes size meanwhile.
-#[derive(Debug)]
-pub struct DictIter<K, V> {
-    dict: DictProxy<K, V>,
-    batch: u64,
-    /// The position of the next entry to fetch.
-    next: u64,
-    /// The dict's size at the first fetch.
-    len: Option<u64>,
-    page: std::collections::VecDeque<(K, V)>,
-    done: bool,
-}
-
-impl<K, V> Iterator for DictIter<K, V>
-where
-    K: Serialize + DeserializeOwned,
-    V: Serialize + DeserializeOwned,
-{
-    type Item = Result<(K, V)>;
-
-    fn next(&mut self) -> Option<Result<(K, V)>> {
-        if let Some(entry) = self.page.pop_front() {
-            return Some(Ok(entry));
-        }
-        if self.done || self.len.is_some_and(|len| self.next >= len) {
-            return None;
-        }
-        let (pairs, len) = match self.dict.page(self.next, self.batch) {
-            Ok(page) => page,
-            Err(e) => {
-                self.done = true;
-                return Some(Err(e));
-            }
-        };
-        if self.len.is_some_and(|l| l != len) {
-            self.done = true;
-            return Some(Err(Error::ChangedDuringIteration("shared dict".to_owned())));
-        }
-        self.len = Some(len);
-        if pairs.is_empty() {
-            self.done = true;
-            return None;
-        }
-        self.next += pairs.len() as u64;
-        self.page.extend(pairs);
-        self.page.pop_front().map(Ok)
-    }
-}
-
-impl<K, V> IntoIterator for &DictProxy<K, V>
-where
-    K: Serialize + DeserializeOwned,
-    V: Serialize + DeserializeOwned,
-{
-    type Item = Result<(K, V)>;
-    type IntoIter = DictIter<K, V>;
-
-    /// See [`DictProxy::iter`].
-    fn into_iter(self) -> DictIter<K, V> {
-        self.iter()
     }
 }
 

@@ -3,6 +3,7 @@
 //! `ShareableList` and `SharedMemoryManager`.
 
 mod array;
+mod array_guard;
 mod memory;
 mod raw_array;
 mod region;
@@ -12,7 +13,8 @@ mod shm_manager;
 mod tracker;
 mod value;
 
-pub use array::{Array, ArrayGuard, ArrayReadGuard};
+pub use array::Array;
+pub use array_guard::{ArrayGuard, ArrayReadGuard};
 pub use memory::{SharedMemory, SharedView};
 pub use raw_array::RawArray;
 pub use shareable_list::{ShareableItem, ShareableList};
