@@ -1,7 +1,5 @@
 //! `Array<T>`: a shared array whose locks cover ranges, so processes can work on disjoint
-//! parts in place at the same time (`RawArray<T>`, without a lock, is in `raw_array.rs`); its
-//! claim table, and how it travels. The guards a lock returns are in `array_guard.rs`. Must
-//! not hold a claim past the guard that owns it.
+//! parts in place at the same time (`RawArray<T>`, without a lock, is in `raw_array.rs`).
 //!
 //! Range locks: the header page holds a table of claims `(owner thread, mode, start, end)`
 //! guarded by a robust mutex word. Locking a range takes the mutex, checks the table for a
@@ -12,14 +10,13 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::ops::{Range, RangeBounds};
+use std::ops::{Deref, DerefMut, Range, RangeBounds};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::array_guard::{ArrayGuard, ArrayReadGuard};
 use super::region::resolve;
 use super::shared_lock::{SharedLock, SharedLockGuard};
 use crate::error::{Error, Result};
@@ -79,11 +76,26 @@ pub struct Array<T> {
     shared: Option<SharedLock>,
 }
 
+/// A locked range of an [`Array`]; dereferences to a slice; unlocks on drop.
+#[must_use = "the range is unlocked when the guard is dropped"]
+pub struct ArrayGuard<'a, T> {
+    claim: Claim<'a, T>,
+    data: &'a mut [T],
+}
+
+/// A range of an [`Array`] locked for reading (shared with other readers); dereferences to a
+/// shared slice; unlocks on drop.
+#[must_use = "the range is unlocked when the guard is dropped"]
+pub struct ArrayReadGuard<'a, T> {
+    claim: Claim<'a, T>,
+    data: &'a [T],
+}
+
 /// A claim in the table, removed on drop.
-pub(super) struct Claim<'a, T> {
+struct Claim<'a, T> {
     array: &'a Array<T>,
     slot: usize,
-    pub(super) range: Range<usize>,
+    range: Range<usize>,
     _not_send: NotSend,
     /// Released after the claim is removed (fields drop after `Drop::drop`).
     _shared: Option<SharedLockGuard<'a>>,
@@ -469,6 +481,52 @@ impl<T: Plain> Array<T> {
     }
 }
 
+impl<T> ArrayGuard<'_, T> {
+    /// The range of the array this guard holds.
+    ///
+    /// ```
+    /// let a = mp::Array::<u8>::new(8)?;
+    /// assert_eq!(a.lock_range(2..4)?.range(), 2..4);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn range(&self) -> Range<usize> {
+        self.claim.range.clone()
+    }
+}
+
+impl<T> ArrayReadGuard<'_, T> {
+    /// The range of the array this guard holds.
+    ///
+    /// ```
+    /// let a = mp::Array::<u8>::new(8)?;
+    /// assert_eq!(a.read_range(2..)?.range(), 2..8);
+    /// # Ok::<(), mp::Error>(())
+    /// ```
+    pub fn range(&self) -> Range<usize> {
+        self.claim.range.clone()
+    }
+}
+
+impl<T> Deref for ArrayReadGuard<'_, T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        self.data
+    }
+}
+
+impl<T> Deref for ArrayGuard<'_, T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        self.data
+    }
+}
+
+impl<T> DerefMut for ArrayGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        self.data
+    }
+}
+
 impl<T> Drop for Claim<'_, T> {
     fn drop(&mut self) {
         let array = self.array;
@@ -492,6 +550,22 @@ impl<T> fmt::Debug for Array<T> {
             .field("type", &std::any::type_name::<T>())
             .field("len", &self.seg.count())
             .finish()
+    }
+}
+
+impl<T> fmt::Debug for ArrayGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ArrayGuard")
+            .field("range", &self.claim.range)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> fmt::Debug for ArrayReadGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ArrayReadGuard")
+            .field("range", &self.claim.range)
+            .finish_non_exhaustive()
     }
 }
 

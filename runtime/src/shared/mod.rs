@@ -3,7 +3,6 @@
 //! `ShareableList` and `SharedMemoryManager`.
 
 mod array;
-mod array_guard;
 mod memory;
 mod raw_array;
 mod region;
@@ -13,8 +12,7 @@ mod shm_manager;
 mod tracker;
 mod value;
 
-pub use array::Array;
-pub use array_guard::{ArrayGuard, ArrayReadGuard};
+pub use array::{Array, ArrayGuard, ArrayReadGuard};
 pub use memory::{SharedMemory, SharedView};
 pub use raw_array::RawArray;
 pub use shareable_list::{ShareableItem, ShareableList};
