@@ -15,15 +15,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
 use super::region::resolve;
 use super::shared_lock::{SharedLock, SharedLockGuard};
 use crate::error::{Error, Result};
 use crate::sync::raw::{self, OWNER_CHECK, RawMutex};
-use crate::sync::{
-    DATA, Kind, Lock, NotSend, OFF_TABLE, RLock, Segment, fingerprint, typed_segment_handle,
-};
+use crate::sync::{DATA, Kind, Lock, NotSend, OFF_TABLE, RLock, Segment, fingerprint};
 use crate::sys::{self, Plain};
 
 const TABLE_LOCK: usize = 0;
@@ -70,10 +66,10 @@ const CLAIM_SIZE: usize = 24;
 /// [`with_lock`](Array::with_lock) / [`with_rlock`](Array::with_rlock); `lock=False` is
 /// [`RawArray`](crate::RawArray).
 pub struct Array<T> {
-    seg: Arc<Segment>,
-    _type: PhantomData<T>,
+    pub(super) seg: Arc<Segment>,
+    pub(super) _type: PhantomData<T>,
     /// The lock shared with other values, held with every claim (see `shared_lock.rs`).
-    shared: Option<SharedLock>,
+    pub(super) shared: Option<SharedLock>,
 }
 
 /// A locked range of an [`Array`]; dereferences to a slice; unlocks on drop.
@@ -566,54 +562,5 @@ impl<T> fmt::Debug for ArrayReadGuard<'_, T> {
         f.debug_struct("ArrayReadGuard")
             .field("range", &self.claim.range)
             .finish_non_exhaustive()
-    }
-}
-
-/// An array's own segment, as it travels (the shared lock travels beside it).
-struct Own<T> {
-    seg: Arc<Segment>,
-    _type: PhantomData<T>,
-}
-
-typed_segment_handle!(Own, Kind::Array);
-
-#[derive(Serialize, Deserialize)]
-#[serde(rename = "mp::Array", bound(serialize = "", deserialize = "T: Plain"))]
-struct ArrayWire<T> {
-    array: Own<T>,
-    shared: Option<SharedLock>,
-}
-
-impl<T> Clone for Array<T> {
-    fn clone(&self) -> Self {
-        Array {
-            seg: self.seg.clone(),
-            _type: PhantomData,
-            shared: self.shared.clone(),
-        }
-    }
-}
-
-impl<T> Serialize for Array<T> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        ArrayWire {
-            array: Own::<T> {
-                seg: self.seg.clone(),
-                _type: PhantomData,
-            },
-            shared: self.shared.clone(),
-        }
-        .serialize(serializer)
-    }
-}
-
-impl<'de, T: Plain> Deserialize<'de> for Array<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let wire = ArrayWire::<T>::deserialize(deserializer)?;
-        Ok(Array {
-            seg: wire.array.seg,
-            _type: PhantomData,
-            shared: wire.shared,
-        })
     }
 }

@@ -3,6 +3,7 @@
 //! `ShareableList` and `SharedMemoryManager`.
 
 mod array;
+mod array_wire;
 mod memory;
 mod raw_array;
 mod region;
