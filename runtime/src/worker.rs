@@ -125,11 +125,7 @@ pub(crate) fn lookup(
     signature: &str,
     location: &str,
 ) -> Result<&'static WorkerEntry, String> {
-    let mut same_name = WORKERS
-        .iter()
-        .chain(crate::manager::BUILTIN_WORKERS.iter())
-        .filter(|e| e.name == name)
-        .peekable();
+    let mut same_name = WORKERS.iter().filter(|e| e.name == name).peekable();
     if same_name.peek().is_none() {
         return Err(String::new());
     }

@@ -19,8 +19,7 @@ use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Mutex;
 
-use super::spawn::{Role, enter_forked, output_pipes, start_child_with};
-use super::start_method::StartMethod;
+use super::forked::{enter_forked, output_pipes};
 use crate::error::{CHILD_FAILED, Error, Result};
 use crate::sys::{self, Child};
 use crate::wire::Channel;
@@ -42,8 +41,12 @@ enum Failed {
 }
 
 /// Asks this process's zygote (started now if needed) for a child running on the bootstrap
-/// socket `boot`.
-pub(crate) fn start(boot: BorrowedFd<'_>, piped: bool) -> Result<Child> {
+/// socket `boot`. `launch` starts the zygote itself (a re-executed child, by `spawn.rs`).
+pub(crate) fn start(
+    boot: BorrowedFd<'_>,
+    piped: bool,
+    launch: fn() -> Result<(Child, Channel)>,
+) -> Result<Child> {
     let pipes = if piped { Some(output_pipes()?) } else { None };
     let mut fds = vec![boot];
     if let Some(((_, out), (_, err))) = &pipes {
@@ -53,7 +56,7 @@ pub(crate) fn start(boot: BorrowedFd<'_>, piped: bool) -> Result<Child> {
     let mut gone = None;
     for _ in 0..2 {
         if server.is_none() {
-            *server = Some(launch()?);
+            *server = Some(start_server(launch)?);
         }
         let running = server.as_mut().expect("started above");
         match request(&running.channel, u8::from(piped), &fds) {
@@ -84,14 +87,8 @@ pub(crate) fn start(boot: BorrowedFd<'_>, piped: bool) -> Result<Child> {
 
 /// Starts the zygote (by `spawn`) and waits for it to be ready: it reads its bootstrap frames
 /// through a buffered channel, which must not swallow a request sent too early.
-fn launch() -> Result<Server> {
-    let (mut child, channel) = start_child_with(
-        Some(StartMethod::Spawn),
-        Role::ForkServer,
-        &(),
-        "mp-forkserver",
-        false,
-    )?;
+fn start_server(launch: fn() -> Result<(Child, Channel)>) -> Result<Server> {
+    let (mut child, channel) = launch()?;
     match read_reply(&channel) {
         Ok(0) => Ok(Server { child, channel }),
         other => {

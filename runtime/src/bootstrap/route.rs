@@ -10,12 +10,12 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::Ordering;
 
+use super::forked::take_forked;
 use super::identity::{self, Identity};
 use super::panic::{PanicReport, catch_panic};
 use super::reap::finish_children;
 use super::spawn::{
     BOOTSTRAP_ENV, Bootstrap, LIVENESS_WATCHER, Outcome, Role, WATCHER_STARTING, mark_main_entered,
-    take_forked,
 };
 use crate::error::{CHILD_FAILED, Error};
 use crate::sys;
@@ -25,6 +25,17 @@ use crate::worker::{Invocation, Worker, WorkerEntry};
 /// Set by `cargo mp workers`: the binary prints its workers (`name\tsignature\tlocation`
 /// lines) from the pre-`main` hook and exits.
 const LIST_WORKERS_ENV: &str = "__MP_LIST_WORKERS";
+
+/// A worker rank of an MPI job takes on its name (its parent is rank 0's `main`).
+#[cfg(feature = "mpi")]
+fn name_rank(rank: u32) {
+    identity::set(Identity {
+        name: format!("MpiRank-{rank}"),
+        daemon: false,
+        parent: None,
+        parent_name: "MainProcess".to_owned(),
+    });
+}
 
 /// Called by `mp::main!` before the user's `main` body.
 #[doc(hidden)]
@@ -81,7 +92,11 @@ pub(crate) fn child_entry() {
     };
     let code = match start {
         Start::ListWorkers => {
+            let own = [&crate::manager::RUN_BY_NAME];
             for entry in crate::worker::WORKERS.iter() {
+                if own.iter().any(|e| std::ptr::eq(*e, entry)) {
+                    continue;
+                }
                 println!("{}\t{}\t{}", entry.name, entry.signature, entry.location);
             }
             // For `cargo mp run --mpi`: the MPI this binary links (not a worker line).
@@ -92,7 +107,10 @@ pub(crate) fn child_entry() {
         #[cfg(feature = "mpi")]
         Start::MpiRank => {
             // Rank 0 comes back and runs `main`; the other ranks serve and exit.
-            crate::mpi::enter();
+            crate::mpi::enter(crate::mpi::RankRole {
+                named: name_rank,
+                serve: crate::pool::serve,
+            });
             return;
         }
         Start::Tracker(spec) => {

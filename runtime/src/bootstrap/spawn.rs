@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use serde::{Deserialize, Serialize};
 
+use super::forked::{enter_forked, output_pipes};
 use super::identity::identity;
 use super::start_method::{self, StartMethod};
 use crate::error::{Error, Result};
@@ -109,24 +110,6 @@ fn liveness_watcher_running() -> bool {
             tid => return sys::thread_alive(tid),
         }
     }
-}
-
-/// The descriptors a forked child runs on, left for the router (`route.rs`), which the child
-/// enters through the pre-`main` hook as a re-executed child does: `(bootstrap socket,
-/// liveness pipe)`.
-static FORKED: Mutex<Option<(OwnedFd, OwnedFd)>> = Mutex::new(None);
-
-/// Taken by the router: set only in a child made by `fork` (either start method).
-pub(crate) fn take_forked() -> Option<(OwnedFd, OwnedFd)> {
-    FORKED.lock().unwrap_or_else(|e| e.into_inner()).take()
-}
-
-/// In a child made by `fork`: runs the router on `boot` and `liveness`, as the pre-`main` hook
-/// does in a re-executed child, and exits.
-pub(crate) fn enter_forked(boot: OwnedFd, liveness: OwnedFd) -> ! {
-    *FORKED.lock().unwrap_or_else(|e| e.into_inner()) = Some((boot, liveness));
-    (sys::CHILD_HOOK)();
-    sys::exit_now(crate::error::CHILD_FAILED)
 }
 
 /// Whether this process may start children: its entry point was guarded, or it is itself a
@@ -228,7 +211,9 @@ pub(crate) fn start_child_frame_with(
     let piped = crate::run_support::prefix_output();
     let mut child = match method {
         StartMethod::Spawn => spawn(&theirs, liveness, piped)?,
-        StartMethod::ForkServer => super::forkserver::start(theirs.as_fd(), piped)?,
+        StartMethod::ForkServer => {
+            super::forkserver::start(theirs.as_fd(), piped, launch_fork_server)?
+        }
         StartMethod::Fork => fork(theirs.as_raw_fd(), ours.as_raw_fd(), piped)?,
     };
     if piped {
@@ -282,15 +267,6 @@ fn spawn(theirs: &OwnedFd, liveness: RawFd, piped: bool) -> Result<Child> {
     .map_err(Error::io("cannot start the child process"))
 }
 
-/// Output pipes for a child started without `exec` under `cargo mp run`: `(read, write)` for
-/// stdout, then for stderr.
-pub(crate) type OutputPipes = ((OwnedFd, OwnedFd), (OwnedFd, OwnedFd));
-
-pub(crate) fn output_pipes() -> Result<OutputPipes> {
-    let pipe = || sys::pipe().map_err(Error::io("cannot create an output pipe"));
-    Ok((pipe()?, pipe()?))
-}
-
 /// The `fork` start method: this process, copied; refused while other threads run.
 fn fork(theirs: RawFd, ours: RawFd, piped: bool) -> Result<Child> {
     let threads = sys::thread_count().map_err(Error::io("cannot count this process's threads"))?;
@@ -331,4 +307,16 @@ fn fork(theirs: RawFd, ours: RawFd, piped: bool) -> Result<Child> {
             }
         }
     }
+}
+
+/// Starts the fork server's zygote (re-executed, as `spawn` starts a child), for
+/// `forkserver.rs`, which does not import this file.
+fn launch_fork_server() -> Result<(Child, Channel)> {
+    start_child_with(
+        Some(StartMethod::Spawn),
+        Role::ForkServer,
+        &(),
+        "mp-forkserver",
+        false,
+    )
 }

@@ -9,7 +9,6 @@ use indexmap::IndexMap;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::dict_iter::{DEFAULT_BATCH, DictIter};
 use super::handle;
 use super::object::{ObjectKind, Out, discard, refs_of};
 use super::protocol::{Blob, Key, Reply, unexpected};
@@ -185,44 +184,6 @@ where
         match self.op(DictOp::Values)? {
             Reply::Blobs(values) => values.iter().map(|b| self.handle.decode(b)).collect(),
             other => Err(unexpected(other)),
-        }
-    }
-
-    /// Iterates over the entries live, in insertion order, fetching 256 entries per round
-    /// trip (see [`iter_batched`](DictProxy::iter_batched)); [`items`](DictProxy::items) is
-    /// the snapshot in one round trip.
-    pub fn iter(&self) -> DictIter<K, V> {
-        self.iter_batched(DEFAULT_BATCH)
-    }
-
-    /// Iterates over the entries live, fetching `batch` entries (at least one) per round
-    /// trip. As in Python, a dict that changes size while it is iterated over yields an
-    /// [`Error::ChangedDuringIteration`](crate::Error::ChangedDuringIteration) item (seen
-    /// at the next fetch), then ends; an entry removed and another inserted between fetches
-    /// may shift entries past the iterator or show one twice.
-    ///
-    /// ```
-    /// # mp::guard!();
-    /// let manager = mp::Manager::new()?;
-    /// let squares = manager.dict_from((0..10u32).map(|i| (i, i * i)))?;
-    /// let sum: u32 = squares.iter_batched(3).map(|e| e.map(|(_, v)| v)).sum::<mp::Result<u32>>()?;
-    /// assert_eq!(sum, 285);
-    ///
-    /// let mut entries = squares.iter_batched(3);
-    /// entries.next().unwrap()?;
-    /// squares.insert(10, 100)?; // the size changes while iterating
-    /// let rest: Vec<_> = entries.collect();
-    /// assert!(matches!(rest.last(), Some(Err(mp::Error::ChangedDuringIteration(_)))));
-    /// # Ok::<(), mp::Error>(())
-    /// ```
-    pub fn iter_batched(&self, batch: usize) -> DictIter<K, V> {
-        DictIter {
-            dict: self.clone(),
-            batch: batch.max(1) as u64,
-            next: 0,
-            len: None,
-            page: std::collections::VecDeque::new(),
-            done: false,
         }
     }
 

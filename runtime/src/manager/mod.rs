@@ -56,7 +56,7 @@ pub use event::EventProxy;
 pub use list::{ListIter, ListProxy};
 pub use lock::{LockProxy, LockProxyGuard};
 pub use pool::PoolProxy;
-pub(crate) use pool::{BUILTIN_WORKERS, call_bytes};
+pub(crate) use pool::{RUN_BY_NAME, call_bytes};
 pub use proxy::Proxy;
 pub use queue::QueueProxy;
 pub use rlock::{RLockProxy, RLockProxyGuard};

@@ -165,17 +165,18 @@ impl Worker for RunByName {
     }
 
     fn __entry(self) -> &'static WorkerEntry {
-        &BUILTIN_WORKERS[0]
+        &RUN_BY_NAME
     }
 }
 
-/// The workers of `mp` itself, which the registry searches beside `#[mp::worker]`s (kept out
-/// of the link-time list: placing a static in a link section is `unsafe` code).
-pub(crate) static BUILTIN_WORKERS: [WorkerEntry; 1] = [WorkerEntry::new::<RunByName>(concat!(
-    file!(),
-    ":",
-    line!()
-))];
+/// `mp`'s own worker, in the link-time registry beside the `#[mp::worker]`s (so the registry
+/// needs no arrow up to the manager); `cargo mp workers` leaves it out.
+// `#[link_section]`, which linkme places, counts as `unsafe` code to the lint: the static is a
+// plain `WorkerEntry` in the registry's section, exactly what `#[mp::worker]` places.
+#[allow(unsafe_code)]
+#[linkme::distributed_slice(crate::worker::WORKERS)]
+pub(crate) static RUN_BY_NAME: WorkerEntry =
+    WorkerEntry::new::<RunByName>(concat!(file!(), ":", line!()));
 
 /// An operation on a pool.
 #[derive(Debug, Serialize, Deserialize)]

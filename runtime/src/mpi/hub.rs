@@ -15,9 +15,8 @@ use super::{
 use crate::codec::MAX_MESSAGE;
 use crate::connection::{Listener, auth, gate};
 use crate::error::{Error, Result};
-use crate::pool::wire::Encoded;
 use crate::sys;
-use crate::wire::Channel;
+use crate::wire::{Channel, inline_frame};
 
 /// How long building an MPI pool waits for the ranks' pool connections.
 const GATHER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -52,8 +51,8 @@ struct Hub {
     state: Mutex<HubState>,
     changed: Condvar,
     /// The stop frames, encoded ahead: at process exit the encoder's thread-local state is gone.
-    stop: Encoded,
-    abandon: Encoded,
+    stop: Vec<u8>,
+    abandon: Vec<u8>,
 }
 
 impl Hub {
@@ -92,8 +91,8 @@ fn advertised_ip() -> Result<std::net::IpAddr> {
 /// a thread of its own (blocking, no spinning).
 pub(super) fn start_hub(size: u32) -> Result<()> {
     let hub = Arc::new(Hub {
-        stop: Encoded::new(&Control::Stop)?,
-        abandon: Encoded::new(&Control::Abandon)?,
+        stop: control_frame(&Control::Stop)?,
+        abandon: control_frame(&Control::Abandon)?,
         state: Mutex::new(HubState {
             idle: VecDeque::new(),
             control: Vec::new(),
@@ -153,7 +152,7 @@ fn accept_ranks(listener: &Listener, hub: &Hub) {
             Ok(Hello::Control { rank, host, .. }) => {
                 crate::run_support::record_rank(rank, &host);
                 if st.stopping {
-                    let _ = hub.abandon.send(&channel);
+                    let _ = channel.send_parts([&hub.abandon[..]], &[]);
                 }
                 st.control.push((rank, channel));
             }
@@ -330,7 +329,7 @@ pub(crate) fn leave() {
             &hub.abandon
         };
         for (_, channel) in &st.control {
-            let _ = frame.send(channel);
+            let _ = channel.send_parts([&frame[..]], &[]);
         }
         if !complete && lost.is_empty() {
             lost.push(u32::MAX);
@@ -349,4 +348,12 @@ const CONNECT_GRACE: Duration = Duration::from_secs(10);
 
 pub(super) extern "C" fn leave_at_exit() {
     leave();
+}
+
+/// A control message as a whole frame, encoded ahead of time (at process exit the encoder's
+/// thread-local state may be gone).
+fn control_frame(control: &Control) -> Result<Vec<u8>> {
+    let mut payload = Vec::new();
+    crate::codec::encode(control, &mut payload, &mut Vec::new())?;
+    Ok(inline_frame(&payload))
 }

@@ -44,7 +44,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::sys;
-use crate::wire::Channel;
+use crate::wire::{Channel, Frame};
 
 pub(crate) use self::hub::{
     RankLink, leave, no_ranks_left_message, rank_lost, release_ranks, take_ranks,
@@ -202,7 +202,7 @@ pub(crate) fn launched() -> bool {
 
 /// The pre-`main` router's arm for an MPI rank: initialises MPI and checks the size. Rank 0
 /// returns (and runs `main`); a rank ≥ 1 serves as a pool worker and never returns.
-pub(crate) fn enter() {
+pub(crate) fn enter(role: RankRole) {
     let Some((expected, var)) = launcher() else {
         return;
     };
@@ -249,8 +249,17 @@ pub(crate) fn enter() {
         }
         sys::mpi::at_exit(leave_at_exit);
     } else {
-        serve_rank(rank);
+        serve_rank(rank, role);
     }
+}
+
+/// What a worker rank becomes, handed in by the pre-`main` router: this module sits below the
+/// pool and the process identity and must not import them.
+pub(crate) struct RankRole {
+    /// Takes on the rank's process identity (`MpiRank-<rank>`).
+    pub(crate) named: fn(u32),
+    /// Serves one pool on its connection, given the pool's first frame (its initializer).
+    pub(crate) serve: fn(&Channel, Frame) -> i32,
 }
 
 /// How long `MPI_Finalize` may take before the process exits without it.

@@ -5,22 +5,17 @@
 
 use std::time::Duration;
 
-use super::{BCAST_LEN, Control, Hello, finalize_or_exit, heartbeat, hostname, unhex};
+use super::{BCAST_LEN, Control, Hello, RankRole, finalize_or_exit, heartbeat, hostname, unhex};
 use crate::codec::MAX_MESSAGE;
 use crate::connection::{Address, ToAddress, connect_channel};
 use crate::error::Result;
 use crate::sys;
-use crate::wire::Channel;
+use crate::wire::{Channel, Frame};
 
 /// A worker rank's life: receives rank 0's address, connects, serves pools on one thread while
 /// the main thread (which initialised MPI, so it finalizes) waits for stop. Never returns.
-pub(super) fn serve_rank(rank: u32) -> ! {
-    crate::bootstrap::identity::set(crate::bootstrap::identity::Identity {
-        name: format!("MpiRank-{rank}"),
-        daemon: false,
-        parent: None,
-        parent_name: "MainProcess".to_owned(),
-    });
+pub(super) fn serve_rank(rank: u32, role: RankRole) -> ! {
+    (role.named)(rank);
     let mut message = vec![0u8; BCAST_LEN];
     if let Err(e) = sys::mpi::bcast(&mut message, 0) {
         eprintln!("mp: rank {rank} did not receive rank 0's address: {e}");
@@ -61,7 +56,7 @@ pub(super) fn serve_rank(rank: u32) -> ! {
     };
     let serving = std::thread::Builder::new()
         .name("mp-mpi-serve".into())
-        .spawn(move || serve_pools(rank, &host, pid, &address, &key));
+        .spawn(move || serve_pools(rank, &host, pid, &address, &key, role.serve));
     if let Err(e) = serving {
         eprintln!("mp: rank {rank} cannot start serving: {e}");
         sys::exit_now(1);
@@ -94,7 +89,14 @@ fn connect(address: &Address, key: &[u8], hello: &Hello) -> Result<Channel> {
 
 /// Serves one pool per pool connection, reconnecting after each; a connection that cannot be
 /// made is retried (the control connection decides when rank 0 is gone).
-fn serve_pools(rank: u32, host: &str, pid: u32, address: &Address, key: &[u8]) {
+fn serve_pools(
+    rank: u32,
+    host: &str,
+    pid: u32,
+    address: &Address,
+    key: &[u8],
+    serve: fn(&Channel, Frame) -> i32,
+) {
     let mut failures = 0u32;
     loop {
         let hello = Hello::Pool {
@@ -121,6 +123,6 @@ fn serve_pools(rank: u32, host: &str, pid: u32, address: &Address, key: &[u8]) {
             Ok(init) => init,
             Err(_) => continue,
         };
-        crate::pool::serve(&channel, init);
+        serve(&channel, init);
     }
 }

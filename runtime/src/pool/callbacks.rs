@@ -16,8 +16,7 @@ use std::thread::JoinHandle;
 
 use super::core::PoolCore;
 use super::job::{Completions, Job};
-use super::map::Cut;
-use super::result::Finish;
+use super::map::{Cut, Finish};
 use crate::error::{Error, Result};
 
 /// Tells the thread that no more callbacks come: it ends once those it has are done.

@@ -60,6 +60,9 @@ pub(super) fn automatic_chunksize<W: Worker>(
     python.min(inline)
 }
 
+/// How a call's result is decoded from its chunks (in the waiting thread, with its pump).
+pub(super) type Finish<T> = fn(&Job, Cut, &dyn Pump) -> Result<T>;
+
 /// How a call's input has been cut so far: chunk `k` holds tasks `k * chunksize ..`, and every
 /// chunk is full but the last one of an input that has ended.
 #[derive(Debug, Clone, Copy)]

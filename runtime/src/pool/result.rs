@@ -13,14 +13,11 @@ use super::callbacks::{Callbacks, Slot};
 use super::core::PoolCore;
 use super::input::{Convert, FailureCell, Guarded, InputFailure};
 use super::job::{Completions, Job, Pump};
-use super::map::{Cut, Feed, Feeder, exact_len};
+use super::map::{Cut, Feed, Feeder, Finish, exact_len};
 use super::outcome::Decoded;
 use super::progress::Progress;
 use crate::error::{Error, Result};
 use crate::worker::Worker;
-
-/// How a call's result is decoded from its chunks (in the waiting thread, with its pump).
-pub(super) type Finish<T> = fn(&Job, Cut, &dyn Pump) -> Result<T>;
 
 /// A call submitted whole: its job, how it was cut, and how its result is decoded.
 pub(super) type Submitted<T> = (Arc<Job>, Cut, Finish<T>);

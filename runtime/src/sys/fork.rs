@@ -178,3 +178,23 @@ pub(crate) fn own_fd(fd: RawFd) -> OwnedFd {
     // close it.
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
+
+/// Waits for a child to end, at most `timeout`; `None` if it is still running.
+pub(crate) fn wait_child_timeout(
+    child: &mut Child,
+    timeout: std::time::Duration,
+) -> io::Result<Option<std::process::ExitStatus>> {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut pause = std::time::Duration::from_micros(100);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        let now = std::time::Instant::now();
+        if now >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(std::time::Duration::from_millis(10));
+    }
+}

@@ -63,6 +63,7 @@ pub use cpu::{cpu_count, host_cpu_count};
 #[cfg(target_os = "linux")]
 pub(crate) use fork::{
     Child, Forked, clone_sibling, fork_process, own_fd, redirect_stdio, thread_count,
+    wait_child_timeout,
 };
 pub(crate) use interrupt::{arm as arm_interrupts, wait_for_interrupt};
 pub use plain::{AtomicCell, HasAtomic, Numeric, Plain};
@@ -74,7 +75,7 @@ pub(crate) use poll::{Wakeup, poll_many, poll_readable, poll_writable};
 #[cfg(target_os = "linux")]
 pub(crate) use proc::{
     current_cpu, exit_now, getpid, gettid, parent_pid, peak_rss_kib, peek_exit, pidfd_open,
-    program_name, raise_fd_limit, set_thread_name, thread_alive, unset_env, wait_child_timeout,
+    program_name, raise_fd_limit, set_thread_name, thread_alive, unset_env,
 };
 #[cfg(target_os = "linux")]
 pub(crate) use shm::{SealedBuffer, SharedMapping, shm_unlink};

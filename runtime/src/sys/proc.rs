@@ -2,9 +2,7 @@
 //! `main`, and reading a child's end without reaping it.
 #![allow(unsafe_code)]
 
-use super::fork::Child;
 use std::io::{self};
-use std::time::Duration;
 
 /// The calling process's id.
 pub(crate) fn getpid() -> u32 {
@@ -151,24 +149,4 @@ pub(crate) fn unset_env(key: &str) {
     // SAFETY: runs before `main` in a freshly started child, where no other thread can be
     // reading the environment concurrently.
     unsafe { std::env::remove_var(key) }
-}
-
-/// Waits for a child to end, at most `timeout`; `None` if it is still running.
-pub(crate) fn wait_child_timeout(
-    child: &mut Child,
-    timeout: Duration,
-) -> io::Result<Option<std::process::ExitStatus>> {
-    let deadline = std::time::Instant::now() + timeout;
-    let mut pause = Duration::from_micros(100);
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(Some(status));
-        }
-        let now = std::time::Instant::now();
-        if now >= deadline {
-            return Ok(None);
-        }
-        std::thread::sleep(pause.min(deadline - now));
-        pause = (pause * 2).min(Duration::from_millis(10));
-    }
 }
