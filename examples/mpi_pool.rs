@@ -57,9 +57,11 @@ mp::main! {
         let start = Instant::now();
         let on_ranks: u64 = pool.starmap(hits, (0..batches).map(|b| (b, samples)))?.iter().sum();
         let ranks_took = start.elapsed();
+        let workers = pool.processes();
         drop(pool);
 
-        let local = mp::Pool::builder().backend(mp::Backend::Local).processes(2).build()?;
+        // As many local workers as there were worker ranks: the same work, side by side.
+        let local = mp::Pool::builder().backend(mp::Backend::Local).processes(workers).build()?;
         let start = Instant::now();
         let here: u64 = local.starmap(hits, (0..batches).map(|b| (b, samples)))?.iter().sum();
         let local_took = start.elapsed();

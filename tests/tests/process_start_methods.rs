@@ -304,6 +304,7 @@ fn the_forkserver_serves_a_threaded_parent() {
 }
 
 #[test]
+#[mp::allow(fork-with-threads)] // the test is about the refusal
 fn fork_is_refused_while_threads_run() {
     let _w = limit();
     let _other = std::thread::spawn(|| std::thread::sleep(Duration::from_secs(2)));
@@ -320,6 +321,7 @@ fn fork_is_refused_while_threads_run() {
 }
 
 #[mp::worker]
+#[mp::allow(fork-with-threads)] // the test is about the refusal
 fn fork_after_a_thread() -> String {
     let _other = std::thread::spawn(|| std::thread::sleep(Duration::from_secs(2)));
     match process(double, 1, StartMethod::Fork).start() {
