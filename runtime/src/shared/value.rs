@@ -121,6 +121,10 @@ impl<T: Plain> Value<T> {
         Ok(v)
     }
 
+    // Always inlined, with the shared-lock path out of line: an uncontended lock and unlock
+    // is a few nanoseconds, and a call that returns the guard through memory made it 1.5×
+    // (`mp-bench shared`, "Value += 1, 1 proc": 0.037 µs against 0.025).
+    #[inline(always)]
     fn lock_until(&self, deadline: Option<Instant>) -> Result<ValueGuard<'_, T>> {
         let mutex = RawMutex::new(self.seg.word(0));
         let shared = match &self.shared {
@@ -128,18 +132,7 @@ impl<T: Plain> Value<T> {
                 raw::acquire_reporting(mutex, deadline)?;
                 None
             }
-            Some(lock) => {
-                let shared = lock.acquire(deadline)?;
-                if mutex.held_by_me() {
-                    return Err(Error::Deadlock);
-                }
-                // Under the shared lock, a holder of the own lock other than us is dead (its
-                // death was reported by the shared lock): take it over silently.
-                if mutex.take_over_dead().is_none() {
-                    mutex.lock(deadline)?;
-                }
-                Some(shared)
-            }
+            Some(lock) => Some(lock_under_shared(mutex, lock, deadline)?),
         };
         #[allow(unsafe_code)]
         // SAFETY: the segment holds one `T` at `DATA` (created so, or checked on receipt by
@@ -226,6 +219,24 @@ impl<T> DerefMut for ValueGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
         self.data
     }
+}
+
+/// Takes `mutex` (a value's own lock) under the lock it shares with other values.
+fn lock_under_shared<'a>(
+    mutex: RawMutex<'a>,
+    lock: &'a SharedLock,
+    deadline: Option<Instant>,
+) -> Result<SharedLockGuard<'a>> {
+    let shared = lock.acquire(deadline)?;
+    if mutex.held_by_me() {
+        return Err(Error::Deadlock);
+    }
+    // Under the shared lock, a holder of the own lock other than us is dead (its death was
+    // reported by the shared lock): take it over silently.
+    if mutex.take_over_dead().is_none() {
+        mutex.lock(deadline)?;
+    }
+    Ok(shared)
 }
 
 impl<T> Drop for ValueGuard<'_, T> {
