@@ -117,6 +117,24 @@ pub(crate) struct PoolState {
 }
 
 impl WorkerSlot {
+    /// A worker just started (or lent by MPI), its socket's send buffer `send_buffer` bytes.
+    pub(super) fn new(pid: u32, link: Link, channel: Channel, send_buffer: usize) -> WorkerSlot {
+        WorkerSlot {
+            link,
+            pid,
+            channel,
+            in_flight: VecDeque::new(),
+            ready: false,
+            sent: 0,
+            send_budget: send_buffer / 2,
+            fast: false,
+            retiring: false,
+            broken: false,
+            timed_out: None,
+            dead: false,
+        }
+    }
+
     /// Stops the worker at once (see [`Link::kill`]); its end-of-file follows.
     pub(super) fn kill(&self) {
         self.link.kill(self.pid, &self.channel);

@@ -61,6 +61,8 @@ impl<'p> CallOptions<'p> {
         items: impl IntoIterator<Item = W::Args>,
     ) -> Result<Vec<W::Output>> {
         let items = items.into_iter();
+        // Two monomorphic arms on purpose (as in `submit_all`): one iterator type over both
+        // (an enum) made the 1 M-squares map 15–30 % slower.
         match exact_len(&items) {
             Some(n) => self.map_input(worker, items, n),
             None => {

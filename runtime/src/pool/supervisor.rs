@@ -106,20 +106,12 @@ fn start_worker(shared: &PoolCore) -> Result<WorkerSlot> {
             ));
         }
     };
-    Ok(WorkerSlot {
-        pid: child.id(),
-        link: Link::Process(child),
+    Ok(WorkerSlot::new(
+        child.id(),
+        Link::Process(child),
         channel,
-        in_flight: VecDeque::new(),
-        ready: false,
-        sent: 0,
-        send_budget: send_buffer / 2,
-        fast: false,
-        retiring: false,
-        broken: false,
-        timed_out: None,
-        dead: false,
-    })
+        send_buffer,
+    ))
 }
 
 /// Takes the MPI job's worker ranks as the pool's workers and sends each the pool's first
@@ -131,23 +123,15 @@ fn start_ranks(shared: &PoolCore, ranks: Ranks) {
     for link in ranks {
         // The kernel's default when it cannot be read (TCP's usual 16 KiB at least).
         let send_buffer = sys::grow_send_buffer(link.channel.fd(), SEND_BUFFER).unwrap_or(16384);
-        let slot = WorkerSlot {
-            pid: link.pid,
-            link: Link::Rank {
+        let slot = WorkerSlot::new(
+            link.pid,
+            Link::Rank {
                 rank: link.rank,
                 host: link.host,
             },
-            channel: link.channel,
-            in_flight: VecDeque::new(),
-            ready: false,
-            sent: 0,
-            send_budget: send_buffer / 2,
-            fast: false,
-            retiring: false,
-            broken: false,
-            timed_out: None,
-            dead: false,
-        };
+            link.channel,
+            send_buffer,
+        );
         if shared.config.init.send(&slot.channel).is_err() {
             // Lost before it started: the supervisor sees its end-of-file.
             slot.kill();
