@@ -2,12 +2,12 @@
 //! in its bootstrap; its auth key; and the numbers of the children it names.
 //!
 //! Set by the router (`route.rs`) in a child (once, or again in a child made by `fork`); read
-//! everywhere. Imports nothing of `mp` but `sys` (for random bytes).
+//! everywhere. Imports nothing of `mp` but `sys` (for random bytes) and the error type.
 
-use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::error::{Error, Result};
 use crate::sys;
 
 /// Who this process is: filled in by the bootstrap in a child, defaults in the main process.
@@ -51,7 +51,7 @@ static AUTHKEY: Mutex<Option<Arc<[u8]>>> = Mutex::new(None);
 /// ([`set_authkey`]: by the program, or by the router from the parent's bootstrap), else, in
 /// the main process, `MP_AUTHKEY`'s bytes when that is set and not empty, else 32 random bytes
 /// drawn once.
-pub(crate) fn authkey() -> io::Result<Arc<[u8]>> {
+pub(crate) fn authkey() -> Result<Arc<[u8]>> {
     let mut key = AUTHKEY.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(key) = &*key {
         return Ok(Arc::clone(key));
@@ -62,7 +62,8 @@ pub(crate) fn authkey() -> io::Result<Arc<[u8]>> {
         }
         _ => {
             let mut bytes = [0u8; 32];
-            sys::net::random_bytes(&mut bytes)?;
+            sys::net::random_bytes(&mut bytes)
+                .map_err(Error::io("cannot read random bytes for the auth key"))?;
             Arc::from(&bytes[..])
         }
     };

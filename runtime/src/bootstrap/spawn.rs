@@ -199,11 +199,7 @@ pub(crate) fn start_child_frame_with(
         parent: sys::getpid(),
         parent_name: identity().name.clone(),
         tracker: crate::shared::tracker_tree_name().to_owned(),
-        authkey: crate::codec::Bytes(
-            super::identity::authkey()
-                .map_err(Error::io("cannot read random bytes for the auth key"))?
-                .to_vec(),
-        ),
+        authkey: crate::codec::Bytes(super::identity::authkey()?.to_vec()),
     };
     let (ours, theirs) =
         sys::socketpair_stream().map_err(Error::io("cannot create a socket pair"))?;

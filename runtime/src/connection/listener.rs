@@ -113,7 +113,7 @@ impl Listener {
     /// # Ok::<(), mp::Error>(())
     /// ```
     pub fn bind_with_process_key(address: impl ToAddress) -> Result<Listener> {
-        Listener::bind(address, process_key()?)
+        Listener::bind(address, crate::bootstrap::identity::authkey()?)
     }
 
     pub(crate) fn from_parts(inner: net::Listener, authkey: Vec<u8>) -> Result<Listener> {
@@ -275,7 +275,7 @@ pub fn client<S, R>(
 /// # Ok::<(), mp::Error>(())
 /// ```
 pub fn client_with_process_key<S, R>(address: impl ToAddress) -> Result<Connection<S, R>> {
-    client(address, process_key()?)
+    client(address, crate::bootstrap::identity::authkey()?)
 }
 
 /// Connects and authenticates a socket-mode channel to `address`.
@@ -286,10 +286,4 @@ pub(crate) fn connect_channel(address: &Address, authkey: &[u8]) -> Result<Chann
     let channel = Channel::socket(sock, auth::HANDSHAKE_LIMIT);
     auth::answer(&channel, authkey, &address.to_string())?;
     Ok(channel)
-}
-
-/// This process's auth key (Python's `current_process().authkey`).
-fn process_key() -> Result<std::sync::Arc<[u8]>> {
-    crate::bootstrap::identity::authkey()
-        .map_err(Error::io("cannot read random bytes for the auth key"))
 }

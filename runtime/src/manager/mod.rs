@@ -516,7 +516,7 @@ impl ManagerBuilder {
         }
         let authkey = match self.authkey {
             Some(key) => key,
-            None => crate::process::authkey()?.to_vec(),
+            None => crate::bootstrap::identity::authkey()?.to_vec(),
         };
         auth::check_key(&authkey)?;
         let address = match self.address {

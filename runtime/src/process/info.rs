@@ -81,7 +81,7 @@ impl ProcessInfo {
     /// If this process has no key yet and the OS cannot give it random bytes for one.
     pub fn authkey(&self) -> &[u8] {
         self.authkey
-            .get_or_init(|| authkey().unwrap_or_else(|e| panic!("mp: {e}")))
+            .get_or_init(|| identity::authkey().unwrap_or_else(|e| panic!("mp: {e}")))
     }
 
     /// Sets the current process's auth key (Python's `current_process().authkey = key`):
@@ -107,11 +107,6 @@ impl ProcessInfo {
         self.authkey = OnceLock::from(Arc::<[u8]>::from(key));
         Ok(())
     }
-}
-
-/// This process's auth key (see [`ProcessInfo::authkey`]).
-pub(crate) fn authkey() -> Result<Arc<[u8]>> {
-    identity::authkey().map_err(Error::io("cannot read random bytes for the auth key"))
 }
 
 /// The current process's name and pid (Python's `multiprocessing.current_process()`).

@@ -21,7 +21,6 @@ use crate::sys::{self, Child};
 use crate::wire::Channel;
 use crate::worker::{Target, Worker};
 
-pub(crate) use info::authkey;
 pub use info::{ParentProcess, ProcessInfo, active_children, current_process, parent_process};
 
 /// A started or not-yet-started child process running one worker call.
