@@ -20,6 +20,7 @@ mod flow;
 pub mod lints;
 pub mod mpirun;
 pub mod names;
+pub mod rank_output;
 pub mod run;
 pub mod source;
 mod syntax;
@@ -134,7 +135,7 @@ enum Color {
 /// Runs `cargo mp` with `args` (the program name first); returns the exit code.
 pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
     let mut args: Vec<std::ffi::OsString> = args.into_iter().collect();
-    // `cargo mp run --mpi --enable-recovery` starts every rank through this wrapper.
+    // `cargo mp run --mpi` (unless `--no-recovery`) starts every rank through this wrapper.
     if args.get(1).is_some_and(|a| a == mpirun::RANK0_WRAPPER) {
         return mpirun::rank0_wrapper(&args[2..]);
     }

@@ -2,11 +2,17 @@
 //! `Backend::Mpi` pools). Builds with `mp/mpi`, asks the binary which MPI it links, and starts
 //! it with the matching launcher: `srun` inside a Slurm allocation, else Open MPI's `mpirun` or
 //! MPICH's `mpiexec` (a launcher of the other MPI is refused before anything starts: it would
-//! run N unrelated single-rank copies). Output lines carry the rank (the launcher's
-//! `--tag-output` / `-prepend-rank`); the summary names the ranks, their hosts and the ranks
-//! lost. With `--enable-recovery` (Open MPI: the job survives a lost rank, and `mpirun` then
-//! exits 0 whatever happened), rank 0 runs under a small wrapper (`cargo-mp __mp-rank0`) that
-//! writes its exit status to the run log, and that status is the command's.
+//! run N unrelated single-rank copies). Output lines carry the rank and its host
+//! (`[rank 2 on node1] `: the launcher's rank tag, rewritten by [`crate::rank_output`]); the
+//! summary names the ranks, their hosts and the ranks lost.
+//!
+//! The job survives a lost rank by default (Open MPI's `--enable-recovery`, MPICH's
+//! `-disable-auto-cleanup`, Slurm's `--kill-on-bad-exit=0 --no-kill`): `mp` sees the lost rank
+//! itself, its tasks fail with `WorkerDied` naming the rank or are retried on another
+//! (`retry_lost_tasks`), as in a local pool, where MPI's default would end the whole job. The
+//! launcher's status then says nothing (`mpirun` exits 0 whatever happened), so rank 0 runs
+//! under a small wrapper (`cargo-mp __mp-rank0`) that writes its exit status to the run log,
+//! and that status is the command's. `--no-recovery` gives MPI's default back.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -30,11 +36,21 @@ pub struct MpiArgs {
     /// Let Open MPI run as root (CI containers).
     #[arg(long, requires = "mpi")]
     pub allow_run_as_root: bool,
-    /// Keep the job alive when a rank dies (Open MPI's `--enable-recovery`), for pools that
-    /// retry or fail lost tasks instead of losing the job; the exit status then comes from
-    /// rank 0 itself.
+    /// End the whole job when a rank dies (MPI's default). Without it the job survives a lost
+    /// rank: `mp` fails (`WorkerDied`) or retries (`retry_lost_tasks`) that rank's tasks, as a
+    /// local pool does, and the exit status is rank 0's own.
     #[arg(long, requires = "mpi")]
+    pub no_recovery: bool,
+    /// The default since recovery became one; accepted so that scripts asking for it work.
+    #[arg(long, requires = "mpi", hide = true, conflicts_with = "no_recovery")]
     pub enable_recovery: bool,
+}
+
+impl MpiArgs {
+    /// Whether the job is to survive a lost rank.
+    pub fn recovery(&self) -> bool {
+        !self.no_recovery
+    }
 }
 
 /// An MPI implementation.
@@ -72,6 +88,16 @@ impl Flavor {
             Flavor::OpenMpi => "mpirun",
             Flavor::Mpich => "mpiexec",
         }
+    }
+}
+
+/// How the launcher of `flavor` (or `srun`) tags output lines with their rank.
+pub fn tags(flavor: Flavor, slurm: bool) -> crate::rank_output::Tags {
+    use crate::rank_output::Tags;
+    match (slurm, flavor) {
+        (true, _) => Tags::Slurm,
+        (false, Flavor::OpenMpi) => Tags::OpenMpi,
+        (false, Flavor::Mpich) => Tags::Mpich,
     }
 }
 
@@ -119,6 +145,9 @@ pub fn launcher_args(
             }
             .to_owned(),
         );
+        if mpi.recovery() {
+            a.extend(["--kill-on-bad-exit=0".into(), "--no-kill".into()]);
+        }
         if prefix {
             a.push("--label".into());
         }
@@ -140,7 +169,7 @@ pub fn launcher_args(
             if mpi.allow_run_as_root {
                 a.push("--allow-run-as-root".into());
             }
-            if mpi.enable_recovery {
+            if mpi.recovery() {
                 a.push("--enable-recovery".into());
             }
             if prefix {
@@ -168,7 +197,7 @@ pub fn launcher_args(
             if let Some(h) = &mpi.host {
                 a.extend(["-hosts".into(), h.clone()]);
             }
-            if mpi.enable_recovery {
+            if mpi.recovery() {
                 a.push("-disable-auto-cleanup".into());
             }
             if prefix {
@@ -197,13 +226,13 @@ fn launcher_flavor(launcher: &str) -> Option<Flavor> {
 }
 
 /// Builds the launcher's command for `exe` (already built): checks that the launcher matches
-/// the MPI the binary links.
+/// the MPI the binary links. Also says how the launcher tags output lines with their rank.
 pub fn command(
     exe: &Path,
     mpi: &MpiArgs,
     program_args: &[String],
     prefix: bool,
-) -> Result<Command, String> {
+) -> Result<(Command, crate::rank_output::Tags), String> {
     let linked = linked(exe)?;
     let flavor = Flavor::from_linked(&linked).ok_or_else(|| {
         format!(
@@ -232,7 +261,7 @@ pub fn command(
         }
     }
     let mut program: Vec<String> = Vec::new();
-    if mpi.enable_recovery {
+    if mpi.recovery() {
         let me =
             std::env::current_exe().map_err(|e| format!("cannot find cargo-mp itself: {e}"))?;
         program.push(me.display().to_string());
@@ -247,7 +276,7 @@ pub fn command(
         cmd.env("OMPI_ALLOW_RUN_AS_ROOT", "1")
             .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
     }
-    Ok(cmd)
+    Ok((cmd, tags(flavor, slurm)))
 }
 
 /// The hidden first argument that makes `cargo-mp` the rank-0 wrapper.
@@ -312,7 +341,6 @@ mod tests {
             mpi: Some(3),
             hostfile: Some("hosts".into()),
             oversubscribe: true,
-            enable_recovery: true,
             ..MpiArgs::default()
         };
         let (l, a) = launcher_args(Flavor::OpenMpi, false, &mpi, true, &["app".into()]).unwrap();
@@ -331,6 +359,7 @@ mod tests {
             true,
             &MpiArgs {
                 mpi: Some(8),
+                no_recovery: true,
                 ..MpiArgs::default()
             },
             false,
@@ -349,6 +378,54 @@ mod tests {
         assert_eq!(
             Flavor::from_version("HYDRA build details:"),
             Some(Flavor::Mpich)
+        );
+    }
+
+    #[test]
+    fn the_job_survives_a_lost_rank_unless_asked_not_to() {
+        let survive = MpiArgs {
+            mpi: Some(4),
+            ..MpiArgs::default()
+        };
+        let end = MpiArgs {
+            no_recovery: true,
+            ..survive.clone()
+        };
+        let line = |flavor, slurm, mpi: &MpiArgs| {
+            launcher_args(flavor, slurm, mpi, false, &["app".into()])
+                .unwrap()
+                .1
+                .join(" ")
+        };
+        assert_eq!(
+            line(Flavor::OpenMpi, false, &survive),
+            "-n 4 --enable-recovery -x MP_RUN_LOG app"
+        );
+        assert_eq!(line(Flavor::OpenMpi, false, &end), "-n 4 -x MP_RUN_LOG app");
+        assert_eq!(
+            line(Flavor::Mpich, false, &survive),
+            "-n 4 -disable-auto-cleanup -genvlist MP_RUN_LOG,MP_PREFIX_OUTPUT app"
+        );
+        assert_eq!(
+            line(Flavor::Mpich, false, &end),
+            "-n 4 -genvlist MP_RUN_LOG,MP_PREFIX_OUTPUT app"
+        );
+        assert_eq!(
+            line(Flavor::OpenMpi, true, &survive),
+            "-n 4 --mpi=pmix --kill-on-bad-exit=0 --no-kill app"
+        );
+        assert!(survive.recovery() && !end.recovery());
+        // The old flag still parses (and asks for what is now the default).
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            mpi: MpiArgs,
+        }
+        use clap::Parser;
+        let cli = Cli::try_parse_from(["x", "--mpi", "2", "--enable-recovery"]).unwrap();
+        assert!(cli.mpi.recovery());
+        assert!(
+            Cli::try_parse_from(["x", "--mpi", "2", "--enable-recovery", "--no-recovery"]).is_err()
         );
     }
 }

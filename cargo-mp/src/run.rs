@@ -239,28 +239,66 @@ pub fn run(
     } else {
         build(args)?
     };
-    let log_path = std::env::temp_dir().join(format!("cargo-mp-run-{}.log", std::process::id()));
+    // An MPI job's rank 0 may run on another host: its log then goes beside the binary, in the
+    // target directory, which a cluster's hosts share (their /tmp they do not).
+    let log_dir = match (mpi.mpi, exe.parent()) {
+        (Some(_), Some(dir)) => dir.to_path_buf(),
+        _ => std::env::temp_dir(),
+    };
+    let log_path = log_dir.join(format!("cargo-mp-run-{}.log", std::process::id()));
     let _ = std::fs::remove_file(&log_path);
     let start = Instant::now();
-    let mut cmd = match mpi.mpi {
-        Some(_) => crate::mpirun::command(&exe, mpi, program_args, prefix)?,
+    let (mut cmd, tags) = match mpi.mpi {
+        Some(_) => {
+            let (cmd, tags) = crate::mpirun::command(&exe, mpi, program_args, prefix)?;
+            (cmd, prefix.then_some(tags))
+        }
         None => {
             let mut cmd = Command::new(&exe);
             cmd.args(program_args);
-            cmd
+            (cmd, None)
         }
     };
     cmd.env("MP_RUN_LOG", &log_path);
     if prefix {
         cmd.env("MP_PREFIX_OUTPUT", "1");
     }
+    if tags.is_some() {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    }
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
+    // Ctrl-C reaches the program (or its launcher) too: it decides how to end, and this
+    // process stays to forward its last output and print the summary.
+    ignore_interrupts();
+    let mut forwarders = Vec::new();
+    if let Some(tags) = tags {
+        use crate::rank_output::{Hosts, forward};
+        let hosts = std::sync::Arc::new(std::sync::Mutex::new(Hosts::new(log_path.clone())));
+        let streams = [
+            child
+                .stdout
+                .take()
+                .map(|s| (Box::new(s) as Box<dyn std::io::Read + Send>, false)),
+            child
+                .stderr
+                .take()
+                .map(|s| (Box::new(s) as Box<dyn std::io::Read + Send>, true)),
+        ];
+        for (stream, to_stderr) in streams.into_iter().flatten() {
+            let thread = forward(stream, tags, std::sync::Arc::clone(&hosts), to_stderr)
+                .map_err(|e| format!("cannot start a thread forwarding output: {e}"))?;
+            forwarders.push(thread);
+        }
+    }
     let pid = child.id();
     let status = child
         .wait()
         .map_err(|e| format!("cannot wait for {}: {e}", exe.display()))?;
+    for thread in forwarders {
+        let _ = thread.join();
+    }
     let wall = start.elapsed();
     let log = parse_log(&std::fs::read_to_string(&log_path).unwrap_or_default(), pid);
     let _ = std::fs::remove_file(&log_path);
@@ -272,6 +310,15 @@ pub fn run(
     let code = log.main_exit.unwrap_or(code);
     eprintln!("{}", summary(&exe, &log, wall.as_secs_f64(), code));
     Ok(code)
+}
+
+/// Ignores SIGINT in this process from now on (the program started before keeps the default).
+fn ignore_interrupts() {
+    // SAFETY: `signal` with `SIG_IGN` installs no handler code; it only changes this process's
+    // disposition of SIGINT, which no other part of cargo-mp relies on.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+    }
 }
 
 /// The line `cargo mp run` ends with.

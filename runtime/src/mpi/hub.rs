@@ -256,11 +256,13 @@ pub(crate) fn release_ranks() {
     }
 }
 
-/// A pool lost the connection to `rank`: it is not waited for again.
+/// A pool lost the connection to `rank`: it is not waited for again. Not once rank 0 is
+/// stopping the ranks (leaving `main` with a pool still open): those connections end because
+/// the ranks were told to stop.
 pub(crate) fn rank_lost(rank: u32, host: &str) {
     if let Some(hub) = HUB.get() {
         let mut st = hub.lock();
-        if !st.lost.iter().any(|(r, _)| *r == rank) {
+        if !st.stopping && !st.lost.iter().any(|(r, _)| *r == rank) {
             crate::run_support::record_lost(rank, host);
             st.lost.push((rank, host.to_owned()));
         }

@@ -54,6 +54,15 @@ fn count_items(q: mp::Queue<u64>) -> u64 {
     q.qsize() as u64
 }
 
+/// Prints from the worker rank (one line to stdout, one to stderr): `cargo mp run --mpi`
+/// prefixes them with the rank and its host.
+#[mp::worker]
+fn greet(n: u64) -> u32 {
+    println!("hello {n} from rank {}", mp::mpi::rank());
+    eprintln!("note {n} from rank {}", mp::mpi::rank());
+    mp::mpi::rank()
+}
+
 fn mpi_pool() -> mp::Result<mp::Pool> {
     mp::Pool::builder().backend(mp::Backend::Mpi).build()
 }
@@ -166,6 +175,10 @@ mp::main! {
                     Err(mp::Error::TaskTimeout { .. }) => println!("timeout ok"),
                     other => println!("timeout gave {other:?}"),
                 }
+            }
+            "hello" => {
+                let pool = mpi_pool()?;
+                println!("greeted by ranks {:?}", pool.map(greet, 0..4)?);
             }
             "main-panic" => {
                 let pool = mpi_pool()?;
