@@ -86,8 +86,10 @@ fn socket_rate(n: u64, size: usize) -> mp::Result<f64> {
     Ok(rate)
 }
 
-/// Runs the measurements; `quick` shrinks them for CI smoke runs.
-pub(crate) fn run(quick: bool, with_python: bool) -> mp::Result<Vec<Row>> {
+/// Runs the measurements; `quick` shrinks them for CI smoke runs; `only` keeps the rows whose
+/// name contains it (`--only=queue`), measuring nothing else.
+pub(crate) fn run(quick: bool, with_python: bool, only: Option<&str>) -> mp::Result<Vec<Row>> {
+    let wanted = |name: &str| only.is_none_or(|o| name.contains(o));
     let (small, large, runs) = if quick {
         (1_000_000usize, 20_000_000usize, 3u32)
     } else {
@@ -120,6 +122,9 @@ pub(crate) fn run(quick: bool, with_python: bool) -> mp::Result<Vec<Row>> {
             "100mb",
         ),
     ] {
+        if !wanted(name_b) && !wanted(name_s) {
+            continue;
+        }
         let data = vec![7u8; len];
         let floor = median(runs, || {
             let there = memfd_once(&data);
@@ -165,6 +170,9 @@ pub(crate) fn run(quick: bool, with_python: bool) -> mp::Result<Vec<Row>> {
         (items[1], "queue 1 MiB Vec<u8>", "queue_1m_bytes_per_s"),
         (items[2], "queue 64 MiB Vec<u8>", "queue_64m_bytes_per_s"),
     ] {
+        if !wanted(what) {
+            continue;
+        }
         let n = (queue_bytes / size as u64).max(4);
         let mp_rate = queue_rate(n, size)?;
         let raw = socket_rate(n, size)?;

@@ -349,7 +349,8 @@ mp::main! {
             Some("lint-corpus") => lint_corpus::run(),
             Some("bytes") => {
                 let start = Instant::now();
-                let rows = bytes::run(quick, with_python)?;
+                let only = args.iter().find_map(|a| a.strip_prefix("--only="));
+                let rows = bytes::run(quick, with_python, only)?;
                 print(&rows);
                 println!("(medians; arg+res: spawn, argument and result, join; total {:.1?})", start.elapsed());
                 Ok(())

@@ -21,10 +21,12 @@ use mp::{Error, Queue, RawArray};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_bytes::ByteBuf;
 
-/// Items above the queue's inline limit (256 KiB in the ring) travel out of line.
-const LARGE: usize = 260 * 1024;
-/// Large items that still travel inline, wrapping around the ring.
-const MEDIUM: usize = 70 * 1024;
+/// The queue's ring: 2 MiB, so its inline limit is 512 KiB (a quarter of it).
+const RING: usize = 2 << 20;
+/// Items above the ring's inline limit travel out of line.
+const LARGE: usize = 520 * 1024;
+/// Large items that still travel inline (decoded in place in the ring), wrapping around it.
+const MEDIUM: usize = 300 * 1024;
 const MAX_ITEMS: usize = 60_000;
 const CONSUMERS: usize = 2;
 const KILLS: usize = 200;
@@ -137,7 +139,7 @@ fn consumers_killed_inside_get_lose_and_duplicate_nothing() {
     eprintln!("seed {seed} (set MP_TEST_SEED to replay)");
     let mut rng = Rng(seed);
 
-    let q = Queue::<Item>::with_maxsize(256).unwrap();
+    let q = Queue::<Item>::with_capacity(256, RING).unwrap();
     let counts = RawArray::<u32>::new(MAX_ITEMS).unwrap();
     let claims = RawArray::<u32>::new(CONSUMERS).unwrap();
     let progress = RawArray::<u32>::new(CONSUMERS).unwrap();

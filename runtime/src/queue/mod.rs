@@ -41,9 +41,8 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::codec::Fd;
+use crate::codec::{self, Fd};
 use crate::error::{Result, SendError};
-use crate::wire::Frame;
 use raw::Raw;
 pub use ring::DEFAULT_QUEUE_CAPACITY;
 use ring::Shared;
@@ -138,7 +137,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         thread_local! {
             static BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
         }
-        let encoded = match Raw::encode(&value, BUFFER.take()) {
+        let encoded = match self.raw.encode(&value, BUFFER.take()) {
             Ok(e) => e,
             Err(error) => return Err(SendError { error, value }),
         };
@@ -186,7 +185,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     fn get_inner(&self, timeout: Option<Duration>) -> Result<T> {
-        self.raw.get(timeout, Frame::decode_keeping_payload)
+        self.raw.get(timeout, codec::decode)
     }
 
     /// Takes the oldest message, waiting as long as it takes.

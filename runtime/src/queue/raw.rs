@@ -5,7 +5,7 @@
 //! This file must not know the header's layout beyond the named offsets of `ring.rs`, nor
 //! call the OS: the side channel is `side.rs`, every other call goes through `sys`.
 
-use std::os::fd::{BorrowedFd, RawFd};
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,14 @@ pub(super) struct Outgoing {
     pub(super) frame: Vec<u8>,
     fds: Vec<RawFd>,
     sealed: Option<sys::SealedBuffer>,
+}
+
+#[cfg(test)]
+impl Outgoing {
+    /// Whether the payload travels out of line (in its sealed buffer).
+    pub(super) fn is_out_of_line(&self) -> bool {
+        self.sealed.is_some()
+    }
 }
 
 impl Raw {
@@ -131,10 +139,10 @@ impl Raw {
 
     /// Encodes `value` as a frame of the stream transport into `frame` (a buffer reused
     /// across puts, so large messages do not regrow it); payloads above the ring's inline
-    /// maximum (`wire::RING_INLINE_MAX`) go out of line.
-    pub(super) fn encode<T: Serialize>(value: &T, mut frame: Vec<u8>) -> Result<Outgoing> {
+    /// maximum (`ring::inline_max`) go out of line.
+    pub(super) fn encode<T: Serialize>(&self, value: &T, mut frame: Vec<u8>) -> Result<Outgoing> {
         let mut fds = Vec::new();
-        let sealed = encode_frame_for_ring(value, &mut frame, &mut fds)?;
+        let sealed = encode_frame_for_ring(value, &mut frame, &mut fds, self.shared.inline_max)?;
         Ok(Outgoing { frame, fds, sealed })
     }
 
@@ -310,7 +318,7 @@ impl Raw {
     pub(super) fn get<T>(
         &self,
         timeout: Option<Duration>,
-        mut decode: impl FnMut(&mut Frame) -> Result<T>,
+        mut decode: impl FnMut(&[u8], Vec<OwnedFd>) -> Result<T>,
     ) -> Result<T> {
         self.check_open()?;
         let s = &self.shared;
@@ -394,7 +402,7 @@ impl Raw {
     #[allow(clippy::type_complexity)]
     fn pop_locked<T>(
         &self,
-        decode: &mut impl FnMut(&mut Frame) -> Result<T>,
+        decode: &mut impl FnMut(&[u8], Vec<OwnedFd>) -> Result<T>,
     ) -> Result<Option<(std::thread::Result<Result<T>>, Option<Frame>)>> {
         let s = &self.shared;
         let head = s.u64(OFF_HEAD).load(Ordering::Relaxed);
@@ -410,7 +418,6 @@ impl Raw {
                 "queue ring is corrupted: a record runs past the tail".to_owned(),
             ));
         }
-        let inline = s.read_inline(&record);
         let mut fds = Vec::new();
         // Whether the side channel's copy of our descriptors is still queued (peeked).
         let mut peeked = false;
@@ -429,13 +436,25 @@ impl Raw {
         // consumed and the panic resumed once the lock is released.
         let message = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             received.and_then(|()| {
-                let frame = Frame::from_parts(&record.frame, inline, fds).map_err(|e| match e {
-                    Error::Malformed(what) => {
-                        Error::Malformed(format!("queue message #{number}: {what}"))
-                    }
-                    other => other,
-                })?;
-                decode(kept.insert(frame))
+                if !record.frame.out_of_line {
+                    // Decoded in place: the ring's bytes are the message's only copy between
+                    // the producer's encoding and the value.
+                    #[allow(unsafe_code)]
+                    // SAFETY: the consumer lock is held and `record` is the head record, checked
+                    // above to end before the tail (`inline_payload`'s contract); the slice is
+                    // dropped before the commit below moves the head.
+                    let payload = unsafe { s.inline_payload(&record) };
+                    return decode(payload, std::mem::take(&mut fds));
+                }
+                let frame = Frame::from_parts(&record.frame, Vec::new(), std::mem::take(&mut fds))
+                    .map_err(|e| match e {
+                        Error::Malformed(what) => {
+                            Error::Malformed(format!("queue message #{number}: {what}"))
+                        }
+                        other => other,
+                    })?;
+                let (payload, fds) = kept.insert(frame).payload_and_fds();
+                decode(payload, fds)
             })
         }));
         // The commit: from here on the message is this consumer's.

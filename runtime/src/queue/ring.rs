@@ -78,7 +78,16 @@ const SPIN: Duration = Duration::from_micros(30);
 pub(super) struct Shared {
     pub(super) map: SharedMapping,
     pub(super) capacity: u64,
+    /// The largest payload a record carries inline ([`inline_max`]); larger ones go out of
+    /// line in a sealed memfd.
+    pub(super) inline_max: usize,
     pub(super) side: SideChannel,
+}
+
+/// A ring's inline maximum: a quarter of its capacity (so that a record always fits, with room
+/// to spare for the next), at most [`RING_INLINE_MAX`].
+pub(super) fn inline_max(capacity: u64) -> usize {
+    (capacity / 4).min(RING_INLINE_MAX as u64) as usize
 }
 
 impl Shared {
@@ -94,6 +103,7 @@ impl Shared {
         Ok(Shared {
             map,
             capacity: capacity as u64,
+            inline_max: inline_max(capacity as u64),
             side: SideChannel::new()?,
         })
     }
@@ -117,6 +127,7 @@ impl Shared {
         Ok(Shared {
             map,
             capacity,
+            inline_max: inline_max(capacity),
             side,
         })
     }
@@ -274,7 +285,7 @@ impl Shared {
             return Err(corrupted(format!("unknown record kind {:#x}", word(0))));
         }
         let header: &[u8; HEADER] = bytes[PREFIX..].try_into().expect("frame header");
-        let frame = Header::parse_inline(header, MAX_MESSAGE, true, RING_INLINE_MAX)
+        let frame = Header::parse_inline(header, MAX_MESSAGE, true, self.inline_max)
             .map_err(|e| corrupted(e.to_string()))?;
         Ok(RecordHead {
             pos,
@@ -284,15 +295,25 @@ impl Shared {
         })
     }
 
-    /// Reads the inline payload of the record `head` (empty when it travels out of line).
-    pub(super) fn read_inline(&self, head: &RecordHead) -> Vec<u8> {
+    /// The inline payload of the record `head`, in place in the ring (empty when it travels
+    /// out of line), to decode without copying it out first.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the consumer lock and `head` is the record at the ring's head, checked
+    /// to end at or before its tail: producers write only past the tail, and no consumer moves
+    /// the head while the lock is held, so nobody writes these bytes while the slice lives.
+    #[allow(unsafe_code)]
+    pub(super) unsafe fn inline_payload(&self, head: &RecordHead) -> &[u8] {
         let len = if head.frame.out_of_line {
             0
         } else {
             head.frame.len
         };
-        let mut bytes = vec![0u8; len];
-        self.read_ring(head.pos + RECORD_HEADER as u64, &mut bytes);
-        bytes
+        let at = DATA + ((head.pos + RECORD_HEADER as u64) % self.capacity) as usize;
+        // SAFETY: no writer of the range while the slice lives (this function's contract); a
+        // record never straddles the ring's end, so the range is contiguous (and `slice`
+        // checks its bounds).
+        unsafe { self.map.slice::<u8>(at, len) }
     }
 }

@@ -53,6 +53,35 @@ fn large_messages_go_out_of_line() {
 }
 
 #[test]
+fn a_rings_inline_maximum_is_a_quarter_of_it_and_at_most_4_mib() {
+    assert_eq!(inline_max(MIN_CAPACITY as u64), 256 << 10);
+    assert_eq!(inline_max(DEFAULT_QUEUE_CAPACITY as u64), 4 << 20);
+    assert_eq!(inline_max(1 << 30), crate::wire::RING_INLINE_MAX);
+    // Either side of each ring's maximum, byte-exact, the next message behind it intact.
+    for (q, max) in [
+        (Queue::with_capacity(0, MIN_CAPACITY).unwrap(), 256 << 10),
+        (Queue::new().unwrap(), 4 << 20),
+    ] {
+        assert_eq!(q.raw.shared.inline_max, max);
+        // A `ByteBuf` encodes as its length (a varint of 4 bytes here) and its bytes.
+        for len in [max - 64, max + 1] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
+            let value = serde_bytes::ByteBuf::from(data);
+            let sealed = q.raw.encode(&value, Vec::new()).unwrap().is_out_of_line();
+            assert_eq!(
+                sealed,
+                len > max - 8,
+                "{len} bytes in a ring inlining {max}"
+            );
+            q.put(value.clone()).unwrap();
+            q.put(serde_bytes::ByteBuf::from(vec![9u8])).unwrap();
+            assert_eq!(q.get().unwrap(), value);
+            assert_eq!(q.get().unwrap().as_slice(), [9]);
+        }
+    }
+}
+
+#[test]
 fn close_stops_this_handle() {
     let q = Queue::<u8>::new().unwrap();
     q.close();

@@ -26,11 +26,13 @@ pub(crate) use stream::{Channel, SOCKET_SPIN};
 
 /// Payloads larger than this travel in a sealed memfd rather than through the socket.
 pub(crate) const INLINE_MAX: usize = 64 * 1024;
-/// The inline maximum of a queue's ring: up to this, a payload is copied through the ring's
-/// shared memory, which costs less than a sealed memfd of its own (whose creation, page
-/// allocation and mapping on both sides cost about 100 µs; a 64 KiB item went at a third of
-/// Python's rate through one).
-pub(crate) const RING_INLINE_MAX: usize = 256 * 1024;
+/// The largest inline maximum of a queue's ring (a ring's own is a quarter of its capacity, at
+/// most this: 4 MiB for the default ring of 64 MiB, 256 KiB for the smallest of 1 MiB). Up to
+/// it, a payload is copied into the ring's shared memory and decoded straight from there,
+/// which costs less than a sealed memfd of its own (whose creation, page allocation and
+/// mapping on both sides cost about 100 µs; a 64 KiB item went at a third of Python's rate
+/// through one, a 1 MiB item at ... of the inline rate).
+pub(crate) const RING_INLINE_MAX: usize = 4 << 20;
 /// Frame header size.
 pub(crate) const HEADER: usize = 16;
 const MAGIC: u32 = u32::from_le_bytes(*b"mp\x01\x00");
@@ -104,11 +106,11 @@ impl Frame {
         })
     }
 
-    /// Decodes like [`Frame::decode`] but keeps the payload, so that the caller chooses when
-    /// an out-of-line buffer is unmapped (the queue: after releasing its lock).
-    pub(crate) fn decode_keeping_payload<T: serde::de::DeserializeOwned>(&mut self) -> Result<T> {
+    /// The undecoded payload and the descriptors, for a caller that decodes them itself and
+    /// chooses when an out-of-line buffer is unmapped (the queue: after releasing its lock).
+    pub(crate) fn payload_and_fds(&mut self) -> (&[u8], Vec<OwnedFd>) {
         let fds = std::mem::take(&mut self.fds);
-        codec::decode(&self.bytes()[self.start..], fds)
+        (&self.bytes()[self.start..], fds)
     }
 
     fn bytes(&self) -> &[u8] {
@@ -139,13 +141,15 @@ pub(crate) fn encode_frame<T: serde::Serialize + ?Sized>(
     encode_value_frame(value, out, fds, true, MAX_MESSAGE)
 }
 
-/// [`encode_frame`] for a queue's ring: inline up to [`RING_INLINE_MAX`].
+/// [`encode_frame`] for a queue's ring: inline up to `inline_max` (the ring's own, at most
+/// [`RING_INLINE_MAX`]).
 pub(crate) fn encode_frame_for_ring<T: serde::Serialize + ?Sized>(
     value: &T,
     out: &mut Vec<u8>,
     fds: &mut Vec<RawFd>,
+    inline_max: usize,
 ) -> Result<Option<sys::SealedBuffer>> {
-    encode_value_frame_inline(value, out, fds, true, MAX_MESSAGE, RING_INLINE_MAX)
+    encode_value_frame_inline(value, out, fds, true, MAX_MESSAGE, inline_max)
 }
 
 /// A refused write at least this large marks a bulk value (a vector of numbers, a string):
