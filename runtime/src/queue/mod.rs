@@ -137,11 +137,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         thread_local! {
             static BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
         }
-        let encoded = match self.raw.encode(&value, BUFFER.take()) {
+        let mut encoded = match self.raw.encode(&value, BUFFER.take()) {
             Ok(e) => e,
             Err(error) => return Err(SendError { error, value }),
         };
-        let result = self.raw.put(&encoded, timeout);
+        let result = self.raw.put(&value, &mut encoded, timeout);
         BUFFER.set(encoded.frame);
         match result {
             Ok(()) => Ok(()),

@@ -15,7 +15,7 @@ use super::ring::*;
 use crate::error::{Error, Result};
 use crate::sync::raw::{self, RawMutex};
 use crate::sys;
-use crate::wire::{Frame, encode_frame_for_ring};
+use crate::wire::{Frame, RingFrame, encode_frame_for_ring, encode_frame_in_place};
 
 /// How long a consumer repairing after a dead consumer waits for the producer lock before
 /// leaving the recount to the next producer.
@@ -34,6 +34,9 @@ pub(super) struct Outgoing {
     pub(super) frame: Vec<u8>,
     fds: Vec<RawFd>,
     sealed: Option<sys::SealedBuffer>,
+    /// A bulk value's frame length: it is encoded in place in the ring, under the producer
+    /// lock (`frame` is then empty).
+    in_place: Option<usize>,
 }
 
 #[cfg(test)]
@@ -41,6 +44,11 @@ impl Outgoing {
     /// Whether the payload travels out of line (in its sealed buffer).
     pub(super) fn is_out_of_line(&self) -> bool {
         self.sealed.is_some()
+    }
+
+    /// Whether the value is encoded in place in the ring.
+    pub(super) fn is_in_place(&self) -> bool {
+        self.in_place.is_some()
     }
 }
 
@@ -142,20 +150,60 @@ impl Raw {
     /// maximum (`ring::inline_max`) go out of line.
     pub(super) fn encode<T: Serialize>(&self, value: &T, mut frame: Vec<u8>) -> Result<Outgoing> {
         let mut fds = Vec::new();
-        let sealed = encode_frame_for_ring(value, &mut frame, &mut fds, self.shared.inline_max)?;
-        Ok(Outgoing { frame, fds, sealed })
+        let (sealed, in_place) =
+            match encode_frame_for_ring(value, &mut frame, &mut fds, self.shared.inline_max)? {
+                RingFrame::Encoded(sealed) => (sealed, None),
+                RingFrame::InPlace(len) => {
+                    frame.clear();
+                    (None, Some(len))
+                }
+            };
+        Ok(Outgoing {
+            frame,
+            fds,
+            sealed,
+            in_place,
+        })
     }
 
-    pub(super) fn put(&self, msg: &Outgoing, timeout: Option<Duration>) -> Result<()> {
+    /// Puts the message `value` was encoded to by [`Raw::encode`] (a bulk value is encoded
+    /// again, in place in the ring: its descriptors are then collected in `msg`).
+    pub(super) fn put<T: Serialize>(
+        &self,
+        value: &T,
+        msg: &mut Outgoing,
+        timeout: Option<Duration>,
+    ) -> Result<()> {
+        let deadline = raw::deadline_after(timeout);
+        let frame_len = msg.in_place.unwrap_or(msg.frame.len());
+        let tail = self.reserve(record_len(frame_len), deadline)?;
+        let result = match msg.in_place {
+            None => Ok(self.publish(msg, tail, deadline)),
+            // A panicking `Serialize` must not leave the producer lock held by a live thread
+            // (never taken over): it resumes once the lock is released.
+            Some(len) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.publish_in_place(value, len, &mut msg.fds, tail, deadline)
+            })),
+        };
+        self.plock().unlock();
+        let result = result.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        if result.is_ok() {
+            let s = &self.shared;
+            bump_and_wake(s.u32(OFF_DATA_SEQ), s.u32(OFF_DATA_SEQ + 4));
+        }
+        result
+    }
+
+    /// Waits until a record of `record` bytes fits (and `maxsize` allows one more message),
+    /// then takes the producer lock; returns the tail to write at, the lock held.
+    fn reserve(&self, record: u64, deadline: Option<Instant>) -> Result<u64> {
         self.check_open()?;
         if self.shutdown_state() != OPEN {
             return Err(Error::ShutDown);
         }
         let s = &self.shared;
-        let deadline = raw::deadline_after(timeout);
-        let record = record_len(msg.frame.len());
         let maxsize = s.maxsize();
-        let tail = loop {
+        loop {
             let fits = || {
                 // Head first: tail only grows, so a later tail is never behind this head.
                 let head = s.u64(OFF_HEAD).load(Ordering::Acquire);
@@ -187,31 +235,65 @@ impl Raw {
                 return Err(Error::ShutDown);
             }
             if fits() {
-                break s.u64(OFF_TAIL).load(Ordering::Relaxed);
+                return Ok(s.u64(OFF_TAIL).load(Ordering::Relaxed));
             }
             self.plock().unlock();
-        };
-        let result = self.publish(msg, tail, deadline);
-        self.plock().unlock();
-        if result.is_ok() {
-            bump_and_wake(s.u32(OFF_DATA_SEQ), s.u32(OFF_DATA_SEQ + 4));
         }
-        result
     }
 
     /// With the producer lock held and room checked: sends descriptors, writes, publishes.
     fn publish(&self, msg: &Outgoing, tail: u64, deadline: Option<Instant>) -> Result<()> {
+        let fd_seq = self.send_fds(&msg.fds, msg.sealed.as_ref(), deadline)?;
+        let number = self.next_number();
+        let end = self.shared.write_record(tail, number, fd_seq, &msg.frame);
+        self.commit(number, end);
+        Ok(())
+    }
+
+    /// [`Raw::publish`] for a bulk value: encodes it straight into its record's place in the
+    /// ring (the payload's only copy on this side), then sends the descriptors it holds and
+    /// publishes. Nothing is visible to consumers before the commit, so an encoding error (or
+    /// a death) leaves the ring as it was.
+    fn publish_in_place<T: Serialize>(
+        &self,
+        value: &T,
+        frame_len: usize,
+        fds: &mut Vec<RawFd>,
+        tail: u64,
+        deadline: Option<Instant>,
+    ) -> Result<()> {
+        let s = &self.shared;
+        let pos = s.place_record(tail, frame_len);
+        #[allow(unsafe_code)]
+        // SAFETY: the producer lock is held and `reserve` checked that the record fits before
+        // the head (`frame_slot`'s contract); the slice is dropped before the commit.
+        let slot = unsafe { s.frame_slot(pos, frame_len) };
+        encode_frame_in_place(value, slot, fds)?;
+        let fd_seq = self.send_fds(fds, None, deadline)?;
+        let number = self.next_number();
+        let end = s.write_prefix(pos, number, fd_seq, frame_len);
+        self.commit(number, end);
+        Ok(())
+    }
+
+    /// With the producer lock held: sends the descriptors of the message being put (and its
+    /// sealed buffer, last) on the side channel, tagged; returns the tag (0: none sent).
+    fn send_fds(
+        &self,
+        raw_fds: &[RawFd],
+        sealed: Option<&sys::SealedBuffer>,
+        deadline: Option<Instant>,
+    ) -> Result<u64> {
         let s = &self.shared;
         #[allow(unsafe_code)]
-        let mut fds: Vec<BorrowedFd<'_>> = msg
-            .fds
+        let mut fds: Vec<BorrowedFd<'_>> = raw_fds
             .iter()
             // SAFETY: the descriptors were recorded by `codec::Fd` while encoding the value
             // being put, from handles inside it; the caller holds that value until `put`
             // returns, after this send.
             .map(|&fd| unsafe { sys::borrow_raw_fd(fd) })
             .collect();
-        if let Some(sealed) = &msg.sealed {
+        if let Some(sealed) = sealed {
             fds.push(sealed.fd());
         }
         let mut fd_seq = 0;
@@ -220,9 +302,18 @@ impl Raw {
             s.side
                 .send(fd_seq, &fds, deadline, || self.shutdown_state() != OPEN)?;
         }
-        // Only producers change the put count, under the producer lock: this is our number.
-        let number = (s.u64(OFF_PUTS).load(Ordering::Acquire) >> 32) as u32;
-        let end = s.write_record(tail, number, fd_seq, &msg.frame);
+        Ok(fd_seq)
+    }
+
+    /// With the producer lock held: the put number of the message being put (only producers
+    /// change the put count, under the lock).
+    fn next_number(&self) -> u32 {
+        (self.shared.u64(OFF_PUTS).load(Ordering::Acquire) >> 32) as u32
+    }
+
+    /// With the producer lock held and the record complete up to `end`: publishes it.
+    fn commit(&self, number: u32, end: u64) {
+        let s = &self.shared;
         // The record is complete: arm the intent, so that if we die from here on, the next
         // producer finishes this publish (see `recover_producer`).
         s.u64(OFF_INTENT_PUTS)
@@ -232,7 +323,6 @@ impl Raw {
             .fetch_add(ONE_PUT + u64::from(self.joinable), Ordering::SeqCst);
         s.u64(OFF_LEN).fetch_add(1, Ordering::SeqCst);
         s.u64(OFF_TAIL).store(end, Ordering::Release);
-        Ok(())
     }
 
     /// With the producer lock just taken over from a dead producer: finishes its publish if

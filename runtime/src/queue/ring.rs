@@ -255,20 +255,49 @@ impl Shared {
     /// Writes the record of `frame` at `tail` (first a wrap marker, when it does not fit
     /// before the end); returns where the record ends, the next tail.
     pub(super) fn write_record(&self, tail: u64, number: u32, fd_seq: u64, frame: &[u8]) -> u64 {
-        let len = record_len(frame.len());
-        let mut pos = tail;
-        let to_end = self.capacity - pos % self.capacity;
-        if to_end < len {
-            self.write_ring(pos, &WRAP.to_le_bytes());
-            pos += to_end;
+        let pos = self.place_record(tail, frame.len());
+        self.write_ring(pos + PREFIX as u64, frame);
+        self.write_prefix(pos, number, fd_seq, frame.len())
+    }
+
+    /// Where the record of a frame of `frame_len` bytes starts when written at `tail`: there,
+    /// or at the start of the ring, past a wrap marker written at `tail`, when it does not fit
+    /// before the end.
+    pub(super) fn place_record(&self, tail: u64, frame_len: usize) -> u64 {
+        let to_end = self.capacity - tail % self.capacity;
+        if to_end < record_len(frame_len) {
+            self.write_ring(tail, &WRAP.to_le_bytes());
+            return tail + to_end;
         }
+        tail
+    }
+
+    /// Writes the prefix of the record at `pos` (its frame written already); returns where the
+    /// record ends, the next tail.
+    pub(super) fn write_prefix(&self, pos: u64, number: u32, fd_seq: u64, frame_len: usize) -> u64 {
         let mut prefix = [0u8; PREFIX];
         prefix[0..4].copy_from_slice(&KIND_RECORD.to_le_bytes());
         prefix[4..8].copy_from_slice(&number.to_le_bytes());
         prefix[8..16].copy_from_slice(&fd_seq.to_le_bytes());
         self.write_ring(pos, &prefix);
-        self.write_ring(pos + PREFIX as u64, frame);
-        pos + len
+        pos + record_len(frame_len)
+    }
+
+    /// The place of the frame (header and payload) of the record at `pos`, placed by
+    /// [`Shared::place_record`], to encode it there.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the producer lock and checked that the record fits between the tail
+    /// and the head: consumers read only before the tail, and other producers write only
+    /// under the lock, so nobody else touches these bytes while the slice lives.
+    #[allow(unsafe_code, clippy::mut_from_ref)]
+    pub(super) unsafe fn frame_slot(&self, pos: u64, frame_len: usize) -> &mut [u8] {
+        let at = DATA + ((pos + PREFIX as u64) % self.capacity) as usize;
+        // SAFETY: nobody else accesses the range while the slice lives (this function's
+        // contract); a placed record never straddles the ring's end, so the range is
+        // contiguous (and `slice_mut` checks its bounds).
+        unsafe { self.map.slice_mut::<u8>(at, frame_len) }
     }
 
     /// Reads and checks the fixed part of the record at `pos` (skipping a wrap marker).

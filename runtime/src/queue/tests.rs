@@ -67,11 +67,18 @@ fn a_rings_inline_maximum_is_a_quarter_of_it_and_at_most_4_mib() {
         for len in [max - 64, max + 1] {
             let data: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
             let value = serde_bytes::ByteBuf::from(data);
-            let sealed = q.raw.encode(&value, Vec::new()).unwrap().is_out_of_line();
+            let encoded = q.raw.encode(&value, Vec::new()).unwrap();
+            let inline = len < max - 8;
             assert_eq!(
-                sealed,
-                len > max - 8,
-                "{len} bytes in a ring inlining {max}"
+                encoded.is_out_of_line(),
+                !inline,
+                "{len} bytes, ring inlining {max}"
+            );
+            // A bulk value within the inline maximum is encoded in place in the ring.
+            assert_eq!(
+                encoded.is_in_place(),
+                inline,
+                "{len} bytes, ring inlining {max}"
             );
             q.put(value.clone()).unwrap();
             q.put(serde_bytes::ByteBuf::from(vec![9u8])).unwrap();
@@ -79,6 +86,110 @@ fn a_rings_inline_maximum_is_a_quarter_of_it_and_at_most_4_mib() {
             assert_eq!(q.get().unwrap().as_slice(), [9]);
         }
     }
+}
+
+/// Bulk values encoded in place, in records that wrap around the ring many times, mixed with
+/// small ones copied in, and with a handle inside (its descriptor travels on the side
+/// channel): all arrive byte-exact, in order.
+#[test]
+fn bulk_values_encoded_in_place_wrap_around_the_ring() {
+    type Item = (u32, serde_bytes::ByteBuf, Option<Queue<u8>>);
+    let q = Queue::<Item>::with_capacity(0, 2 << 20).unwrap();
+    let inner = Queue::<u8>::new().unwrap();
+    inner.put(42).unwrap();
+    let item = |i: u32| -> Item {
+        let len = if i % 3 == 0 {
+            17
+        } else {
+            300_000 + i as usize * 7
+        };
+        let bytes: Vec<u8> = (0..len).map(|k| (k as u32 * 31 + i) as u8).collect();
+        let handle = (i % 5 == 0).then(|| inner.clone());
+        (i, serde_bytes::ByteBuf::from(bytes), handle)
+    };
+    let mut next_get = 0;
+    for i in 0..60u32 {
+        let value = item(i);
+        assert_eq!(
+            q.raw.encode(&value, Vec::new()).unwrap().is_in_place(),
+            i % 3 != 0
+        );
+        // At most four items in the 2 MiB ring (1.2 MB of large ones at most).
+        if i >= 4 {
+            let (n, bytes, handle) = q.get_timeout(Duration::from_secs(5)).unwrap();
+            let (_, want, want_handle) = item(next_get);
+            assert_eq!((n, &bytes), (next_get, &want));
+            assert_eq!(handle.is_some(), want_handle.is_some());
+            if let Some(h) = handle {
+                assert_eq!(h.get_timeout(Duration::from_secs(1)).unwrap(), 42);
+                h.put(42).unwrap();
+            }
+            next_get += 1;
+        }
+        q.put(value).unwrap();
+    }
+    while next_get < 60 {
+        let (n, bytes, _) = q.get_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!((n, &bytes), (next_get, &item(next_get).1));
+        next_get += 1;
+    }
+    assert!(q.empty());
+}
+
+/// A `Serialize` that writes one large byte string whose length changes from the `from`th
+/// call on (`grow` bytes more), or that panics from then on.
+struct Fickle {
+    calls: std::cell::Cell<u32>,
+    from: u32,
+    grow: usize,
+    panic: bool,
+}
+
+impl Serialize for Fickle {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let call = self.calls.get() + 1;
+        self.calls.set(call);
+        if call >= self.from && self.panic {
+            panic!("fickle value refuses to encode");
+        }
+        let len = 200_000 + if call >= self.from { self.grow } else { 0 };
+        s.serialize_bytes(&vec![5u8; len])
+    }
+}
+
+/// An in-place encoding that fails (a value that encodes to another length than it
+/// measured) or panics is the caller's error or panic, and leaves nothing behind: the lock is
+/// free, nothing was published, the next put and get work.
+#[test]
+fn a_failed_or_panicking_in_place_encoding_publishes_nothing() {
+    let q = Queue::<serde_bytes::ByteBuf>::new().unwrap();
+    // Calls: 1 the first try (refused as bulk), 2 the measure, 3 the encoding in place.
+    for (grow, panic) in [(1, false), (1000, false), (0, true)] {
+        let fickle = Fickle {
+            calls: Default::default(),
+            from: 3,
+            grow,
+            panic,
+        };
+        let mut msg = q.raw.encode(&fickle, Vec::new()).unwrap();
+        assert!(msg.is_in_place());
+        let put = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            q.raw.put(&fickle, &mut msg, None)
+        }));
+        match put {
+            Ok(Err(Error::Encode(_))) => assert!(!panic),
+            Err(_) => assert!(panic),
+            Ok(other) => panic!("grow {grow}: {other:?}"),
+        }
+        assert!(q.empty());
+        assert!(matches!(q.try_get(), Err(Error::Empty)));
+    }
+    q.put(serde_bytes::ByteBuf::from(vec![1u8; 100_000]))
+        .unwrap();
+    assert_eq!(
+        q.get_timeout(Duration::from_secs(1)).unwrap(),
+        vec![1u8; 100_000]
+    );
 }
 
 #[test]

@@ -141,15 +141,70 @@ pub(crate) fn encode_frame<T: serde::Serialize + ?Sized>(
     encode_value_frame(value, out, fds, true, MAX_MESSAGE)
 }
 
+/// How a value goes into a queue's ring.
+pub(crate) enum RingFrame {
+    /// Encoded into the caller's buffer as a whole frame (the payload in the sealed buffer
+    /// when out of line), to be copied into the ring.
+    Encoded(Option<sys::SealedBuffer>),
+    /// A bulk value whose frame (header and payload) is this many bytes, within the ring's
+    /// inline maximum: the ring reserves its place and [`encode_frame_in_place`] writes it
+    /// there, with no copy of its own.
+    InPlace(usize),
+}
+
+/// A write this large marks a bulk value that a ring encodes in place (see [`RingFrame`]):
+/// below it, encoding into the (warm, reused) buffer and copying costs about the same.
+const RING_IN_PLACE_FROM: usize = 64 << 10;
+
 /// [`encode_frame`] for a queue's ring: inline up to `inline_max` (the ring's own, at most
-/// [`RING_INLINE_MAX`]).
+/// [`RING_INLINE_MAX`]), bulk values to be encoded in place.
 pub(crate) fn encode_frame_for_ring<T: serde::Serialize + ?Sized>(
     value: &T,
     out: &mut Vec<u8>,
     fds: &mut Vec<RawFd>,
     inline_max: usize,
-) -> Result<Option<sys::SealedBuffer>> {
-    encode_value_frame_inline(value, out, fds, true, MAX_MESSAGE, inline_max)
+) -> Result<RingFrame> {
+    out.clear();
+    fds.clear();
+    out.extend_from_slice(&[0; HEADER]);
+    let limit = RING_IN_PLACE_FROM.min(inline_max) as u64;
+    match codec::encode_or_refuse(value, out, fds, limit) {
+        Ok(()) => {
+            let len = out.len() - HEADER;
+            write_header(out, 0, len, fds.len());
+            Ok(RingFrame::Encoded(None))
+        }
+        Err((Error::TooLarge { .. }, refused)) if refused >= RING_IN_PLACE_FROM => {
+            match codec::measure(value, inline_max as u64) {
+                Ok(len) => Ok(RingFrame::InPlace(HEADER + len)),
+                Err(Error::TooLarge { .. }) => {
+                    encode_value_frame_inline(value, out, fds, true, MAX_MESSAGE, inline_max)
+                        .map(RingFrame::Encoded)
+                }
+                Err(e) => Err(e),
+            }
+        }
+        Err((Error::TooLarge { .. }, _)) => {
+            encode_value_frame_inline(value, out, fds, true, MAX_MESSAGE, inline_max)
+                .map(RingFrame::Encoded)
+        }
+        Err((e, _)) => Err(e),
+    }
+}
+
+/// Encodes `value` as a whole inline frame into exactly `frame` (its header, then the payload
+/// that [`encode_frame_for_ring`] measured), collecting its descriptors: a ring's in-place
+/// path.
+pub(crate) fn encode_frame_in_place<T: serde::Serialize + ?Sized>(
+    value: &T,
+    frame: &mut [u8],
+    fds: &mut Vec<RawFd>,
+) -> Result<()> {
+    fds.clear();
+    let (header, payload) = frame.split_at_mut(HEADER);
+    codec::encode_to_slice(value, payload, fds)?;
+    write_header(header, 0, payload.len(), fds.len());
+    Ok(())
 }
 
 /// A refused write at least this large marks a bulk value (a vector of numbers, a string):
