@@ -31,7 +31,7 @@ pub(crate) const INLINE_MAX: usize = 64 * 1024;
 /// it, a payload is copied into the ring's shared memory and decoded straight from there,
 /// which costs less than a sealed memfd of its own (whose creation, page allocation and
 /// mapping on both sides cost about 100 µs; a 64 KiB item went at a third of Python's rate
-/// through one, a 1 MiB item at ... of the inline rate).
+/// through one). Bulk values up to it are even encoded in place (see [`RingFrame`]).
 pub(crate) const RING_INLINE_MAX: usize = 4 << 20;
 /// Frame header size.
 pub(crate) const HEADER: usize = 16;
