@@ -57,6 +57,11 @@ fn record(len: usize, seed: usize) -> Record {
 }
 
 #[mp::worker]
+fn echo_byte_buf(b: serde_bytes::ByteBuf) -> serde_bytes::ByteBuf {
+    b
+}
+
+#[mp::worker]
 fn reverse(mut bytes: Vec<u8>) -> Vec<u8> {
     bytes.reverse();
     bytes
@@ -89,7 +94,8 @@ fn spawn_arguments_and_results_are_byte_exact() {
         let got = mp::spawn(reverse, data).unwrap().join().unwrap();
         assert!(got == expected, "{len} bytes");
     }
-    let s = multibyte(3 << 20);
+    // 5 MB: decoded into memory whose pages are faulted in at once.
+    let s = multibyte(5 << 20);
     let (back, chars) = mp::spawn(echo_string, s.clone()).unwrap().join().unwrap();
     assert!(back == s);
     assert_eq!(chars, s.chars().count());
@@ -103,6 +109,10 @@ fn spawn_arguments_and_results_are_byte_exact() {
     for len in [0, 3, 200_000] {
         let r = record(len, 7);
         assert!(mp::spawn(echo_record, r.clone()).unwrap().join().unwrap() == r);
+    }
+    for len in [100, (4 << 20) - 1, (4 << 20) + 4097] {
+        let b = serde_bytes::ByteBuf::from(pattern(len, 9));
+        assert!(mp::spawn(echo_byte_buf, b.clone()).unwrap().join().unwrap() == b);
     }
     let boxed: Box<[u8]> = pattern(1 << 20, 3).into_boxed_slice();
     let words: Vec<u64> = (0..100_000).collect();
@@ -152,10 +162,14 @@ fn queue_items_are_byte_exact_around_the_inline_limit() {
         64 * 1024 - 8,
         64 * 1024,
         64 * 1024 + 1,
-        256 * 1024 - 24, // the ring's inline maximum, with the frame's length and header
+        256 * 1024 - 24, // the smallest ring's inline maximum, with the length and header
         256 * 1024 - 8,
         256 * 1024,
         1 << 20,
+        (4 << 20) - 24, // the default ring's inline maximum (bulk values encoded in place)
+        (4 << 20) - 8,
+        4 << 20,
+        (4 << 20) + 1,
         9 << 20,
     ];
     let (input, output) = (Queue::new().unwrap(), Queue::new().unwrap());

@@ -225,14 +225,28 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
         v.visit_borrowed_str(self.str()?)
     }
     fn deserialize_string<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Fault> {
-        v.visit_borrowed_str(self.str()?)
+        let s = self.str()?;
+        if s.len() < sys::PREFAULT_FROM {
+            return v.visit_borrowed_str(s);
+        }
+        // A large string is copied into memory of ours whose pages are faulted in at once.
+        let mut owned = String::with_capacity(s.len());
+        sys::prefault(owned.as_mut_ptr(), s.len());
+        owned.push_str(s);
+        v.visit_string(owned)
     }
     fn deserialize_bytes<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Fault> {
         let len = self.len()?;
         v.visit_borrowed_bytes(self.take(len)?)
     }
     fn deserialize_byte_buf<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Fault> {
-        self.deserialize_bytes(v)
+        let len = self.len()?;
+        let bytes = self.take(len)?;
+        if len < sys::PREFAULT_FROM {
+            return v.visit_borrowed_bytes(bytes);
+        }
+        // As for a large string.
+        v.visit_byte_buf(sys::numeric_vec::<u8>(bytes).expect("bytes are wire-numeric"))
     }
     fn deserialize_option<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Fault> {
         match self.array::<1>()?[0] {

@@ -68,7 +68,8 @@ pub(crate) use fork::{
 pub(crate) use interrupt::{arm as arm_interrupts, wait_for_interrupt};
 pub use plain::{AtomicCell, HasAtomic, Numeric, Plain};
 pub(crate) use plain::{
-    is_wire_numeric, numeric_bytes, numeric_bytes_mut, numeric_vec, numeric_zeroed,
+    PREFAULT_FROM, is_wire_numeric, numeric_bytes, numeric_bytes_mut, numeric_vec, numeric_zeroed,
+    prefault,
 };
 #[cfg(target_os = "linux")]
 pub(crate) use poll::{Wakeup, poll_many, poll_readable, poll_writable};

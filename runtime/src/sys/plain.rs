@@ -195,6 +195,7 @@ pub(crate) fn numeric_vec<T: 'static>(bytes: &[u8]) -> Option<Vec<T>> {
     }
     let n = bytes.len() / size_of::<T>();
     let mut v = Vec::<T>::with_capacity(n);
+    prefault(v.as_mut_ptr().cast::<u8>(), bytes.len());
     // SAFETY: `T` is a primitive integer or float, valid for every bit pattern; the vector has
     // room for `n` values, which are exactly `bytes.len()` bytes, all written before `set_len`.
     unsafe {
@@ -202,6 +203,42 @@ pub(crate) fn numeric_vec<T: 'static>(bytes: &[u8]) -> Option<Vec<T>> {
         v.set_len(n);
     }
     Some(v)
+}
+
+/// From this size, a fresh buffer about to be filled has its pages faulted in by one call
+/// rather than one trap per 4 KiB page.
+pub(crate) const PREFAULT_FROM: usize = 4 << 20;
+
+/// Faults in, writable, the pages of `len` bytes at `ptr` (memory of ours about to be written
+/// whole), when `len` is at least [`PREFAULT_FROM`]: `madvise(MADV_POPULATE_WRITE)`, one
+/// system call for what would be a page fault per page (a 100 MB copy into fresh memory took
+/// 50–87 ms instead of 73–129 ms here, interleaved, a loaded machine). An older kernel (before
+/// 5.14) refuses the advice, and the pages then fault one by one as before.
+pub(crate) fn prefault(ptr: *mut u8, len: usize) {
+    if len < PREFAULT_FROM {
+        return;
+    }
+    static PAGE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    // SAFETY: `sysconf` has no memory-safety preconditions.
+    let page = *PAGE.get_or_init(|| match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+        n if n > 0 => n as usize,
+        _ => 4096,
+    });
+    let start = (ptr as usize).next_multiple_of(page);
+    let end = (ptr as usize + len) / page * page;
+    if end <= start {
+        return;
+    }
+    // SAFETY: the whole pages inside `ptr..ptr + len`, memory the caller owns; populating
+    // only maps their pages (zero-filled, or unchanged where already present), it never
+    // changes what the memory holds.
+    let _ = unsafe {
+        rustix::mm::madvise(
+            start as *mut std::ffi::c_void,
+            end - start,
+            rustix::mm::Advice::LinuxPopulateWrite,
+        )
+    };
 }
 
 /// `n` zeros, when [`is_wire_numeric::<T>`](is_wire_numeric) (`None` otherwise): room to
@@ -253,5 +290,22 @@ mod tests {
         assert_eq!(numeric_zeroed::<i32>(3).unwrap(), [0, 0, 0]);
         assert!(numeric_zeroed::<i32>(0).unwrap().is_empty());
         assert!(numeric_zeroed::<bool>(3).is_none());
+    }
+
+    #[test]
+    fn prefaulting_keeps_what_memory_holds() {
+        // Unaligned, page-straddling ranges of memory already written, and large copies.
+        let mut held: Vec<u8> = (0..(PREFAULT_FROM + 3 * 4096 + 17))
+            .map(|i| (i % 253) as u8)
+            .collect();
+        let before = held.clone();
+        for (start, len) in [(1, PREFAULT_FROM), (4095, PREFAULT_FROM + 2), (0, 100)] {
+            prefault(held[start..].as_mut_ptr(), len);
+        }
+        assert!(held == before);
+        let big: Vec<u8> = (0..PREFAULT_FROM * 2 + 5).map(|i| (i % 241) as u8).collect();
+        assert!(numeric_vec::<u8>(&big[3..]).unwrap() == big[3..]);
+        let words: Vec<u64> = (0..(PREFAULT_FROM as u64 / 8 + 9)).collect();
+        assert!(numeric_vec::<u64>(numeric_bytes(&words).unwrap()).unwrap() == words);
     }
 }
