@@ -5,7 +5,10 @@
 
 use std::time::Duration;
 
-use super::{BCAST_LEN, Control, Hello, RankRole, finalize_or_exit, heartbeat, hostname, unhex};
+use super::{
+    BCAST_LEN, Control, Hello, RankRole, finalize_or_exit, heartbeat, hostname, unhex,
+    widen_receive_window,
+};
 use crate::codec::MAX_MESSAGE;
 use crate::connection::{Address, ToAddress, connect_channel};
 use crate::error::Result;
@@ -118,6 +121,7 @@ fn serve_pools(
                 continue;
             }
         };
+        widen_receive_window(&channel);
         // The pool's first message (its initializer), then its tasks until it closes.
         let init = match channel.recv_frame(None) {
             Ok(init) => init,
