@@ -146,9 +146,31 @@ fn mpirun(extra: &[&str], mode: &str) -> Command {
     let recovery = extra.contains(&"--enable-recovery");
     let env: Vec<(&str, &str)> = extra.iter().filter_map(|e| e.split_once('=')).collect();
     let mut cmd = launcher(recovery, &env);
-    cmd.arg(PROBE).arg(mode);
+    if recovery && flavour() == Flavour::Mpich {
+        cmd.args(["sh", "-c", MPICH_RECOVERY, PROBE, mode]);
+    } else {
+        cmd.arg(PROBE).arg(mode);
+    }
     cmd
 }
+
+/// Checks the launcher's status for a job in recovery mode whose worker rank was killed while
+/// rank 0 ended well: Open MPI's `mpirun` says 0 whatever the ranks did; MPICH's hydra gives a
+/// failure (the killed rank's 137 through its shell, or 1 for a rank that left without
+/// finalizing; it varies from run to run), so only rank 0's own output tells how it went.
+fn assert_recovered_status(code: Option<i32>) {
+    match flavour() {
+        Flavour::OpenMpi => assert_eq!(code, Some(0)),
+        Flavour::Mpich => assert!(code.is_some_and(|c| c != 0), "{code:?}"),
+    }
+}
+
+/// Each rank under a shell, for MPICH's recovery mode: hydra's proxy kills every rank
+/// (`SIGKILL` to each process group) when one of the processes it started dies by a signal,
+/// `-disable-auto-cleanup` or not, but only sends `SIGUSR1` to the others when one exits with a
+/// status. So the shell turns a rank's death into an exit status, and ignores `SIGUSR1` (the
+/// rank itself takes MPICH's handler for it at `MPI_Init`).
+const MPICH_RECOVERY: &str = "trap '' USR1; \"$0\" \"$@\"; exit $?";
 
 /// `cmd` run in a network namespace of its own, its loopback up (`unshare -n`, root): a
 /// rank there can cut every rank's network with `ip link set lo down`.
@@ -211,7 +233,7 @@ fn a_killed_rank_is_worker_died_naming_it_and_the_map_completes_on_the_other() {
     assert!(r.out.contains(", 199 completed"), "{}", r.out);
     assert!(r.out.contains("after: [0, 1, 4]"), "{}", r.out);
     assert!(r.out.contains("pool worker rank 2 on "), "{}", r.out);
-    assert_eq!(r.code, Some(0));
+    assert_recovered_status(r.code);
 }
 
 #[test]
@@ -221,7 +243,7 @@ fn with_retries_a_lost_ranks_task_runs_on_the_other() {
         Duration::from_secs(60),
     );
     assert!(r.out.contains("retry ok: 200 results"), "{}", r.out);
-    assert_eq!(r.code, Some(0));
+    assert_recovered_status(r.code);
 }
 
 #[test]
@@ -277,14 +299,20 @@ fn a_task_past_its_time_limit_fails_and_the_job_still_ends() {
 
 #[test]
 fn a_size_mismatch_with_the_launcher_stops_with_both_numbers() {
-    // MPICH's variables, but this binary links Open MPI: a singleton of size 1.
+    // The other MPI's variables (as its launcher sets them): this binary's MPI starts a
+    // singleton of size 1.
+    let (size, rank) = match flavour() {
+        Flavour::OpenMpi => ("PMI_SIZE", "PMI_RANK"),
+        Flavour::Mpich => ("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"),
+    };
     let mut cmd = Command::new(PROBE);
-    cmd.arg("map").env("PMI_SIZE", "4").env("PMI_RANK", "0");
+    cmd.arg("map").env(size, "4").env(rank, "0");
     let r = run(&mut cmd, Duration::from_secs(30));
     assert_eq!(r.code, Some(2));
     assert!(
-        r.err
-            .contains("MPI reports 1 rank(s) but the launcher started 4 (PMI_SIZE=4)"),
+        r.err.contains(&format!(
+            "MPI reports 1 rank(s) but the launcher started 4 ({size}=4)"
+        )),
         "{}",
         r.err
     );
@@ -312,12 +340,15 @@ fn leaving_after_a_lost_rank_does_not_wait_in_mpi_finalize() {
     // watchdog gave up after 10 s.
     for _ in 0..3 {
         let mut cmd = launcher(true, &[]);
-        cmd.args(["sh", "-c"]).arg(format!("{PROBE} die; exit $?"));
+        match flavour() {
+            Flavour::OpenMpi => cmd.args(["sh", "-c", "\"$0\" die; exit $?", PROBE]),
+            Flavour::Mpich => cmd.args(["sh", "-c", MPICH_RECOVERY, PROBE, "die"]),
+        };
         let r = run(&mut cmd, Duration::from_secs(60));
         assert!(r.out.contains("die ok: rank 2 on "), "{}", r.out);
         assert!(!r.err.contains("did not return"), "{}", r.err);
         assert!(r.took < Duration::from_secs(8), "{:?}", r.took);
-        assert_eq!(r.code, Some(0));
+        assert_recovered_status(r.code);
     }
 }
 

@@ -50,7 +50,7 @@ use crate::wire::{Channel, Frame};
 pub(crate) use self::hub::{
     RankLink, leave, no_ranks_left_message, rank_lost, release_ranks, take_ranks,
 };
-use self::hub::{leave_at_exit, start_hub};
+use self::hub::{StartFailure, leave_at_exit, start_hub};
 use self::rank::serve_rank;
 
 /// Set to `0` to run a binary built with the feature as a plain program under a launcher.
@@ -62,6 +62,9 @@ pub const ADDR_ENV: &str = "MP_MPI_ADDR";
 const WRAPPED_ENV: &str = "__MP_MPI_WRAPPED";
 /// Bytes of the one broadcast: rank 0's address and the auth key.
 pub(super) const BCAST_LEN: usize = 1024;
+/// The broadcast that tells the ranks rank 0 cannot serve them (it says why): they finalize
+/// and exit 2.
+pub(super) const REFUSED: &[u8] = b"!refused";
 /// The heartbeat's bound in whole seconds, from 2 to 86400 (default [`HEARTBEAT_BOUND`]): set
 /// it in rank 0's environment (a launcher passes it on: `mpirun -x MP_MPI_HEARTBEAT`); each rank
 /// reads its own. A value that is not such a number stops the job at start with a message.
@@ -250,12 +253,6 @@ pub(crate) fn enter(role: RankRole) {
     let host = sys::mpi::processor_name().unwrap_or_else(|_| local_hostname());
     let _ = WORLD.set(World { rank, size, host });
     if rank == 0 {
-        if let Err(e) = heartbeat_from_env() {
-            // Rank 0 speaks for the job (the other ranks, waiting in the broadcast, end with it).
-            eprintln!("mp: {e}");
-            sys::mpi::abort(2);
-            sys::exit_now(2);
-        }
         if std::env::var_os(WRAPPED_ENV).is_some() {
             // `cargo mp run --mpi` started rank 0 under a wrapper that records its exit
             // status: die with the wrapper, as the launcher expects of its process.
@@ -263,8 +260,13 @@ pub(crate) fn enter(role: RankRole) {
                 rustix::process::Signal::KILL,
             ));
         }
-        if let Err(e) = start_hub(size) {
-            eprintln!("mp: rank 0 cannot start serving the other ranks: {e}");
+        if let Err(StartFailure { error, told }) = start_hub(size) {
+            eprintln!("mp: rank 0 cannot start serving the other ranks: {error}");
+            if told {
+                finalize_or_exit();
+                crate::run_support::drain_output();
+                sys::exit_now(2);
+            }
             sys::mpi::abort(1);
             sys::exit_now(1);
         }
