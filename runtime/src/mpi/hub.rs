@@ -9,8 +9,8 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::{
-    ADDR_ENV, BCAST_LEN, Control, Hello, WORLD, finalize_or_exit, heartbeat, hex, hostname,
-    local_hostname,
+    ADDR_ENV, BCAST_LEN, Control, Hello, REFUSED, WORLD, finalize_or_exit, heartbeat, hex,
+    hostname, local_hostname,
 };
 use crate::codec::MAX_MESSAGE;
 use crate::connection::{Listener, auth, gate};
@@ -87,12 +87,21 @@ fn advertised_ip() -> Result<std::net::IpAddr> {
     }
 }
 
+/// Why rank 0 cannot serve the other ranks, and whether they know: told through the
+/// broadcast, every rank finalizes and exits (an `MPI_Abort` instead would lose the message:
+/// MPICH's launcher ends the job before it forwards rank 0's last output).
+pub(super) struct StartFailure {
+    pub(super) error: Error,
+    pub(super) told: bool,
+}
+
 /// Rank 0: listens, broadcasts the address and a fresh key, accepts the ranks' connections on
-/// a thread of its own (blocking, no spinning).
-pub(super) fn start_hub(size: u32) -> Result<()> {
+/// a thread of its own (blocking, no spinning). A failure before the broadcast is broadcast
+/// instead (see [`REFUSED`]).
+pub(super) fn start_hub(size: u32) -> std::result::Result<(), StartFailure> {
     let hub = Arc::new(Hub {
-        stop: control_frame(&Control::Stop)?,
-        abandon: control_frame(&Control::Abandon)?,
+        stop: control_frame(&Control::Stop).map_err(untold)?,
+        abandon: control_frame(&Control::Abandon).map_err(untold)?,
         state: Mutex::new(HubState {
             idle: VecDeque::new(),
             control: Vec::new(),
@@ -102,11 +111,48 @@ pub(super) fn start_hub(size: u32) -> Result<()> {
         }),
         changed: Condvar::new(),
     });
+    let prepared = super::heartbeat_from_env()
+        .map_err(Error::InvalidArgument)
+        .and_then(|_| {
+            if size <= 1 {
+                Ok(None)
+            } else {
+                listen(size).map(Some)
+            }
+        });
+    let (listener, mut message) = match prepared {
+        Ok(Some(ready)) => ready,
+        Ok(None) => {
+            let _ = HUB.set(hub);
+            crate::run_support::record_rank(0, &hostname());
+            return Ok(());
+        }
+        Err(error) => {
+            let mut refusal = REFUSED.to_vec();
+            refusal.resize(BCAST_LEN, 0);
+            let told = size <= 1 || sys::mpi::bcast(&mut refusal, 0).is_ok();
+            return Err(StartFailure { error, told });
+        }
+    };
     let _ = HUB.set(Arc::clone(&hub));
     crate::run_support::record_rank(0, &hostname());
-    if size <= 1 {
-        return Ok(());
-    }
+    sys::mpi::bcast(&mut message, 0)
+        .map_err(Error::io("cannot broadcast rank 0's address"))
+        .map_err(untold)?;
+    std::thread::Builder::new()
+        .name("mp-mpi-accept".into())
+        .spawn(move || accept_ranks(&listener, &hub))
+        .map_err(Error::io("cannot start the thread accepting the ranks"))
+        .map_err(untold)?;
+    Ok(())
+}
+
+fn untold(error: Error) -> StartFailure {
+    StartFailure { error, told: false }
+}
+
+/// The listener the ranks connect to, and the broadcast that tells them where it is.
+fn listen(size: u32) -> Result<(Listener, Vec<u8>)> {
     let ip = advertised_ip()?;
     let mut key = [0u8; 32];
     sys::net::random_bytes(&mut key).map_err(Error::io("cannot read random bytes"))?;
@@ -121,12 +167,7 @@ pub(super) fn start_hub(size: u32) -> Result<()> {
         )));
     }
     message.resize(BCAST_LEN, 0);
-    sys::mpi::bcast(&mut message, 0).map_err(Error::io("cannot broadcast rank 0's address"))?;
-    std::thread::Builder::new()
-        .name("mp-mpi-accept".into())
-        .spawn(move || accept_ranks(&listener, &hub))
-        .map_err(Error::io("cannot start the thread accepting the ranks"))?;
-    Ok(())
+    Ok((listener, message))
 }
 
 fn accept_ranks(listener: &Listener, hub: &Hub) {

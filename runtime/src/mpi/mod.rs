@@ -9,7 +9,8 @@
 //! pool's protocol (`pool/child.rs`), reconnecting for the next pool when rank 0 closes it.
 //! Tasks and results travel on `mp`'s framed TCP channels after the auth-key handshake, never as
 //! MPI messages: blocking reads, no core spinning while idle, and a rank that dies is an
-//! end-of-file at once. TCP keepalive ([`HEARTBEAT_BOUND`]) notices a host that vanished.
+//! end-of-file at once. A heartbeat ([`HEARTBEAT_BOUND`], [`HEARTBEAT_ENV`]) notices a host
+//! that vanished.
 //!
 //! Ending: rank 0 leaving `main` (return, `?` error, panic, `std::process::exit`) sends stop to
 //! every rank and then calls `MPI_Finalize` (from `mp::main!`'s exit path, or an `atexit`
@@ -49,7 +50,7 @@ use crate::wire::{Channel, Frame};
 pub(crate) use self::hub::{
     RankLink, leave, no_ranks_left_message, rank_lost, release_ranks, take_ranks,
 };
-use self::hub::{leave_at_exit, start_hub};
+use self::hub::{StartFailure, leave_at_exit, start_hub};
 use self::rank::serve_rank;
 
 /// Set to `0` to run a binary built with the feature as a plain program under a launcher.
@@ -61,12 +62,29 @@ pub const ADDR_ENV: &str = "MP_MPI_ADDR";
 const WRAPPED_ENV: &str = "__MP_MPI_WRAPPED";
 /// Bytes of the one broadcast: rank 0's address and the auth key.
 pub(super) const BCAST_LEN: usize = 1024;
-/// TCP keepalive on every connection between ranks: idle time, probe interval, probes.
-const KEEPALIVE: (Duration, Duration, u32) = (Duration::from_secs(10), Duration::from_secs(5), 4);
-/// Within this time a host that vanished without closing its sockets (power loss, network
-/// cut) is seen as a lost connection: keepalive's idle time plus its probes (and the same
-/// bound on unacknowledged data).
+/// The broadcast that tells the ranks rank 0 cannot serve them (it says why): they finalize
+/// and exit 2.
+pub(super) const REFUSED: &[u8] = b"!refused";
+/// The heartbeat's bound in whole seconds, from 2 to 86400 (default [`HEARTBEAT_BOUND`]): set
+/// it in rank 0's environment (a launcher passes it on: `mpirun -x MP_MPI_HEARTBEAT`); each rank
+/// reads its own. A value that is not such a number stops the job at start with a message.
+pub const HEARTBEAT_ENV: &str = "MP_MPI_HEARTBEAT";
+/// Within this time (by default; [`HEARTBEAT_ENV`] changes it) a host that vanished without
+/// closing its sockets (power loss, network cut) is seen as a lost connection: TCP keepalive
+/// probes a quiet connection (after a third of the bound, then every sixth), and
+/// `TCP_USER_TIMEOUT` ends it when nothing came back for the bound, also while data waits to
+/// be acknowledged. A busy rank is not mistaken for a vanished one: the kernel answers the
+/// probes, and a rank's receive buffer holds all that rank 0 queues for it behind a running
+/// task, so rank 0's data never waits on a closed window (which the timeout would end too).
 pub const HEARTBEAT_BOUND: Duration = Duration::from_secs(30);
+/// The bound's range in seconds: the kernel's probe timers count whole seconds, and the first
+/// probe needs one of them.
+const HEARTBEAT_RANGE: std::ops::RangeInclusive<u64> = 2..=86_400;
+/// The receive buffer asked for on a worker rank's pool connection: much more than rank 0
+/// queues behind a running task (a few of the local pool's inline frames, about 256 KiB), so
+/// that queued data never meets a zero window, which `TCP_USER_TIMEOUT` would take for a
+/// vanished host (Linux counts answered zero-window probes against it).
+const RECEIVE_BUFFER: usize = 4 << 20;
 
 /// What a rank's connection to rank 0 is for, said in its first frame.
 #[derive(Debug, Serialize, Deserialize)]
@@ -242,8 +260,13 @@ pub(crate) fn enter(role: RankRole) {
                 rustix::process::Signal::KILL,
             ));
         }
-        if let Err(e) = start_hub(size) {
-            eprintln!("mp: rank 0 cannot start serving the other ranks: {e}");
+        if let Err(StartFailure { error, told }) = start_hub(size) {
+            eprintln!("mp: rank 0 cannot start serving the other ranks: {error}");
+            if told {
+                finalize_or_exit();
+                crate::run_support::drain_output();
+                sys::exit_now(2);
+            }
             sys::mpi::abort(1);
             sys::exit_now(1);
         }
@@ -296,9 +319,110 @@ pub(super) fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// The heartbeat's bound in effect on this rank: [`HEARTBEAT_ENV`]'s value, else
+/// [`HEARTBEAT_BOUND`].
+///
+/// ```
+/// assert!(mp::mpi::heartbeat_bound() >= std::time::Duration::from_secs(2));
+/// ```
+pub fn heartbeat_bound() -> Duration {
+    *BOUND.get_or_init(|| heartbeat_from_env().unwrap_or(HEARTBEAT_BOUND))
+}
+
+static BOUND: OnceLock<Duration> = OnceLock::new();
+
+/// [`HEARTBEAT_ENV`] read and checked: unset or empty is the default.
+fn heartbeat_from_env() -> std::result::Result<Duration, String> {
+    match std::env::var(HEARTBEAT_ENV) {
+        Err(std::env::VarError::NotPresent) => Ok(HEARTBEAT_BOUND),
+        Err(std::env::VarError::NotUnicode(v)) => Err(bad_heartbeat(&v.to_string_lossy())),
+        Ok(v) => parse_heartbeat(&v),
+    }
+}
+
+fn parse_heartbeat(v: &str) -> std::result::Result<Duration, String> {
+    if v.trim().is_empty() {
+        return Ok(HEARTBEAT_BOUND);
+    }
+    match v.trim().parse::<u64>() {
+        Ok(s) if HEARTBEAT_RANGE.contains(&s) => Ok(Duration::from_secs(s)),
+        _ => Err(bad_heartbeat(v)),
+    }
+}
+
+fn bad_heartbeat(v: &str) -> String {
+    format!(
+        "{HEARTBEAT_ENV}={v:?} is not a whole number of seconds from {} to {} (the time within \
+         which a host that vanished is noticed; default {})",
+        HEARTBEAT_RANGE.start(),
+        HEARTBEAT_RANGE.end(),
+        HEARTBEAT_BOUND.as_secs()
+    )
+}
+
+/// Keepalive's idle time, probe interval and probe count for `bound`: the probes fall due
+/// exactly at the bound (idle + count × interval = bound, at most 4 probes a sixth of the
+/// bound apart), when `TCP_USER_TIMEOUT` (the bound) ends a connection nothing came back on.
+fn keepalive_split(bound: Duration) -> (Duration, Duration, u32) {
+    let b = bound
+        .as_secs()
+        .clamp(*HEARTBEAT_RANGE.start(), *HEARTBEAT_RANGE.end());
+    let interval = (b / 6).max(1);
+    let count = 4.min(b - 1);
+    let idle = b - count * interval;
+    (
+        Duration::from_secs(idle),
+        Duration::from_secs(interval),
+        count as u32,
+    )
+}
+
+/// Turns on the heartbeat of a connection between ranks (see [`HEARTBEAT_BOUND`]).
 pub(super) fn heartbeat(channel: &Channel) {
-    let (idle, interval, count) = KEEPALIVE;
-    if let Err(e) = sys::mpi::keepalive(channel.fd(), idle, interval, count) {
+    let bound = heartbeat_bound();
+    let (idle, interval, count) = keepalive_split(bound);
+    if let Err(e) = sys::mpi::keepalive(channel.fd(), idle, interval, count, bound) {
         tracing::warn!(target: "mp", "cannot turn on the heartbeat of a connection between ranks: {e}");
+    }
+}
+
+/// A worker rank's pool connection: room for all that rank 0 queues behind a running task
+/// (see [`RECEIVE_BUFFER`]).
+pub(super) fn widen_receive_window(channel: &Channel) {
+    if let Err(e) = sys::mpi::grow_receive_buffer(channel.fd(), RECEIVE_BUFFER) {
+        tracing::warn!(target: "mp", "cannot grow a rank's receive buffer: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_probes_fall_due_at_the_bound() {
+        for b in *HEARTBEAT_RANGE.start()..=200 {
+            let (idle, interval, count) = keepalive_split(Duration::from_secs(b));
+            assert!(idle >= Duration::from_secs(1) && count >= 1, "{b}");
+            assert_eq!(idle + interval * count, Duration::from_secs(b), "{b}");
+        }
+        let default = keepalive_split(HEARTBEAT_BOUND);
+        assert_eq!(
+            default,
+            (Duration::from_secs(10), Duration::from_secs(5), 4)
+        );
+    }
+
+    #[test]
+    fn a_heartbeat_setting_is_whole_seconds_in_range() {
+        assert_eq!(parse_heartbeat("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_heartbeat(" 60 "), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_heartbeat(""), Ok(HEARTBEAT_BOUND));
+        for bad in ["0", "1", "2.5", "30s", "-3", "86401", "abc"] {
+            let e = parse_heartbeat(bad).unwrap_err();
+            assert!(
+                e.starts_with(&format!("MP_MPI_HEARTBEAT={bad:?} is not")),
+                "{e}"
+            );
+        }
     }
 }

@@ -5,7 +5,10 @@
 
 use std::time::Duration;
 
-use super::{BCAST_LEN, Control, Hello, RankRole, finalize_or_exit, heartbeat, hostname, unhex};
+use super::{
+    BCAST_LEN, Control, Hello, REFUSED, RankRole, finalize_or_exit, heartbeat, hostname, unhex,
+    widen_receive_window,
+};
 use crate::codec::MAX_MESSAGE;
 use crate::connection::{Address, ToAddress, connect_channel};
 use crate::error::Result;
@@ -20,6 +23,11 @@ pub(super) fn serve_rank(rank: u32, role: RankRole) -> ! {
     if let Err(e) = sys::mpi::bcast(&mut message, 0) {
         eprintln!("mp: rank {rank} did not receive rank 0's address: {e}");
         sys::exit_now(1);
+    }
+    if message.starts_with(REFUSED) {
+        // Rank 0 cannot serve (it says why): end with it.
+        finalize_or_exit();
+        sys::exit_now(2);
     }
     let text = String::from_utf8_lossy(&message);
     let text = text.trim_end_matches('\0');
@@ -118,6 +126,7 @@ fn serve_pools(
                 continue;
             }
         };
+        widen_receive_window(&channel);
         // The pool's first message (its initializer), then its tasks until it closes.
         let init = match channel.recv_frame(None) {
             Ok(init) => init,

@@ -116,23 +116,36 @@ pub(crate) fn library_version() -> String {
 }
 
 /// Turns on the kernel's heartbeat for a TCP connection to another rank: probes after `idle`
-/// without traffic, every `interval`, `count` of them unanswered (or data unacknowledged for
-/// `idle + interval * count`) end the connection with an error, so a host that vanished without
-/// closing its sockets is noticed within that bound.
+/// without traffic, every `interval`, `count` of them; `TCP_USER_TIMEOUT` = `bound` ends the
+/// connection with an error once nothing came back for `bound` (probes sent, or data
+/// unacknowledged), so a host that vanished without closing its sockets is noticed within it.
 pub(crate) fn keepalive(
     fd: std::os::fd::BorrowedFd<'_>,
     idle: std::time::Duration,
     interval: std::time::Duration,
     count: u32,
+    bound: std::time::Duration,
 ) -> io::Result<()> {
     use rustix::net::sockopt;
     sockopt::set_socket_keepalive(fd, true)?;
     sockopt::set_tcp_keepidle(fd, idle)?;
     sockopt::set_tcp_keepintvl(fd, interval)?;
     sockopt::set_tcp_keepcnt(fd, count)?;
-    let bound = idle + interval * count;
     sockopt::set_tcp_user_timeout(fd, bound.as_millis().min(u32::MAX as u128) as u32)?;
     Ok(())
+}
+
+/// Asks for a receive buffer of `bytes` on a socket (beyond `net.core.rmem_max` when the
+/// process may, else up to it); returns what the kernel granted (its bookkeeping doubles it).
+pub(crate) fn grow_receive_buffer(
+    fd: std::os::fd::BorrowedFd<'_>,
+    bytes: usize,
+) -> io::Result<usize> {
+    use rustix::net::sockopt;
+    if sockopt::set_socket_recv_buffer_size_force(fd, bytes).is_err() {
+        sockopt::set_socket_recv_buffer_size(fd, bytes)?;
+    }
+    Ok(sockopt::socket_recv_buffer_size(fd)?)
 }
 
 /// Registers `f` to run when the process exits through `exit` (a return from `main`, a

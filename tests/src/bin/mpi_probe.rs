@@ -63,6 +63,26 @@ fn greet(n: u64) -> u32 {
     mp::mpi::rank()
 }
 
+/// Sleeps `ms` and gives back how many bytes it was sent.
+#[mp::worker]
+fn hold(ms: u64, bytes: Vec<u8>) -> usize {
+    std::thread::sleep(Duration::from_millis(ms));
+    bytes.len()
+}
+
+/// Cuts this network namespace off (`ip link set lo down`): every packet between the ranks is
+/// dropped from now on, FIN and RST included, as if their hosts had vanished.
+fn cut_network() -> std::time::Instant {
+    let status = std::process::Command::new("ip")
+        .args(["link", "set", "lo", "down"])
+        .status();
+    assert!(
+        status.as_ref().is_ok_and(|s| s.success()),
+        "cannot cut the network: {status:?}"
+    );
+    std::time::Instant::now()
+}
+
 fn mpi_pool() -> mp::Result<mp::Pool> {
     mp::Pool::builder().backend(mp::Backend::Mpi).build()
 }
@@ -189,6 +209,48 @@ mp::main! {
                 let pool = mpi_pool()?;
                 println!("before: {:?}", pool.map(square, 0..3)?);
                 std::process::exit(3);
+            }
+            "vanish" => {
+                // Both worker ranks start a long task; then the network is cut under them.
+                let pool = mpi_pool()?;
+                println!("before: {:?}", pool.map(square, 0..3)?);
+                let tasks: Vec<_> = (0..3u64)
+                    .map(|_| pool.apply_async(hold, (60_000, Vec::new())))
+                    .collect::<mp::Result<_>>()?;
+                std::thread::sleep(Duration::from_millis(500));
+                let cut = cut_network();
+                println!("cut; heartbeat bound {:?}", mp::mpi::heartbeat_bound());
+                for task in tasks {
+                    let outcome = task.get();
+                    let after = cut.elapsed().as_millis();
+                    match outcome {
+                        Err(mp::Error::WorkerDied { rank: Some(rank), .. }) => {
+                            println!("vanish: rank {rank} lost {after} ms after the cut");
+                        }
+                        Err(e) => println!("vanish: {e} ({after} ms after the cut)"),
+                        Ok(n) => println!("vanish: a task finished ({n})"),
+                    }
+                }
+            }
+            "busy" => {
+                // One rank computes a task longer than the heartbeat's bound while rank 0 has
+                // queued the next tasks' arguments on its connection (more than a default
+                // receive buffer holds): a busy rank, not a vanished one.
+                let pool = mp::Pool::builder()
+                    .backend(mp::Backend::Mpi)
+                    .processes(1)
+                    .build()?;
+                let bound = mp::mpi::heartbeat_bound();
+                let long = bound.as_millis() as u64 * 3;
+                let start = std::time::Instant::now();
+                let args = [(long, vec![7u8; 16]), (0, vec![1u8; 240_000]), (0, vec![2u8; 240_000])];
+                match pool.chunksize(1).starmap(hold, args) {
+                    Ok(sizes) => println!(
+                        "busy ok: {sizes:?} after {} ms (task {long} ms, bound {bound:?})",
+                        start.elapsed().as_millis()
+                    ),
+                    Err(e) => println!("busy failed after {} ms: {e}", start.elapsed().as_millis()),
+                }
             }
             other => println!("unknown mode {other:?}"),
         }
