@@ -180,6 +180,7 @@ pub fn launcher_args(
                 "MP_PREFIX_OUTPUT",
                 "MP_BACKEND",
                 "MP_MPI_ADDR",
+                "MP_MPI_HEARTBEAT",
             ] {
                 if var == "MP_RUN_LOG"
                     || var == "MP_PREFIX_OUTPUT" && prefix
@@ -272,6 +273,13 @@ pub fn command(
     let (launcher, args) = launcher_args(flavor, slurm, mpi, prefix, &program)?;
     let mut cmd = Command::new(launcher);
     cmd.args(args);
+    if mpi.recovery() && flavor == Flavor::Mpich && !slurm {
+        // Hydra SIGKILLs every rank when one it started dies by a signal, recovery or not,
+        // and sends SIGUSR1 to the others when one exits: the wrapper stays on every rank,
+        // turning a signal death into a status and ignoring SIGUSR1 (MPICH's `MPI_Init`
+        // handles it in the program itself).
+        cmd.env(WRAPPER_STAYS_ENV, "1");
+    }
     if mpi.allow_run_as_root && flavor == Flavor::OpenMpi {
         cmd.env("OMPI_ALLOW_RUN_AS_ROOT", "1")
             .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
@@ -281,10 +289,14 @@ pub fn command(
 
 /// The hidden first argument that makes `cargo-mp` the rank-0 wrapper.
 pub const RANK0_WRAPPER: &str = "__mp-rank0";
+/// Set for the wrapper to stay the parent of the program on every rank, not only on rank 0
+/// (MPICH's launcher, see [`command`]).
+const WRAPPER_STAYS_ENV: &str = "__MP_RANK_WRAPPER_STAYS";
 
 /// `cargo-mp __mp-rank0 <program> [args]`: on rank 0, runs the program as a child and writes
 /// `main-exit <code>` to the run log before exiting with that code; on the other ranks, becomes
-/// the program.
+/// the program, or (MPICH) runs it as a child too and exits with its status (`128 + N` for
+/// a signal `N`), ignoring SIGUSR1.
 pub fn rank0_wrapper(args: &[std::ffi::OsString]) -> i32 {
     use std::os::unix::process::{CommandExt, ExitStatusExt};
     let Some((program, rest)) = args.split_first() else {
@@ -299,25 +311,48 @@ pub fn rank0_wrapper(args: &[std::ffi::OsString]) -> i32 {
     ]
     .iter()
     .find_map(|v| std::env::var(v).ok());
-    if rank.as_deref() != Some("0") {
+    let rank0 = rank.as_deref() == Some("0");
+    let stays = std::env::var_os(WRAPPER_STAYS_ENV).is_some();
+    if !rank0 && !stays {
         let e = Command::new(program).args(rest).exec();
         eprintln!("cargo-mp: cannot run {}: {e}", Path::new(program).display());
         return 127;
     }
-    let status = match Command::new(program)
-        .args(rest)
-        .env("__MP_MPI_WRAPPED", "1")
-        .status()
-    {
-        Ok(s) => s,
+    let mut cmd = Command::new(program);
+    cmd.args(rest).env_remove(WRAPPER_STAYS_ENV);
+    if rank0 {
+        cmd.env("__MP_MPI_WRAPPED", "1");
+    }
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
         Err(e) => {
             eprintln!("cargo-mp: cannot run {}: {e}", Path::new(program).display());
+            return 127;
+        }
+    };
+    if stays {
+        // SAFETY: `signal` with `SIG_IGN` installs no handler code; the program, started
+        // before, keeps its own disposition.
+        unsafe {
+            libc::signal(libc::SIGUSR1, libc::SIG_IGN);
+        }
+    }
+    let status = match child.wait() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "cargo-mp: cannot wait for {}: {e}",
+                Path::new(program).display()
+            );
             return 127;
         }
     };
     let code = status
         .code()
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    if !rank0 {
+        return code;
+    }
     if let Some(log) = std::env::var_os("MP_RUN_LOG") {
         use std::io::Write;
         if let Ok(mut f) = std::fs::OpenOptions::new()

@@ -303,7 +303,9 @@ mod tests {
             prefault(held[start..].as_mut_ptr(), len);
         }
         assert!(held == before);
-        let big: Vec<u8> = (0..PREFAULT_FROM * 2 + 5).map(|i| (i % 241) as u8).collect();
+        let big: Vec<u8> = (0..PREFAULT_FROM * 2 + 5)
+            .map(|i| (i % 241) as u8)
+            .collect();
         assert!(numeric_vec::<u8>(&big[3..]).unwrap() == big[3..]);
         let words: Vec<u64> = (0..(PREFAULT_FROM as u64 / 8 + 9)).collect();
         assert!(numeric_vec::<u64>(numeric_bytes(&words).unwrap()).unwrap() == words);
