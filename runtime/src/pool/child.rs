@@ -168,13 +168,19 @@ pub(crate) fn run_batch<W: Worker>(inv: Invocation<'_>) -> i32 {
         }
     };
     // Values are collected plainly; only a chunk with a panic pays for per-task results.
-    let mut values: Vec<W::Output> = Vec::with_capacity(args.len());
+    // One panic guard covers the tasks up to the next panic, after which the next guard takes
+    // the rest: a guard a task (a thread-local write and an out-of-line call each) was a
+    // fifth of the CPU time of a map of a million squares, and kept the loop from vectorising.
+    let total = args.len();
+    let mut values: Vec<W::Output> = Vec::with_capacity(total);
     let mut panicked: Vec<(usize, Panicked)> = Vec::new();
-    for (i, a) in args.into_iter().enumerate() {
-        match catch_panic(PanicReport::Quiet, || W::INSTANCE.call(a)) {
-            Ok(v) => values.push(v),
-            Err((message, location)) => panicked.push((i, Panicked { message, location })),
-        }
+    let mut args = args.into_iter();
+    while let Err((message, location)) = catch_panic(PanicReport::Quiet, || {
+        values.extend(args.by_ref().map(|a| W::INSTANCE.call(a)));
+    }) {
+        // The task that panicked was the last one taken from `args`.
+        let at = total - args.len() - 1;
+        panicked.push((at, Panicked { message, location }));
     }
     let sent = if panicked.is_empty() {
         send_header_and_seq(inv.reply, &FromWorker::Done { panics: false }, &values)

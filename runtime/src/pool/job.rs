@@ -13,6 +13,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
+use super::in_place::Placement;
 use super::outcome::{ChunkFailure, ChunkResult};
 use crate::sys;
 
@@ -77,6 +78,8 @@ pub(crate) struct Job {
     /// Chunks completed so far, readable without the lock: a waiter spins on it briefly
     /// before it sleeps.
     arrivals: AtomicUsize,
+    /// The call's output, when replies are copied into it as they are read (`in_place.rs`).
+    output: Mutex<Option<Box<dyn Placement>>>,
 }
 
 /// How long a waiting caller watches for its result before it sleeps: a short task's result
@@ -156,7 +159,27 @@ impl Job {
             }),
             changed: Condvar::new(),
             arrivals: AtomicUsize::new(0),
+            output: Mutex::new(None),
         })
+    }
+
+    /// Replies are to be copied into `output` as they are read, before any chunk is sent.
+    pub(crate) fn set_output(&self, output: Box<dyn Placement>) {
+        *self.output.lock().unwrap_or_else(|e| e.into_inner()) = Some(output);
+    }
+
+    /// Copies the encoded results `body` of chunk `chunk` (`len` tasks) into the call's output
+    /// if it has one and they fit it (see [`Placement::place`]); whether they were copied.
+    pub(crate) fn place(&self, chunk: usize, len: usize, body: &[u8]) -> bool {
+        let mut output = self.output.lock().unwrap_or_else(|e| e.into_inner());
+        output
+            .as_mut()
+            .is_some_and(|output| output.place(chunk, len, body))
+    }
+
+    /// Takes the call's output back (once every chunk has arrived).
+    pub(crate) fn take_output(&self) -> Option<Box<dyn Placement>> {
+        self.output.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
     fn lock(&self) -> MutexGuard<'_, JobState> {
@@ -173,7 +196,7 @@ impl Job {
                 st.failed = true;
             }
             ChunkResult::Failed(_) | ChunkResult::Done { panics: true, .. } => st.failed = true,
-            ChunkResult::Done { panics: false, .. } => {}
+            ChunkResult::Done { panics: false, .. } | ChunkResult::Placed => {}
         }
         if st.cancelled {
             return;

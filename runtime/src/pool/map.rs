@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 
 use super::child::ToWorker;
 use super::core::{Chunk, PoolCore};
+use super::in_place;
 use super::job::{Job, Pump};
 use super::link::Backend;
 use super::outcome::Decoded;
@@ -21,7 +22,6 @@ use super::progress::Progress;
 use super::wire::{self, Encoded};
 use crate::codec;
 use crate::error::{Error, Result};
-use crate::sys;
 use crate::wire::INLINE_MAX;
 use crate::worker::{Target, Worker};
 
@@ -178,6 +178,16 @@ impl<'p, W: Worker, I: Iterator<Item = W::Args>> Feeder<'p, W, I> {
     }
 }
 
+impl<W: Worker, I> Feeder<'_, W, I> {
+    /// Has the replies of this call of `n` announced tasks copied into its output as they are
+    /// read, when its results are numbers (`in_place.rs`); before its first chunk is sent.
+    pub(super) fn output_in_place(&self, n: usize) {
+        if let Some(output) = in_place::output::<W::Output>(n, self.cut.chunksize) {
+            self.job.set_output(output);
+        }
+    }
+}
+
 impl<W: Worker, I: Iterator<Item = W::Args>> Feed for Feeder<'_, W, I> {
     fn refill(&mut self, taken: usize) -> Result<()> {
         let cut = &mut self.cut;
@@ -252,18 +262,17 @@ fn encode_chunk<T: serde::Serialize + 'static>(
 }
 
 /// Takes every chunk of a call as it arrives, decoding each, and keeps `feed` submitting;
-/// the results in input order, or the first error in input order. `n` is the number of tasks
-/// the input announced. Numbers are decoded straight into their place in the output; other
-/// values chunk by chunk, joined at the end. Awake after each chunk, the caller also works
-/// `pump` (reads what else has arrived and feeds the workers, sharing the supervisor's work).
+/// the results in input order, or the first error in input order. Numbers were copied to their place in the call's output as they were
+/// read (`in_place.rs`), as far as the input announced them; other values (and numbers beyond
+/// that) are decoded chunk by chunk, joined at the end. Awake after each chunk, the caller
+/// also works `pump` (reads what else has arrived and feeds the workers, sharing the
+/// supervisor's work).
 pub(super) fn collect<O: DeserializeOwned + 'static>(
     job: &Job,
-    n: usize,
     progress: &Progress,
     feed: &mut dyn Feed,
     pump: &dyn Pump,
 ) -> Result<Vec<O>> {
-    let mut placed: Option<Vec<O>> = sys::numeric_zeroed(n);
     let mut parts: BTreeMap<usize, Vec<O>> = BTreeMap::new();
     let mut first_error: Option<(usize, Error)> = None;
     let mut taken = 0;
@@ -275,12 +284,7 @@ pub(super) fn collect<O: DeserializeOwned + 'static>(
         taken += 1;
         let cut = feed.cut();
         let (first, len) = (k * cut.chunksize, cut.len_of(k));
-        if let Some(out) = placed.as_mut().filter(|out| out.len() < first + len) {
-            // The input holds more than it announced.
-            out.extend(sys::numeric_zeroed::<O>(first + len - out.len()).expect("numbers"));
-        }
-        let dest = placed.as_mut().map(|out| &mut out[first..first + len]);
-        match Decoded::decode(result, first, len, job.worker, dest) {
+        match Decoded::decode(result, first, len, job.worker) {
             Decoded::Placed => {}
             Decoded::Values(values) => {
                 parts.insert(k, values);
@@ -314,9 +318,22 @@ pub(super) fn collect<O: DeserializeOwned + 'static>(
         .cut()
         .totals()
         .expect("the loop ends once the input has");
-    if let Some(mut out) = placed {
-        out.truncate(items);
-        return Ok(out);
+    // The chunks placed are the first ones (those within the announced length), the others
+    // follow in order.
+    let placed = match job.take_output() {
+        Some(output) => in_place::finish::<O>(output).ok_or_else(|| {
+            Error::Malformed("a pool call's output has a gap between its chunks".to_owned())
+        })?,
+        None => Vec::new(),
+    };
+    let mut out = placed;
+    out.reserve(items - out.len().min(items));
+    out.extend(parts.into_values().flatten());
+    if out.len() != items {
+        return Err(Error::Malformed(format!(
+            "a pool call of {items} tasks has {} results",
+            out.len()
+        )));
     }
-    Ok(parts.into_values().flatten().collect())
+    Ok(out)
 }

@@ -70,12 +70,6 @@ impl Frame {
         codec::decode_seq(&self.bytes()[self.start..], fds)
     }
 
-    /// Decodes the payload, a sequence of `out.len()` numbers, straight into `out`; `None`
-    /// when `T` is not a primitive number (see [`codec::decode_seq_into`]).
-    pub(crate) fn decode_seq_into<T: 'static>(&self, out: &mut [T]) -> Option<Result<()>> {
-        codec::decode_seq_into(&self.bytes()[self.start..], out)
-    }
-
     /// Decodes a leading header `H` (which carries no handles) and returns the frame with the
     /// rest of the payload, for a decoder that knows its type only after reading the header.
     pub(crate) fn split_prefix<H: serde::de::DeserializeOwned>(mut self) -> Result<(H, Frame)> {
@@ -112,7 +106,13 @@ impl Frame {
     }
 
     fn bytes(&self) -> &[u8] {
-        match &self.payload {
+        self.payload.bytes()
+    }
+}
+
+impl Payload {
+    fn bytes(&self) -> &[u8] {
+        match self {
             Payload::Inline(v) => v,
             Payload::Sealed(b) => b.as_slice(),
         }
