@@ -102,6 +102,8 @@ struct JobState {
     revoked: bool,
     /// A chunk failed or holds a panic: the call's result is an error.
     failed: bool,
+    /// Threads asleep in `wait_for`.
+    sleepers: usize,
     waker: Option<Waker>,
     listeners: Vec<(Arc<Completions>, usize)>,
     /// Callbacks run on every chunk's arrival before the call counts as finished: told
@@ -153,6 +155,7 @@ impl Job {
                 cancelled: false,
                 revoked: false,
                 failed: false,
+                sleepers: 0,
                 waker: None,
                 listeners: Vec::new(),
                 held_by: None,
@@ -207,8 +210,7 @@ impl Job {
         }
         st.announce();
         self.arrivals.fetch_add(1, Ordering::Release);
-        drop(st);
-        self.changed.notify_all();
+        self.wake(st);
     }
 
     /// Fixes the number of chunks of a call started as a stream (`total: None`), once every
@@ -217,8 +219,7 @@ impl Job {
         let mut st = self.lock();
         st.total = Some(total);
         st.announce();
-        drop(st);
-        self.changed.notify_all();
+        self.wake(st);
     }
 
     /// Holds the call unfinished until [`release`](Job::release): `runner` is told `index`
@@ -234,8 +235,7 @@ impl Job {
         let mut st = self.lock();
         st.held_by = None;
         st.announce();
-        drop(st);
-        self.changed.notify_all();
+        self.wake(st);
     }
 
     /// The caller lost interest: results still to come are dropped, pending tasks skipped.
@@ -243,6 +243,11 @@ impl Job {
         let mut st = self.lock();
         st.cancelled = true;
         st.arrived.clear();
+    }
+
+    /// Whether a chunk has arrived that was not taken yet.
+    pub(crate) fn has_arrived(&self) -> bool {
+        !self.lock().arrived.is_empty()
     }
 
     pub(crate) fn is_cancelled(&self) -> bool {
@@ -287,7 +292,21 @@ impl Job {
         deadline: Option<Instant>,
         pump: &dyn Pump,
     ) -> Option<(usize, ChunkResult)> {
-        let mut st = self.wait_for(deadline, |st| !st.arrived.is_empty(), pump)?;
+        self.take_any_of(deadline, 1, pump)
+    }
+
+    /// [`take_any`](Job::take_any), except that a caller who finds no chunk waiting sleeps
+    /// until `batch` have arrived (the caller makes sure that many are still to come): one
+    /// wake-up for several chunks, when nothing needs the caller sooner.
+    pub(crate) fn take_any_of(
+        &self,
+        deadline: Option<Instant>,
+        batch: usize,
+        pump: &dyn Pump,
+    ) -> Option<(usize, ChunkResult)> {
+        let waiting = !self.lock().arrived.is_empty();
+        let want = if waiting { 1 } else { batch.max(1) };
+        let mut st = self.wait_for(deadline, |st| st.arrived.len() >= want, pump)?;
         let JobState { order, arrived, .. } = &mut *st;
         loop {
             let chunk = order
@@ -332,16 +351,31 @@ impl Job {
             if ready(&st) {
                 return Some(st);
             }
-            st = match deadline {
+            let left = match deadline {
+                None => None,
+                Some(d) => Some(d.checked_duration_since(Instant::now())?),
+            };
+            st.sleepers += 1;
+            st = match left {
                 None => self.changed.wait(st).unwrap_or_else(|e| e.into_inner()),
-                Some(d) => {
-                    let left = d.checked_duration_since(Instant::now())?;
+                Some(left) => {
                     self.changed
                         .wait_timeout(st, left)
                         .unwrap_or_else(|e| e.into_inner())
                         .0
                 }
             };
+            st.sleepers -= 1;
+        }
+    }
+
+    /// Wakes the threads asleep in [`wait_for`](Job::wait_for), if any (a wake-up is a
+    /// system call even with nobody to wake: a `map` would pay one per chunk).
+    fn wake(&self, st: MutexGuard<'_, JobState>) {
+        let sleeping = st.sleepers > 0;
+        drop(st);
+        if sleeping {
+            self.changed.notify_all();
         }
     }
 

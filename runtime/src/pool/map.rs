@@ -105,6 +105,11 @@ pub(super) trait Feed {
     fn refill(&mut self, taken: usize) -> Result<()>;
     /// How the input has been cut so far.
     fn cut(&self) -> Cut;
+    /// How many chunks a caller with nothing to take may sleep for, now that `taken` have
+    /// been taken: as many as are still to come, unless there is more input to submit.
+    fn batch(&self, taken: usize) -> usize {
+        self.cut().chunks - taken
+    }
 }
 
 impl Feed for Cut {
@@ -216,6 +221,17 @@ impl<W: Worker, I: Iterator<Item = W::Args>> Feed for Feeder<'_, W, I> {
     fn cut(&self) -> Cut {
         self.cut
     }
+
+    /// Half the window while the input lasts: the other half keeps the workers busy while
+    /// the caller sleeps.
+    fn batch(&self, taken: usize) -> usize {
+        let to_come = self.cut.chunks - taken;
+        if self.cut.ended {
+            to_come
+        } else {
+            to_come.min(self.window / 2).max(1)
+        }
+    }
 }
 
 /// Submits chunk `chunk` of `call`: `items`, encoded by [`encode_chunk`].
@@ -280,7 +296,10 @@ pub(super) fn collect<O: DeserializeOwned + 'static>(
         feed.cut().totals().is_none_or(|(chunks, _)| taken < chunks)
     };
     while more(feed, taken) {
-        let (k, result) = job.take_any(None, pump).expect("no deadline");
+        // Results need not be taken one by one as they come (numbers are in place already,
+        // others wait in the job): the caller sleeps for a batch, which spares wake-ups.
+        let batch = feed.batch(taken);
+        let (k, result) = job.take_any_of(None, batch, pump).expect("no deadline");
         taken += 1;
         let cut = feed.cut();
         let (first, len) = (k * cut.chunksize, cut.len_of(k));
@@ -302,7 +321,7 @@ pub(super) fn collect<O: DeserializeOwned + 'static>(
             }
         }
         progress.inc(len);
-        if more(feed, taken) {
+        if more(feed, taken) && !job.has_arrived() {
             // Awake anyway: read what else has arrived and feed the workers meanwhile.
             pump.pump();
         }
