@@ -67,7 +67,7 @@ pub(crate) use fork::{
 };
 pub(crate) use interrupt::{arm as arm_interrupts, wait_for_interrupt};
 pub use plain::{AtomicCell, HasAtomic, Numeric, Plain};
-pub(crate) use plain::{NumericFill, is_wire_numeric, numeric_bytes, numeric_vec};
+pub(crate) use plain::{NumericFill, is_wire_numeric, numeric_bytes, numeric_values, numeric_vec};
 #[cfg(target_os = "linux")]
 pub(crate) use poll::{Wakeup, poll_many, poll_readable, poll_writable};
 #[cfg(target_os = "linux")]

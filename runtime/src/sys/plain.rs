@@ -192,6 +192,25 @@ pub(crate) fn numeric_vec<T: 'static>(bytes: &[u8]) -> Option<Vec<T>> {
     Some(v)
 }
 
+/// The values whose bytes are `bytes` (a trailing part of a value is ignored), read in place,
+/// when [`is_wire_numeric::<T>`](is_wire_numeric); `None` otherwise. The iterator knows its
+/// length exactly, so collecting it writes values without a check each.
+pub(crate) fn numeric_values<T: 'static>(
+    bytes: &[u8],
+) -> Option<impl ExactSizeIterator<Item = T> + '_> {
+    if !is_wire_numeric::<T>() {
+        return None;
+    }
+    let n = bytes.len() / size_of::<T>();
+    let start = bytes.as_ptr().cast::<T>();
+    Some((0..n).map(move |i| {
+        // SAFETY: `T` is a primitive integer or float (checked above), valid for every bit
+        // pattern; `i < n`, so value `i` lies whole within `bytes`, which the iterator
+        // borrows (an unaligned read).
+        unsafe { std::ptr::read_unaligned(start.add(i)) }
+    }))
+}
+
 /// A vector of numbers (see [`is_wire_numeric`]) filled by runs of bytes copied to their
 /// place in any order (a pool `map`'s results, chunk by chunk as they arrive), with no zeroing
 /// first: [`NumericFill::finish`] hands the values over only once every one of them has been
@@ -290,6 +309,13 @@ mod tests {
         let bytes = numeric_bytes(&v).unwrap();
         assert_eq!(&bytes[8..16], &(-2.0f64).to_le_bytes());
         assert_eq!(numeric_vec::<f64>(bytes).unwrap(), v);
+        assert_eq!(numeric_values::<f64>(bytes).unwrap().collect::<Vec<_>>(), v);
+        let odd: Vec<u16> = numeric_values(&bytes[1..]).unwrap().collect();
+        assert_eq!(
+            (odd.len(), odd[3]),
+            (11, u16::from_le_bytes([bytes[7], bytes[8]]))
+        );
+        assert!(numeric_values::<bool>(bytes).is_none());
         assert!(
             numeric_vec::<u32>(&[1, 2, 3]).is_none(),
             "not a whole number of values"

@@ -70,6 +70,12 @@ impl Frame {
         codec::decode_seq(&self.bytes()[self.start..], fds)
     }
 
+    /// The values' bytes of a payload that is a sequence of numbers `T`, read where they
+    /// arrived (see [`codec::numeric_seq`]); `None` when `T` is not a primitive number.
+    pub(crate) fn numeric_seq<T: 'static>(&self) -> Option<Result<&[u8]>> {
+        codec::numeric_seq::<T>(&self.bytes()[self.start..])
+    }
+
     /// Decodes a leading header `H` (which carries no handles) and returns the frame with the
     /// rest of the payload, for a decoder that knows its type only after reading the header.
     pub(crate) fn split_prefix<H: serde::de::DeserializeOwned>(mut self) -> Result<(H, Frame)> {
