@@ -339,7 +339,7 @@ mod tests {
         assert_eq!(fill.finish().unwrap(), [0, 1, 2, 3, 4, 5]);
 
         let mut gap = NumericFill::<u64>::new(4).unwrap();
-        assert!(gap.place(2, &numeric_bytes(&[2u64]).unwrap()));
+        assert!(gap.place(2, numeric_bytes(&[2u64]).unwrap()));
         assert!(gap.finish().is_none(), "values 0 and 1 never written");
         assert_eq!(NumericFill::<u64>::new(4).unwrap().finish().unwrap(), []);
         assert!(NumericFill::<bool>::new(3).is_none());
