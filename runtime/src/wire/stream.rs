@@ -295,6 +295,7 @@ impl Channel {
         let payload = if header.out_of_line {
             let payload = open_out_of_line(header.len, &mut fds)?;
             if fds.is_empty() && take(payload.bytes()) {
+                rx.consume(body);
                 return Ok(None);
             }
             payload
@@ -444,6 +445,30 @@ mod tests {
             }
         }
         writer.join().unwrap();
+    }
+
+    #[test]
+    fn a_payload_taken_where_it_lies_is_consumed() {
+        // Inline and out of line (a sealed buffer): the frame after a taken one arrives intact.
+        let (a, b) = pair();
+        for size in [100, 3 * INLINE_MAX] {
+            let big = serde_bytes::ByteBuf::from(vec![5u8; size]);
+            a.send(&big).unwrap();
+            a.send(&"next".to_string()).unwrap();
+            let mut seen = 0;
+            let taken = b
+                .recv_frame_or(None, |payload| {
+                    seen = payload.len();
+                    true
+                })
+                .unwrap();
+            assert!(
+                taken.is_none() && seen > size,
+                "{size}: {seen} bytes offered"
+            );
+            let next: String = b.recv_frame(None).unwrap().decode().unwrap();
+            assert_eq!(next, "next");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! A pool worker runs a chunk's tasks under one panic guard at a time: tasks that panic
-//! anywhere in a chunk (the first, the last, several in a row) fail alone, in their place,
-//! and the numbers of a `map` still land in order in its output.
+//! Chunks of a pool call: a worker runs a chunk's tasks under one panic guard at a time, so
+//! tasks that panic anywhere in a chunk (the first, the last, several in a row) fail alone, in
+//! their place; and a `map`'s numeric results land in order in its output, from inline and
+//! from out-of-line (large) replies alike.
 mp::guard!();
 
 use std::time::Duration;
@@ -15,6 +16,11 @@ fn panic_on_multiples(n: u32, of: u32) -> u32 {
         panic!("task {n} is bad");
     }
     n
+}
+
+#[mp::worker]
+fn square(n: u64) -> u64 {
+    n * n
 }
 
 #[mp::worker]
@@ -56,4 +62,20 @@ fn every_panic_in_a_chunk_fails_only_its_own_task() {
             .map(|n| f64::from(n) / 2.0)
             .collect::<Vec<_>>()
     );
+}
+
+#[test]
+fn results_too_large_for_an_inline_frame_land_in_place() {
+    let _w = watchdog(LIMIT);
+    let pool = mp::Pool::new(2).unwrap();
+    // 50 000 results of 8 bytes a chunk: each reply travels in a sealed buffer of its own.
+    let squares: Vec<u64> = (0..200_000u64).map(|n| n * n).collect();
+    for _ in 0..3 {
+        assert_eq!(
+            pool.chunksize(50_000).map(square, 0..200_000u64).unwrap(),
+            squares
+        );
+    }
+    assert_eq!(pool.map(square, 0..1000u64).unwrap(), squares[..1000]);
+    assert_eq!(pool.apply(square, 7).unwrap(), 49);
 }
