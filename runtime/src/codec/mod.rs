@@ -273,21 +273,11 @@ pub(crate) fn decode_seq<T: DeserializeOwned + 'static>(
     numeric_body::<T>(bytes).map(|body| sys::numeric_vec(body).expect("numeric, whole values"))
 }
 
-/// Decodes a sequence of exactly `out.len()` values from `bytes` into `out`, when `T` is a
-/// primitive integer or float (`None` otherwise: the caller decodes with [`decode_seq`]).
-pub(crate) fn decode_seq_into<T: 'static>(bytes: &[u8], out: &mut [T]) -> Option<Result<()>> {
-    let want = out.len();
-    let dest = sys::numeric_bytes_mut(out)?;
-    Some(numeric_body::<T>(bytes).and_then(|body| {
-        if body.len() != dest.len() {
-            return Err(Error::Decode(format!(
-                "expected {want} values, the message has {}",
-                body.len() / size_of::<T>()
-            )));
-        }
-        dest.copy_from_slice(body);
-        Ok(())
-    }))
+/// The values' bytes of a sequence of `T` encoded in `bytes` (checked to hold exactly the
+/// count it announces), when `T` is a primitive integer or float (`None` otherwise: the
+/// caller decodes with [`decode_seq`]): numbers copied from there need no decoding.
+pub(crate) fn numeric_seq<T: 'static>(bytes: &[u8]) -> Option<Result<&[u8]>> {
+    sys::is_wire_numeric::<T>().then(|| numeric_body::<T>(bytes))
 }
 
 /// The values' bytes of an encoded sequence of `T` (a `u64` count, then the values), checked
@@ -428,10 +418,8 @@ mod tests {
         bulk.extend_from_slice(tail);
         assert_eq!(plain, bulk, "{}", std::any::type_name::<T>());
         assert_eq!(decode_seq::<T>(&plain, Vec::new()).unwrap(), items);
-        let mut out = vec![items[0]; items.len()];
-        if let Some(done) = decode_seq_into(&plain, &mut out) {
-            done.unwrap();
-            assert_eq!(out, items);
+        if let Some(body) = numeric_seq::<T>(&plain) {
+            assert_eq!(body.unwrap(), sys::numeric_bytes(&items).unwrap());
         }
     }
 
@@ -475,8 +463,8 @@ mod tests {
         huge[..8].copy_from_slice(&u64::MAX.to_le_bytes());
         assert!(decode_seq::<u64>(&huge, Vec::new()).is_err());
         assert!(decode_seq::<u32>(&buf[..4], Vec::new()).is_err());
-        assert!(decode_seq_into(&buf, &mut [0u64; 2]).unwrap().is_err());
-        assert!(decode_seq_into(&buf, &mut [false; 3]).is_none());
+        assert!(numeric_seq::<u64>(&buf[..buf.len() - 8]).unwrap().is_err());
+        assert!(numeric_seq::<bool>(&buf).is_none());
     }
 
     #[test]

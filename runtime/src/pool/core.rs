@@ -25,6 +25,7 @@ use super::child::FromWorker;
 use super::job::{Job, Pump};
 use super::outcome::{ChunkFailure, ChunkResult, StopReason};
 use super::wire::Encoded;
+use crate::codec;
 use crate::error::{Error, Result};
 use crate::sys;
 use crate::wire::Channel;
@@ -327,8 +328,18 @@ pub(super) fn read_replies(st: &mut PoolState, i: usize) {
         if slot.dead {
             return;
         }
-        let frame = match slot.channel.recv_frame(Some(Duration::ZERO)) {
-            Ok(frame) => frame,
+        // Numeric results of the running chunk go straight into its call's output, when it
+        // has one, from where they arrived.
+        let running = slot.in_flight.front().map(|f| &f.chunk);
+        let got = slot.channel.recv_frame_or(Some(Duration::ZERO), |payload| {
+            running.is_some_and(|chunk| place_results(chunk, payload))
+        });
+        let frame = match got {
+            Ok(Some(frame)) => frame,
+            Ok(None) => {
+                finish_front(st, i, ChunkResult::Placed);
+                continue;
+            }
             Err(Error::Timeout) => return,
             Err(Error::Disconnected) => {
                 slot.dead = true;
@@ -373,6 +384,18 @@ pub(super) fn read_replies(st: &mut PoolState, i: usize) {
                 finish_front(st, i, ChunkResult::Failed(failure));
             }
         }
+    }
+}
+
+/// Copies the results in a worker's reply `payload` (for `chunk`) into the chunk's call's
+/// output, if it has one and the reply holds the chunk's results (see `in_place.rs`); whether
+/// they were copied.
+fn place_results(chunk: &Chunk, payload: &[u8]) -> bool {
+    match codec::decode_prefix::<FromWorker>(payload) {
+        Ok((FromWorker::Done { panics: false }, used)) => {
+            chunk.job.place(chunk.index, chunk.len, &payload[used..])
+        }
+        _ => false,
     }
 }
 

@@ -13,6 +13,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
+use super::in_place::Placement;
 use super::outcome::{ChunkFailure, ChunkResult};
 use crate::sys;
 
@@ -77,6 +78,8 @@ pub(crate) struct Job {
     /// Chunks completed so far, readable without the lock: a waiter spins on it briefly
     /// before it sleeps.
     arrivals: AtomicUsize,
+    /// The call's output, when replies are copied into it as they are read (`in_place.rs`).
+    output: Mutex<Option<Box<dyn Placement>>>,
 }
 
 /// How long a waiting caller watches for its result before it sleeps: a short task's result
@@ -99,6 +102,8 @@ struct JobState {
     revoked: bool,
     /// A chunk failed or holds a panic: the call's result is an error.
     failed: bool,
+    /// Threads asleep in `wait_for`.
+    sleepers: usize,
     waker: Option<Waker>,
     listeners: Vec<(Arc<Completions>, usize)>,
     /// Callbacks run on every chunk's arrival before the call counts as finished: told
@@ -150,13 +155,34 @@ impl Job {
                 cancelled: false,
                 revoked: false,
                 failed: false,
+                sleepers: 0,
                 waker: None,
                 listeners: Vec::new(),
                 held_by: None,
             }),
             changed: Condvar::new(),
             arrivals: AtomicUsize::new(0),
+            output: Mutex::new(None),
         })
+    }
+
+    /// Replies are to be copied into `output` as they are read, before any chunk is sent.
+    pub(crate) fn set_output(&self, output: Box<dyn Placement>) {
+        *self.output.lock().unwrap_or_else(|e| e.into_inner()) = Some(output);
+    }
+
+    /// Copies the encoded results `body` of chunk `chunk` (`len` tasks) into the call's output
+    /// if it has one and they fit it (see [`Placement::place`]); whether they were copied.
+    pub(crate) fn place(&self, chunk: usize, len: usize, body: &[u8]) -> bool {
+        let mut output = self.output.lock().unwrap_or_else(|e| e.into_inner());
+        output
+            .as_mut()
+            .is_some_and(|output| output.place(chunk, len, body))
+    }
+
+    /// Takes the call's output back (once every chunk has arrived).
+    pub(crate) fn take_output(&self) -> Option<Box<dyn Placement>> {
+        self.output.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
     fn lock(&self) -> MutexGuard<'_, JobState> {
@@ -173,7 +199,7 @@ impl Job {
                 st.failed = true;
             }
             ChunkResult::Failed(_) | ChunkResult::Done { panics: true, .. } => st.failed = true,
-            ChunkResult::Done { panics: false, .. } => {}
+            ChunkResult::Done { panics: false, .. } | ChunkResult::Placed => {}
         }
         if st.cancelled {
             return;
@@ -184,8 +210,7 @@ impl Job {
         }
         st.announce();
         self.arrivals.fetch_add(1, Ordering::Release);
-        drop(st);
-        self.changed.notify_all();
+        self.wake(st);
     }
 
     /// Fixes the number of chunks of a call started as a stream (`total: None`), once every
@@ -194,8 +219,7 @@ impl Job {
         let mut st = self.lock();
         st.total = Some(total);
         st.announce();
-        drop(st);
-        self.changed.notify_all();
+        self.wake(st);
     }
 
     /// Holds the call unfinished until [`release`](Job::release): `runner` is told `index`
@@ -211,8 +235,7 @@ impl Job {
         let mut st = self.lock();
         st.held_by = None;
         st.announce();
-        drop(st);
-        self.changed.notify_all();
+        self.wake(st);
     }
 
     /// The caller lost interest: results still to come are dropped, pending tasks skipped.
@@ -220,6 +243,11 @@ impl Job {
         let mut st = self.lock();
         st.cancelled = true;
         st.arrived.clear();
+    }
+
+    /// Whether a chunk has arrived that was not taken yet.
+    pub(crate) fn has_arrived(&self) -> bool {
+        !self.lock().arrived.is_empty()
     }
 
     pub(crate) fn is_cancelled(&self) -> bool {
@@ -264,7 +292,21 @@ impl Job {
         deadline: Option<Instant>,
         pump: &dyn Pump,
     ) -> Option<(usize, ChunkResult)> {
-        let mut st = self.wait_for(deadline, |st| !st.arrived.is_empty(), pump)?;
+        self.take_any_of(deadline, 1, pump)
+    }
+
+    /// [`take_any`](Job::take_any), except that a caller who finds no chunk waiting sleeps
+    /// until `batch` have arrived (the caller makes sure that many are still to come): one
+    /// wake-up for several chunks, when nothing needs the caller sooner.
+    pub(crate) fn take_any_of(
+        &self,
+        deadline: Option<Instant>,
+        batch: usize,
+        pump: &dyn Pump,
+    ) -> Option<(usize, ChunkResult)> {
+        let waiting = !self.lock().arrived.is_empty();
+        let want = if waiting { 1 } else { batch.max(1) };
+        let mut st = self.wait_for(deadline, |st| st.arrived.len() >= want, pump)?;
         let JobState { order, arrived, .. } = &mut *st;
         loop {
             let chunk = order
@@ -309,16 +351,31 @@ impl Job {
             if ready(&st) {
                 return Some(st);
             }
-            st = match deadline {
+            let left = match deadline {
+                None => None,
+                Some(d) => Some(d.checked_duration_since(Instant::now())?),
+            };
+            st.sleepers += 1;
+            st = match left {
                 None => self.changed.wait(st).unwrap_or_else(|e| e.into_inner()),
-                Some(d) => {
-                    let left = d.checked_duration_since(Instant::now())?;
+                Some(left) => {
                     self.changed
                         .wait_timeout(st, left)
                         .unwrap_or_else(|e| e.into_inner())
                         .0
                 }
             };
+            st.sleepers -= 1;
+        }
+    }
+
+    /// Wakes the threads asleep in [`wait_for`](Job::wait_for), if any (a wake-up is a
+    /// system call even with nobody to wake: a `map` would pay one per chunk).
+    fn wake(&self, st: MutexGuard<'_, JobState>) {
+        let sleeping = st.sleepers > 0;
+        drop(st);
+        if sleeping {
+            self.changed.notify_all();
         }
     }
 

@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 
 use super::child::ToWorker;
 use super::core::{Chunk, PoolCore};
+use super::in_place;
 use super::job::{Job, Pump};
 use super::link::Backend;
 use super::outcome::Decoded;
@@ -21,7 +22,6 @@ use super::progress::Progress;
 use super::wire::{self, Encoded};
 use crate::codec;
 use crate::error::{Error, Result};
-use crate::sys;
 use crate::wire::INLINE_MAX;
 use crate::worker::{Target, Worker};
 
@@ -105,6 +105,11 @@ pub(super) trait Feed {
     fn refill(&mut self, taken: usize) -> Result<()>;
     /// How the input has been cut so far.
     fn cut(&self) -> Cut;
+    /// How many chunks a caller with nothing to take may sleep for, now that `taken` have
+    /// been taken: as many as are still to come, unless there is more input to submit.
+    fn batch(&self, taken: usize) -> usize {
+        self.cut().chunks - taken
+    }
 }
 
 impl Feed for Cut {
@@ -178,6 +183,16 @@ impl<'p, W: Worker, I: Iterator<Item = W::Args>> Feeder<'p, W, I> {
     }
 }
 
+impl<W: Worker, I> Feeder<'_, W, I> {
+    /// Has the replies of this call of `n` announced tasks copied into its output as they are
+    /// read, when its results are numbers (`in_place.rs`); before its first chunk is sent.
+    pub(super) fn output_in_place(&self, n: usize) {
+        if let Some(output) = in_place::output::<W::Output>(n, self.cut.chunksize) {
+            self.job.set_output(output);
+        }
+    }
+}
+
 impl<W: Worker, I: Iterator<Item = W::Args>> Feed for Feeder<'_, W, I> {
     fn refill(&mut self, taken: usize) -> Result<()> {
         let cut = &mut self.cut;
@@ -205,6 +220,17 @@ impl<W: Worker, I: Iterator<Item = W::Args>> Feed for Feeder<'_, W, I> {
 
     fn cut(&self) -> Cut {
         self.cut
+    }
+
+    /// Half the window while the input lasts: the other half keeps the workers busy while
+    /// the caller sleeps.
+    fn batch(&self, taken: usize) -> usize {
+        let to_come = self.cut.chunks - taken;
+        if self.cut.ended {
+            to_come
+        } else {
+            to_come.min(self.window / 2).max(1)
+        }
     }
 }
 
@@ -252,18 +278,17 @@ fn encode_chunk<T: serde::Serialize + 'static>(
 }
 
 /// Takes every chunk of a call as it arrives, decoding each, and keeps `feed` submitting;
-/// the results in input order, or the first error in input order. `n` is the number of tasks
-/// the input announced. Numbers are decoded straight into their place in the output; other
-/// values chunk by chunk, joined at the end. Awake after each chunk, the caller also works
-/// `pump` (reads what else has arrived and feeds the workers, sharing the supervisor's work).
+/// the results in input order, or the first error in input order. Numbers were copied to their place in the call's output as they were
+/// read (`in_place.rs`), as far as the input announced them; other values (and numbers beyond
+/// that) are decoded chunk by chunk, joined at the end. Awake after each chunk, the caller
+/// also works `pump` (reads what else has arrived and feeds the workers, sharing the
+/// supervisor's work).
 pub(super) fn collect<O: DeserializeOwned + 'static>(
     job: &Job,
-    n: usize,
     progress: &Progress,
     feed: &mut dyn Feed,
     pump: &dyn Pump,
 ) -> Result<Vec<O>> {
-    let mut placed: Option<Vec<O>> = sys::numeric_zeroed(n);
     let mut parts: BTreeMap<usize, Vec<O>> = BTreeMap::new();
     let mut first_error: Option<(usize, Error)> = None;
     let mut taken = 0;
@@ -271,16 +296,14 @@ pub(super) fn collect<O: DeserializeOwned + 'static>(
         feed.cut().totals().is_none_or(|(chunks, _)| taken < chunks)
     };
     while more(feed, taken) {
-        let (k, result) = job.take_any(None, pump).expect("no deadline");
+        // Results need not be taken one by one as they come (numbers are in place already,
+        // others wait in the job): the caller sleeps for a batch, which spares wake-ups.
+        let batch = feed.batch(taken);
+        let (k, result) = job.take_any_of(None, batch, pump).expect("no deadline");
         taken += 1;
         let cut = feed.cut();
         let (first, len) = (k * cut.chunksize, cut.len_of(k));
-        if let Some(out) = placed.as_mut().filter(|out| out.len() < first + len) {
-            // The input holds more than it announced.
-            out.extend(sys::numeric_zeroed::<O>(first + len - out.len()).expect("numbers"));
-        }
-        let dest = placed.as_mut().map(|out| &mut out[first..first + len]);
-        match Decoded::decode(result, first, len, job.worker, dest) {
+        match Decoded::decode(result, first, len, job.worker) {
             Decoded::Placed => {}
             Decoded::Values(values) => {
                 parts.insert(k, values);
@@ -298,7 +321,7 @@ pub(super) fn collect<O: DeserializeOwned + 'static>(
             }
         }
         progress.inc(len);
-        if more(feed, taken) {
+        if more(feed, taken) && !job.has_arrived() {
             // Awake anyway: read what else has arrived and feed the workers meanwhile.
             pump.pump();
         }
@@ -314,9 +337,22 @@ pub(super) fn collect<O: DeserializeOwned + 'static>(
         .cut()
         .totals()
         .expect("the loop ends once the input has");
-    if let Some(mut out) = placed {
-        out.truncate(items);
-        return Ok(out);
+    // The chunks placed are the first ones (those within the announced length), the others
+    // follow in order.
+    let placed = match job.take_output() {
+        Some(output) => in_place::finish::<O>(output).ok_or_else(|| {
+            Error::Malformed("a pool call's output has a gap between its chunks".to_owned())
+        })?,
+        None => Vec::new(),
+    };
+    let mut out = placed;
+    out.reserve(items - out.len().min(items));
+    out.extend(parts.into_values().flatten());
+    if out.len() != items {
+        return Err(Error::Malformed(format!(
+            "a pool call of {items} tasks has {} results",
+            out.len()
+        )));
     }
-    Ok(parts.into_values().flatten().collect())
+    Ok(out)
 }

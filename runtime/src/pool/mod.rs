@@ -18,6 +18,7 @@ mod cancel;
 pub(crate) mod child;
 mod core;
 pub(crate) mod executor;
+mod in_place;
 mod input;
 mod job;
 mod link;
@@ -387,7 +388,7 @@ impl Pool {
         let job = Job::new(W::NAME, Some(1), true);
         submit_chunk(&self.shared, worker, &job, 0, vec![args])?;
         Ok((job, Cut::whole(1, 1), |job, mut cut, pump| {
-            let mut v = collect::<W::Output>(job, 1, &Progress::off(), &mut cut, pump)?;
+            let mut v = collect::<W::Output>(job, &Progress::off(), &mut cut, pump)?;
             Ok(v.pop().expect("one result for one task"))
         }))
     }

@@ -92,10 +92,11 @@ impl<'p> CallOptions<'p> {
             window,
             true,
         )?;
+        feed.output_in_place(n);
         feed.refill(0)?;
         let job = Arc::clone(&feed.job);
         let progress = Progress::new(self.progress, Some(n));
-        collect(&job, n, &progress, &mut feed, &*self.pool.shared)
+        collect(&job, &progress, &mut feed, &*self.pool.shared)
     }
 
     /// [`Pool::starmap`] with these options.
@@ -169,10 +170,11 @@ impl<'p> CallOptions<'p> {
             usize::MAX,
             true,
         )?;
+        feed.output_in_place(n);
         feed.refill(0)?;
         let job = Arc::clone(&feed.job);
         Ok((job, feed.cut, |job, mut cut, pump| {
-            collect::<W::Output>(job, cut.items, &Progress::off(), &mut cut, pump)
+            collect::<W::Output>(job, &Progress::off(), &mut cut, pump)
         }))
     }
 

@@ -85,12 +85,15 @@ pub(crate) enum ChunkResult {
         frame: Frame,
         panics: bool,
     },
+    /// Every task returned, and the results were copied into the call's output as they were
+    /// read (`in_place.rs`).
+    Placed,
     Failed(ChunkFailure),
 }
 
 /// Decoded results of one chunk.
 pub(crate) enum Decoded<O> {
-    /// Every task returned; the values are in the destination the decoder was given.
+    /// Every task returned; the values are in the call's output already.
     Placed,
     /// Every task returned.
     Values(Vec<O>),
@@ -99,29 +102,24 @@ pub(crate) enum Decoded<O> {
 }
 
 impl<O: DeserializeOwned + 'static> Decoded<O> {
-    /// Decodes a chunk of tasks `first..first + len` of worker `worker`; numeric values of a
-    /// chunk without failures go straight into `dest` (its `len` slots) when one is given.
+    /// Decodes a chunk of tasks `first..first + len` of worker `worker`.
     pub(crate) fn decode(
         result: ChunkResult,
         first: usize,
         len: usize,
         worker: &str,
-        dest: Option<&mut [O]>,
     ) -> Decoded<O> {
         let each = |f: &dyn Fn() -> Error| Decoded::Mixed((0..len).map(|_| Err(f())).collect());
         match result {
             ChunkResult::Failed(why) => each(&|| why.error(first, len)),
+            ChunkResult::Placed => Decoded::Placed,
             ChunkResult::Done {
                 frame,
                 panics: false,
-            } => match dest.and_then(|dest| frame.decode_seq_into(dest)) {
-                Some(Ok(())) => Decoded::Placed,
-                Some(Err(e)) => each(&|| Error::Decode(e.to_string())),
-                None => match frame.decode_seq::<O>() {
-                    Ok(values) if values.len() == len => Decoded::Values(values),
-                    Ok(values) => each(&|| wrong_count(values.len(), len)),
-                    Err(e) => each(&|| Error::Decode(e.to_string())),
-                },
+            } => match frame.decode_seq::<O>() {
+                Ok(values) if values.len() == len => Decoded::Values(values),
+                Ok(values) => each(&|| wrong_count(values.len(), len)),
+                Err(e) => each(&|| Error::Decode(e.to_string())),
             },
             ChunkResult::Done {
                 frame,
@@ -148,7 +146,7 @@ impl<O: DeserializeOwned + 'static> Decoded<O> {
     /// One result per task (for a chunk decoded without a destination).
     pub(crate) fn into_results(self) -> Vec<Result<O>> {
         match self {
-            Decoded::Placed => unreachable!("decoded without a destination"),
+            Decoded::Placed => unreachable!("only a call with an output has chunks placed"),
             Decoded::Values(v) => v.into_iter().map(Ok).collect(),
             Decoded::Mixed(v) => v,
         }

@@ -416,7 +416,7 @@ impl<W: Worker, I: Iterator> Iterator for Imap<'_, W, I> {
             let len = feed.cut.len_of(k);
             self.progress.inc(len);
             let first = k * feed.cut.chunksize;
-            self.buffer = Decoded::decode(result, first, len, W::NAME, None)
+            self.buffer = Decoded::decode(result, first, len, W::NAME)
                 .into_results()
                 .into_iter();
         }

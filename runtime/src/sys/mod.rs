@@ -68,7 +68,7 @@ pub(crate) use fork::{
 pub(crate) use interrupt::{arm as arm_interrupts, wait_for_interrupt};
 pub use plain::{AtomicCell, HasAtomic, Numeric, Plain};
 pub(crate) use plain::{
-    PREFAULT_FROM, is_wire_numeric, numeric_bytes, numeric_bytes_mut, numeric_vec, numeric_zeroed,
+    NumericFill, PREFAULT_FROM, is_wire_numeric, numeric_bytes, numeric_values, numeric_vec,
     prefault,
 };
 #[cfg(target_os = "linux")]

@@ -175,18 +175,6 @@ pub(crate) fn numeric_bytes<T: 'static>(items: &[T]) -> Option<&[u8]> {
     Some(unsafe { std::slice::from_raw_parts(items.as_ptr().cast::<u8>(), size_of_val(items)) })
 }
 
-/// The bytes of `items`, writable, when [`is_wire_numeric::<T>`](is_wire_numeric); `None`
-/// otherwise.
-pub(crate) fn numeric_bytes_mut<T: 'static>(items: &mut [T]) -> Option<&mut [u8]> {
-    if !is_wire_numeric::<T>() {
-        return None;
-    }
-    let len = size_of_val(items);
-    // SAFETY: as in `numeric_bytes`; besides, every bit pattern is a valid integer or float,
-    // so any bytes written through the view leave valid values.
-    Some(unsafe { std::slice::from_raw_parts_mut(items.as_mut_ptr().cast::<u8>(), len) })
-}
-
 /// A vector of the values whose bytes are `bytes`, when [`is_wire_numeric::<T>`](is_wire_numeric)
 /// and `bytes` holds a whole number of them; `None` otherwise.
 pub(crate) fn numeric_vec<T: 'static>(bytes: &[u8]) -> Option<Vec<T>> {
@@ -241,25 +229,103 @@ pub(crate) fn prefault(ptr: *mut u8, len: usize) {
     };
 }
 
-/// `n` zeros, when [`is_wire_numeric::<T>`](is_wire_numeric) (`None` otherwise): room to
-/// decode numbers into in place. The memory comes zeroed from the allocator, so pages are
-/// touched only when values are written.
-pub(crate) fn numeric_zeroed<T: 'static>(n: usize) -> Option<Vec<T>> {
+/// The values whose bytes are `bytes` (a trailing part of a value is ignored), read in place,
+/// when [`is_wire_numeric::<T>`](is_wire_numeric); `None` otherwise. The iterator knows its
+/// length exactly, so collecting it writes values without a check each.
+pub(crate) fn numeric_values<T: 'static>(
+    bytes: &[u8],
+) -> Option<impl ExactSizeIterator<Item = T> + '_> {
     if !is_wire_numeric::<T>() {
         return None;
     }
-    if n == 0 || size_of::<T>() == 0 {
-        return Some(Vec::new());
+    let n = bytes.len() / size_of::<T>();
+    let start = bytes.as_ptr().cast::<T>();
+    Some((0..n).map(move |i| {
+        // SAFETY: `T` is a primitive integer or float (checked above), valid for every bit
+        // pattern; `i < n`, so value `i` lies whole within `bytes`, which the iterator
+        // borrows (an unaligned read).
+        unsafe { std::ptr::read_unaligned(start.add(i)) }
+    }))
+}
+
+/// A vector of numbers (see [`is_wire_numeric`]) filled by runs of bytes copied to their
+/// place in any order (a pool `map`'s results, chunk by chunk as they arrive), with no zeroing
+/// first: [`NumericFill::finish`] hands the values over only once every one of them has been
+/// written exactly once.
+pub(crate) struct NumericFill<T> {
+    /// Length 0; the values are written into its spare capacity.
+    values: Vec<T>,
+    /// The runs written so far, as `start -> end` (value indices), never overlapping.
+    written: std::collections::BTreeMap<usize, usize>,
+    /// The values written so far (the runs' total length).
+    count: usize,
+    /// The room asked for: runs end by this many values.
+    room: usize,
+}
+
+impl<T: 'static> NumericFill<T> {
+    /// Room for `n` values, when `T` is a wire number; `None` otherwise.
+    pub(crate) fn new(n: usize) -> Option<NumericFill<T>> {
+        (is_wire_numeric::<T>() && size_of::<T>() > 0).then(|| NumericFill {
+            values: Vec::with_capacity(n),
+            written: std::collections::BTreeMap::new(),
+            count: 0,
+            room: n,
+        })
     }
-    let layout = std::alloc::Layout::array::<T>(n).ok()?;
-    // SAFETY: `layout` has a non-zero size (checked above).
-    let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
-    if ptr.is_null() {
-        std::alloc::handle_alloc_error(layout);
+
+    /// Copies `bytes`, whole values, to values `first..`; false (and nothing written) when
+    /// they are not whole values, do not fit in the room asked for, or overlap a run written
+    /// before.
+    pub(crate) fn place(&mut self, first: usize, bytes: &[u8]) -> bool {
+        let size = size_of::<T>();
+        if bytes.len() % size != 0 {
+            return false;
+        }
+        let n = bytes.len() / size;
+        let Some(end) = first.checked_add(n) else {
+            return false;
+        };
+        if end > self.room {
+            return false;
+        }
+        if n == 0 {
+            return true;
+        }
+        let before = self.written.range(..=first).next_back();
+        let after = self.written.range(first..).next();
+        if before.is_some_and(|(_, &e)| e > first) || after.is_some_and(|(&s, _)| s < end) {
+            return false;
+        }
+        let room = self.values.spare_capacity_mut();
+        // SAFETY: `T` is a primitive integer or float (checked by `new`), valid for every bit
+        // pattern; the vector's length is 0, so its spare capacity is values `0..capacity`,
+        // which holds `0..room`, where `first..end` lies (checked above). `bytes` holds
+        // exactly `n` values' bytes and cannot overlap memory the vector owns exclusively.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                room.as_mut_ptr().add(first).cast::<u8>(),
+                bytes.len(),
+            );
+        }
+        self.written.insert(first, end);
+        self.count += n;
+        true
     }
-    // SAFETY: allocated by the global allocator with `T`'s alignment and room for exactly `n`
-    // values, all initialised: zero is a valid integer or float.
-    Some(unsafe { Vec::from_raw_parts(ptr.cast::<T>(), n, n) })
+
+    /// The values written, when they are exactly `0..k` for some `k` (every value once);
+    /// `None` when a gap is left.
+    pub(crate) fn finish(mut self) -> Option<Vec<T>> {
+        let end = self.written.last_key_value().map_or(0, |(_, &e)| e);
+        if end != self.count {
+            return None;
+        }
+        // SAFETY: the runs never overlap (checked by `place`), lie within `0..end` and add up
+        // to `end` values: every value of `0..end` has been written, within the capacity.
+        unsafe { self.values.set_len(end) };
+        Some(self.values)
+    }
 }
 
 #[cfg(test)]
@@ -280,16 +346,40 @@ mod tests {
         let bytes = numeric_bytes(&v).unwrap();
         assert_eq!(&bytes[8..16], &(-2.0f64).to_le_bytes());
         assert_eq!(numeric_vec::<f64>(bytes).unwrap(), v);
+        assert_eq!(numeric_values::<f64>(bytes).unwrap().collect::<Vec<_>>(), v);
+        let odd: Vec<u16> = numeric_values(&bytes[1..]).unwrap().collect();
+        assert_eq!(
+            (odd.len(), odd[3]),
+            (11, u16::from_le_bytes([bytes[7], bytes[8]]))
+        );
+        assert!(numeric_values::<bool>(bytes).is_none());
         assert!(
             numeric_vec::<u32>(&[1, 2, 3]).is_none(),
             "not a whole number of values"
         );
-        let mut back = [0f64; 3];
-        numeric_bytes_mut(&mut back).unwrap().copy_from_slice(bytes);
-        assert_eq!(back, v);
-        assert_eq!(numeric_zeroed::<i32>(3).unwrap(), [0, 0, 0]);
-        assert!(numeric_zeroed::<i32>(0).unwrap().is_empty());
-        assert!(numeric_zeroed::<bool>(3).is_none());
+    }
+
+    #[test]
+    fn fills_hand_over_only_whole_prefixes() {
+        let bytes = |v: &[u32]| numeric_bytes(v).unwrap().to_vec();
+        let mut fill = NumericFill::<u32>::new(6).unwrap();
+        assert!(fill.place(3, &bytes(&[3, 4, 5])));
+        assert!(!fill.place(2, &bytes(&[9, 9])), "overlaps the run at 3");
+        assert!(
+            !fill.place(5, &bytes(&[9, 9])),
+            "overlaps the run at 3, and past the room"
+        );
+        assert!(!fill.place(0, &[1, 2, 3]), "not whole values");
+        assert!(fill.place(0, &bytes(&[0, 1, 2])));
+        assert!(!fill.place(0, &bytes(&[7])), "written already");
+        assert!(fill.place(6, &[]));
+        assert_eq!(fill.finish().unwrap(), [0, 1, 2, 3, 4, 5]);
+
+        let mut gap = NumericFill::<u64>::new(4).unwrap();
+        assert!(gap.place(2, numeric_bytes(&[2u64]).unwrap()));
+        assert!(gap.finish().is_none(), "values 0 and 1 never written");
+        assert_eq!(NumericFill::<u64>::new(4).unwrap().finish().unwrap(), []);
+        assert!(NumericFill::<bool>::new(3).is_none());
     }
 
     #[test]

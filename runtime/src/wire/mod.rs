@@ -72,10 +72,10 @@ impl Frame {
         codec::decode_seq(&self.bytes()[self.start..], fds)
     }
 
-    /// Decodes the payload, a sequence of `out.len()` numbers, straight into `out`; `None`
-    /// when `T` is not a primitive number (see [`codec::decode_seq_into`]).
-    pub(crate) fn decode_seq_into<T: 'static>(&self, out: &mut [T]) -> Option<Result<()>> {
-        codec::decode_seq_into(&self.bytes()[self.start..], out)
+    /// The values' bytes of a payload that is a sequence of numbers `T`, read where they
+    /// arrived (see [`codec::numeric_seq`]); `None` when `T` is not a primitive number.
+    pub(crate) fn numeric_seq<T: 'static>(&self) -> Option<Result<&[u8]>> {
+        codec::numeric_seq::<T>(&self.bytes()[self.start..])
     }
 
     /// Decodes a leading header `H` (which carries no handles) and returns the frame with the
@@ -114,7 +114,13 @@ impl Frame {
     }
 
     fn bytes(&self) -> &[u8] {
-        match &self.payload {
+        self.payload.bytes()
+    }
+}
+
+impl Payload {
+    fn bytes(&self) -> &[u8] {
+        match self {
             Payload::Inline(v) => v,
             Payload::Sealed(b) => b.as_slice(),
         }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::{
     Frame, HEADER, Header, INLINE_MAX, Payload, deadline_after, encode_frame_as,
-    encode_value_frame, open_out_of_line, send_frame_bytes, send_frame_parts,
+    encode_value_frame, open_out_of_line, send_frame_parts,
 };
 use crate::codec::{self, MAX_MESSAGE};
 use crate::error::{Error, Result, SendError};
@@ -37,6 +37,21 @@ struct Rx {
     end: usize,
     fds: VecDeque<OwnedFd>,
     broken: Option<Error>,
+}
+
+impl Rx {
+    /// The buffered bytes up to `end` have been read (a frame that ends there).
+    fn consume(&mut self, end: usize) {
+        self.start = end;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+            if self.buf.len() > KEEP_BUFFER {
+                self.buf.truncate(KEEP_BUFFER);
+                self.buf.shrink_to_fit();
+            }
+        }
+    }
 }
 
 struct Tx {
@@ -140,25 +155,33 @@ impl Channel {
         let mut tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
         let Tx { buf, fds } = &mut *tx;
         let sealed = encode_value_frame(value, buf, fds, self.pass_fds, limit)?;
-        self.send_encoded(buf, fds, sealed)
+        self.send_encoded(buf, &[], fds, sealed)
     }
 
-    /// Sends one frame whose payload `body` writes (see [`encode_frame_as`]; its tail is
-    /// appended), checked against the peer's limit.
+    /// Sends one frame whose payload `body` writes (see [`encode_frame_as`]), checked against
+    /// the peer's limit. An inline frame's tail is sent from where it is, not copied.
     pub(crate) fn send_body<'t>(
         &self,
         body: impl FnOnce(&mut Vec<u8>, &mut Vec<RawFd>) -> Result<&'t [u8]>,
     ) -> Result<()> {
         let mut tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
         let Tx { buf, fds } = &mut *tx;
-        let sealed = encode_frame_as(buf, fds, self.pass_fds, true, body)?;
-        self.send_encoded(buf, fds, sealed)
+        let mut tail: &[u8] = &[];
+        let sealed = encode_frame_as(buf, fds, self.pass_fds, false, |out, fds| {
+            tail = body(out, fds)?;
+            Ok(tail)
+        })?;
+        // Out of line, the tail was copied into the sealed buffer.
+        let tail = if sealed.is_some() { &[][..] } else { tail };
+        self.send_encoded(buf, tail, fds, sealed)
     }
 
-    /// Sends a frame encoded into `buf` (and `sealed`, out of line), under the send lock.
+    /// Sends a frame encoded into `buf` and followed by `tail` (or with its payload in
+    /// `sealed`, out of line), under the send lock.
     fn send_encoded(
         &self,
         buf: &mut Vec<u8>,
+        tail: &[u8],
         fds: &[RawFd],
         sealed: Option<sys::SealedBuffer>,
     ) -> Result<()> {
@@ -170,7 +193,8 @@ impl Channel {
         }
         let len = sealed
             .as_ref()
-            .map_or(buf.len() - HEADER, |s| s.as_slice().len()) as u64;
+            .map_or(buf.len() - HEADER + tail.len(), |s| s.as_slice().len())
+            as u64;
         let limit = self.peer_limit.load(Ordering::Relaxed);
         if len > limit {
             return Err(Error::TooLarge { len, limit });
@@ -185,7 +209,7 @@ impl Channel {
         if let Some(s) = &sealed {
             borrowed.push(s.fd());
         }
-        send_frame_bytes(self.sock.as_fd(), buf, &borrowed)
+        send_frame_parts(self.sock.as_fd(), [buf, tail], &borrowed)
     }
 
     /// Sends a frame already encoded in consecutive `parts` with its descriptors, under the
@@ -210,12 +234,26 @@ impl Channel {
 
     /// Receives one frame, waiting at most `timeout` (`None`: forever).
     pub(crate) fn recv_frame(&self, timeout: Option<Duration>) -> Result<Frame> {
+        let frame = self.recv_frame_or(timeout, |_| false)?;
+        Ok(frame.expect("a frame nobody takes is returned"))
+    }
+
+    /// [`recv_frame`](Channel::recv_frame), first offering the payload of a frame without
+    /// descriptors to `take`, where it lies (the receive buffer, or an out-of-line frame's
+    /// mapping): `None` when `take` took it (returned true), which spares the copy of an
+    /// inline payload into a frame of its own (a pool's numeric results go straight to
+    /// their place in the output).
+    pub(crate) fn recv_frame_or(
+        &self,
+        timeout: Option<Duration>,
+        take: impl FnOnce(&[u8]) -> bool,
+    ) -> Result<Option<Frame>> {
         let deadline = deadline_after(timeout);
         let mut rx = self.rx.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(error) = &rx.broken {
             return Err(error.clone());
         }
-        let result = self.recv_locked(&mut rx, deadline);
+        let result = self.recv_locked(&mut rx, deadline, take);
         if let Err(e @ (Error::Malformed(_) | Error::TooLarge { .. })) = &result {
             rx.broken = Some(e.clone());
         }
@@ -232,7 +270,12 @@ impl Channel {
         sys::poll_readable(self.sock.as_fd(), timeout).map_err(Error::io("poll failed"))
     }
 
-    fn recv_locked(&self, rx: &mut Rx, deadline: Option<Instant>) -> Result<Frame> {
+    fn recv_locked(
+        &self,
+        rx: &mut Rx,
+        deadline: Option<Instant>,
+        take: impl FnOnce(&[u8]) -> bool,
+    ) -> Result<Option<Frame>> {
         self.fill(rx, HEADER, deadline)?;
         let header_bytes: [u8; HEADER] = rx.buf[rx.start..rx.start + HEADER]
             .try_into()
@@ -250,7 +293,15 @@ impl Channel {
         let mut fds = codec::take_fds(&mut rx.fds, fd_count)?;
         let mut start = 0;
         let payload = if header.out_of_line {
-            open_out_of_line(header.len, &mut fds)?
+            let payload = open_out_of_line(header.len, &mut fds)?;
+            if fds.is_empty() && take(payload.bytes()) {
+                rx.consume(body);
+                return Ok(None);
+            }
+            payload
+        } else if fds.is_empty() && take(&rx.buf[body..body + inline_len]) {
+            rx.consume(body + inline_len);
+            return Ok(None);
         } else if inline_len > KEEP_BUFFER && rx.end == body + inline_len {
             // A large frame (socket mode) that is all the buffer holds: the buffer becomes
             // the payload instead of being copied.
@@ -261,20 +312,12 @@ impl Channel {
         } else {
             Payload::Inline(rx.buf[body..body + inline_len].to_vec())
         };
-        rx.start = body + inline_len;
-        if rx.start == rx.end {
-            rx.start = 0;
-            rx.end = 0;
-            if rx.buf.len() > KEEP_BUFFER {
-                rx.buf.truncate(KEEP_BUFFER);
-                rx.buf.shrink_to_fit();
-            }
-        }
-        Ok(Frame {
+        rx.consume(body + inline_len);
+        Ok(Some(Frame {
             payload,
             start,
             fds,
-        })
+        }))
     }
 
     /// Reads until `rx` holds at least `need` unread bytes.
@@ -402,6 +445,30 @@ mod tests {
             }
         }
         writer.join().unwrap();
+    }
+
+    #[test]
+    fn a_payload_taken_where_it_lies_is_consumed() {
+        // Inline and out of line (a sealed buffer): the frame after a taken one arrives intact.
+        let (a, b) = pair();
+        for size in [100, 3 * INLINE_MAX] {
+            let big = serde_bytes::ByteBuf::from(vec![5u8; size]);
+            a.send(&big).unwrap();
+            a.send(&"next".to_string()).unwrap();
+            let mut seen = 0;
+            let taken = b
+                .recv_frame_or(None, |payload| {
+                    seen = payload.len();
+                    true
+                })
+                .unwrap();
+            assert!(
+                taken.is_none() && seen > size,
+                "{size}: {seen} bytes offered"
+            );
+            let next: String = b.recv_frame(None).unwrap().decode().unwrap();
+            assert_eq!(next, "next");
+        }
     }
 
     #[test]
