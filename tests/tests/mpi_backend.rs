@@ -397,6 +397,19 @@ fn a_rank_busy_past_the_heartbeat_bound_with_data_queued_is_not_lost() {
     assert_eq!(r.code, Some(0));
 }
 
+/// The same for a rank still running its initializer when rank 0 has a first task for it
+/// (8 MiB, far more than the receive buffer): the pool sends a task larger than its send
+/// budget only to a ready worker, so no zero window lasts past the bound.
+#[test]
+fn a_rank_initializing_past_the_heartbeat_bound_is_not_lost() {
+    let r = run(
+        &mut mpirun(&["MP_MPI_HEARTBEAT=2"], "slow-init"),
+        Duration::from_secs(60),
+    );
+    assert!(r.out.contains("slow-init ok: 8388608"), "{}", r.out);
+    assert_eq!(r.code, Some(0));
+}
+
 #[test]
 fn a_bad_heartbeat_setting_stops_the_job_naming_it() {
     let r = run(

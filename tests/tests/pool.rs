@@ -380,6 +380,30 @@ fn a_task_over_its_time_limit_is_killed() {
     assert_eq!(pool.apply(square, 9).unwrap(), 81);
 }
 
+/// The limit holds for a task handed to a worker that was still starting: its clock starts
+/// when the worker says it is ready, whichever thread reads that (the waiting caller reads
+/// replies itself, and once did not tell the supervisor that a deadline had begun, so the task
+/// ran to its end: seen 1 run in 12 under load).
+#[test]
+fn a_task_sent_before_its_worker_was_ready_still_times_out() {
+    let _w = watchdog(LIMIT);
+    for round in 0..12 {
+        let pool = mp::Pool::builder()
+            .processes(1)
+            .task_timeout(Duration::from_millis(200))
+            .build()
+            .unwrap();
+        let started = Instant::now();
+        let result = pool.apply(nap, 4_000);
+        assert!(
+            matches!(result, Err(mp::Error::TaskTimeout { .. })),
+            "round {round}: {result:?} after {:?}",
+            started.elapsed()
+        );
+        assert!(started.elapsed() < Duration::from_secs(3), "round {round}");
+    }
+}
+
 #[test]
 fn max_tasks_per_child_replaces_workers() {
     let _w = watchdog(LIMIT);

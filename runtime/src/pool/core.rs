@@ -224,12 +224,24 @@ impl PoolCore {
             return;
         }
         let outstanding = st.outstanding;
+        let running = |st: &PoolState| {
+            st.workers
+                .iter()
+                .filter(|s| s.in_flight.front().is_some_and(|f| f.started.is_some()))
+                .count()
+        };
+        let running_before = running(&st);
         for i in 0..st.workers.len() {
             if !st.workers[i].in_flight.is_empty() {
                 read_replies(&mut st, i);
             }
         }
-        if st.outstanding == outstanding && !st.workers.iter().any(|s| s.dead) {
+        // A worker that said it is ready started its first task's clock: the supervisor must
+        // learn of that deadline even when no task finished.
+        if st.outstanding == outstanding
+            && running(&st) == running_before
+            && !st.workers.iter().any(|s| s.dead)
+        {
             return;
         }
         dispatch(&mut st, &self.config);
@@ -258,7 +270,10 @@ fn has_room(slot: &WorkerSlot, chunk: &Chunk, backlog: bool) -> bool {
         return false;
     }
     match slot.in_flight.len() {
-        0 => true,
+        // A worker still starting (its initializer may run long) reads nothing yet: a task
+        // larger than its budget would fill its socket and block this sender (or, between
+        // ranks, leave a zero window that the heartbeat takes for a vanished host).
+        0 => slot.ready || chunk.msg.socket_len() <= slot.send_budget,
         n => {
             let depth = if slot.fast { PREFETCH_FAST } else { PREFETCH };
             let held: usize = slot
@@ -342,6 +357,14 @@ pub(super) fn read_replies(st: &mut PoolState, i: usize) {
             }
             Err(Error::Timeout) => return,
             Err(Error::Disconnected) => {
+                slot.dead = true;
+                return;
+            }
+            // The connection failed rather than closed (reset, or the heartbeat's timeout
+            // between ranks): the worker is lost, as at an end-of-file.
+            Err(e @ Error::Io { .. }) => {
+                tracing::warn!(target: "mp", "lost the connection to pool worker (pid {}): {e}", slot.pid);
+                slot.kill();
                 slot.dead = true;
                 return;
             }

@@ -63,6 +63,12 @@ fn greet(n: u64) -> u32 {
     mp::mpi::rank()
 }
 
+/// An initializer that takes `ms`.
+#[mp::worker]
+fn nap(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
 /// Sleeps `ms` and gives back how many bytes it was sent.
 #[mp::worker]
 fn hold(ms: u64, bytes: Vec<u8>) -> usize {
@@ -250,6 +256,22 @@ mp::main! {
                         start.elapsed().as_millis()
                     ),
                     Err(e) => println!("busy failed after {} ms: {e}", start.elapsed().as_millis()),
+                }
+            }
+            "slow-init" => {
+                // A rank runs an initializer longer than the heartbeat's bound while rank 0
+                // has a first task for it far larger than its receive buffer: the task waits
+                // for the rank to be ready rather than meeting a closed window.
+                let bound = mp::mpi::heartbeat_bound();
+                let pool = mp::Pool::builder()
+                    .backend(mp::Backend::Mpi)
+                    .processes(1)
+                    .initializer(nap, bound.as_millis() as u64 * 3)
+                    .build()?;
+                let start = std::time::Instant::now();
+                match pool.apply(hold, (0, vec![3u8; 8 << 20])) {
+                    Ok(n) => println!("slow-init ok: {n} after {} ms", start.elapsed().as_millis()),
+                    Err(e) => println!("slow-init failed after {} ms: {e}", start.elapsed().as_millis()),
                 }
             }
             other => println!("unknown mode {other:?}"),
