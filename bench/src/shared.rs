@@ -1,4 +1,4 @@
-//! `shared` benchmark: locked `Value` increments, filling a shared `f64` array from two
+//! `shared` benchmark: locked `Value` increments, an uncontended `Array` lock, filling a shared `f64` array from two
 //! processes (against `memcpy` bandwidth), and handing a 100 MB array to a worker by handle
 //! (against Python pickling it). Python's side is `python/shared.py`, run in the same process
 //! tree right before.
@@ -77,6 +77,16 @@ pub(crate) fn run(quick: bool, with_python: bool) -> mp::Result<Vec<Row>> {
     assert_eq!(counter.get()?, 3 * n_incr, "lost increments");
     let contended = wall / (2 * n_incr) as f64;
 
+    // 1b. An uncontended array lock: lock the whole array, write one element, unlock (the
+    //     range-lock path, with no other holder).
+    let cells = mp::Array::<u64>::new(16)?;
+    let t = Instant::now();
+    for _ in 0..n_incr {
+        cells.lock()?[3] += 1;
+    }
+    let array_alone = t.elapsed().as_secs_f64() / n_incr as f64;
+    assert_eq!(cells.get(3)?, n_incr, "lost array writes");
+
     // 2. Fill a shared f64 array from two processes, against memcpy of the same bytes.
     let data = mp::Array::<f64>::new(fill)?;
     let start = mp::Barrier::new(2)?;
@@ -130,6 +140,14 @@ pub(crate) fn run(quick: bool, with_python: bool) -> mp::Result<Vec<Row>> {
             unit: "µs/op",
             mp: contended * 1e6,
             python: pyf("incr_contended_s").map(|s| s * 1e6),
+            floor: None,
+            lower_is_better: true,
+        },
+        Row {
+            what: "Array lock+write, 1 pr",
+            unit: "µs/op",
+            mp: array_alone * 1e6,
+            python: None,
             floor: None,
             lower_is_better: true,
         },

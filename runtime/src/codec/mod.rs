@@ -1,6 +1,7 @@
 //! The wire format, in one place: its encoder (`ser.rs`) and decoder (`de.rs`), size-limited
 //! encoding and decoding, the bulk paths for sequences of numbers, and the side table through
-//! which OS handles inside values travel next to the bytes (`SCM_RIGHTS`, in `fds.rs`). It
+//! which OS handles inside values travel next to the bytes (`SCM_RIGHTS`, in `fds.rs`), and
+//! the byte strings that hold encoded values (`Bytes`; `SmallBytes`, inline when short). It
 //! knows nothing of frames, sockets or rings (that is `wire/`).
 //!
 //! The format is bincode 2's with fixed-size little-endian integers, byte for byte: integers
@@ -25,6 +26,7 @@ mod fds;
 #[cfg(test)]
 mod format_tests;
 mod ser;
+mod small_bytes;
 
 use std::os::fd::{OwnedFd, RawFd};
 
@@ -36,6 +38,7 @@ use self::fds::{FD_SOURCE, FdTable};
 pub use self::fds::{Fd, fd};
 pub(crate) use self::fds::{collecting_fds, in_send, take_fds};
 use self::ser::{Encoder, SizeSink, SliceSink, VecSink};
+pub(crate) use self::small_bytes::SmallBytes;
 use crate::error::{Error, Result};
 use crate::sys;
 

@@ -114,7 +114,7 @@ impl ObjectKind for StoredArray {
 
     fn incoming(op: &ArrayOp) -> Vec<u64> {
         match op {
-            ArrayOp::Set(_, b) => b.refs.clone(),
+            ArrayOp::Set(_, b) => b.refs.to_vec(),
             _ => Vec::new(),
         }
     }

@@ -237,7 +237,7 @@ impl<T: Managed> ManagedProxy<T> {
                     .to_owned(),
             ));
         }
-        self.reply(CustomOp::Apply(blob.bytes))
+        self.reply(CustomOp::Apply(Bytes(blob.bytes.into_vec())))
     }
 
     /// A copy of the value now.
@@ -318,8 +318,8 @@ impl ObjectKind for StoredCustom {
         };
         Ok((
             Reply::Blob(Blob {
-                bytes: Bytes(bytes),
-                refs: Vec::new(),
+                bytes: bytes.into(),
+                refs: Default::default(),
             }),
             Out::Copied,
         ))

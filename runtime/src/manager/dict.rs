@@ -376,7 +376,7 @@ impl ObjectKind for StoredDict {
 
     fn incoming(op: &DictOp) -> Vec<u64> {
         match op {
-            DictOp::Insert(_, b) => b.refs.clone(),
+            DictOp::Insert(_, b) => b.refs.to_vec(),
             DictOp::Swap { value, .. } => refs_of(value),
             DictOp::Update(pairs) => refs_of(pairs.iter().map(|(_, v)| v)),
             _ => Vec::new(),

@@ -14,14 +14,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use crate::codec::Bytes;
+use crate::codec::{Bytes, SmallBytes};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::object::Registered;
 use super::protocol::{
-    Blob, Control, Envelope, Key, Never, Reply, Request, Response, Type, Variant, spin_toward,
-    unexpected,
+    Blob, Control, Envelope, Key, Never, Refs, Reply, Request, Response, Type, Variant,
+    spin_toward, unexpected,
 };
 use crate::codec;
 use crate::connection::{self, Address};
@@ -467,7 +467,11 @@ pub(crate) fn encode_for<T: Serialize + ?Sized>(
 
 /// Encodes a dict key: compared by its bytes, so it may hold no proxy.
 pub(crate) fn encode_key<T: Serialize + ?Sized>(key: &T) -> Result<Key> {
-    encode_in(Storing::Key, codec::MAX_MESSAGE, key).map(|blob| blob.bytes)
+    let mut bytes = Vec::new();
+    encoding_as(Storing::Key, || {
+        codec::encode_collected(key, &mut bytes, codec::MAX_MESSAGE)
+    })?;
+    Ok(Bytes(bytes))
 }
 
 /// Decodes a dict key (which holds no proxy).
@@ -482,30 +486,40 @@ fn encode_in<T: Serialize + ?Sized>(storing: Storing, limit: u64, value: &T) -> 
 
 /// Encodes each of `values` into its own blob under one encoding context (a batch sets up
 /// the thread-locals once, not per item); proxies to the server of `storing` leave their
-/// ids in the blob that holds them.
+/// ids in the blob that holds them. Each value is encoded into one reused buffer and a short
+/// one copied inline into its blob: no allocation per small item.
 fn encode_each<'v, T: Serialize + ?Sized + 'v>(
     storing: Storing,
     limit: u64,
     values: impl Iterator<Item = &'v T>,
 ) -> Result<Vec<Blob>> {
-    let mut fds = Vec::new();
-    let previous = STORING.with(|s| s.replace(Some(storing)));
-    let blobs = codec::collecting_fds(&mut fds, || {
+    let mut buf = Vec::new();
+    encoding_as(storing, || {
         values
             .map(|value| {
-                let mut bytes = Vec::new();
-                codec::encode_collected(value, &mut bytes, limit)?;
+                buf.clear();
+                codec::encode_collected(value, &mut buf, limit)?;
                 let refs = STORING.with(|s| match s.borrow_mut().as_mut() {
-                    Some(Storing::Value { refs, .. }) => std::mem::take(refs),
-                    _ => Vec::new(),
+                    Some(Storing::Value { refs, .. }) if !refs.is_empty() => {
+                        Refs::from(std::mem::take(refs))
+                    }
+                    _ => Refs::default(),
                 });
                 Ok(Blob {
-                    bytes: Bytes(bytes),
+                    bytes: SmallBytes::take_from(&mut buf),
                     refs,
                 })
             })
             .collect::<Result<Vec<_>>>()
-    });
+    })
+}
+
+/// Runs `encode` with `storing` as the encoding context and descriptors collected: a value
+/// holding an OS handle cannot be stored in a manager.
+fn encoding_as<R>(storing: Storing, encode: impl FnOnce() -> Result<R>) -> Result<R> {
+    let mut fds = Vec::new();
+    let previous = STORING.with(|s| s.replace(Some(storing)));
+    let result = codec::collecting_fds(&mut fds, encode);
     STORING.with(|s| s.replace(previous));
     if !fds.is_empty() {
         return Err(Error::Encode(
@@ -514,7 +528,7 @@ fn encode_each<'v, T: Serialize + ?Sized + 'v>(
                 .to_owned(),
         ));
     }
-    blobs
+    result
 }
 
 /// The type description of an object of kind `kind` over element types `E`.

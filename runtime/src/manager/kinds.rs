@@ -141,7 +141,7 @@ impl Contents {
     /// Takes the references the stored values hold (the object is being freed).
     pub(crate) fn take_refs(&mut self) -> Vec<u64> {
         let mut refs = Vec::new();
-        self.for_each_value(&mut |b| refs.append(&mut b.refs));
+        self.for_each_value(&mut |b| refs.append(&mut b.refs.take()));
         refs
     }
 }

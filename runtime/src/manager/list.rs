@@ -99,7 +99,8 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// Removes the first item equal to `item` (compared by encoding); whether there was one
     /// (Python's `list.remove(x)`, without the `ValueError`).
     pub fn remove_item(&self, item: &T) -> Result<bool> {
-        match self.op(ListOp::RemoveItem(self.handle.encode(item)?.bytes))? {
+        let bytes = self.handle.encode(item)?.bytes.into_vec();
+        match self.op(ListOp::RemoveItem(crate::codec::Bytes(bytes)))? {
             Reply::Bool(found) => Ok(found),
             other => Err(unexpected(other)),
         }
@@ -347,7 +348,7 @@ impl ObjectKind for StoredList {
 
     fn incoming(op: &ListOp) -> Vec<u64> {
         match op {
-            ListOp::Push(b) | ListOp::Set(_, b) | ListOp::Insert(_, b) => b.refs.clone(),
+            ListOp::Push(b) | ListOp::Set(_, b) | ListOp::Insert(_, b) => b.refs.to_vec(),
             ListOp::Extend(items) | ListOp::Replace { items, .. } => refs_of(items),
             _ => Vec::new(),
         }
@@ -404,7 +405,7 @@ impl ObjectKind for StoredList {
                 (Reply::Blob(items.remove(i)), Taken)
             }
             ListOp::Pop => (Reply::MaybeBlob(items.pop()), Taken),
-            ListOp::RemoveItem(item) => match items.iter().position(|x| x.bytes == item) {
+            ListOp::RemoveItem(item) => match items.iter().position(|x| *x.bytes == *item) {
                 Some(i) => {
                     discard(items.remove(i), dropped);
                     (Reply::Bool(true), Copied)

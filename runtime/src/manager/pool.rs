@@ -261,8 +261,8 @@ impl ObjectKind for StoredPool {
                         .into_iter()
                         .map(|r| {
                             r.map(|bytes| Blob {
-                                bytes,
-                                refs: Vec::new(),
+                                bytes: bytes.into(),
+                                refs: Default::default(),
                             })
                         })
                         .collect::<Result<_>>()?,

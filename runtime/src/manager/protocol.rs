@@ -24,12 +24,64 @@ pub(crate) type Key = crate::codec::Bytes;
 /// - in the server's store: the same ids, one reference each;
 /// - from the server, in a value it returns: one transfer token per proxy, a reference of
 ///   its own that the proxy decoded from the bytes consumes when it attaches (or gives back).
+///
+/// A blob is 32 bytes and, for a value of up to 22 encoded bytes without proxies, no
+/// allocation: batches of small values (`extend` of 10 000 numbers) are bound by how many
+/// bytes and allocations each item costs on both sides.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Blob {
-    pub(crate) bytes: crate::codec::Bytes,
+    pub(crate) bytes: crate::codec::SmallBytes,
     /// Empty for almost every value: it travels as one byte then (see [`refs_wire`]).
     #[serde(with = "refs_wire")]
-    pub(crate) refs: Vec<u64>,
+    pub(crate) refs: Refs,
+}
+
+/// The references of a [`Blob`], in order: a slice of ids or tokens, one pointer wide and
+/// no allocation when empty (almost always).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+// Boxed so that it is one pointer (a `Vec` is three, a boxed slice two): a blob stays 32 bytes.
+#[allow(clippy::box_collection)]
+pub(crate) struct Refs(Option<Box<Vec<u64>>>);
+
+impl Refs {
+    /// Takes the references out, leaving none.
+    pub(crate) fn take(&mut self) -> Vec<u64> {
+        self.0.take().map(|v| *v).unwrap_or_default()
+    }
+}
+
+impl std::ops::Deref for Refs {
+    type Target = [u64];
+    fn deref(&self) -> &[u64] {
+        self.0.as_deref().map_or(&[], Vec::as_slice)
+    }
+}
+
+impl std::ops::DerefMut for Refs {
+    fn deref_mut(&mut self) -> &mut [u64] {
+        self.0.as_deref_mut().map_or(&mut [], Vec::as_mut_slice)
+    }
+}
+
+impl From<Vec<u64>> for Refs {
+    fn from(refs: Vec<u64>) -> Refs {
+        // Empty is `None`, so that equal references compare equal.
+        Refs((!refs.is_empty()).then(|| Box::new(refs)))
+    }
+}
+
+impl FromIterator<u64> for Refs {
+    fn from_iter<I: IntoIterator<Item = u64>>(iter: I) -> Refs {
+        Refs::from(iter.into_iter().collect::<Vec<_>>())
+    }
+}
+
+impl IntoIterator for Refs {
+    type Item = u64;
+    type IntoIter = std::vec::IntoIter<u64>;
+    fn into_iter(mut self) -> Self::IntoIter {
+        self.take().into_iter()
+    }
 }
 
 /// A blob's references on the wire: an `Option`, so the common value without proxies costs
@@ -38,12 +90,16 @@ pub(crate) struct Blob {
 mod refs_wire {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    pub(super) fn serialize<S: Serializer>(refs: &[u64], s: S) -> Result<S::Ok, S::Error> {
-        (!refs.is_empty()).then_some(refs).serialize(s)
+    use super::Refs;
+
+    pub(super) fn serialize<S: Serializer>(refs: &Refs, s: S) -> Result<S::Ok, S::Error> {
+        (!refs.is_empty()).then_some(&**refs).serialize(s)
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
-        Ok(Option::<Vec<u64>>::deserialize(d)?.unwrap_or_default())
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Refs, D::Error> {
+        Ok(Option::<Vec<u64>>::deserialize(d)?
+            .map(Refs::from)
+            .unwrap_or_default())
     }
 }
 
@@ -58,8 +114,8 @@ impl Blob {
     #[cfg(test)]
     pub(crate) fn holding(bytes: &[u8], refs: &[u64]) -> Blob {
         Blob {
-            bytes: crate::codec::Bytes(bytes.to_vec()),
-            refs: refs.to_vec(),
+            bytes: crate::codec::SmallBytes::from_slice(bytes),
+            refs: Refs::from(refs.to_vec()),
         }
     }
 }
@@ -280,4 +336,43 @@ pub(crate) fn spin_toward(peer_cpu: u32) -> Duration {
 /// An unexpected reply: a protocol bug or a server of another version.
 pub(crate) fn unexpected(reply: Reply) -> Error {
     Error::Malformed(format!("unexpected reply from the manager: {reply:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_small_blob_is_32_bytes_and_no_allocation_with_the_same_wire_bytes() {
+        // A batch of 10 000 small values is bound by each item's bytes and allocations on
+        // both sides: a blob was 48 bytes plus a buffer of its own (issue 18, "manager
+        // batched append" 0.125 -> 0.15 µs/item).
+        assert_eq!(size_of::<Blob>(), 32);
+        let blob = Blob::holding(&7u64.to_le_bytes(), &[]);
+        assert!(matches!(
+            blob.bytes,
+            crate::codec::SmallBytes::Inline { .. }
+        ));
+        assert!(blob.refs.0.is_none());
+
+        // On the wire: a byte string, then the references as an `Option`.
+        let mut wire = Vec::new();
+        crate::codec::encode(&blob, &mut wire, &mut Vec::new()).unwrap();
+        let mut expected = 8u64.to_le_bytes().to_vec();
+        expected.extend_from_slice(&7u64.to_le_bytes());
+        expected.push(0);
+        assert_eq!(wire, expected);
+        let back: Blob = crate::codec::decode(&wire, Vec::new()).unwrap();
+        assert_eq!(back, blob);
+
+        let holding = Blob::holding(b"a proxy, say", &[3, 4]);
+        let mut wire = Vec::new();
+        crate::codec::encode(&holding, &mut wire, &mut Vec::new()).unwrap();
+        let back: Blob = crate::codec::decode(&wire, Vec::new()).unwrap();
+        assert_eq!(
+            (&back.bytes[..], &back.refs[..]),
+            (&b"a proxy, say"[..], &[3, 4][..])
+        );
+        assert_eq!(Refs::from(Vec::new()), Refs::default());
+    }
 }

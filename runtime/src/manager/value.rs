@@ -150,7 +150,7 @@ impl ObjectKind for StoredValue {
 
     fn incoming(op: &ValueOp) -> Vec<u64> {
         match op {
-            ValueOp::Set(b) | ValueOp::Swap { value: b, .. } => b.refs.clone(),
+            ValueOp::Set(b) | ValueOp::Swap { value: b, .. } => b.refs.to_vec(),
             ValueOp::Get => Vec::new(),
         }
     }

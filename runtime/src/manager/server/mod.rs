@@ -248,7 +248,7 @@ impl Server {
             return;
         };
         let mut tokens = Vec::new();
-        reply.for_each_blob(|b| tokens.append(&mut b.refs));
+        reply.for_each_blob(|b| tokens.append(&mut b.refs.take()));
         if tokens.is_empty() {
             return;
         }
@@ -313,7 +313,7 @@ impl Server {
         }
         let mut store = lock(&self.store);
         reply.for_each_blob(|b| {
-            for r in &mut b.refs {
+            for r in b.refs.iter_mut() {
                 *r = store.issue(*r, copy);
             }
         });
