@@ -298,7 +298,12 @@ impl Channel {
                     rx.start = 0;
                 }
             }
-            if rx.buf.len() < INLINE_MAX + HEADER {
+            if rx.buf.is_empty() {
+                // A new channel's first read (every child's bootstrap): zeroed by the
+                // allocator (`calloc`), which need not write fresh pages, where `resize` would
+                // write, and fault in, all of them.
+                rx.buf = vec![0; INLINE_MAX + HEADER];
+            } else if rx.buf.len() < INLINE_MAX + HEADER {
                 rx.buf.resize(INLINE_MAX + HEADER, 0);
             } else if rx.start + need > rx.buf.len() && rx.buf.len() - rx.end < MIN_READ {
                 // A frame larger than the buffer (socket mode) whose bytes have filled it:
