@@ -14,6 +14,13 @@ fn key_of_child() -> Vec<u8> {
     mp::current_process().authkey().to_vec()
 }
 
+/// Its key, once told to end (until then it is an active child).
+#[mp::worker]
+fn key_when_told(told: mp::Connection<()>) -> Vec<u8> {
+    let _ = told.recv();
+    mp::current_process().authkey().to_vec()
+}
+
 #[mp::worker]
 fn key_of_grandchild() -> mp::Result<Vec<u8>> {
     mp::spawn(key_of_child, ())?.join()
@@ -69,7 +76,8 @@ fn children_inherit_the_key_and_servers_use_it_by_default() {
 #[test]
 fn only_the_current_process_key_can_be_set() {
     let _w = limit();
-    let mut p = mp::spawn(key_of_child, ()).unwrap();
+    let (tell, told) = mp::pipe::<()>().unwrap();
+    let mut p = mp::spawn(key_when_told, told).unwrap();
     let mut children = mp::active_children();
     let child = children
         .iter_mut()
@@ -79,6 +87,7 @@ fn only_the_current_process_key_can_be_set() {
         child.set_authkey(b"not mine to set"),
         Err(mp::Error::InvalidArgument(_))
     ));
+    tell.send(()).unwrap();
     p.join().unwrap();
 }
 

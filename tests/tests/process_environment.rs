@@ -11,10 +11,23 @@ fn limit() -> mp_tests::Watchdog {
     mp_tests::watchdog(Duration::from_secs(60))
 }
 
+/// What this process's descriptors are open on (`/proc/self/fd`'s links: `pipe:[inode]`, ...).
+/// Compared by file, not by number: a child started by the fork server holds the server's
+/// descriptors (its bootstrap socket, say) at numbers that are free in the parent.
 #[mp::worker]
-fn fd_is_open(fd: i32) -> bool {
-    // SAFETY: `F_GETFD` only queries the descriptor's flags.
-    unsafe { libc::fcntl(fd, libc::F_GETFD) != -1 }
+fn open_files() -> Vec<String> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        if let Ok(target) = std::fs::read_link(entry.path()) {
+            files.push(target.to_string_lossy().into_owned());
+        }
+    }
+    files
+}
+
+fn file_of(fd: i32) -> String {
+    let target = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
+    target.to_string_lossy().into_owned()
 }
 
 #[mp::worker]
@@ -30,13 +43,21 @@ fn descriptors_without_close_on_exec_are_not_inherited() {
     let _w = limit();
     // A pipe made inheritable on purpose (no `O_CLOEXEC`), as a library might leave one.
     let (read, write) = rustix::pipe::pipe().unwrap();
-    for fd in [read.as_raw_fd(), write.as_raw_fd()] {
-        assert!(fd_is_open(fd), "the parent's own descriptor {fd} is closed");
-        let open = mp::spawn(fd_is_open, fd).unwrap().join().unwrap();
-        assert!(!open, "descriptor {fd} leaked into the child");
-    }
+    let pipe = file_of(read.as_raw_fd());
+    assert!(pipe.starts_with("pipe:"), "{pipe}");
+    assert!(
+        open_files().contains(&pipe),
+        "the parent's own pipe is closed"
+    );
+    let in_child = mp::spawn(open_files, ()).unwrap().join().unwrap();
+    assert!(!in_child.contains(&pipe), "{pipe} leaked into the child");
     let pool = mp::Pool::new(1).unwrap();
-    assert!(!pool.apply(fd_is_open, read.as_raw_fd()).unwrap());
+    let in_worker = pool.apply(open_files, ()).unwrap();
+    assert!(
+        !in_worker.contains(&pipe),
+        "{pipe} leaked into a pool worker"
+    );
+    drop(write);
 }
 
 /// A program started with its stdout and stderr closed gets those numbers back for its next

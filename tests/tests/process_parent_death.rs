@@ -33,3 +33,19 @@ fn grandchild_exits_when_its_parent_is_killed() {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+#[mp::worker]
+fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+/// The watch on the parent costs the child no thread (the kernel kills it when the liveness
+/// pipe's last write end closes): a worker runs alone, by whichever start method the
+/// environment picks (`MP_START_METHOD`; CI runs this suite under `spawn` and `forkserver`).
+#[test]
+fn a_child_watches_its_parent_without_a_thread() {
+    let _w = mp_tests::watchdog(Duration::from_secs(30));
+    assert_eq!(mp::spawn(thread_count, ()).unwrap().join().unwrap(), 1);
+    let pool = mp::Pool::new(1).unwrap();
+    assert_eq!(pool.apply(thread_count, ()).unwrap(), 1);
+}

@@ -85,12 +85,20 @@ fn check(ok: bool, what: impl FnOnce() -> String) -> Result<(), String> {
 fn run_case(method: StartMethod, case: &str) -> Result<(), String> {
     match case {
         "result" => {
-            let mut p = process(double, 21, method).with_name("doubler");
-            p.start().map_err(|e| format!("start: {e}"))?;
-            let pid = p.pid().ok_or("no pid")?;
+            // A child waiting for its message is active (one that returned at once may have
+            // ended before `active_children` looks: its frames are sent before it starts).
+            let (here, there) = mp::pipe::<String>().map_err(|e| e.to_string())?;
+            let mut waiting = process(echo_once, there, method);
+            waiting.start().map_err(|e| format!("start: {e}"))?;
+            let pid = waiting.pid().ok_or("no pid")?;
             check(mp::active_children().iter().any(|c| c.pid() == pid), || {
                 format!("{pid} not in active_children")
             })?;
+            here.send("hi".to_owned()).map_err(|e| e.to_string())?;
+            here.recv().map_err(|e| e.to_string())?;
+            waiting.join().map_err(|e| e.to_string())?;
+            let mut p = process(double, 21, method).with_name("doubler");
+            p.start().map_err(|e| format!("start: {e}"))?;
             let v = p.join().map_err(|e| format!("join: {e}"))?;
             check(v == 42, || format!("got {v}"))?;
             check(p.exitcode() == Some(0), || {

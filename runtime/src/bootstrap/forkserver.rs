@@ -19,7 +19,7 @@ use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Mutex;
 
-use super::forked::{enter_forked, output_pipes};
+use super::forked::{Forked, enter_forked, output_pipes};
 use crate::error::{CHILD_FAILED, Error, Result};
 use crate::sys::{self, Child};
 use crate::wire::Channel;
@@ -195,7 +195,11 @@ pub(crate) fn serve(channel: &Channel, liveness: OwnedFd) -> i32 {
                         let _ = sys::redirect_stdio(err.as_ref().map(|f| f.as_fd()), 2);
                     }
                     drop(fds);
-                    enter_forked(boot, liveness);
+                    enter_forked(Forked {
+                        boot,
+                        liveness,
+                        set_up: true,
+                    });
                 }
                 Ok(sys::Forked::Parent(pid)) => i64::from(pid),
                 Err(e) => -i64::from(e.raw_os_error().unwrap_or(libc_einval())),

@@ -10,7 +10,7 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::Ordering;
 
-use super::forked::take_forked;
+use super::forked::{Forked, take_forked};
 use super::identity::{self, Identity};
 use super::panic::{PanicReport, catch_panic};
 use super::reap::finish_children;
@@ -52,8 +52,8 @@ enum Start {
     /// A child started by `mp`; its bootstrap descriptors (the role follows on the socket).
     Child(String),
     /// A child made by `fork` (the `fork` and `forkserver` start methods), entering here as a
-    /// spawned child does: its bootstrap socket and liveness pipe.
-    Forked(OwnedFd, OwnedFd),
+    /// spawned child does.
+    Forked(Forked),
     /// A rank of an MPI job (feature `mpi`): rank 0 goes on to `main`, the others serve.
     #[cfg(feature = "mpi")]
     MpiRank,
@@ -61,8 +61,8 @@ enum Start {
 
 impl Start {
     fn from_env() -> Option<Start> {
-        if let Some((boot, liveness)) = take_forked() {
-            return Some(Start::Forked(boot, liveness));
+        if let Some(forked) = take_forked() {
+            return Some(Start::Forked(forked));
         }
         if std::env::var_os(LIST_WORKERS_ENV).is_some() {
             return Some(Start::ListWorkers);
@@ -122,7 +122,7 @@ pub(crate) fn child_entry() {
                 .split(',')
                 .map(|s| s.parse::<i32>().ok().and_then(sys::adopt_inherited_fd));
             match (fds.next(), fds.next()) {
-                (Some(Some(boot)), Some(Some(liveness))) => run_child(boot, liveness),
+                (Some(Some(boot)), Some(Some(liveness))) => run_child(boot, liveness, false),
                 _ => {
                     crate::logging::report_failure(format_args!(
                         "malformed {BOOTSTRAP_ENV}={spec:?}; was this process started by mp?"
@@ -131,8 +131,8 @@ pub(crate) fn child_entry() {
                 }
             }
         }
-        Start::Forked(boot, liveness) => {
-            let code = run_child(boot, liveness);
+        Start::Forked(forked) => {
+            let code = run_child(forked.boot, forked.liveness, forked.set_up);
             // A copy of its parent: the parent's `atexit` handlers and C buffers are not its own.
             use std::io::Write;
             let _ = std::io::stdout().flush();
@@ -144,10 +144,13 @@ pub(crate) fn child_entry() {
 }
 
 /// A child started by `mp`, by any start method: does what it was started for; the exit code.
-fn run_child(boot: OwnedFd, liveness: OwnedFd) -> i32 {
-    sys::ignore_sigpipe();
-    sys::raise_fd_limit();
-    name_after_program();
+/// `set_up`: the process-wide setup below is inherited already (from the fork server).
+fn run_child(boot: OwnedFd, liveness: OwnedFd, set_up: bool) -> i32 {
+    if !set_up {
+        sys::ignore_sigpipe();
+        sys::raise_fd_limit();
+        name_after_program();
+    }
     let code = match accept_role(boot, liveness) {
         Ok((role, channel, args, liveness)) => match role {
             Role::Call(target) => call(&channel, args, &target),
@@ -219,9 +222,16 @@ fn accept_role(
 }
 
 /// Dies with the parent: the liveness pipe reports end-of-file when the parent is gone. The
-/// watcher's small stack keeps its start cheap; it records its thread id (see
-/// `LIVENESS_WATCHER`) only once it holds nothing but the wait.
+/// kernel kills this process then (`sys::kill_self_at_eof`: no thread, no syscall on the
+/// way out); without `/proc`, a watcher thread waits for the end-of-file instead. Its small
+/// stack keeps its start cheap; it records its thread id (see `LIVENESS_WATCHER`) only once
+/// it holds nothing but the wait.
 fn watch_parent(liveness: OwnedFd) {
+    match sys::kill_self_at_eof(liveness.as_fd()) {
+        Ok(true) => return,
+        Ok(false) => sys::exit_now(1),
+        Err(_) => {}
+    }
     LIVENESS_WATCHER.store(WATCHER_STARTING, Ordering::Release);
     let started = std::thread::Builder::new()
         .name("mp-liveness".into())

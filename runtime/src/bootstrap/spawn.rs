@@ -11,13 +11,17 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-use super::forked::{enter_forked, output_pipes};
+use super::forked::{Forked, enter_forked, output_pipes};
 use super::identity::identity;
 use super::start_method::{self, StartMethod};
 use crate::error::{Error, Result};
 use crate::sys::{self, Child};
 use crate::wire::{self, Channel};
 use crate::worker::{self, Target};
+
+/// The largest argument frame sent before its child exists (see `start_child_frame_with`): far
+/// below an empty socket's buffer (some 200 KiB), so the send never waits for a reader.
+const EARLY_FRAMES_MAX: usize = 16 * 1024;
 
 /// The environment variable that marks a child: `bootstrap_fd,liveness_fd`.
 pub(crate) const BOOTSTRAP_ENV: &str = "__MP_BOOTSTRAP";
@@ -203,6 +207,19 @@ pub(crate) fn start_child_frame_with(
     };
     let (ours, theirs) =
         sys::socketpair_stream().map_err(Error::io("cannot create a socket pair"))?;
+    let channel = Channel::new(ours);
+    let send_frames = || {
+        channel
+            .send(&bootstrap)
+            .and_then(|()| wire::send_frame_bytes(channel.fd(), args_frame, fds))
+    };
+    // Small frames go before the child exists: the socket holds them, and the child finds
+    // them as it starts instead of waiting for them (a fork server's child starts before its
+    // requester hears its pid). Larger ones could fill the socket with no reader yet.
+    let early = args_frame.len() <= EARLY_FRAMES_MAX;
+    if early {
+        send_frames()?;
+    }
     let liveness = liveness_read_end()?;
     let piped = crate::run_support::prefix_output();
     let mut child = match method {
@@ -210,7 +227,7 @@ pub(crate) fn start_child_frame_with(
         StartMethod::ForkServer => {
             super::forkserver::start(theirs.as_fd(), piped, launch_fork_server)?
         }
-        StartMethod::Fork => fork(theirs.as_raw_fd(), ours.as_raw_fd(), piped)?,
+        StartMethod::Fork => fork(theirs.as_raw_fd(), channel.fd().as_raw_fd(), piped)?,
     };
     if piped {
         crate::run_support::forward_output(&mut child, name);
@@ -219,11 +236,7 @@ pub(crate) fn start_child_frame_with(
         crate::run_support::record_start(child.id(), name);
     }
     drop(theirs);
-    let channel = Channel::new(ours);
-    let sent = channel
-        .send(&bootstrap)
-        .and_then(|()| wire::send_frame_bytes(channel.fd(), args_frame, fds));
-    if let Err(e) = sent {
+    if !early && let Err(e) = send_frames() {
         let _ = child.kill();
         let _ = child.wait();
         return Err(e);
@@ -298,7 +311,11 @@ fn fork(theirs: RawFd, ours: RawFd, piped: bool) -> Result<Child> {
             super::forkserver::forget_parents_server();
             match take_parent_liveness() {
                 // The caller's handles are never dropped here: the child exits from the router.
-                Some(liveness) => enter_forked(sys::own_fd(theirs), liveness),
+                Some(liveness) => enter_forked(Forked {
+                    boot: sys::own_fd(theirs),
+                    liveness,
+                    set_up: false,
+                }),
                 None => sys::exit_now(crate::error::CHILD_FAILED),
             }
         }

@@ -82,7 +82,8 @@ pub(crate) use proc::{
 pub(crate) use shm::{SealedBuffer, SharedMapping, shm_unlink};
 #[cfg(target_os = "linux")]
 pub(crate) use signal::{
-    Signal, default_sigint, ignore_interrupts, ignore_sigint, ignore_sigpipe, kill, signal_name,
+    Signal, default_sigint, ignore_interrupts, ignore_sigint, ignore_sigpipe, kill,
+    kill_self_at_eof, signal_name,
 };
 #[cfg(target_os = "linux")]
 pub(crate) use socket::{

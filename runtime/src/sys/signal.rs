@@ -1,8 +1,9 @@
-//! Signals: sending one to a child ([`Signal`], typed), their names, and the dispositions a
-//! child or helper sets for itself.
+//! Signals: sending one to a child ([`Signal`], typed), their names, the dispositions a
+//! child or helper sets for itself, and the signal that kills a child with its parent.
 #![allow(unsafe_code)]
 
 use std::io::{self};
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 /// A signal `mp` sends to a child.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,4 +89,53 @@ pub(crate) fn default_sigint() {
     unsafe {
         libc::signal(libc::SIGINT, libc::SIG_DFL);
     }
+}
+
+/// `F_SETSIG` (the same value on every Linux architecture; the `libc` crate names it for musl
+/// only): the signal an `O_ASYNC` descriptor sends in place of `SIGIO`.
+const F_SETSIG: libc::c_int = 10;
+
+/// Has the kernel kill this process (`SIGKILL`) when the last write end of the pipe whose read
+/// end is `read_end` closes: no thread waits for it. The process opens the pipe again (through
+/// `/proc/self/fd`) for a description of its own, which it owns (`F_SETOWN`) and sets
+/// `O_ASYNC` on, with `SIGKILL` as its signal (`F_SETSIG`): a pipe signals its readers when its
+/// last writer goes. That descriptor stays open (close-on-exec) for the process's whole life;
+/// a process made from this one by `fork` holds a copy that signals this process only.
+///
+/// Returns `Ok(false)` if every write end is closed already (no signal will come: the caller
+/// exits itself), `Ok(true)` once armed; an error if `/proc` or `fcntl` refused.
+pub(crate) fn kill_self_at_eof(read_end: BorrowedFd<'_>) -> io::Result<bool> {
+    use rustix::fs::{Mode, OFlags};
+    let path = format!("/proc/self/fd/{}", read_end.as_raw_fd());
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let own = rustix::fs::open(path, flags, Mode::empty())?;
+    let fd = own.as_raw_fd();
+    let check = |r: libc::c_int| {
+        if r == -1 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    };
+    // SAFETY: `fcntl` on a descriptor this function owns, with integer arguments only: the
+    // owner of its signals (this process), the signal, then the status flags (`O_ASYNC` added).
+    unsafe {
+        check(libc::fcntl(fd, libc::F_SETOWN, libc::getpid()))?;
+        check(libc::fcntl(fd, F_SETSIG, libc::SIGKILL))?;
+        check(libc::fcntl(
+            fd,
+            libc::F_SETFL,
+            libc::O_NONBLOCK | libc::O_ASYNC,
+        ))?;
+    }
+    // Armed from here on; a writer gone before that sent nothing, but reads as end-of-file.
+    let mut byte = [0u8; 1];
+    let open = match rustix::io::read(&own, &mut byte) {
+        Ok(0) => false,
+        Ok(_) | Err(rustix::io::Errno::AGAIN) => true,
+        Err(e) => return Err(e.into()),
+    };
+    // Kept open for the process's life: closing it would disarm the signal.
+    std::mem::forget(own);
+    Ok(open)
 }

@@ -341,7 +341,13 @@ impl Channel {
                     rx.start = 0;
                 }
             }
-            if rx.buf.len() < INLINE_MAX + HEADER {
+            if rx.buf.is_empty() {
+                // A new channel's first read takes one page: most such channels (a child's
+                // bootstrap, the parent's end of it) carry a few small frames and close, and
+                // zeroing the full buffer cost every child 16 page faults. The next read that
+                // needs room grows it to the full size below.
+                rx.buf.resize(MIN_READ, 0);
+            } else if rx.buf.len() < INLINE_MAX + HEADER {
                 rx.buf.resize(INLINE_MAX + HEADER, 0);
             } else if rx.start + need > rx.buf.len() && rx.buf.len() - rx.end < MIN_READ {
                 // A frame larger than the buffer (socket mode) whose bytes have filled it:
