@@ -296,8 +296,16 @@ pub fn run(
     let status = child
         .wait()
         .map_err(|e| format!("cannot wait for {}: {e}", exe.display()))?;
+    // The rest of the output, but not for long: a process the launcher left behind may hold
+    // the pipes open.
+    let drained_by = Instant::now() + std::time::Duration::from_secs(2);
     for thread in forwarders {
-        let _ = thread.join();
+        while !thread.is_finished() && Instant::now() < drained_by {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        if thread.is_finished() {
+            let _ = thread.join();
+        }
     }
     let wall = start.elapsed();
     let log = parse_log(&std::fs::read_to_string(&log_path).unwrap_or_default(), pid);
