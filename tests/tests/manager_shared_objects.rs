@@ -277,11 +277,13 @@ fn a_killed_server_gives_errors_not_hangs() {
     let e = list.append(2).unwrap_err();
     assert!(matches!(e.error, mp::Error::ManagerGone { .. }), "{e}");
     assert_eq!(e.value, 2, "the value is handed back");
-    assert!(matches!(list.len(), Err(mp::Error::ManagerGone { .. })));
-    assert!(matches!(
-        manager.list::<u8>(),
-        Err(mp::Error::ManagerGone { .. })
-    ));
+    let len = list.len();
+    assert!(matches!(len, Err(mp::Error::ManagerGone { .. })), "{len:?}");
+    let another = manager.list::<u8>();
+    assert!(
+        matches!(another, Err(mp::Error::ManagerGone { .. })),
+        "{another:?}"
+    );
 }
 
 fn alive(pid: u32) -> bool {

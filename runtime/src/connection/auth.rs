@@ -110,9 +110,13 @@ fn receive<T: serde::de::DeserializeOwned>(channel: &Channel, peer: &str) -> Res
         Err(Error::Timeout) => Err(Error::AuthenticationFailed(format!(
             "{peer} sent no handshake within {HANDSHAKE_TIMEOUT:?}"
         ))),
-        Err(Error::Disconnected) => Err(Error::AuthenticationFailed(format!(
-            "{peer} closed the connection during the handshake"
-        ))),
+        // Not a refusal (a server refuses a key with a verdict): the peer went away, e.g. a
+        // manager killed while its listening socket still took connections. An I/O error, so
+        // that a manager's client reports the manager gone.
+        Err(Error::Disconnected) => Err(Error::Io {
+            context: format!("{peer} closed the connection during the handshake").into(),
+            source: std::sync::Arc::new(std::io::ErrorKind::UnexpectedEof.into()),
+        }),
         Err(e @ Error::Io { .. }) => Err(e),
         Err(e) => Err(not_mp(e)),
     }
@@ -382,6 +386,22 @@ mod tests {
             .unwrap();
         let e = server.join().unwrap().unwrap();
         assert!(matches!(e, Error::AuthenticationFailed(ref m) if m.contains("does not speak")));
+    }
+
+    /// A server that goes away before its challenge (a manager killed while its socket still
+    /// took connections) is a failed connection, not a refused key: an I/O error, which a
+    /// manager's client reports as the manager gone.
+    #[test]
+    fn a_server_gone_mid_handshake_is_an_io_error_not_a_refusal() {
+        let (s, c) = pair();
+        drop(s);
+        let e = answer(&c, b"key", "server").unwrap_err();
+        assert!(
+            matches!(&e, Error::Io { context, source }
+                if context.contains("closed the connection during the handshake")
+                    && source.kind() == std::io::ErrorKind::UnexpectedEof),
+            "{e:?}"
+        );
     }
 
     #[test]
