@@ -335,8 +335,8 @@ fn outside_a_launcher_an_mpi_pool_is_a_clear_error() {
 
 #[test]
 fn leaving_after_a_lost_rank_does_not_wait_in_mpi_finalize() {
-    // Rank 0 in a child of the launched process (as `cargo mp run --enable-recovery` starts
-    // it): Open MPI's MPI_Finalize then waited for the dead rank (1 run in 3 here) until the
+    // Rank 0 in a child of the launched process (as `cargo mp run --mpi` starts it, recovery
+    // being its default): Open MPI's MPI_Finalize then waited for the dead rank (1 run in 3 here) until the
     // watchdog gave up after 10 s.
     for _ in 0..3 {
         let mut cmd = launcher(true, &[]);
