@@ -331,11 +331,7 @@ pub fn rank0_wrapper(args: &[std::ffi::OsString]) -> i32 {
         }
     };
     if stays {
-        // SAFETY: `signal` with `SIG_IGN` installs no handler code; the program, started
-        // before, keeps its own disposition.
-        unsafe {
-            libc::signal(libc::SIGUSR1, libc::SIG_IGN);
-        }
+        crate::run::ignore_signal(libc::SIGUSR1);
     }
     let status = match child.wait() {
         Ok(s) => s,

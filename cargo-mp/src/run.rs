@@ -271,25 +271,17 @@ pub fn run(
         .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
     // Ctrl-C reaches the program (or its launcher) too: it decides how to end, and this
     // process stays to forward its last output and print the summary.
-    ignore_interrupts();
+    ignore_signal(libc::SIGINT);
     let mut forwarders = Vec::new();
     if let Some(tags) = tags {
         use crate::rank_output::{Hosts, forward};
         let hosts = std::sync::Arc::new(std::sync::Mutex::new(Hosts::new(log_path.clone())));
-        let streams = [
-            child
-                .stdout
-                .take()
-                .map(|s| (Box::new(s) as Box<dyn std::io::Read + Send>, false)),
-            child
-                .stderr
-                .take()
-                .map(|s| (Box::new(s) as Box<dyn std::io::Read + Send>, true)),
-        ];
-        for (stream, to_stderr) in streams.into_iter().flatten() {
-            let thread = forward(stream, tags, std::sync::Arc::clone(&hosts), to_stderr)
-                .map_err(|e| format!("cannot start a thread forwarding output: {e}"))?;
-            forwarders.push(thread);
+        let started = |e: std::io::Error| format!("cannot start a thread forwarding output: {e}");
+        if let Some(out) = child.stdout.take() {
+            forwarders.push(forward(out, tags, hosts.clone(), false).map_err(started)?);
+        }
+        if let Some(err) = child.stderr.take() {
+            forwarders.push(forward(err, tags, hosts, true).map_err(started)?);
         }
     }
     let pid = child.id();
@@ -320,12 +312,13 @@ pub fn run(
     Ok(code)
 }
 
-/// Ignores SIGINT in this process from now on (the program started before keeps the default).
-fn ignore_interrupts() {
+/// Ignores `signal` in this process from now on (a program started before keeps its own
+/// disposition).
+pub(crate) fn ignore_signal(signal: libc::c_int) {
     // SAFETY: `signal` with `SIG_IGN` installs no handler code; it only changes this process's
-    // disposition of SIGINT, which no other part of cargo-mp relies on.
+    // disposition of one signal (SIGINT, SIGUSR1), which no other part of cargo-mp relies on.
     unsafe {
-        libc::signal(libc::SIGINT, libc::SIG_IGN);
+        libc::signal(signal, libc::SIG_IGN);
     }
 }
 

@@ -224,24 +224,15 @@ impl PoolCore {
             return;
         }
         let outstanding = st.outstanding;
-        let running = |st: &PoolState| {
-            st.workers
-                .iter()
-                .filter(|s| s.in_flight.front().is_some_and(|f| f.started.is_some()))
-                .count()
-        };
-        let running_before = running(&st);
+        let mut clock_started = false;
         for i in 0..st.workers.len() {
             if !st.workers[i].in_flight.is_empty() {
-                read_replies(&mut st, i);
+                clock_started |= read_replies(&mut st, i);
             }
         }
         // A worker that said it is ready started its first task's clock: the supervisor must
         // learn of that deadline even when no task finished.
-        if st.outstanding == outstanding
-            && running(&st) == running_before
-            && !st.workers.iter().any(|s| s.dead)
-        {
+        if st.outstanding == outstanding && !clock_started && !st.workers.iter().any(|s| s.dead) {
             return;
         }
         dispatch(&mut st, &self.config);
@@ -336,12 +327,14 @@ impl WorkerSlot {
     }
 }
 
-/// Reads every complete reply worker `i` has sent.
-pub(super) fn read_replies(st: &mut PoolState, i: usize) {
+/// Reads every complete reply worker `i` has sent; true when one of them (its `Ready`) started
+/// a task's clock, a deadline the supervisor must learn of.
+pub(super) fn read_replies(st: &mut PoolState, i: usize) -> bool {
+    let mut clock_started = false;
     loop {
         let slot = &mut st.workers[i];
         if slot.dead {
-            return;
+            return clock_started;
         }
         // Numeric results of the running chunk go straight into its call's output, when it
         // has one, from where they arrived.
@@ -355,10 +348,10 @@ pub(super) fn read_replies(st: &mut PoolState, i: usize) {
                 finish_front(st, i, ChunkResult::Placed);
                 continue;
             }
-            Err(Error::Timeout) => return,
+            Err(Error::Timeout) => return clock_started,
             Err(Error::Disconnected) => {
                 slot.dead = true;
-                return;
+                return clock_started;
             }
             // The connection failed rather than closed (reset, or the heartbeat's timeout
             // between ranks): the worker is lost, as at an end-of-file.
@@ -366,18 +359,18 @@ pub(super) fn read_replies(st: &mut PoolState, i: usize) {
                 tracing::warn!(target: "mp", "lost the connection to pool worker (pid {}): {e}", slot.pid);
                 slot.kill();
                 slot.dead = true;
-                return;
+                return clock_started;
             }
             Err(e) => {
                 protocol_violation(slot, &e.to_string());
-                return;
+                return clock_started;
             }
         };
         let (header, rest) = match frame.split_prefix::<FromWorker>() {
             Ok(split) => split,
             Err(e) => {
                 protocol_violation(slot, &e.to_string());
-                return;
+                return clock_started;
             }
         };
         match header {
@@ -386,11 +379,12 @@ pub(super) fn read_replies(st: &mut PoolState, i: usize) {
                 st.startup_failures = 0;
                 if let Some(front) = slot.in_flight.front_mut() {
                     front.started = Some(Instant::now());
+                    clock_started = true;
                 }
             }
             FromWorker::InitFailed(message) => {
                 st.status = PoolStatus::Stopping(StopReason::Initializer(message));
-                return;
+                return clock_started;
             }
             FromWorker::Done { panics } => {
                 finish_front(
